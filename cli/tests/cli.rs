@@ -1,0 +1,394 @@
+//! The `huren` binary end to end: the demo, and a federation of real processes set up
+//! only with CLI commands and TOML files.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+
+const HUREN: &str = env!("CARGO_BIN_EXE_huren");
+
+fn huren(args: &[&str]) -> Output {
+    Command::new(HUREN).args(args).env_remove("HUREN_PKI_DIR").output().expect("huren runs")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = huren(args);
+    assert!(out.status.success(), "huren {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+#[test]
+fn demo_once_json_reports_every_step_as_expected() {
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("capture.jsonl");
+    let out = huren(&["demo", "--once", "--json", "--capture", capture.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let captured = std::fs::read_to_string(&capture).unwrap();
+    assert!(captured.lines().count() >= 8, "{captured}");
+    for line in captured.lines() {
+        let record: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(["Lookup", "Attest"].contains(&record["rpc"].as_str().unwrap()));
+    }
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(report["ok"], true);
+    let steps = report["steps"].as_array().expect("steps");
+    let names: Vec<&str> = steps.iter().map(|s| s["step"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "shandong_highway_checks_anhui_driver",
+            "guangdong_rail_checks_red_code",
+            "offline_qr_verify",
+            "purpose_binding_refused",
+            "unknown_token_refused",
+            "unknown_province_refused",
+            "foreign_ca_refused",
+            "hub_calling_node_directly_refused",
+        ]
+    );
+    for s in steps {
+        assert_eq!(s["ok"], true, "{s}");
+    }
+    assert_eq!(steps[0]["status"]["status"], "GREEN");
+    assert_eq!(steps[1]["status"]["status"], "RED");
+    assert_eq!(steps[1]["status"]["rule_id"], "NHC-CC-2022-9");
+}
+
+#[test]
+fn bad_config_and_bad_input_exit_nonzero_with_one_line() {
+    let out = huren(&["node", "--config", "/nonexistent/node.toml"]);
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.starts_with("huren: cannot read /nonexistent/node.toml"), "{err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("gateway.toml");
+    std::fs::write(&cfg, "listen = \"nowhere\"\n").unwrap();
+    let out = huren(&["gateway", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("listen \"nowhere\" is not an ip:port address"));
+
+    std::fs::write(&cfg, "listne = \"127.0.0.1:1\"\n").unwrap();
+    let out = huren(&["gateway", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown field `listne`"));
+
+    let pki = dir.path().join("pki");
+    let pki = pki.to_str().unwrap();
+    ok(&["pki", "--dir", pki, "init"]);
+    let out = huren(&["pki", "--dir", pki, "province", "add", "34000", "--name", "Anhui"]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid province code"));
+    let out = huren(&["pki", "--dir", pki, "init"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("refusing to overwrite"));
+
+    let out = huren(&["hub", "verify", "--trust-list", "x", "--ca", "y", "HRN1:!!"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stderr).trim().lines().count(), 1);
+}
+
+/// A server process; killed on drop if still running.
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn_server(role: &str, config: &Path) -> Server {
+    let mut child = Command::new(HUREN)
+        .args([role, "--config", config.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut addr = None;
+    let mut seen = String::new();
+    let mut line = String::new();
+    while stderr.read_line(&mut line).unwrap_or(0) > 0 {
+        seen.push_str(&line);
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            addr = Some(rest.split_whitespace().next().unwrap().to_owned());
+            break;
+        }
+        line.clear();
+    }
+    // Keep draining so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in stderr.lines() {});
+    let addr = addr.unwrap_or_else(|| panic!("{role} did not start: {seen}"));
+    Server { child, addr }
+}
+
+fn terminate(mut server: Server) -> std::process::ExitStatus {
+    let status = Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    server.child.wait().unwrap()
+}
+
+#[test]
+fn a_federation_of_processes_set_up_with_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |p: &str| dir.path().join(p).to_str().unwrap().to_owned();
+    let pki = d("pki");
+    ok(&["pki", "--dir", &pki, "init"]);
+    ok(&["pki", "--dir", &pki, "province", "add", "340000", "--name", "Anhui"]);
+    ok(&[
+        "pki",
+        "--dir",
+        &pki,
+        "rule",
+        "add",
+        "--id",
+        "R1",
+        "--title",
+        "Close contact",
+        "--may-assign",
+        "RED",
+        "--authority",
+        "hefei-cdc",
+    ]);
+    for (kind, name) in [
+        ("node", "340000"),
+        ("admin", "340000"),
+        ("gateway", "g1"),
+        ("hub", "h1"),
+        ("coordinator", "nhc"),
+        ("auditor", "a1"),
+    ] {
+        let out = ok(&["pki", "--dir", &pki, "issue", kind, name]);
+        assert!(out.starts_with("spiffe://huren.gov/"), "{out}");
+    }
+    ok(&["pki", "--dir", &pki, "hub", "register", "h1", "--purpose", "transit.highway"]);
+    let out = huren(&["pki", "--dir", &pki, "hub", "register", "h2", "--purpose", "transit.space"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not in the field policy"));
+    assert!(ok(&["pki", "--dir", &pki, "trust-list", "sign"]).contains("sequence 1"));
+
+    let root = format!("{pki}/root/ca.pem");
+    let key = std::fs::read_dir(format!("{pki}/provinces/340000"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_str().unwrap().starts_with("attestation-"))
+        .unwrap();
+    let node_toml = dir.path().join("node.toml");
+    std::fs::write(
+        &node_toml,
+        format!(
+            "province = \"340000\"\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\ncert = \"{pki}/issued/node-340000/cert.pem\"\n\
+             key = \"{pki}/issued/node-340000/key.pem\"\nca = \"{root}\"\nattestation_key = \"{}\"\ntrust_list = \"{pki}/trust-list.bin\"\n",
+            d("node-data"),
+            key.display()
+        ),
+    )
+    .unwrap();
+    let node = spawn_server("node", &node_toml);
+
+    ok(&["pki", "--dir", &pki, "province", "set-endpoint", "340000", &format!("https://{}", node.addr)]);
+    assert!(ok(&["pki", "--dir", &pki, "trust-list", "sign"]).contains("sequence 2"));
+    let shown: serde_json::Value = serde_json::from_str(&ok(&["pki", "--dir", &pki, "trust-list", "show"])).unwrap();
+    assert_eq!(shown["sequence"], 2);
+    assert_eq!(shown["provinces"][0]["endpoints"][0], format!("https://{}", node.addr));
+
+    let gateway_toml = dir.path().join("gateway.toml");
+    std::fs::write(
+        &gateway_toml,
+        format!(
+            "listen = \"127.0.0.1:0\"\ncert = \"{pki}/issued/gateway-g1/cert.pem\"\nkey = \"{pki}/issued/gateway-g1/key.pem\"\n\
+             ca = \"{root}\"\ntrust_list = \"{pki}/trust-list.bin\"\ndata_dir = \"{}\"\n",
+            d("gateway-data")
+        ),
+    )
+    .unwrap();
+    let gateway = spawn_server("gateway", &gateway_toml);
+
+    let admin = |extra: &[&str]| {
+        let mut args = vec!["admin", extra[0], "--node", &node.addr, "--ca", &root];
+        let cert = format!("{pki}/issued/admin-340000/cert.pem");
+        let key = format!("{pki}/issued/admin-340000/key.pem");
+        args.extend(["--cert", &cert, "--key", &key]);
+        args.extend(&extra[1..]);
+        huren(&args)
+    };
+    let out = admin(&["status", "ah-0001", "RED", "--rule", "R1", "--authority", "hefei-cdc"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = admin(&["status", "ah-0002", "RED", "--rule", "R1", "--authority", "some-bank"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not allowed to apply rule"));
+    let out = admin(&["token", "ah-0001", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let token: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+
+    let hub_cert = format!("{pki}/issued/hub-h1/cert.pem");
+    let hub_key = format!("{pki}/issued/hub-h1/key.pem");
+    let saved = d("hub-trust-list.bin");
+    let pair = format!("340000:{}", token["token"].as_str().unwrap());
+    let looked_up = ok(&[
+        "hub",
+        "lookup",
+        "--gateway",
+        &gateway.addr,
+        "--cert",
+        &hub_cert,
+        "--key",
+        &hub_key,
+        "--ca",
+        &root,
+        "--purpose",
+        "transit.highway",
+        "--trust-list-cache",
+        &saved,
+        "--json",
+        &pair,
+    ]);
+    let status: serde_json::Value = serde_json::from_str(&looked_up).unwrap();
+    assert_eq!((status["status"].as_str(), status["rule_id"].as_str()), (Some("RED"), Some("R1")));
+    assert_eq!(status["trust_list_sequence"], 2);
+
+    let verified = ok(&["hub", "verify", "--trust-list", &saved, "--ca", &root, token["qr"].as_str().unwrap()]);
+    assert!(verified.starts_with("RED — issued by 340000 Anhui"), "{verified}");
+
+    let unknown = huren(&[
+        "hub",
+        "lookup",
+        "--gateway",
+        &gateway.addr,
+        "--cert",
+        &hub_cert,
+        "--key",
+        &hub_key,
+        "--ca",
+        &root,
+        "--purpose",
+        "transit.highway",
+        "340000:AAAAAAAAAAAAAAAAAAAAAAAAAA",
+    ]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("NotFound"));
+
+    // Auditor: tree head, consistency after more changes, statistics.
+    let audit = |extra: &[&str]| {
+        let mut args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        for a in [
+            "--province",
+            "340000",
+            "--node",
+            &node.addr,
+            "--trust-list",
+            &format!("{pki}/trust-list.bin"),
+            "--ca",
+            &root,
+            "--cert",
+            &format!("{pki}/issued/auditor-a1/cert.pem"),
+            "--key",
+            &format!("{pki}/issued/auditor-a1/key.pem"),
+        ] {
+            args.push(a.to_owned());
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        huren(&args)
+    };
+    let head1 = d("head1.bin");
+    let out = audit(&["audit", "tree-head", "--out", &head1]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let head: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(head["tree_size"], 1);
+    let out = admin(&["status", "ah-0003", "RED", "--rule", "R1", "--authority", "hefei-cdc"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = audit(&["audit", "log", "verify", "--old", &head1, "--full"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("grew from 1 to 2 entries"));
+    let out = audit(&["audit", "stats", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(stats["non_green"][0]["authority"], "hefei-cdc");
+    assert_eq!(stats["non_green"][0]["count"], 2);
+
+    // Coordinator: revoke the hub's certificate, sign, diff, upload.
+    let seq2 = d("seq2.bin");
+    std::fs::copy(format!("{pki}/trust-list.bin"), &seq2).unwrap();
+    assert!(ok(&["pki", "--dir", &pki, "revoke", "hub", "h1"]).contains("revoked"));
+    assert!(ok(&["pki", "--dir", &pki, "trust-list", "sign"]).contains("sequence 3"));
+    let diff = ok(&["pki", "--dir", &pki, "trust-list", "diff", &seq2, &format!("{pki}/trust-list.bin")]);
+    assert!(diff.starts_with("sequence 2 -> 3\n") && diff.contains("\n+ revoked certificate "), "{diff}");
+    let upload = |kind: &str, name: &str| {
+        huren(&[
+            "pki",
+            "--dir",
+            &pki,
+            "trust-list",
+            "upload",
+            "--gateway",
+            &gateway.addr,
+            "--ca",
+            &root,
+            "--cert",
+            &format!("{pki}/issued/{kind}-{name}/cert.pem"),
+            "--key",
+            &format!("{pki}/issued/{kind}-{name}/key.pem"),
+        ])
+    };
+    let refused = upload("hub", "h1");
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("PermissionDenied"));
+    let uploaded = upload("coordinator", "nhc");
+    assert!(uploaded.status.success(), "{}", String::from_utf8_lossy(&uploaded.stderr));
+    assert!(String::from_utf8_lossy(&uploaded.stdout).contains("now serves trust list sequence 3"));
+    let again = upload("coordinator", "nhc");
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("not newer than the held sequence 3"));
+    // The revoked hub is now refused at the handshake.
+    let revoked = huren(&[
+        "hub",
+        "lookup",
+        "--gateway",
+        &gateway.addr,
+        "--cert",
+        &hub_cert,
+        "--key",
+        &hub_key,
+        "--ca",
+        &root,
+        &pair,
+    ]);
+    assert_eq!(revoked.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&revoked.stderr).contains("could not reach the gateway over mutual TLS"));
+
+    // SIGTERM stops both servers cleanly.
+    assert!(terminate(gateway).success());
+    assert!(terminate(node).success());
+
+    // Province IT purges everything with a receipt; an auditor checks it and the disk.
+    let receipt = d("purge.receipt");
+    let out = huren(&["node", "purge", "--config", node_toml.to_str().unwrap(), "--all", "--receipt", &receipt]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("deleted 2 log_entry, 2 status, 1 token"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = huren(&[
+        "audit",
+        "verify-receipt",
+        &receipt,
+        "--trust-list",
+        &format!("{pki}/trust-list.bin"),
+        "--ca",
+        &root,
+        "--tree-head",
+        &head1,
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let checked: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((checked["reason"].as_str(), checked["final_tree_size"].as_u64()), (Some("manual"), Some(2)));
+    let out = huren(&["audit", "scan", "--node-data", &d("node-data")]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no subject records remain"));
+}

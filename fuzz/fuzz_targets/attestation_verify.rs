@@ -1,0 +1,68 @@
+//! Signed-attestation decoding and verification against a fixed trust list.
+//!
+//! The first byte picks the mode: 0 = the rest is an encoded `SignedAttestation`
+//! (signature almost never valid: exercises decoding, kid, wire and policy checks);
+//! 1..=4 = the rest is payload bytes, signed correctly by Anhui's active, Shandong's
+//! active, Anhui's revoked or Anhui's lapsed key (exercises every content check past the
+//! signature). Whatever verifies must satisfy the checks the verifier promises.
+#![no_main]
+
+use huren_fuzz::{fixture, Fixture, NOW};
+use huren_pki::attest::{Attestation, Status};
+use huren_pki::policy;
+use huren_pki::qr;
+use huren_pki::trust::MAX_CLOCK_SKEW_SECS;
+use huren_proto::pb;
+use libfuzzer_sys::fuzz_target;
+use prost::Message;
+
+fn check(f: &Fixture, signed: &pb::SignedAttestation, now: i64) {
+    match f.trust.verify_attestation(signed, now) {
+        Ok(a) => {
+            assert!(policy::wire_fields(&signed.payload).is_ok());
+            let p = pb::AttestationPayload::decode(signed.payload.as_slice()).expect("verified payload decodes");
+            assert!(f.trust.field_policy().check(&p).is_ok());
+            assert_eq!(Attestation::try_from(p).expect("verified payload is valid"), a);
+            assert!(a.expires_at > now && a.issued_at <= now + MAX_CLOCK_SKEW_SECS);
+            assert!(f.trust.province(&a.province).is_some());
+            match a.status {
+                Status::Green => assert!(a.rule_id.is_none()),
+                _ => assert!(f.trust.rule(a.rule_id.as_deref().expect("rule")).is_some()),
+            }
+            // A QR carrying it hands the exact bytes back.
+            let text = qr::encode_qr(&pb::QrCode { attestation: Some(signed.clone()), token: vec![0; 16] });
+            if text.len() <= qr::MAX_QR_CHARS {
+                assert_eq!(qr::decode_qr(&text).expect("QR").attestation.as_ref(), Some(signed));
+            }
+        }
+        Err(e) => {
+            let _ = (e.reason(), e.to_string());
+        }
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let f = fixture();
+    let Some((&mode, rest)) = data.split_first() else { return };
+    match mode % 5 {
+        0 => {
+            if let Ok(signed) = pb::SignedAttestation::decode(rest) {
+                check(f, &signed, NOW);
+            }
+        }
+        m => {
+            let key = match m {
+                1 => &f.anhui,
+                2 => &f.shandong,
+                3 => &f.revoked,
+                _ => &f.lapsed,
+            };
+            let signed = key.sign_bytes(rest.to_vec());
+            check(f, &signed, NOW);
+            // And at the payload's own issue time, where the time checks pass.
+            if let Ok(p) = pb::AttestationPayload::decode(rest) {
+                check(f, &signed, p.issued_at);
+            }
+        }
+    }
+});

@@ -1,0 +1,311 @@
+//! The Huren national gateway: a thin, stateless router.
+//!
+//! Hubs call `Lookup(province, token, purpose)` over mutual TLS. The gateway checks the
+//! caller is a hub, routes to the home province's node named in the signed trust list
+//! (mTLS, node identity pinned to `province/<code>/node`, per-call deadline), verifies
+//! the returned attestation against the trust list (key scoped by province, signature
+//! over the exact bytes, validity, token binding, purpose, registered rule) and only
+//! then passes it on. It publishes the trust list it holds (`TrustRegistry`) but has no
+//! key to sign one.
+//!
+//! Layout: [`config`] (`gateway.toml`), [`authz`] (pure), [`service`] (Lookup,
+//! TrustRegistry, error mapping, routing), and here [`Gateway`]: startup (trust list
+//! from the persisted last good copy or the bootstrap file) and serving.
+
+#![forbid(unsafe_code)]
+
+pub mod authz;
+pub mod breaker;
+pub mod capture;
+pub mod config;
+pub mod limits;
+pub mod metrics;
+pub mod receipts;
+pub mod service;
+pub mod shared;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use huren_pki::expiry;
+use huren_pki::live::LiveTrust;
+use huren_pki::tls::{self, TlsIdentity};
+use huren_pki::Role;
+use huren_proto::pb;
+use tokio::net::TcpListener;
+
+pub use capture::{CaptureSink, FileCapture};
+pub use config::{ConfigError, GatewayConfig};
+pub use limits::MissPolicy;
+use metrics::Metrics;
+pub use service::GatewayError;
+use service::{LookupService, State, TrustRegistryService};
+
+/// Largest gRPC message the gateway accepts on Lookup.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+/// Largest trust list a coordinator may upload.
+pub const MAX_TRUST_LIST_BYTES: usize = 8 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error("trust list: {0}")]
+    TrustList(#[from] huren_pki::trust::TrustListError),
+    #[error("{0}")]
+    Identity(String),
+    #[error("server failed: {0}")]
+    Serve(#[from] tonic::transport::Error),
+}
+
+/// Knobs of the gateway.
+#[derive(Clone)]
+pub struct GatewaySettings {
+    pub node_timeout: Duration,
+    pub connect_timeout: Duration,
+    /// Per-hub allowance of unknown-token misses (anti-enumeration).
+    pub miss_policy: MissPolicy,
+    /// Where metrics go; `None` uses the global OpenTelemetry meter provider.
+    pub meter: Option<opentelemetry::metrics::Meter>,
+    /// Records every message crossing the gateway (proof by inspection); off by default.
+    pub capture: Option<Arc<dyn CaptureSink>>,
+    /// Where nodes' deletion receipts are kept (none: in memory only).
+    pub receipts_dir: Option<std::path::PathBuf>,
+    /// Serve repeated lookups from the attestation cache (valid signed attestations only).
+    pub cache: bool,
+    /// Redis shared by the replicas (cache, per-hub limits, trust-list fan-out); none =
+    /// in-process cache and local limits.
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key this gateway writes.
+    pub redis_prefix: String,
+    /// Requests per second a hub may make (0 = unlimited).
+    pub hub_rate_per_sec: u64,
+    /// Per-province circuit breaker.
+    pub breaker: breaker::BreakerPolicy,
+    /// Calls in flight to one province at most.
+    pub node_concurrency: usize,
+    /// Source of time (the system clock outside tests).
+    pub clock: huren_pki::clock::Clock,
+}
+
+impl std::fmt::Debug for GatewaySettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewaySettings")
+            .field("node_timeout", &self.node_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("miss_policy", &self.miss_policy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for GatewaySettings {
+    fn default() -> Self {
+        Self {
+            node_timeout: Duration::from_secs(2),
+            connect_timeout: Duration::from_secs(1),
+            miss_policy: MissPolicy::default(),
+            meter: None,
+            capture: None,
+            receipts_dir: None,
+            cache: false,
+            redis_url: None,
+            redis_prefix: "huren:".into(),
+            hub_rate_per_sec: 0,
+            breaker: breaker::BreakerPolicy::default(),
+            node_concurrency: 256,
+            clock: huren_pki::clock::Clock::system(),
+        }
+    }
+}
+
+/// The gateway's health, for probes and dashboards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Health {
+    pub redis: shared::RedisState,
+    pub trust_sequence: u64,
+    pub sunset: bool,
+}
+
+impl Health {
+    /// One line: "ok", or what is degraded.
+    pub fn summary(&self) -> String {
+        let redis = match self.redis {
+            shared::RedisState::Off => "redis off (in-process cache)",
+            shared::RedisState::Up => "redis up",
+            shared::RedisState::Degraded => "DEGRADED: redis unavailable, in-process cache and local limits",
+        };
+        format!("trust list {}; {redis}{}", self.trust_sequence, if self.sunset { "; federation sunset" } else { "" })
+    }
+}
+
+fn register_gauges(meter: &opentelemetry::metrics::Meter, shared: Arc<shared::Shared>) {
+    meter
+        .u64_observable_gauge("huren_gateway_redis_up")
+        .with_description("1 when Redis answers, 0 when degraded (absent when Redis is off)")
+        .with_callback(move |o| match shared.redis_state() {
+            shared::RedisState::Up => o.observe(1, &[]),
+            shared::RedisState::Degraded => o.observe(0, &[]),
+            shared::RedisState::Off => {}
+        })
+        .build();
+}
+
+/// A gateway, ready to serve.
+#[derive(Clone)]
+pub struct Gateway {
+    state: Arc<State>,
+    tls: Arc<TlsIdentity>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway").field("identity", &self.tls.identity).finish_non_exhaustive()
+    }
+}
+
+/// How often expiry warnings are logged.
+const EXPIRY_CHECK_EVERY: Duration = Duration::from_secs(3600);
+
+impl Gateway {
+    pub fn new(tls: TlsIdentity, trust: LiveTrust, settings: GatewaySettings) -> Result<Self, StartError> {
+        if !matches!(tls.identity.role, Role::Gateway(_)) {
+            return Err(StartError::Identity(format!(
+                "certificate identity {} is not a gateway identity",
+                tls.identity
+            )));
+        }
+        let tls = Arc::new(tls);
+        let meter = settings.meter.clone().unwrap_or_else(|| opentelemetry::global::meter("huren-gateway"));
+        expiry::register_gauges(&meter, Some((*tls).clone()), trust.clone());
+        let receipts = receipts::ReceiptStore::open(settings.receipts_dir.clone())
+            .map_err(|e| StartError::Identity(format!("cannot open the receipts folder: {e}")))?;
+        let shared = Arc::new(match &settings.redis_url {
+            Some(url) => shared::Shared::with_redis(&settings.redis_prefix, url)
+                .map_err(|e| StartError::Identity(format!("redis_url: {e}")))?,
+            None => shared::Shared::local(&settings.redis_prefix),
+        });
+        register_gauges(&meter, shared.clone());
+        let state = Arc::new(State::new(trust, tls.clone(), &settings, Metrics::new(&meter), receipts, shared));
+        Ok(Self { state, tls })
+    }
+
+    /// Loads the configured identity and the newest trust list available: the persisted
+    /// last good copy or the bootstrap file, whichever has the higher sequence.
+    pub fn from_config(config: &GatewayConfig) -> Result<Self, StartError> {
+        let tls = TlsIdentity::load(&config.cert, &config.key, &config.ca, &config.trust_domain)?;
+        let trust = LiveTrust::open(tls.root.to_vec(), Some(config.persisted_trust_list()), Some(&config.trust_list))?;
+        tracing::info!(sequence = trust.current().sequence(), "trust list loaded");
+        Self::new(
+            tls,
+            trust,
+            GatewaySettings {
+                node_timeout: config.node_timeout(),
+                connect_timeout: config.connect_timeout(),
+                receipts_dir: Some(config.data_dir.join("receipts")),
+                cache: config.cache,
+                redis_url: config.redis_url.clone(),
+                redis_prefix: config.redis_prefix.clone(),
+                hub_rate_per_sec: config.hub_rate_per_sec,
+                ..GatewaySettings::default()
+            },
+        )
+    }
+
+    /// The live trust list this gateway serves.
+    pub fn trust(&self) -> LiveTrust {
+        self.state.trust.clone()
+    }
+
+    /// What `/readyz` reports: Redis state and the trust list in force.
+    pub fn health(&self) -> Health {
+        let trust = self.state.trust();
+        Health {
+            redis: self.state.shared.redis_state(),
+            trust_sequence: trust.sequence(),
+            sunset: trust.sunset_in_force(huren_pki::unix_now()).is_some(),
+        }
+    }
+
+    /// Once a sunset order is in force, deletes every cached attestation and counter (in
+    /// process and in Redis under this gateway's prefix).
+    fn spawn_sunset_purge(&self) -> huren_pki::live::TaskGuard {
+        let state = self.state.clone();
+        huren_pki::live::TaskGuard::spawn(async move {
+            let mut updates = state.trust.subscribe();
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    changed = updates.changed() => if changed.is_err() { break },
+                }
+                let trust = state.trust();
+                if let Some(order) = trust.sunset_in_force(state.clock_now()) {
+                    let keys = state.shared.purge_all().await;
+                    tracing::warn!(
+                        effective_at = order.effective_at,
+                        redis_keys = keys,
+                        "federation sunset: gateway caches purged"
+                    );
+                    state.sunset_purged.send_replace(true);
+                    break;
+                }
+            }
+        })
+    }
+
+    /// Becomes true once the gateway has purged its caches after a sunset.
+    pub fn sunset_purged(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.state.sunset_purged.subscribe()
+    }
+
+    /// Number of deletion receipts held, as it changes.
+    pub fn receipts(&self) -> tokio::sync::watch::Receiver<usize> {
+        self.state.receipts.watch()
+    }
+
+    /// Sequence of the trust list in force.
+    pub fn trust_sequence(&self) -> u64 {
+        self.state.trust().sequence()
+    }
+
+    /// Serves `Lookup` and `TrustRegistry` over mTLS on `listener` until `shutdown`
+    /// resolves, then drains in-flight calls.
+    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
+        let revocations = self.state.trust.revocations();
+        let config = tls::server_config(&self.tls, revocations.clone())?;
+        let incoming =
+            tls::incoming(listener, config, self.tls.root.clone(), self.tls.identity.trust_domain.clone(), revocations);
+        let _expiry = expiry::spawn_monitor(Some((*self.tls).clone()), self.state.trust.clone(), EXPIRY_CHECK_EVERY);
+        let _redis = self.state.shared.spawn(self.state.trust.clone());
+        let _sunset = self.spawn_sunset_purge();
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health.set_serving::<pb::lookup_server::LookupServer<LookupService>>().await;
+        health.set_serving::<pb::trust_registry_server::TrustRegistryServer<TrustRegistryService>>().await;
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(huren_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(|e| StartError::Identity(format!("reflection: {e}")))?;
+        let lookup = pb::lookup_server::LookupServer::new(LookupService(self.state.clone()))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES);
+        let registry = pb::trust_registry_server::TrustRegistryServer::new(TrustRegistryService(self.state.clone()))
+            .max_decoding_message_size(MAX_TRUST_LIST_BYTES);
+        tracing::info!(identity = %self.tls.identity, "gateway serving");
+        tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(lookup)
+            .add_service(registry)
+            .serve_with_incoming_shutdown(incoming, async move {
+                shutdown.await;
+                // Watch streams never end by themselves; end them so draining completes.
+                self.state.stopping.send_replace(true);
+            })
+            .await?;
+        Ok(())
+    }
+}

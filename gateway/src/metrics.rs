@@ -1,0 +1,66 @@
+//! The gateway's metrics (OpenTelemetry instruments; the binary chooses the exporter).
+//! Labels carry province codes, hub ids, outcomes and reasons — never tokens or subjects.
+
+use opentelemetry::metrics::{Counter, Histogram, Meter};
+use opentelemetry::KeyValue;
+
+#[derive(Clone)]
+pub struct Metrics {
+    lookups: Counter<u64>,
+    latency: Histogram<f64>,
+    violations: Counter<u64>,
+    throttled: Counter<u64>,
+    cache: Counter<u64>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Metrics {
+    pub fn new(meter: &Meter) -> Self {
+        Self {
+            lookups: meter
+                .u64_counter("huren_gateway_lookups")
+                .with_description("Lookups by home province and outcome")
+                .build(),
+            latency: meter
+                .f64_histogram("huren_gateway_lookup_duration")
+                .with_description("Lookup latency at the gateway")
+                .with_unit("s")
+                .build(),
+            violations: meter
+                .u64_counter("huren_gateway_policy_violations")
+                .with_description("Attestations refused from a node, by province and reason")
+                .build(),
+            throttled: meter
+                .u64_counter("huren_gateway_hub_throttled")
+                .with_description("Hubs throttled for too many unknown-token misses")
+                .build(),
+            cache: meter
+                .u64_counter("huren_gateway_cache_lookups")
+                .with_description("Attestation cache lookups by result (hit, miss)")
+                .build(),
+        }
+    }
+
+    pub fn lookup(&self, province: &str, outcome: &'static str, seconds: f64) {
+        let labels = [KeyValue::new("province", province.to_owned()), KeyValue::new("outcome", outcome)];
+        self.lookups.add(1, &labels);
+        self.latency.record(seconds, &labels);
+    }
+
+    pub fn violation(&self, province: &str, reason: &'static str) {
+        self.violations.add(1, &[KeyValue::new("province", province.to_owned()), KeyValue::new("reason", reason)]);
+    }
+
+    pub fn cache(&self, hit: bool) {
+        self.cache.add(1, &[KeyValue::new("result", if hit { "hit" } else { "miss" })]);
+    }
+
+    pub fn throttled(&self, hub: &str) {
+        self.throttled.add(1, &[KeyValue::new("hub", hub.to_owned())]);
+    }
+}

@@ -1,0 +1,90 @@
+//! Who may call what on a node: pure data and a pure check, applied in one place.
+
+use huren_pki::{Identity, ProvinceCode, Role};
+
+/// The node's RPCs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Call {
+    Attest,
+    UpsertStatus,
+    IssueToken,
+    /// Transparency: the signed tree head.
+    TreeHead,
+    /// Transparency: proofs and entries.
+    LogRead,
+    /// Transparency: a subject's own entries (through a token).
+    SubjectEntries,
+}
+
+impl Call {
+    pub fn name(self) -> &'static str {
+        match self {
+            Call::Attest => "Attestation/Attest",
+            Call::UpsertStatus => "StatusAdmin/UpsertStatus",
+            Call::IssueToken => "StatusAdmin/IssueToken",
+            Call::TreeHead => "Transparency/GetTreeHead",
+            Call::LogRead => "Transparency proofs and entries",
+            Call::SubjectEntries => "Transparency/GetSubjectEntries",
+        }
+    }
+}
+
+/// Gateways may ask for attestations; only this province's admin identity may change
+/// statuses or issue tokens. Everything else is refused.
+pub fn authorize(call: Call, caller: &Identity, own: &ProvinceCode) -> Result<(), String> {
+    let allowed = match (call, &caller.role) {
+        (Call::Attest, Role::Gateway(_)) => true,
+        (Call::UpsertStatus | Call::IssueToken, Role::Admin(p)) => p == own,
+        (Call::TreeHead, Role::Auditor(_) | Role::Coordinator(_) | Role::Gateway(_)) => true,
+        (Call::TreeHead | Call::SubjectEntries, Role::Admin(p)) => p == own,
+        (Call::LogRead, Role::Auditor(_) | Role::Coordinator(_)) => true,
+        (Call::SubjectEntries, Role::Auditor(_)) => true,
+        _ => false,
+    };
+    if allowed {
+        return Ok(());
+    }
+    let who = match call {
+        Call::Attest => "gateway identities".to_owned(),
+        Call::UpsertStatus | Call::IssueToken => format!("the admin identity of province {own}"),
+        Call::TreeHead => format!("auditors, coordinators, gateways and the admin of province {own}"),
+        Call::LogRead => "auditors and coordinators".to_owned(),
+        Call::SubjectEntries => format!("auditors and the admin of province {own}"),
+    };
+    Err(format!("{} is for {who}; caller {caller} ({}) may not call it", call.name(), caller.role.kind()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(uri: &str) -> Identity {
+        uri.parse().unwrap()
+    }
+
+    #[test]
+    fn table() {
+        let own: ProvinceCode = "340000".parse().unwrap();
+        let cases = [
+            (Call::Attest, "spiffe://huren.gov/gateway/g1", true),
+            (Call::Attest, "spiffe://huren.gov/hub/h1", false),
+            (Call::Attest, "spiffe://huren.gov/province/340000/admin", false),
+            (Call::Attest, "spiffe://huren.gov/province/340000/node", false),
+            (Call::UpsertStatus, "spiffe://huren.gov/province/340000/admin", true),
+            (Call::UpsertStatus, "spiffe://huren.gov/province/440000/admin", false),
+            (Call::UpsertStatus, "spiffe://huren.gov/gateway/g1", false),
+            (Call::IssueToken, "spiffe://huren.gov/province/340000/admin", true),
+            (Call::IssueToken, "spiffe://huren.gov/coordinator/c", false),
+            (Call::TreeHead, "spiffe://huren.gov/auditor/a", true),
+            (Call::TreeHead, "spiffe://huren.gov/hub/h", false),
+            (Call::LogRead, "spiffe://huren.gov/auditor/a", true),
+            (Call::LogRead, "spiffe://huren.gov/province/340000/admin", false),
+            (Call::SubjectEntries, "spiffe://huren.gov/province/340000/admin", true),
+            (Call::SubjectEntries, "spiffe://huren.gov/province/440000/admin", false),
+            (Call::SubjectEntries, "spiffe://huren.gov/gateway/g", false),
+        ];
+        for (call, caller, ok) in cases {
+            assert_eq!(authorize(call, &id(caller), &own).is_ok(), ok, "{call:?} by {caller}");
+        }
+    }
+}

@@ -1,0 +1,353 @@
+//! A Huren province node.
+//!
+//! It holds the province's minimal status projection (pseudonymous subject reference →
+//! colour, rule, authority, validity) in an embedded redb file and answers over mutual
+//! TLS only: gateways get signed attestations for opaque tokens (`Attestation`), the
+//! province's own admin identity changes statuses and issues tokens (`StatusAdmin`).
+//!
+//! Layout: [`config`] (`node.toml`), [`store`] (redb tables), [`authz`] (who may call
+//! what, pure), [`service`] (the two gRPC services and their error mapping), and here
+//! [`Node`], which ties them together and serves on a bound listener until shutdown.
+
+#![forbid(unsafe_code)]
+
+pub mod authz;
+pub mod config;
+pub mod keys;
+pub mod retention;
+pub mod service;
+pub mod store;
+pub mod transparency;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use std::time::Duration;
+
+use huren_pki::live::{self, LiveTrust, TaskGuard};
+use huren_pki::tls::{self, TlsIdentity};
+use huren_pki::{expiry, ProvinceCode, Role};
+use huren_proto::pb;
+use tokio::net::TcpListener;
+
+pub use config::{ConfigError, NodeConfig};
+pub use keys::KeyRing;
+use service::{AttestationService, Inner, StatusAdminService};
+pub use service::{NodeError, NodeSettings};
+
+pub use store::Store;
+
+/// Largest gRPC message a node accepts.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// Why a node could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error("trust list: {0}")]
+    TrustList(#[from] huren_pki::trust::TrustListError),
+    #[error(transparent)]
+    Key(#[from] keys::KeyError),
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error("{0}")]
+    Identity(String),
+    #[error("server failed: {0}")]
+    Serve(#[from] tonic::transport::Error),
+}
+
+/// A province node, ready to serve.
+#[derive(Clone)]
+pub struct Node {
+    inner: Arc<Inner>,
+    tls: Arc<TlsIdentity>,
+    gateway: Option<String>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node").field("province", &self.inner.province).finish_non_exhaustive()
+    }
+}
+
+/// How often expiry warnings are logged.
+const EXPIRY_CHECK_EVERY: Duration = Duration::from_secs(3600);
+
+impl Node {
+    /// Assembles a node from its parts. The TLS identity must be this province's node.
+    pub fn new(
+        tls: TlsIdentity,
+        keys: KeyRing,
+        trust: LiveTrust,
+        store: Store,
+        settings: NodeSettings,
+    ) -> Result<Self, StartError> {
+        let province = match &tls.identity.role {
+            Role::Node(p) => p.clone(),
+            _ => {
+                return Err(StartError::Identity(format!(
+                    "certificate identity {} is not a province node identity",
+                    tls.identity
+                )))
+            }
+        };
+        let current = trust.current();
+        if current.province(&province).is_none() {
+            tracing::warn!(%province, "this province is not in the trust list; gateways will not route to it");
+        } else if keys.signing_key(&current, &province, settings.clock.now()).is_none() {
+            tracing::warn!(%province, "no held attestation key is active in the trust list; attestations will fail");
+        }
+        let sunset_done = store.sunset_receipt()?.is_some();
+        let (reports, _) = tokio::sync::watch::channel(retention::PurgeReport::default());
+        let inner = Arc::new(Inner {
+            province,
+            keys,
+            trust,
+            store,
+            settings,
+            sunset: std::sync::atomic::AtomicBool::new(sunset_done),
+            reports,
+        });
+        Ok(Self { inner, tls: Arc::new(tls), gateway: None })
+    }
+
+    /// Keeps the trust list in step with a gateway's `TrustRegistry.Watch` while serving.
+    pub fn following(mut self, gateway: Option<String>) -> Self {
+        self.gateway = gateway;
+        self
+    }
+
+    /// Loads every part named by a config file.
+    pub fn from_config(config: &NodeConfig) -> Result<Self, StartError> {
+        let tls = TlsIdentity::load(&config.cert, &config.key, &config.ca, &config.trust_domain)?;
+        let expected: ProvinceCode = config.province_code()?;
+        if tls.identity.role != Role::Node(expected.clone()) {
+            return Err(StartError::Identity(format!(
+                "certificate {} is {}, but the config says province {expected}",
+                config.cert.display(),
+                tls.identity
+            )));
+        }
+        let trust =
+            LiveTrust::open(tls.root.to_vec(), Some(config.data_dir.join("trust-list.bin")), Some(&config.trust_list))?;
+        let keys = KeyRing::load(&config.attestation_key)?;
+        let store = Store::open(&config.store_path())?;
+        let settings = NodeSettings {
+            attestation_ttl_seconds: config.attestation_ttl_seconds,
+            token_lifetime_seconds: config.token_lifetime_seconds,
+            default_status_validity_seconds: config.default_status_validity_seconds,
+            clock: huren_pki::clock::Clock::system(),
+            ..NodeSettings::default()
+        };
+        Ok(Self::new(tls, keys, trust, store, settings)?.following(config.gateway.clone()))
+    }
+
+    pub fn province(&self) -> &ProvinceCode {
+        &self.inner.province
+    }
+
+    /// The live trust list this node works with.
+    pub fn trust(&self) -> LiveTrust {
+        self.inner.trust.clone()
+    }
+
+    /// Rescans the key folder whenever the trust list activates a key this node lacks.
+    fn spawn_key_watcher(&self) -> TaskGuard {
+        let inner = self.inner.clone();
+        TaskGuard::spawn(async move {
+            let mut updates = inner.trust.subscribe();
+            while updates.changed().await.is_ok() {
+                let trust = updates.borrow_and_update().clone();
+                if inner.keys.lacks_active(&trust, &inner.province) {
+                    match inner.keys.reload() {
+                        Ok(()) => tracing::info!(kids = ?inner.keys.kids(), "attestation keys reloaded"),
+                        Err(e) => tracing::warn!(error = %e, "attestation keys could not be reloaded"),
+                    }
+                }
+            }
+        })
+    }
+
+    /// One line for `/readyz`.
+    pub fn health(&self) -> String {
+        let trust = self.inner.trust.current();
+        let sunset = self.inner.sunset.load(std::sync::atomic::Ordering::SeqCst);
+        format!(
+            "province {}; trust list {}{}",
+            self.inner.province,
+            trust.sequence(),
+            if sunset { "; sunset" } else { "" }
+        )
+    }
+
+    /// What each retention run (or the sunset) deleted, as it happens.
+    pub fn purge_reports(&self) -> tokio::sync::watch::Receiver<retention::PurgeReport> {
+        self.inner.reports.subscribe()
+    }
+
+    /// Runs retention on every tick and on every trust-list change; carries out a sunset
+    /// order once it is in force and hands the receipt in until the gateway takes it.
+    fn spawn_retention(&self) -> Result<TaskGuard, StartError> {
+        let inner = self.inner.clone();
+        let registry = match &self.gateway {
+            Some(gateway) => {
+                let config = tls::client_config(&self.tls, tls::ExpectedPeer::AnyGateway, inner.trust.revocations())?;
+                let channel = tls::channel(gateway, config, Duration::from_secs(3))?;
+                Some(pb::trust_registry_client::TrustRegistryClient::new(channel))
+            }
+            None => None,
+        };
+        Ok(TaskGuard::spawn(async move {
+            let mut tick = tokio::time::interval(inner.settings.retention_interval);
+            let mut updates = inner.trust.subscribe();
+            let mut handed_in = false;
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    changed = updates.changed() => if changed.is_err() { break },
+                }
+                let now = inner.settings.clock.now();
+                let trust = inner.trust.current();
+                if trust.sunset_in_force(now).is_some() || inner.sunset.load(std::sync::atomic::Ordering::SeqCst) {
+                    if handed_in {
+                        continue;
+                    }
+                    let work = inner.clone();
+                    let receipt = tokio::task::spawn_blocking(move || sunset(&work, now)).await;
+                    let receipt = match receipt {
+                        Ok(Ok(r)) => r,
+                        Ok(Err(e)) => {
+                            tracing::error!(error = %e, "sunset purge failed; will retry");
+                            continue;
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "sunset task failed; will retry");
+                            continue;
+                        }
+                    };
+                    match registry.clone() {
+                        Some(mut client) => match client.submit_receipt(receipt).await {
+                            Ok(_) => {
+                                tracing::info!("deletion receipt handed in to the gateway");
+                                handed_in = true;
+                            }
+                            Err(e) => tracing::warn!(error = %e, "gateway did not take the deletion receipt; retrying"),
+                        },
+                        None => {
+                            tracing::warn!("no gateway configured: the deletion receipt stays in the store");
+                            handed_in = true;
+                        }
+                    }
+                    continue;
+                }
+                let plan = retention::retention_plan(&trust, now);
+                let store = inner.store.clone();
+                match tokio::task::spawn_blocking(move || store.purge(&plan, &mut |_| {})).await {
+                    Ok(Ok(outcome)) => {
+                        if outcome.total() > 0 {
+                            tracing::info!(deleted = ?outcome.counts, "retention purge");
+                        }
+                        inner.reports.send_replace(retention::PurgeReport {
+                            time: now,
+                            reason: "retention",
+                            deleted: outcome.counts,
+                        });
+                    }
+                    Ok(Err(e)) => tracing::error!(error = %e, "retention purge failed"),
+                    Err(e) => tracing::error!(error = %e, "retention task failed"),
+                }
+            }
+        }))
+    }
+
+    /// Serves `Attestation` and `StatusAdmin` over mTLS on `listener` until `shutdown`
+    /// resolves, then drains in-flight calls and returns (releasing the store).
+    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
+        let revocations = self.inner.trust.revocations();
+        let config = tls::server_config(&self.tls, revocations.clone())?;
+        let incoming =
+            tls::incoming(listener, config, self.tls.root.clone(), self.tls.identity.trust_domain.clone(), revocations);
+        let _follow = match &self.gateway {
+            Some(gateway) => Some(live::follow(self.inner.trust.clone(), gateway, &self.tls)?),
+            None => None,
+        };
+        let _keys = self.spawn_key_watcher();
+        let _retention = self.spawn_retention()?;
+        let _expiry = expiry::spawn_monitor(Some((*self.tls).clone()), self.inner.trust.clone(), EXPIRY_CHECK_EVERY);
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health.set_serving::<pb::attestation_server::AttestationServer<AttestationService>>().await;
+        health.set_serving::<pb::status_admin_server::StatusAdminServer<StatusAdminService>>().await;
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(huren_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(|e| StartError::Identity(format!("reflection: {e}")))?;
+        let attestation = pb::attestation_server::AttestationServer::new(AttestationService(self.inner.clone()))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES);
+        let admin = pb::status_admin_server::StatusAdminServer::new(StatusAdminService(self.inner.clone()))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES);
+        let transparency =
+            pb::transparency_server::TransparencyServer::new(transparency::TransparencyService(self.inner.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES);
+        tracing::info!(province = %self.inner.province, "node serving");
+        tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(attestation)
+            .add_service(admin)
+            .add_service(transparency)
+            .serve_with_incoming_shutdown(incoming, shutdown)
+            .await?;
+        // Wait for the background tasks to end: they hold the store, which must be closed
+        // (its file lock released) when `serve` returns.
+        for guard in [Some(_retention), Some(_keys), Some(_expiry), _follow].into_iter().flatten() {
+            guard.stop().await;
+        }
+        Ok(())
+    }
+}
+
+/// Purges everything (once) and returns the sunset receipt, kept in the store.
+fn sunset(inner: &Inner, now: i64) -> Result<pb::SignedDeletionReceipt, NodeError> {
+    use prost::Message as _;
+    if let Some(bytes) = inner.store.sunset_receipt()? {
+        inner.sunset.store(true, std::sync::atomic::Ordering::SeqCst);
+        return pb::SignedDeletionReceipt::decode(bytes.as_slice())
+            .map_err(|e| NodeError::Store(store::StoreError::Corrupt(e.to_string())));
+    }
+    inner.sunset.store(true, std::sync::atomic::Ordering::SeqCst);
+    let trust = inner.trust.current();
+    let plan = store::PurgePlan { everything: true, ..Default::default() };
+    let receipt = retention::purge_with_receipt(
+        &inner.store,
+        &inner.keys,
+        &trust,
+        &inner.province,
+        &plan,
+        "sunset",
+        now,
+        &mut |_| {},
+    )?;
+    inner.store.put_sunset_receipt(&receipt.encode_to_vec())?;
+    tracing::warn!(province = %inner.province, "federation sunset: all subject data purged, receipt signed");
+    let report = pb::DeletionReceipt::decode(receipt.receipt.as_slice()).unwrap_or_default();
+    inner.reports.send_replace(retention::PurgeReport {
+        time: now,
+        reason: "sunset",
+        deleted: report.counts.iter().map(|c| (kind_label(&c.kind), c.count)).collect(),
+    });
+    Ok(receipt)
+}
+
+fn kind_label(kind: &str) -> &'static str {
+    match kind {
+        "status" => "status",
+        "token" => "token",
+        "log_entry" => "log_entry",
+        _ => "other",
+    }
+}

@@ -1,0 +1,578 @@
+//! The node's minimal status projection, in an embedded redb file.
+//!
+//! Two tables: `subjects` maps a province-internal pseudonymous reference to its current
+//! status (colour, rule, authority, validity, test-recency bucket); `tokens` maps the
+//! SHA-256 of an opaque token to the subject it stands for and its expiry. No name, ID
+//! number or contact detail is ever stored here, and tokens are kept only as digests.
+//! Every write is a durable redb transaction: once a call returns, the change survives a
+//! crash.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use huren_proto::pb;
+pub use huren_translog::Frontier;
+use huren_translog::{Hash, LeafSource, ProofError};
+use prost::Message;
+use redb::{
+    Database, MultimapTableDefinition, ReadOnlyTable, ReadableTable, ReadableTableMetadata, TableDefinition,
+    WriteTransaction,
+};
+use sha2::{Digest, Sha256};
+
+const SUBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("subjects");
+const TOKENS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("tokens");
+/// Transparency log: index → encoded `LogEntry`.
+const LOG_ENTRIES: TableDefinition<u64, &[u8]> = TableDefinition::new("log_entries");
+/// Transparency log: index → RFC 9162 leaf hash.
+const LOG_HASHES: TableDefinition<u64, &[u8]> = TableDefinition::new("log_hashes");
+/// Subject commitment → its log indices.
+const SUBJECT_LOG: MultimapTableDefinition<&[u8], u64> = MultimapTableDefinition::new("subject_log");
+/// "salt" (node-secret commitment salt), "frontier" (the log's right edge).
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+/// Current status of one subject.
+#[derive(Clone, PartialEq, Message)]
+pub struct StatusRecord {
+    #[prost(int32, tag = "1")]
+    pub status: i32,
+    #[prost(string, tag = "2")]
+    pub rule_id: String,
+    #[prost(string, tag = "3")]
+    pub authority: String,
+    #[prost(int64, tag = "4")]
+    pub valid_until: i64,
+    #[prost(int32, tag = "5")]
+    pub test_recency: i32,
+    #[prost(int64, tag = "6")]
+    pub updated_at: i64,
+    #[prost(uint64, tag = "7")]
+    pub version: u64,
+}
+
+/// What a token digest resolves to.
+#[derive(Clone, PartialEq, Message)]
+pub struct TokenRecord {
+    #[prost(string, tag = "1")]
+    pub subject_ref: String,
+    #[prost(int64, tag = "2")]
+    pub expires_at: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("status store {path}: {message}")]
+    Open { path: String, message: String },
+    #[error("status store: {0}")]
+    Backend(String),
+    #[error("status store holds a corrupt record: {0}")]
+    Corrupt(String),
+    #[error("{0}")]
+    Range(String),
+}
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+/// Handle to the redb store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<Database>,
+    salt: Arc<[u8; 32]>,
+}
+
+/// Leaf hashes of the first `size` log entries, read in one transaction.
+struct TxLeaves {
+    table: ReadOnlyTable<u64, &'static [u8]>,
+    size: u64,
+}
+
+impl LeafSource for TxLeaves {
+    fn leaf_count(&self) -> u64 {
+        self.size
+    }
+    fn leaf_hash(&self, index: u64) -> Result<Hash, ProofError> {
+        let value = self
+            .table
+            .get(index)
+            .map_err(|e| ProofError::Source(e.to_string()))?
+            .ok_or_else(|| ProofError::Source(format!("log leaf {index} is missing")))?;
+        <Hash>::try_from(value.value()).map_err(|_| ProofError::Source(format!("log leaf {index} is corrupt")))
+    }
+}
+
+/// Appends entries to the log inside `tx` (tables opened and the frontier read and
+/// written once per call, however many entries).
+fn append_log(tx: &WriteTransaction, entries: Vec<pb::LogEntry>) -> Result<(), StoreError> {
+    let mut meta = tx.open_table(META).map_err(backend)?;
+    let mut frontier = match meta.get("frontier").map_err(backend)? {
+        Some(v) => Frontier::from_bytes(v.value()).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        None => Frontier::new(),
+    };
+    let mut log = tx.open_table(LOG_ENTRIES).map_err(backend)?;
+    let mut hashes = tx.open_table(LOG_HASHES).map_err(backend)?;
+    let mut subjects = tx.open_multimap_table(SUBJECT_LOG).map_err(backend)?;
+    for mut entry in entries {
+        let index = frontier.size();
+        entry.index = index;
+        let bytes = entry.encode_to_vec();
+        let hash = huren_translog::leaf_hash(&bytes);
+        frontier.push(hash);
+        log.insert(index, bytes.as_slice()).map_err(backend)?;
+        hashes.insert(index, hash.as_slice()).map_err(backend)?;
+        subjects.insert(entry.subject_commitment.as_slice(), index).map_err(backend)?;
+    }
+    meta.insert("frontier", frontier.to_bytes().as_slice()).map_err(backend)?;
+    Ok(())
+}
+
+fn log_entry(commitment: [u8; 32], record: &StatusRecord) -> pb::LogEntry {
+    pb::LogEntry {
+        subject_commitment: commitment.to_vec(),
+        status: record.status,
+        rule_id: record.rule_id.clone(),
+        authority: record.authority.clone(),
+        time: record.updated_at,
+        index: 0,
+        valid_until: record.valid_until,
+    }
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the store file, creating its folder.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let open_err = |m: String| StoreError::Open { path: path.display().to_string(), message: m };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
+        }
+        let db = Database::create(path).map_err(|e| open_err(e.to_string()))?;
+        let tx = db.begin_write().map_err(backend)?;
+        tx.open_table(SUBJECTS).map_err(backend)?;
+        tx.open_table(TOKENS).map_err(backend)?;
+        tx.open_table(LOG_ENTRIES).map_err(backend)?;
+        tx.open_table(LOG_HASHES).map_err(backend)?;
+        tx.open_multimap_table(SUBJECT_LOG).map_err(backend)?;
+        let salt = {
+            let mut meta = tx.open_table(META).map_err(backend)?;
+            let existing = meta.get("salt").map_err(backend)?.map(|v| v.value().to_vec());
+            match existing {
+                Some(salt) => {
+                    <[u8; 32]>::try_from(salt.as_slice()).map_err(|_| StoreError::Corrupt("commitment salt".into()))?
+                }
+                None => {
+                    let mut salt = [0u8; 32];
+                    getrandom::getrandom(&mut salt).map_err(|e| open_err(format!("randomness unavailable: {e}")))?;
+                    meta.insert("salt", salt.as_slice()).map_err(backend)?;
+                    salt
+                }
+            }
+        };
+        tx.commit().map_err(backend)?;
+        Ok(Self { db: Arc::new(db), salt: Arc::new(salt) })
+    }
+
+    /// The subject commitment logged for `subject_ref`: SHA-256 over a domain label, the
+    /// node-secret salt and the reference. Links a subject's entries, reveals nothing.
+    pub fn commitment(&self, subject_ref: &str) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(b"huren/subject-commitment/v1\0");
+        h.update(self.salt.as_slice());
+        h.update(subject_ref.as_bytes());
+        h.finalize().into()
+    }
+
+    /// Size and root of the transparency log.
+    pub fn log_head(&self) -> Result<(u64, Hash), StoreError> {
+        let tx = self.db.begin_read().map_err(backend)?;
+        let meta = tx.open_table(META).map_err(backend)?;
+        let frontier = match meta.get("frontier").map_err(backend)? {
+            Some(v) => Frontier::from_bytes(v.value()).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            None => Frontier::new(),
+        };
+        Ok((frontier.size(), frontier.root()))
+    }
+
+    fn leaves(&self, size: u64) -> Result<TxLeaves, StoreError> {
+        let (current, _) = self.log_head()?;
+        if size > current {
+            return Err(StoreError::Range(format!("tree size {size} exceeds the log size {current}")));
+        }
+        let tx = self.db.begin_read().map_err(backend)?;
+        Ok(TxLeaves { table: tx.open_table(LOG_HASHES).map_err(backend)?, size })
+    }
+
+    /// Root hash of the first `size` entries.
+    pub fn root_at(&self, size: u64) -> Result<Hash, StoreError> {
+        huren_translog::root_of(&self.leaves(size)?).map_err(|e| StoreError::Corrupt(e.to_string()))
+    }
+
+    /// RFC 9162 inclusion proof of entry `index` in the tree of `size` entries.
+    pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, StoreError> {
+        huren_translog::inclusion_proof_from(index, &self.leaves(size)?).map_err(|e| StoreError::Range(e.to_string()))
+    }
+
+    /// RFC 9162 consistency proof between the trees of `old` and `new` entries.
+    pub fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>, StoreError> {
+        huren_translog::consistency_proof_from(old, &self.leaves(new)?).map_err(|e| StoreError::Range(e.to_string()))
+    }
+
+    /// Encoded log entries `[start, end)`.
+    pub fn log_entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StoreError> {
+        let tx = self.db.begin_read().map_err(backend)?;
+        let table = tx.open_table(LOG_ENTRIES).map_err(backend)?;
+        let mut out = Vec::new();
+        for item in table.range(start..end).map_err(backend)? {
+            let (_, v) = item.map_err(backend)?;
+            out.push(v.value().to_vec());
+        }
+        Ok(out)
+    }
+
+    /// Log indices of a subject's entries.
+    pub fn subject_log(&self, commitment: &[u8; 32]) -> Result<Vec<u64>, StoreError> {
+        let tx = self.db.begin_read().map_err(backend)?;
+        let table = tx.open_multimap_table(SUBJECT_LOG).map_err(backend)?;
+        let mut out = Vec::new();
+        for v in table.get(commitment.as_slice()).map_err(backend)? {
+            out.push(v.map_err(backend)?.value());
+        }
+        Ok(out)
+    }
+
+    /// Replaces a subject's status; returns the new per-subject version.
+    pub fn upsert(&self, subject_ref: &str, mut record: StatusRecord) -> Result<u64, StoreError> {
+        let tx = self.db.begin_write().map_err(backend)?;
+        let version = {
+            let mut table = tx.open_table(SUBJECTS).map_err(backend)?;
+            let previous = match table.get(subject_ref).map_err(backend)? {
+                Some(v) => StatusRecord::decode(v.value()).map_err(|e| StoreError::Corrupt(e.to_string()))?.version,
+                None => 0,
+            };
+            record.version = previous + 1;
+            table.insert(subject_ref, record.encode_to_vec().as_slice()).map_err(backend)?;
+            record.version
+        };
+        // The status change and its log entry commit together: acknowledged means logged.
+        append_log(&tx, vec![log_entry(self.commitment(subject_ref), &record)])?;
+        tx.commit().map_err(backend)?;
+        Ok(version)
+    }
+
+    /// Replaces many subjects' statuses in one durable transaction (bulk ingest);
+    /// returns each subject's new version, in order.
+    pub fn upsert_batch(&self, batch: Vec<(String, StatusRecord)>) -> Result<Vec<u64>, StoreError> {
+        let tx = self.db.begin_write().map_err(backend)?;
+        let mut versions = Vec::with_capacity(batch.len());
+        let mut entries = Vec::with_capacity(batch.len());
+        {
+            let mut table = tx.open_table(SUBJECTS).map_err(backend)?;
+            for (subject_ref, mut record) in batch {
+                let previous = match table.get(subject_ref.as_str()).map_err(backend)? {
+                    Some(v) => StatusRecord::decode(v.value()).map_err(|e| StoreError::Corrupt(e.to_string()))?.version,
+                    None => 0,
+                };
+                record.version = previous + 1;
+                table.insert(subject_ref.as_str(), record.encode_to_vec().as_slice()).map_err(backend)?;
+                versions.push(record.version);
+                entries.push(log_entry(self.commitment(&subject_ref), &record));
+            }
+        }
+        append_log(&tx, entries)?;
+        tx.commit().map_err(backend)?;
+        Ok(versions)
+    }
+
+    pub fn status(&self, subject_ref: &str) -> Result<Option<StatusRecord>, StoreError> {
+        let tx = self.db.begin_read().map_err(backend)?;
+        let table = tx.open_table(SUBJECTS).map_err(backend)?;
+        match table.get(subject_ref).map_err(backend)? {
+            Some(v) => Ok(Some(StatusRecord::decode(v.value()).map_err(|e| StoreError::Corrupt(e.to_string()))?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Records a token digest for a subject.
+    pub fn put_token(&self, digest: &[u8; 32], record: &TokenRecord) -> Result<(), StoreError> {
+        let tx = self.db.begin_write().map_err(backend)?;
+        {
+            let mut table = tx.open_table(TOKENS).map_err(backend)?;
+            table.insert(digest.as_slice(), record.encode_to_vec().as_slice()).map_err(backend)?;
+        }
+        tx.commit().map_err(backend)
+    }
+
+    pub fn token(&self, digest: &[u8; 32]) -> Result<Option<TokenRecord>, StoreError> {
+        let tx = self.db.begin_read().map_err(backend)?;
+        let table = tx.open_table(TOKENS).map_err(backend)?;
+        match table.get(digest.as_slice()).map_err(backend)? {
+            Some(v) => Ok(Some(TokenRecord::decode(v.value()).map_err(|e| StoreError::Corrupt(e.to_string()))?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Number of subjects held.
+    pub fn subject_count(&self) -> Result<u64, StoreError> {
+        let tx = self.db.begin_read().map_err(backend)?;
+        let table = tx.open_table(SUBJECTS).map_err(backend)?;
+        table.len().map_err(backend)
+    }
+}
+
+/// What a purge deletes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PurgePlan {
+    /// Status records last changed before this time.
+    pub statuses_changed_before: Option<i64>,
+    /// Tokens that expired before this time.
+    pub tokens_expired_before: Option<i64>,
+    /// Transparency-log entries made before this time (their leaf hashes stay).
+    pub log_entries_before: Option<i64>,
+    /// Everything about subjects: statuses, tokens, log entries and leaf hashes, the subject
+    /// index and the commitment salt (the log's frontier stays, so its last head still holds).
+    pub everything: bool,
+}
+
+/// What a purge deleted.
+#[derive(Debug, Clone, Default)]
+pub struct PurgeOutcome {
+    /// Deleted records by kind ("status", "token", "log_entry").
+    pub counts: std::collections::BTreeMap<&'static str, u64>,
+    /// Earliest and latest change time among the deleted records.
+    pub range: Option<(i64, i64)>,
+    /// Merkle tree over one leaf per deleted record, in deletion order.
+    pub deleted: Frontier,
+}
+
+impl PurgeOutcome {
+    fn note(&mut self, kind: &'static str, time: i64, leaf: Hash) {
+        *self.counts.entry(kind).or_default() += 1;
+        self.range = Some(match self.range {
+            Some((a, b)) => (a.min(time), b.max(time)),
+            None => (time, time),
+        });
+        self.deleted.push(leaf);
+    }
+
+    pub fn total(&self) -> u64 {
+        self.counts.values().sum()
+    }
+}
+
+/// One leaf of the deleted-set commitment: kind, a key commitment and the record bytes.
+fn deletion_leaf(kind: &str, key: &[u8], record: &[u8]) -> Hash {
+    let mut data = Vec::with_capacity(kind.len() + 1 + key.len() + record.len());
+    data.extend_from_slice(kind.as_bytes());
+    data.push(0);
+    data.extend_from_slice(key);
+    data.extend_from_slice(record);
+    huren_translog::leaf_hash(&data)
+}
+
+/// Deletions per write transaction during a purge.
+const PURGE_BATCH: usize = 10_000;
+
+impl Store {
+    /// Keeps the sunset's deletion receipt (no subject data) so it survives restarts.
+    pub fn put_sunset_receipt(&self, receipt: &[u8]) -> Result<(), StoreError> {
+        let tx = self.db.begin_write().map_err(backend)?;
+        tx.open_table(META).map_err(backend)?.insert("sunset_receipt", receipt).map_err(backend)?;
+        tx.commit().map_err(backend)
+    }
+
+    pub fn sunset_receipt(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        let tx = self.db.begin_read().map_err(backend)?;
+        let meta = tx.open_table(META).map_err(backend)?;
+        let value = meta.get("sunset_receipt").map_err(backend)?.map(|v| v.value().to_vec());
+        Ok(value)
+    }
+
+    /// Index of the oldest log entry still held (entries before it were purged).
+    pub fn log_first_available(&self) -> Result<u64, StoreError> {
+        let tx = self.db.begin_read().map_err(backend)?;
+        let meta = tx.open_table(META).map_err(backend)?;
+        let value = meta.get("first_available").map_err(backend)?.map(|v| v.value().to_vec());
+        match value {
+            Some(bytes) => {
+                Ok(u64::from_be_bytes(bytes.try_into().map_err(|_| StoreError::Corrupt("first_available".into()))?))
+            }
+            None => Ok(0),
+        }
+    }
+
+    /// Leaf hashes `[start, end)` (held even for purged entries, until a sunset).
+    pub fn leaf_hashes(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StoreError> {
+        let tx = self.db.begin_read().map_err(backend)?;
+        let table = tx.open_table(LOG_HASHES).map_err(backend)?;
+        let mut out = Vec::new();
+        for item in table.range(start..end).map_err(backend)? {
+            out.push(item.map_err(backend)?.1.value().to_vec());
+        }
+        Ok(out)
+    }
+
+    /// What a store file holds, read without changing it (for `huren audit scan`: the
+    /// node must be stopped).
+    pub fn inspect(path: &Path) -> Result<std::collections::BTreeMap<&'static str, u64>, StoreError> {
+        let db = Database::open(path)
+            .map_err(|e| StoreError::Open { path: path.display().to_string(), message: e.to_string() })?;
+        Self::counts_in(&db)
+    }
+
+    /// Records held, by kind: status, token, log_entry, log_hash, subject_index, salt.
+    pub fn counts(&self) -> Result<std::collections::BTreeMap<&'static str, u64>, StoreError> {
+        Self::counts_in(&self.db)
+    }
+
+    fn counts_in(db: &Database) -> Result<std::collections::BTreeMap<&'static str, u64>, StoreError> {
+        let tx = db.begin_read().map_err(backend)?;
+        let mut out = std::collections::BTreeMap::new();
+        out.insert("status", tx.open_table(SUBJECTS).map_err(backend)?.len().map_err(backend)?);
+        out.insert("token", tx.open_table(TOKENS).map_err(backend)?.len().map_err(backend)?);
+        out.insert("log_entry", tx.open_table(LOG_ENTRIES).map_err(backend)?.len().map_err(backend)?);
+        out.insert("log_hash", tx.open_table(LOG_HASHES).map_err(backend)?.len().map_err(backend)?);
+        out.insert("subject_index", tx.open_multimap_table(SUBJECT_LOG).map_err(backend)?.len().map_err(backend)?);
+        out.insert("salt", u64::from(tx.open_table(META).map_err(backend)?.get("salt").map_err(backend)?.is_some()));
+        Ok(out)
+    }
+
+    /// Deletes what `plan` names, in batches of durable transactions, calling `progress`
+    /// with the running total. Returns what was deleted, committed to as a Merkle tree.
+    pub fn purge(&self, plan: &PurgePlan, progress: &mut dyn FnMut(u64)) -> Result<PurgeOutcome, StoreError> {
+        let mut out = PurgeOutcome::default();
+        // Statuses.
+        loop {
+            let tx = self.db.begin_write().map_err(backend)?;
+            let mut batch = Vec::new();
+            {
+                let mut table = tx.open_table(SUBJECTS).map_err(backend)?;
+                for item in table.iter().map_err(backend)? {
+                    let (k, v) = item.map_err(backend)?;
+                    let record = StatusRecord::decode(v.value()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                    if plan.everything || plan.statuses_changed_before.is_some_and(|t| record.updated_at < t) {
+                        batch.push((k.value().to_owned(), v.value().to_vec(), record.updated_at));
+                        if batch.len() == PURGE_BATCH {
+                            break;
+                        }
+                    }
+                }
+                for (key, bytes, time) in &batch {
+                    table.remove(key.as_str()).map_err(backend)?;
+                    out.note("status", *time, deletion_leaf("status", &self.commitment(key), bytes));
+                }
+            }
+            tx.commit().map_err(backend)?;
+            progress(out.total());
+            if batch.len() < PURGE_BATCH {
+                break;
+            }
+        }
+        // Tokens.
+        loop {
+            let tx = self.db.begin_write().map_err(backend)?;
+            let mut batch = Vec::new();
+            {
+                let mut table = tx.open_table(TOKENS).map_err(backend)?;
+                for item in table.iter().map_err(backend)? {
+                    let (k, v) = item.map_err(backend)?;
+                    let record = TokenRecord::decode(v.value()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                    if plan.everything || plan.tokens_expired_before.is_some_and(|t| record.expires_at < t) {
+                        batch.push((k.value().to_vec(), v.value().to_vec(), record.expires_at));
+                        if batch.len() == PURGE_BATCH {
+                            break;
+                        }
+                    }
+                }
+                for (key, bytes, time) in &batch {
+                    table.remove(key.as_slice()).map_err(backend)?;
+                    out.note("token", *time, deletion_leaf("token", key, bytes));
+                }
+            }
+            tx.commit().map_err(backend)?;
+            progress(out.total());
+            if batch.len() < PURGE_BATCH {
+                break;
+            }
+        }
+        // Log entries, oldest first; their leaf hashes stay unless everything goes.
+        loop {
+            let first = self.log_first_available()?;
+            let tx = self.db.begin_write().map_err(backend)?;
+            let deleted;
+            let mut next = first;
+            {
+                let mut entries = tx.open_table(LOG_ENTRIES).map_err(backend)?;
+                let mut index = tx.open_multimap_table(SUBJECT_LOG).map_err(backend)?;
+                let mut batch = Vec::new();
+                for item in entries.range(first..).map_err(backend)? {
+                    let (k, v) = item.map_err(backend)?;
+                    let entry = pb::LogEntry::decode(v.value()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                    if !(plan.everything || plan.log_entries_before.is_some_and(|t| entry.time < t)) {
+                        break;
+                    }
+                    batch.push((k.value(), v.value().to_vec(), entry));
+                    if batch.len() == PURGE_BATCH {
+                        break;
+                    }
+                }
+                for (i, bytes, entry) in &batch {
+                    entries.remove(*i).map_err(backend)?;
+                    index.remove(entry.subject_commitment.as_slice(), *i).map_err(backend)?;
+                    out.note("log_entry", entry.time, huren_translog::leaf_hash(bytes));
+                    next = i + 1;
+                }
+                deleted = batch.len();
+                let mut meta = tx.open_table(META).map_err(backend)?;
+                meta.insert("first_available", next.to_be_bytes().as_slice()).map_err(backend)?;
+            }
+            tx.commit().map_err(backend)?;
+            progress(out.total());
+            if deleted < PURGE_BATCH {
+                break;
+            }
+        }
+        if plan.everything {
+            let tx = self.db.begin_write().map_err(backend)?;
+            tx.delete_table(LOG_HASHES).map_err(backend)?;
+            tx.delete_multimap_table(SUBJECT_LOG).map_err(backend)?;
+            tx.open_table(LOG_HASHES).map_err(backend)?;
+            tx.open_multimap_table(SUBJECT_LOG).map_err(backend)?;
+            tx.open_table(META).map_err(backend)?.remove("salt").map_err(backend)?;
+            tx.commit().map_err(backend)?;
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upsert_bumps_version_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        {
+            let store = Store::open(&path).unwrap();
+            let rec = StatusRecord { status: 3, rule_id: "r".into(), ..Default::default() };
+            assert_eq!(store.upsert("subj-1", rec.clone()).unwrap(), 1);
+            assert_eq!(store.upsert("subj-1", rec).unwrap(), 2);
+            store.put_token(&[7; 32], &TokenRecord { subject_ref: "subj-1".into(), expires_at: 9 }).unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.status("subj-1").unwrap().unwrap().version, 2);
+        assert_eq!(store.token(&[7; 32]).unwrap().unwrap().subject_ref, "subj-1");
+        assert!(store.status("nobody").unwrap().is_none());
+        assert_eq!(store.subject_count().unwrap(), 1);
+        let batch = (0..100).map(|i| (format!("s-{i}"), StatusRecord { status: 1, ..Default::default() })).collect();
+        assert_eq!(store.upsert_batch(batch).unwrap(), vec![1; 100]);
+        assert_eq!(store.subject_count().unwrap(), 101);
+    }
+}

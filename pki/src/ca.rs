@@ -1,0 +1,180 @@
+//! Certificate authorities and role certificates, generated with rcgen.
+//!
+//! Every certificate is ECDSA P-256. The national root signs province CAs and the
+//! root-scoped leaves (gateway, hub, coordinator, auditor); a province CA signs only
+//! its own node and admin leaves. Each leaf carries exactly one URI SAN (its
+//! [`Identity`]) and both TLS client and server usages.
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType, SerialNumber,
+};
+use time::{Duration, OffsetDateTime};
+
+use crate::identity::{Identity, ProvinceCode};
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CaError {
+    #[error("certificate generation failed: {0}")]
+    Rcgen(#[from] rcgen::Error),
+    #[error("randomness unavailable: {0}")]
+    Random(String),
+    #[error("invalid certificate: {0}")]
+    Parse(String),
+}
+
+/// A CA certificate and its private key, both PEM.
+#[derive(Clone)]
+pub struct CaMaterial {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl std::fmt::Debug for CaMaterial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CaMaterial").finish_non_exhaustive()
+    }
+}
+
+/// A freshly issued leaf: certificate (PEM), key (PEM) and serial (lowercase hex).
+#[derive(Clone)]
+pub struct IssuedCert {
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub serial_hex: String,
+}
+
+impl std::fmt::Debug for IssuedCert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedCert").field("serial_hex", &self.serial_hex).finish_non_exhaustive()
+    }
+}
+
+/// Validity window of a certificate.
+#[derive(Debug, Clone, Copy)]
+pub struct Validity {
+    pub not_before: OffsetDateTime,
+    pub not_after: OffsetDateTime,
+}
+
+impl Validity {
+    /// From one hour ago (clock skew) for `days` days.
+    pub fn days(days: i64) -> Self {
+        let now = OffsetDateTime::now_utc();
+        Self { not_before: now - Duration::hours(1), not_after: now + Duration::days(days) }
+    }
+}
+
+fn random_serial() -> Result<SerialNumber, CaError> {
+    let mut bytes = [0u8; 16];
+    getrandom::getrandom(&mut bytes).map_err(|e| CaError::Random(e.to_string()))?;
+    bytes[0] &= 0x7f; // positive INTEGER
+    bytes[0] |= 0x01; // no leading zero octet, so the hex form is stable
+    Ok(SerialNumber::from(bytes.to_vec()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    data_encoding::HEXLOWER.encode(bytes)
+}
+
+fn dn(common_name: &str) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "Huren federation");
+    dn.push(DnType::CommonName, common_name);
+    dn
+}
+
+fn issuer(ca: &CaMaterial) -> Result<Issuer<'static, KeyPair>, CaError> {
+    let key = KeyPair::from_pem(&ca.key_pem)?;
+    Ok(Issuer::from_ca_cert_pem(&ca.cert_pem, key)?)
+}
+
+/// Creates the national root CA (self-signed, path length 1).
+pub fn new_root(trust_domain: &str, validity: Validity) -> Result<CaMaterial, CaError> {
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name = dn(&format!("Huren national root ({trust_domain})"));
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(1));
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    params.serial_number = Some(random_serial()?);
+    params.not_before = validity.not_before;
+    params.not_after = validity.not_after;
+    let cert = params.self_signed(&key)?;
+    Ok(CaMaterial { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+}
+
+/// Creates a province CA signed by the root. Its URI SAN names the province, which is how
+/// peers check that it only vouches for identities of its own province.
+pub fn new_province_ca(
+    root: &CaMaterial,
+    trust_domain: &str,
+    code: &ProvinceCode,
+    name: &str,
+    validity: Validity,
+) -> Result<CaMaterial, CaError> {
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name = dn(&format!("Huren province CA {code} {name}"));
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    params.subject_alt_names = vec![SanType::URI(Identity::province_ca_uri(trust_domain, code).try_into()?)];
+    params.serial_number = Some(random_serial()?);
+    params.use_authority_key_identifier_extension = true;
+    params.not_before = validity.not_before;
+    params.not_after = validity.not_after;
+    let cert = params.signed_by(&key, &issuer(root)?)?;
+    Ok(CaMaterial { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+}
+
+/// Issues a leaf certificate for `identity`, signed by `ca`.
+///
+/// The caller chooses the CA; whether that CA may vouch for the identity is enforced
+/// by every verifier ([`crate::tls::authenticate_chain`]), not here, so tests can build
+/// deliberately wrong certificates.
+pub fn issue_leaf(ca: &CaMaterial, identity: &Identity, validity: Validity) -> Result<IssuedCert, CaError> {
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name = dn(&format!("{} {}", identity.role.kind(), identity));
+    params.subject_alt_names = vec![SanType::URI(identity.uri().try_into()?)];
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+    let serial = random_serial()?;
+    let serial_hex = hex(serial.as_ref());
+    params.serial_number = Some(serial);
+    params.use_authority_key_identifier_extension = true;
+    params.not_before = validity.not_before;
+    params.not_after = validity.not_after;
+    let cert = params.signed_by(&key, &issuer(ca)?)?;
+    Ok(IssuedCert { cert_pem: cert.pem(), key_pem: key.serialize_pem(), serial_hex })
+}
+
+/// Signs `message` with a CA's private key (ECDSA P-256 / SHA-256, ASN.1 DER signature).
+pub fn sign_with_ca_key(ca: &CaMaterial, message: &[u8]) -> Result<Vec<u8>, CaError> {
+    use rcgen::SigningKey as _;
+    let key = KeyPair::from_pem(&ca.key_pem)?;
+    Ok(key.sign(message)?)
+}
+
+/// First certificate of a PEM bundle, as DER.
+pub fn pem_to_der(pem: &str) -> Result<Vec<u8>, CaError> {
+    let mut reader = std::io::BufReader::new(pem.as_bytes());
+    let first = rustls_pemfile::certs(&mut reader).next();
+    match first {
+        Some(Ok(der)) => Ok(der.to_vec()),
+        Some(Err(e)) => Err(CaError::Parse(e.to_string())),
+        None => Err(CaError::Parse("no CERTIFICATE block in PEM".into())),
+    }
+}
+
+/// Lowercase hex serial number of a DER certificate.
+pub fn serial_hex(cert_der: &[u8]) -> Result<String, CaError> {
+    let (_, cert) = x509_parser::parse_x509_certificate(cert_der).map_err(|e| CaError::Parse(e.to_string()))?;
+    Ok(hex(cert.tbs_certificate.raw_serial()))
+}
+
+/// Not-after time of a DER certificate, Unix seconds.
+pub fn not_after(cert_der: &[u8]) -> Result<i64, CaError> {
+    let (_, cert) = x509_parser::parse_x509_certificate(cert_der).map_err(|e| CaError::Parse(e.to_string()))?;
+    Ok(cert.validity().not_after.timestamp())
+}

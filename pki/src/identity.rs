@@ -1,0 +1,220 @@
+//! SPIFFE-style identities carried as the single URI SAN of every Huren certificate.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// Trust domain used when none is configured.
+pub const DEFAULT_TRUST_DOMAIN: &str = "huren.gov";
+
+/// A GB/T 2260 six-digit province code, e.g. `340000`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ProvinceCode(String);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid province code {0:?}: expected six digits (GB/T 2260), e.g. 340000")]
+pub struct InvalidProvinceCode(pub String);
+
+impl ProvinceCode {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for ProvinceCode {
+    type Err = InvalidProvinceCode;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.len() == 6 && s.bytes().all(|b| b.is_ascii_digit()) && !s.starts_with('0') {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(InvalidProvinceCode(s.chars().take(16).collect()))
+        }
+    }
+}
+
+impl fmt::Display for ProvinceCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The role an identity plays in the federation.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Role {
+    /// A province node (serves Attestation and StatusAdmin).
+    Node(ProvinceCode),
+    /// A province's internal health-code backend (calls its own node's StatusAdmin).
+    Admin(ProvinceCode),
+    /// A national gateway replica.
+    Gateway(String),
+    /// A transport hub (calls gateway Lookup).
+    Hub(String),
+    /// A national coordinator (manages the trust list).
+    Coordinator(String),
+    /// An auditor (reads logs and receipts).
+    Auditor(String),
+}
+
+impl Role {
+    /// The role's kind as used on the command line: `node`, `admin`, `gateway`, ….
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Role::Node(_) => "node",
+            Role::Admin(_) => "admin",
+            Role::Gateway(_) => "gateway",
+            Role::Hub(_) => "hub",
+            Role::Coordinator(_) => "coordinator",
+            Role::Auditor(_) => "auditor",
+        }
+    }
+
+    /// The province a province-scoped identity belongs to.
+    pub fn province(&self) -> Option<&ProvinceCode> {
+        match self {
+            Role::Node(p) | Role::Admin(p) => Some(p),
+            _ => None,
+        }
+    }
+}
+
+/// A parsed identity: trust domain plus role.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Identity {
+    pub trust_domain: String,
+    pub role: Role,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvalidIdentity {
+    #[error("identity must be a spiffe:// URI")]
+    NotSpiffe,
+    #[error("identity has an empty or invalid trust domain")]
+    TrustDomain,
+    #[error("identity path {0:?} is not one of province/<code>/node, province/<code>/admin, gateway/<name>, hub/<id>, coordinator/<name>, auditor/<name>")]
+    Path(String),
+    #[error(transparent)]
+    Province(#[from] InvalidProvinceCode),
+    #[error("identity name {0:?} must be 1-64 characters of a-z, 0-9, '-', '_' or '.'")]
+    Name(String),
+    #[error("unknown role {0:?}: expected node, admin, gateway, hub, coordinator or auditor")]
+    UnknownRole(String),
+}
+
+/// Checks a role name (gateway, hub, … names) for the allowed alphabet.
+pub fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+fn checked_name(name: &str) -> Result<String, InvalidIdentity> {
+    if valid_name(name) {
+        Ok(name.to_owned())
+    } else {
+        Err(InvalidIdentity::Name(name.chars().take(80).collect()))
+    }
+}
+
+impl Identity {
+    /// Builds an identity from a role kind (`node`, `hub`, …) and its argument
+    /// (province code for `node`/`admin`, a name otherwise).
+    pub fn from_kind(trust_domain: &str, kind: &str, arg: &str) -> Result<Self, InvalidIdentity> {
+        let role = match kind {
+            "node" => Role::Node(arg.parse()?),
+            "admin" => Role::Admin(arg.parse()?),
+            "gateway" => Role::Gateway(checked_name(arg)?),
+            "hub" => Role::Hub(checked_name(arg)?),
+            "coordinator" => Role::Coordinator(checked_name(arg)?),
+            "auditor" => Role::Auditor(checked_name(arg)?),
+            other => return Err(InvalidIdentity::UnknownRole(other.chars().take(32).collect())),
+        };
+        Ok(Self { trust_domain: trust_domain.to_owned(), role })
+    }
+
+    pub fn new(trust_domain: &str, role: Role) -> Self {
+        Self { trust_domain: trust_domain.to_owned(), role }
+    }
+
+    /// The `spiffe://` URI of this identity.
+    pub fn uri(&self) -> String {
+        self.to_string()
+    }
+
+    /// URI identifying a province CA (carried as the CA certificate's URI SAN).
+    pub fn province_ca_uri(trust_domain: &str, code: &ProvinceCode) -> String {
+        format!("spiffe://{trust_domain}/province/{code}")
+    }
+}
+
+impl fmt::Display for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let td = &self.trust_domain;
+        match &self.role {
+            Role::Node(p) => write!(f, "spiffe://{td}/province/{p}/node"),
+            Role::Admin(p) => write!(f, "spiffe://{td}/province/{p}/admin"),
+            Role::Gateway(n) => write!(f, "spiffe://{td}/gateway/{n}"),
+            Role::Hub(n) => write!(f, "spiffe://{td}/hub/{n}"),
+            Role::Coordinator(n) => write!(f, "spiffe://{td}/coordinator/{n}"),
+            Role::Auditor(n) => write!(f, "spiffe://{td}/auditor/{n}"),
+        }
+    }
+}
+
+impl FromStr for Identity {
+    type Err = InvalidIdentity;
+    fn from_str(uri: &str) -> Result<Self, Self::Err> {
+        let rest = uri.strip_prefix("spiffe://").ok_or(InvalidIdentity::NotSpiffe)?;
+        let (td, path) = rest.split_once('/').ok_or(InvalidIdentity::TrustDomain)?;
+        if td.is_empty()
+            || !td.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'.'))
+        {
+            return Err(InvalidIdentity::TrustDomain);
+        }
+        let parts: Vec<&str> = path.split('/').collect();
+        let bad = || InvalidIdentity::Path(path.chars().take(80).collect());
+        let role = match parts.as_slice() {
+            ["province", code, "node"] => Role::Node(code.parse()?),
+            ["province", code, "admin"] => Role::Admin(code.parse()?),
+            ["gateway", n] => Role::Gateway(checked_name(n)?),
+            ["hub", n] => Role::Hub(checked_name(n)?),
+            ["coordinator", n] => Role::Coordinator(checked_name(n)?),
+            ["auditor", n] => Role::Auditor(checked_name(n)?),
+            _ => return Err(bad()),
+        };
+        Ok(Self { trust_domain: td.to_owned(), role })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_every_role() {
+        for uri in [
+            "spiffe://huren.gov/province/340000/node",
+            "spiffe://huren.gov/province/440000/admin",
+            "spiffe://huren.gov/gateway/national-1",
+            "spiffe://huren.gov/hub/sd-highway-jinan",
+            "spiffe://huren.gov/coordinator/nhc",
+            "spiffe://huren.gov/auditor/third-party",
+        ] {
+            let id: Identity = uri.parse().unwrap();
+            assert_eq!(id.to_string(), uri);
+        }
+    }
+
+    #[test]
+    fn rejects_malformed() {
+        for uri in [
+            "https://huren.gov/hub/x",
+            "spiffe://huren.gov/province/34000/node",
+            "spiffe://huren.gov/province/340000/root",
+            "spiffe://huren.gov/hub/UPPER",
+            "spiffe://huren.gov/hub/a/b",
+            "spiffe:///hub/a",
+        ] {
+            assert!(uri.parse::<Identity>().is_err(), "{uri} accepted");
+        }
+    }
+}

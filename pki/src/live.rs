@@ -1,0 +1,202 @@
+//! The trust list as a live, persisted value.
+//!
+//! [`LiveTrust`] holds the newest verified list a party has seen. A new list is accepted
+//! only if the national root signed it, it keeps the trust domain and its sequence is
+//! strictly greater (rollback protection); it is persisted (atomically) *before* it is
+//! used, so a restart resumes from the last good copy. Subscribers ([`LiveTrust::subscribe`])
+//! see every accepted list; the [`Revocations`] handed to TLS verifiers follow it.
+//! [`follow`] keeps a `LiveTrust` in step with a gateway's `TrustRegistry.Watch` stream.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use huren_proto::pb;
+use tokio::sync::watch;
+
+use crate::tls::{self, ExpectedPeer, Revocations, TlsIdentity};
+use crate::trust::{TrustList, TrustListError};
+
+/// Why an offered trust list was not taken.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OfferError {
+    #[error(transparent)]
+    Invalid(#[from] TrustListError),
+    #[error("trust list sequence {offered} is not newer than the held sequence {held} (rollback refused)")]
+    Rollback { offered: u64, held: u64 },
+    #[error("trust list is for trust domain {offered:?}, not {held:?}")]
+    TrustDomain { offered: String, held: String },
+    #[error("cannot persist the trust list, so it was not taken: {0}")]
+    Persist(TrustListError),
+}
+
+struct Inner {
+    tx: watch::Sender<Arc<TrustList>>,
+    root_der: Vec<u8>,
+    persist: Option<PathBuf>,
+    revocations: Revocations,
+    offer_lock: Mutex<()>,
+}
+
+/// A party's live trust list. Cheap to clone.
+#[derive(Clone)]
+pub struct LiveTrust(Arc<Inner>);
+
+impl std::fmt::Debug for LiveTrust {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveTrust").field("sequence", &self.current().sequence()).finish_non_exhaustive()
+    }
+}
+
+impl LiveTrust {
+    /// Starts from `initial`, persisting it to `persist` (if given).
+    pub fn new(initial: TrustList, root_der: Vec<u8>, persist: Option<PathBuf>) -> Result<Self, TrustListError> {
+        if let Some(path) = &persist {
+            initial.save(path)?;
+        }
+        let revocations = Revocations::new(initial.revoked_serials().clone());
+        let (tx, _) = watch::channel(Arc::new(initial));
+        Ok(Self(Arc::new(Inner { tx, root_der, persist, revocations, offer_lock: Mutex::new(()) })))
+    }
+
+    /// Starts from the newer of the persisted copy and the bootstrap file. A persisted
+    /// copy that no longer verifies is ignored (with a warning); with neither usable,
+    /// the bootstrap file's error is returned.
+    pub fn open(root_der: Vec<u8>, persist: Option<PathBuf>, bootstrap: Option<&Path>) -> Result<Self, TrustListError> {
+        let persisted = persist.as_deref().filter(|p| p.exists()).and_then(|p| match TrustList::load(p, &root_der) {
+            Ok(list) => Some(list),
+            Err(e) => {
+                tracing::warn!(path = %p.display(), error = %e, "persisted trust list unusable; ignoring it");
+                None
+            }
+        });
+        let initial = match (persisted, bootstrap) {
+            (Some(p), Some(b)) if b.exists() => {
+                let b = TrustList::load(b, &root_der)?;
+                if b.sequence() > p.sequence() {
+                    b
+                } else {
+                    p
+                }
+            }
+            (Some(p), _) => p,
+            (None, Some(b)) => TrustList::load(b, &root_der)?,
+            (None, None) => {
+                return Err(TrustListError::Io {
+                    path: "(none)".into(),
+                    source: std::io::Error::new(std::io::ErrorKind::NotFound, "no trust list configured"),
+                })
+            }
+        };
+        Self::new(initial, root_der, persist)
+    }
+
+    pub fn current(&self) -> Arc<TrustList> {
+        self.0.tx.borrow().clone()
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<Arc<TrustList>> {
+        self.0.tx.subscribe()
+    }
+
+    /// Serials revoked by the current list; live for TLS verifiers.
+    pub fn revocations(&self) -> Revocations {
+        self.0.revocations.clone()
+    }
+
+    pub fn root_der(&self) -> &[u8] {
+        &self.0.root_der
+    }
+
+    /// Verifies and, if newer, persists and adopts a signed list. Returns the new sequence.
+    pub fn offer(&self, signed: pb::SignedTrustList) -> Result<u64, OfferError> {
+        let list = TrustList::verify(signed, &self.0.root_der)?;
+        let _guard = self.0.offer_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let held = self.current();
+        if list.trust_domain() != held.trust_domain() {
+            return Err(OfferError::TrustDomain {
+                offered: list.trust_domain().to_owned(),
+                held: held.trust_domain().to_owned(),
+            });
+        }
+        if list.sequence() <= held.sequence() {
+            return Err(OfferError::Rollback { offered: list.sequence(), held: held.sequence() });
+        }
+        if let Some(path) = &self.0.persist {
+            list.save(path).map_err(OfferError::Persist)?;
+        }
+        let sequence = list.sequence();
+        self.0.revocations.replace(list.revoked_serials().clone());
+        self.0.tx.send_replace(Arc::new(list));
+        tracing::info!(sequence, "trust list updated");
+        Ok(sequence)
+    }
+}
+
+/// Aborts the task it guards when dropped; [`TaskGuard::stop`] also waits for it to end
+/// (so whatever it holds, a store say, is released when `stop` returns).
+#[derive(Debug)]
+pub struct TaskGuard(Option<tokio::task::JoinHandle<()>>);
+
+impl TaskGuard {
+    /// Spawns `task` on the runtime; it is aborted when the guard is dropped.
+    pub fn spawn(task: impl std::future::Future<Output = ()> + Send + 'static) -> Self {
+        Self(Some(tokio::spawn(task)))
+    }
+
+    /// Aborts the task and waits until it has ended.
+    pub async fn stop(mut self) {
+        if let Some(handle) = self.0.take() {
+            handle.abort();
+            let _ = handle.await;
+        }
+    }
+}
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        if let Some(handle) = &self.0 {
+            handle.abort();
+        }
+    }
+}
+
+/// Keeps `live` in step with the gateway at `endpoint` (`TrustRegistry.Watch`),
+/// reconnecting with a capped backoff. Runs until the guard is dropped.
+pub fn follow(live: LiveTrust, endpoint: &str, identity: &TlsIdentity) -> Result<TaskGuard, tls::TlsError> {
+    let config = tls::client_config(identity, ExpectedPeer::AnyGateway, live.revocations())?;
+    let channel = tls::channel(endpoint, config, Duration::from_secs(3))?;
+    let endpoint = endpoint.to_owned();
+    Ok(TaskGuard::spawn(async move {
+        let mut client = pb::trust_registry_client::TrustRegistryClient::new(channel);
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let known_sequence = live.current().sequence();
+            match client.watch(pb::WatchTrustListRequest { known_sequence }).await {
+                Ok(response) => {
+                    let mut stream = response.into_inner();
+                    loop {
+                        match stream.message().await {
+                            Ok(Some(signed)) => {
+                                backoff = Duration::from_millis(100);
+                                match live.offer(signed) {
+                                    Ok(_) | Err(OfferError::Rollback { .. }) => {}
+                                    Err(e) => tracing::warn!(%endpoint, error = %e, "trust list from gateway refused"),
+                                }
+                            }
+                            Ok(None) => break,
+                            Err(status) => {
+                                tracing::debug!(%endpoint, error = %status, "trust list watch ended");
+                                break;
+                            }
+                        }
+                    }
+                }
+                Err(status) => tracing::debug!(%endpoint, error = %status, "trust list watch failed"),
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+        }
+    }))
+}

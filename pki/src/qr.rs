@@ -1,0 +1,153 @@
+//! The traveller's QR string and opaque tokens.
+//!
+//! QR format: `HRN1:` followed by RFC 4648 base32 without padding (upper case, so the
+//! whole string fits the QR alphanumeric mode) of an encoded [`pb::QrCode`]: the signed
+//! attestation plus the opaque token it is bound to. Tokens are 16 random bytes
+//! (128 bits) written as base32 on the command line; they never encode an ID number.
+
+use huren_proto::pb;
+use prost::Message;
+
+use crate::identity::ProvinceCode;
+
+/// Prefix (and version) of every Huren QR string.
+pub const QR_PREFIX: &str = "HRN1:";
+/// Length of an opaque token, in bytes.
+pub const TOKEN_LEN: usize = 16;
+/// Longest QR string accepted (a version-25 QR holds about 1,800 alphanumerics).
+pub const MAX_QR_CHARS: usize = 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum QrError {
+    #[error("QR string does not start with {QR_PREFIX}")]
+    Prefix,
+    #[error("QR string is longer than {MAX_QR_CHARS} characters")]
+    TooLong,
+    #[error("QR body is not base32")]
+    Encoding,
+    #[error("QR body is not a valid QrCode message")]
+    Decode,
+    #[error("QR carries no attestation")]
+    MissingAttestation,
+    #[error("token must be {TOKEN_LEN} bytes written as 26 base32 characters")]
+    Token,
+    #[error("expected a QR string (HRN1:...) or <province>:<token>")]
+    Form,
+    #[error(transparent)]
+    Province(#[from] crate::identity::InvalidProvinceCode),
+}
+
+/// A fresh random token.
+pub fn new_token() -> Result<[u8; TOKEN_LEN], getrandom::Error> {
+    let mut token = [0u8; TOKEN_LEN];
+    getrandom::getrandom(&mut token)?;
+    Ok(token)
+}
+
+/// Text form of a token (26 base32 characters).
+pub fn token_to_text(token: &[u8]) -> String {
+    data_encoding::BASE32_NOPAD.encode(token)
+}
+
+/// Parses the text form of a token (case-insensitive).
+pub fn token_from_text(text: &str) -> Result<Vec<u8>, QrError> {
+    let bytes =
+        data_encoding::BASE32_NOPAD.decode(text.trim().to_ascii_uppercase().as_bytes()).map_err(|_| QrError::Token)?;
+    if bytes.len() != TOKEN_LEN {
+        return Err(QrError::Token);
+    }
+    Ok(bytes)
+}
+
+pub fn encode_qr(qr: &pb::QrCode) -> String {
+    format!("{QR_PREFIX}{}", data_encoding::BASE32_NOPAD.encode(&qr.encode_to_vec()))
+}
+
+pub fn decode_qr(text: &str) -> Result<pb::QrCode, QrError> {
+    let text = text.trim();
+    if text.len() > MAX_QR_CHARS {
+        return Err(QrError::TooLong);
+    }
+    // Some scanners report alphanumeric-mode QR codes in lower case.
+    let upper;
+    let text = if text.is_char_boundary(QR_PREFIX.len().min(text.len()))
+        && text[..QR_PREFIX.len().min(text.len())].eq_ignore_ascii_case(QR_PREFIX)
+    {
+        upper = text.to_ascii_uppercase();
+        upper.as_str()
+    } else {
+        text
+    };
+    let body = text.strip_prefix(QR_PREFIX).ok_or(QrError::Prefix)?;
+    let bytes = data_encoding::BASE32_NOPAD.decode(body.as_bytes()).map_err(|_| QrError::Encoding)?;
+    let qr = pb::QrCode::decode(bytes.as_slice()).map_err(|_| QrError::Decode)?;
+    if qr.attestation.is_none() {
+        return Err(QrError::MissingAttestation);
+    }
+    if qr.token.len() != TOKEN_LEN {
+        return Err(QrError::Token);
+    }
+    Ok(qr)
+}
+
+/// What a hub scanned or typed.
+#[derive(Debug, Clone)]
+pub enum Scanned {
+    /// A QR string; the province is read from its (still unverified) payload.
+    Qr { province: ProvinceCode, token: Vec<u8>, qr: pb::QrCode },
+    /// `<province>:<token>` typed by an operator.
+    Pair { province: ProvinceCode, token: Vec<u8> },
+}
+
+impl Scanned {
+    pub fn parse(input: &str) -> Result<Self, QrError> {
+        let input = input.trim();
+        if input.get(..QR_PREFIX.len()).is_some_and(|p| p.eq_ignore_ascii_case(QR_PREFIX)) {
+            let qr = decode_qr(input)?;
+            let signed = qr.attestation.as_ref().ok_or(QrError::MissingAttestation)?;
+            let payload = pb::AttestationPayload::decode(signed.payload.as_slice()).map_err(|_| QrError::Decode)?;
+            let province = payload.province.parse()?;
+            let token = qr.token.clone();
+            return Ok(Scanned::Qr { province, token, qr });
+        }
+        let (province, token) = input.split_once(':').ok_or(QrError::Form)?;
+        Ok(Scanned::Pair { province: province.parse()?, token: token_from_text(token)? })
+    }
+
+    pub fn province(&self) -> &ProvinceCode {
+        match self {
+            Scanned::Qr { province, .. } | Scanned::Pair { province, .. } => province,
+        }
+    }
+
+    pub fn token(&self) -> &[u8] {
+        match self {
+            Scanned::Qr { token, .. } | Scanned::Pair { token, .. } => token,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_text_round_trip() {
+        let t = new_token().unwrap();
+        let text = token_to_text(&t);
+        assert_eq!(text.len(), 26);
+        assert_eq!(token_from_text(&text.to_lowercase()).unwrap(), t.to_vec());
+        assert_eq!(token_from_text("ABC"), Err(QrError::Token));
+    }
+
+    #[test]
+    fn malformed_qr_strings_are_refused() {
+        assert_eq!(decode_qr("HRN2:AAAA").unwrap_err(), QrError::Prefix);
+        assert_eq!(decode_qr("HRN1:!!!!").unwrap_err(), QrError::Encoding);
+        assert_eq!(decode_qr(&format!("HRN1:{}", "A".repeat(2000))).unwrap_err(), QrError::TooLong);
+        assert!(matches!(Scanned::parse("340000-XYZ"), Err(QrError::Form)));
+        assert!(matches!(Scanned::parse("34000:ABC"), Err(QrError::Province(_))));
+        assert_eq!(decode_qr("hrn1:!!!!").unwrap_err(), QrError::Encoding, "lower case is read as a QR");
+    }
+}

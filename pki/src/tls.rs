@@ -1,0 +1,630 @@
+//! Mutual TLS for every Huren connection, built in this one place.
+//!
+//! - [`TlsIdentity`]: a party's certificate chain, private key and the national root.
+//! - [`server_config`]: TLS 1.3 only, client certificate required (chain to the root),
+//!   revoked serials refused during the handshake ([`Revocations`] is live: swap in a new
+//!   set and the next handshake uses it).
+//! - [`client_config`]: verifies the server chain to the root and that its URI SAN is the
+//!   identity the caller expects (a gateway expects `province/<code>/node`, never a DNS name).
+//! - [`authenticate_chain`]: turns a verified chain into an [`Identity`], enforcing that a
+//!   province CA only vouches for its own province and the root for the national roles.
+//! - [`incoming`]: accept loop that handshakes off the accept path (bounded, with a timeout)
+//!   and authenticates each connection once; servers read the result with [`peer`].
+//! - [`channel`]: a lazily connecting tonic channel over mTLS.
+
+use std::collections::HashSet;
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, RwLock};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::server::TlsStream;
+use tokio_stream::wrappers::ReceiverStream;
+use x509_parser::extensions::GeneralName;
+
+use crate::identity::{Identity, InvalidIdentity, Role};
+
+/// Time allowed for a TLS handshake before the connection is dropped.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Handshakes in progress at once per server; further connections wait to be accepted.
+pub const MAX_CONCURRENT_HANDSHAKES: usize = 512;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: io::Error },
+    #[error("{path}: no PEM certificate found")]
+    NoCertificate { path: PathBuf },
+    #[error("{path}: no PEM private key found")]
+    NoKey { path: PathBuf },
+    #[error("{what}: invalid PEM: {source}")]
+    Pem { what: String, source: io::Error },
+    #[error("own certificate is unusable: {0}")]
+    OwnCertificate(#[from] AuthError),
+    #[error("TLS configuration rejected: {0}")]
+    Rustls(#[from] rustls::Error),
+    #[error("client verifier: {0}")]
+    Verifier(#[from] rustls::server::VerifierBuilderError),
+    #[error("invalid endpoint {0:?}: expected https://host:port or host:port")]
+    Endpoint(String),
+}
+
+/// Why a presented certificate chain does not yield an acceptable identity.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthError {
+    #[error("no client certificate presented")]
+    NoCertificate,
+    #[error("certificate is not valid X.509")]
+    Parse,
+    #[error("certificate must carry exactly one URI SAN (found {0})")]
+    UriSanCount(usize),
+    #[error("certificate URI SAN is not a Huren identity: {0}")]
+    Identity(#[from] InvalidIdentity),
+    #[error("identity {identity} is outside trust domain {expected}")]
+    TrustDomain { identity: String, expected: String },
+    #[error("identity {0} must be issued by its own province CA (chain: leaf + province CA)")]
+    ProvinceIssuer(String),
+    #[error("identity {0} must be issued directly by the national root")]
+    RootIssuer(String),
+}
+
+/// Live set of revoked certificate serials (lowercase hex).
+#[derive(Debug, Clone, Default)]
+pub struct Revocations(Arc<RwLock<Arc<HashSet<String>>>>);
+
+impl Revocations {
+    pub fn new(serials: HashSet<String>) -> Self {
+        Self(Arc::new(RwLock::new(Arc::new(serials))))
+    }
+
+    /// Replaces the set; the next handshake uses it.
+    pub fn replace(&self, serials: HashSet<String>) {
+        let mut guard = self.0.write().unwrap_or_else(|e| e.into_inner());
+        *guard = Arc::new(serials);
+    }
+
+    fn current(&self) -> Arc<HashSet<String>> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Whether any certificate of the chain is revoked. Unparseable certificates count as revoked.
+    pub fn any_revoked<'a>(&self, chain: impl IntoIterator<Item = &'a CertificateDer<'a>>) -> bool {
+        let set = self.current();
+        chain.into_iter().any(|c| match crate::ca::serial_hex(c.as_ref()) {
+            Ok(serial) => set.contains(&serial),
+            Err(_) => true,
+        })
+    }
+}
+
+/// A party's TLS material.
+#[derive(Debug)]
+pub struct TlsIdentity {
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: PrivateKeyDer<'static>,
+    pub root: CertificateDer<'static>,
+    pub identity: Identity,
+}
+
+impl Clone for TlsIdentity {
+    fn clone(&self) -> Self {
+        Self {
+            chain: self.chain.clone(),
+            key: self.key.clone_key(),
+            root: self.root.clone(),
+            identity: self.identity.clone(),
+        }
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|source| TlsError::Read { path: path.to_owned(), source })
+}
+
+fn parse_certs(pem: &[u8], what: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    rustls_pemfile::certs(&mut io::BufReader::new(pem))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|source| TlsError::Pem { what: what.to_owned(), source })
+}
+
+impl TlsIdentity {
+    /// Loads `cert` (leaf first, then intermediates), `key` and the root `ca`.
+    pub fn load(cert: &Path, key: &Path, ca: &Path, trust_domain: &str) -> Result<Self, TlsError> {
+        let chain = parse_certs(&read(cert)?, &cert.display().to_string())?;
+        if chain.is_empty() {
+            return Err(TlsError::NoCertificate { path: cert.to_owned() });
+        }
+        let key_der = rustls_pemfile::private_key(&mut io::BufReader::new(read(key)?.as_slice()))
+            .map_err(|source| TlsError::Pem { what: key.display().to_string(), source })?
+            .ok_or_else(|| TlsError::NoKey { path: key.to_owned() })?;
+        let root = parse_certs(&read(ca)?, &ca.display().to_string())?
+            .into_iter()
+            .next()
+            .ok_or_else(|| TlsError::NoCertificate { path: ca.to_owned() })?;
+        Self::new(chain, key_der, root, trust_domain)
+    }
+
+    /// Builds from PEM strings (tests and the demo keep material in memory).
+    pub fn from_pem(cert_pem: &str, key_pem: &str, root_pem: &str, trust_domain: &str) -> Result<Self, TlsError> {
+        let chain = parse_certs(cert_pem.as_bytes(), "certificate")?;
+        let key = rustls_pemfile::private_key(&mut io::BufReader::new(key_pem.as_bytes()))
+            .map_err(|source| TlsError::Pem { what: "key".into(), source })?
+            .ok_or_else(|| TlsError::NoKey { path: "key".into() })?;
+        let root = parse_certs(root_pem.as_bytes(), "root")?
+            .into_iter()
+            .next()
+            .ok_or_else(|| TlsError::NoCertificate { path: "root".into() })?;
+        Self::new(chain, key, root, trust_domain)
+    }
+
+    /// Builds material without checking that the chain authenticates as `identity`.
+    /// For tests and tools that must present deliberately wrong certificates; every
+    /// server still authenticates its peers.
+    pub fn from_pem_unchecked(
+        cert_pem: &str,
+        key_pem: &str,
+        root_pem: &str,
+        identity: Identity,
+    ) -> Result<Self, TlsError> {
+        let chain = parse_certs(cert_pem.as_bytes(), "certificate")?;
+        let key = rustls_pemfile::private_key(&mut io::BufReader::new(key_pem.as_bytes()))
+            .map_err(|source| TlsError::Pem { what: "key".into(), source })?
+            .ok_or_else(|| TlsError::NoKey { path: "key".into() })?;
+        let root = parse_certs(root_pem.as_bytes(), "root")?
+            .into_iter()
+            .next()
+            .ok_or_else(|| TlsError::NoCertificate { path: "root".into() })?;
+        Ok(Self { chain, key, root, identity })
+    }
+
+    fn new(
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+        root: CertificateDer<'static>,
+        trust_domain: &str,
+    ) -> Result<Self, TlsError> {
+        let identity = authenticate_chain(&chain, &root, trust_domain)?;
+        Ok(Self { chain, key, root, identity })
+    }
+
+    fn roots(&self) -> Result<RootCertStore, TlsError> {
+        let mut roots = RootCertStore::empty();
+        roots.add(self.root.clone())?;
+        Ok(roots)
+    }
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn uri_sans(cert: &x509_parser::certificate::X509Certificate<'_>) -> Result<Vec<String>, AuthError> {
+    let san = cert.subject_alternative_name().map_err(|_| AuthError::Parse)?;
+    Ok(san
+        .map(|ext| {
+            ext.value
+                .general_names
+                .iter()
+                .filter_map(|n| match n {
+                    GeneralName::URI(u) => Some((*u).to_owned()),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// Derives the identity of an already path-validated chain (leaf first).
+///
+/// Province identities (`node`, `admin`) must come as leaf + the CA of the same province
+/// (its URI SAN `spiffe://<td>/province/<code>`); national identities must be issued by
+/// the root itself. This is the "a province CA can only issue identities under its own
+/// province path" rule of the architecture.
+pub fn authenticate_chain(
+    chain: &[CertificateDer<'_>],
+    root: &CertificateDer<'_>,
+    trust_domain: &str,
+) -> Result<Identity, AuthError> {
+    let leaf_der = chain.first().ok_or(AuthError::NoCertificate)?;
+    let (_, leaf) = x509_parser::parse_x509_certificate(leaf_der).map_err(|_| AuthError::Parse)?;
+    let uris = uri_sans(&leaf)?;
+    if uris.len() != 1 {
+        return Err(AuthError::UriSanCount(uris.len()));
+    }
+    let identity: Identity = uris[0].parse()?;
+    if identity.trust_domain != trust_domain {
+        return Err(AuthError::TrustDomain { identity: identity.to_string(), expected: trust_domain.to_owned() });
+    }
+    // A peer may append the root itself; it adds nothing.
+    let intermediates: Vec<_> = chain[1..].iter().filter(|c| c.as_ref() != root.as_ref()).collect();
+    let (_, root_cert) = x509_parser::parse_x509_certificate(root).map_err(|_| AuthError::Parse)?;
+    match identity.role.province() {
+        Some(code) => {
+            let [ca_der] = intermediates.as_slice() else {
+                return Err(AuthError::ProvinceIssuer(identity.to_string()));
+            };
+            let (_, ca) = x509_parser::parse_x509_certificate(ca_der).map_err(|_| AuthError::Parse)?;
+            let ca_uris = uri_sans(&ca)?;
+            let expected = Identity::province_ca_uri(trust_domain, code);
+            let is_ca = ca.basic_constraints().ok().flatten().is_some_and(|bc| bc.value.ca);
+            if !is_ca || ca_uris != [expected] || leaf.issuer() != ca.subject() || ca.issuer() != root_cert.subject() {
+                return Err(AuthError::ProvinceIssuer(identity.to_string()));
+            }
+        }
+        None => {
+            if !intermediates.is_empty() || leaf.issuer() != root_cert.subject() {
+                return Err(AuthError::RootIssuer(identity.to_string()));
+            }
+        }
+    }
+    Ok(identity)
+}
+
+// ------------------------------------------------------------------ server side
+
+#[derive(Debug)]
+struct RevocationCheckingClientVerifier {
+    inner: Arc<dyn ClientCertVerifier>,
+    revocations: Revocations,
+}
+
+impl ClientCertVerifier for RevocationCheckingClientVerifier {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let verified = self.inner.verify_client_cert(end_entity, intermediates, now)?;
+        if self.revocations.any_revoked(std::iter::once(end_entity).chain(intermediates)) {
+            return Err(rustls::Error::InvalidCertificate(rustls::CertificateError::Revoked));
+        }
+        Ok(verified)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// Server configuration: TLS 1.3, client certificate required and checked against revocations.
+pub fn server_config(id: &TlsIdentity, revocations: Revocations) -> Result<Arc<ServerConfig>, TlsError> {
+    let provider = provider();
+    let inner = WebPkiClientVerifier::builder_with_provider(Arc::new(id.roots()?), provider.clone()).build()?;
+    let verifier = Arc::new(RevocationCheckingClientVerifier { inner, revocations });
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(id.chain.clone(), id.key.clone_key())?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// What a server learnt about its peer, once per connection; tonic puts it in every
+/// request's extensions.
+#[derive(Debug, Clone)]
+pub struct PeerInfo {
+    pub remote_addr: Option<SocketAddr>,
+    pub identity: Result<Identity, AuthError>,
+    /// Serials of the presented chain, checked against `revocations` on every request so
+    /// a certificate revoked while its connection is open stops working at once.
+    serials: Arc<Vec<String>>,
+    revocations: Revocations,
+}
+
+impl PeerInfo {
+    fn revoked(&self) -> bool {
+        let set = self.revocations.current();
+        self.serials.iter().any(|s| set.contains(s))
+    }
+}
+
+/// An accepted, handshaken TLS connection with its authenticated peer.
+#[derive(Debug)]
+pub struct AuthenticatedStream {
+    inner: TlsStream<TcpStream>,
+    peer: PeerInfo,
+}
+
+impl tonic::transport::server::Connected for AuthenticatedStream {
+    type ConnectInfo = PeerInfo;
+    fn connect_info(&self) -> PeerInfo {
+        self.peer.clone()
+    }
+}
+
+impl AsyncRead for AuthenticatedStream {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for AuthenticatedStream {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+/// Accepts TCP connections, handshakes each in its own task (bounded by
+/// [`MAX_CONCURRENT_HANDSHAKES`] and [`HANDSHAKE_TIMEOUT`]) and yields authenticated
+/// streams. The accept loop stops, and the listener closes, when the stream is dropped.
+pub fn incoming(
+    listener: TcpListener,
+    config: Arc<ServerConfig>,
+    root: CertificateDer<'static>,
+    trust_domain: String,
+    revocations: Revocations,
+) -> ReceiverStream<Result<AuthenticatedStream, io::Error>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_HANDSHAKES));
+    let root = Arc::new(root);
+    let trust_domain: Arc<str> = trust_domain.into();
+    tokio::spawn(async move {
+        loop {
+            let permit = tokio::select! {
+                _ = tx.closed() => break,
+                p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            };
+            let (tcp, remote) = tokio::select! {
+                _ = tx.closed() => break,
+                r = listener.accept() => match r {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let _ = tcp.set_nodelay(true);
+            let (acceptor, tx, root, td) = (acceptor.clone(), tx.clone(), root.clone(), trust_domain.clone());
+            let revocations = revocations.clone();
+            tokio::spawn(async move {
+                let _permit = permit;
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => {
+                        let chain = tls.get_ref().1.peer_certificates().unwrap_or_default();
+                        let identity = authenticate_chain(chain, &root, &td);
+                        let serials = chain.iter().filter_map(|c| crate::ca::serial_hex(c.as_ref()).ok()).collect();
+                        let peer =
+                            PeerInfo { remote_addr: Some(remote), identity, serials: Arc::new(serials), revocations };
+                        let _ = tx.send(Ok(AuthenticatedStream { inner: tls, peer })).await;
+                    }
+                    Ok(Err(e)) => tracing::debug!(%remote, error = %e, "TLS handshake refused"),
+                    Err(_) => tracing::debug!(%remote, "TLS handshake timed out"),
+                }
+            });
+        }
+    });
+    ReceiverStream::new(rx)
+}
+
+/// The authenticated identity of a request's peer, or UNAUTHENTICATED with the reason.
+pub fn peer<T>(request: &tonic::Request<T>) -> Result<Identity, tonic::Status> {
+    let info = request
+        .extensions()
+        .get::<PeerInfo>()
+        .ok_or_else(|| tonic::Status::unauthenticated("no mutual-TLS peer on this connection"))?;
+    if info.revoked() {
+        return Err(tonic::Status::unauthenticated("client certificate refused: it has been revoked"));
+    }
+    match &info.identity {
+        Ok(id) => Ok(id.clone()),
+        Err(e) => Err(tonic::Status::unauthenticated(format!("client certificate refused: {e}"))),
+    }
+}
+
+// ------------------------------------------------------------------ client side
+
+/// Which server identities a client accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExpectedPeer {
+    /// Exactly this identity (e.g. the node of one province).
+    Exactly(Identity),
+    /// Any gateway of the trust domain.
+    AnyGateway,
+}
+
+impl ExpectedPeer {
+    fn accepts(&self, id: &Identity) -> bool {
+        match self {
+            ExpectedPeer::Exactly(want) => want == id,
+            ExpectedPeer::AnyGateway => matches!(id.role, Role::Gateway(_)),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct IdentityServerVerifier {
+    root: CertificateDer<'static>,
+    trust_domain: String,
+    expected: ExpectedPeer,
+    revocations: Revocations,
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for IdentityServerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let bad = |e: rustls::CertificateError| rustls::Error::InvalidCertificate(e);
+        let anchor =
+            webpki::anchor_from_trusted_cert(&self.root).map_err(|_| bad(rustls::CertificateError::BadEncoding))?;
+        let cert =
+            webpki::EndEntityCert::try_from(end_entity).map_err(|_| bad(rustls::CertificateError::BadEncoding))?;
+        cert.verify_for_usage(
+            self.algorithms.all,
+            &[anchor],
+            intermediates,
+            now,
+            webpki::KeyUsage::server_auth(),
+            None,
+            None,
+        )
+        .map_err(|e| bad(rustls::CertificateError::Other(rustls::OtherError(Arc::new(WebPkiError(e.to_string()))))))?;
+        let mut chain = vec![end_entity.clone()];
+        chain.extend(intermediates.iter().cloned());
+        let identity = authenticate_chain(&chain, &self.root, &self.trust_domain)
+            .map_err(|_| bad(rustls::CertificateError::ApplicationVerificationFailure))?;
+        if !self.expected.accepts(&identity) {
+            return Err(bad(rustls::CertificateError::NotValidForName));
+        }
+        if self.revocations.any_revoked(chain.iter()) {
+            return Err(bad(rustls::CertificateError::Revoked));
+        }
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+#[derive(Debug)]
+struct WebPkiError(String);
+impl std::fmt::Display for WebPkiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for WebPkiError {}
+
+/// Client configuration presenting `id` and accepting only `expected` servers.
+pub fn client_config(
+    id: &TlsIdentity,
+    expected: ExpectedPeer,
+    revocations: Revocations,
+) -> Result<Arc<ClientConfig>, TlsError> {
+    let provider = provider();
+    let verifier = Arc::new(IdentityServerVerifier {
+        root: id.root.clone(),
+        trust_domain: id.identity.trust_domain.clone(),
+        expected,
+        revocations,
+        algorithms: provider.signature_verification_algorithms,
+    });
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_client_auth_cert(id.chain.clone(), id.key.clone_key())?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// `host:port` of an endpoint written as `https://host:port` or `host:port`.
+pub fn endpoint_authority(endpoint: &str) -> Result<String, TlsError> {
+    let rest = endpoint.strip_prefix("https://").unwrap_or(endpoint).trim_end_matches('/');
+    let uri: http::uri::Authority = rest.parse().map_err(|_| TlsError::Endpoint(endpoint.to_owned()))?;
+    if uri.port_u16().is_none() || rest.contains('/') {
+        return Err(TlsError::Endpoint(endpoint.to_owned()));
+    }
+    Ok(uri.to_string())
+}
+
+/// A lazily connecting gRPC channel to `endpoint` over mTLS. The channel reconnects
+/// on its own; RPCs on an unreachable endpoint fail with UNAVAILABLE.
+pub fn channel(
+    endpoint: &str,
+    config: Arc<ClientConfig>,
+    connect_timeout: Duration,
+) -> Result<tonic::transport::Channel, TlsError> {
+    let authority = endpoint_authority(endpoint)?;
+    // The scheme only labels HTTP/2 requests; TLS is done by the connector below.
+    let ep = tonic::transport::Endpoint::from_shared(format!("http://{authority}"))
+        .map_err(|_| TlsError::Endpoint(endpoint.to_owned()))?
+        .connect_timeout(connect_timeout)
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_while_idle(true);
+    let connector = tokio_rustls::TlsConnector::from(config);
+    let svc = tower::service_fn(move |uri: http::Uri| {
+        let connector = connector.clone();
+        async move {
+            let host = uri.host().unwrap_or("localhost").trim_start_matches('[').trim_end_matches(']').to_owned();
+            let port = uri.port_u16().unwrap_or(443);
+            let tcp = TcpStream::connect((host.as_str(), port)).await?;
+            tcp.set_nodelay(true)?;
+            // Server identity is checked by URI SAN, not by this name.
+            let name = ServerName::try_from("huren.invalid").map_err(io::Error::other)?;
+            let tls = connector.connect(name, tcp).await?;
+            Ok::<_, io::Error>(hyper_util::rt::TokioIo::new(tls))
+        }
+    });
+    Ok(ep.connect_with_connector_lazy(svc))
+}

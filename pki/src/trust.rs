@@ -1,0 +1,511 @@
+//! The signed trust list: who is in the federation, with which keys and rules.
+//!
+//! The list is a [`pb::TrustList`] encoded once and signed by the national root CA key
+//! (ECDSA P-256 / SHA-256 over [`TRUST_LIST_CONTEXT`] + payload). [`TrustList::verify`]
+//! checks the signature against the root certificate and indexes the content; every
+//! consumer (gateway, node, hub, auditor) only ever holds a verified list.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+use ed25519_dalek::{Signature, VerifyingKey};
+use huren_proto::pb;
+use prost::Message;
+
+use crate::attest::{signing_input, Attestation, InvalidAttestation, Kid, Status};
+use crate::ca::{sign_with_ca_key, CaError, CaMaterial};
+use crate::identity::ProvinceCode;
+use crate::policy::{self, FieldPolicy, Violation};
+
+/// Domain-separation prefix of the trust-list signature.
+pub const TRUST_LIST_CONTEXT: &[u8] = b"huren/trust-list/v1\0";
+/// Trust list format version written by this implementation.
+pub const TRUST_LIST_VERSION: u32 = 1;
+/// Clock skew tolerated for attestations issued "in the future".
+pub const MAX_CLOCK_SKEW_SECS: i64 = 60;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TrustListError {
+    #[error("trust list signature does not verify against the national root certificate")]
+    BadSignature,
+    #[error("national root certificate is unusable: {0}")]
+    Root(String),
+    #[error("trust list payload is not a valid TrustList message: {0}")]
+    Decode(#[from] prost::DecodeError),
+    #[error("trust list content is invalid: {0}")]
+    Content(String),
+    #[error("trust list file {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("cannot sign trust list: {0}")]
+    Sign(#[from] CaError),
+}
+
+/// Why an attestation was not believed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AttestationError {
+    #[error("attestation payload is not a valid AttestationPayload message")]
+    Malformed,
+    #[error("attestation kid must be 8 bytes")]
+    KidLength,
+    #[error("attestation is structurally invalid: {0}")]
+    Invalid(#[from] InvalidAttestation),
+    #[error("province {0} is not in the trust list")]
+    UnknownProvince(ProvinceCode),
+    #[error("key {kid} is not an attestation key of province {province} in the trust list")]
+    UnknownKey { province: ProvinceCode, kid: Kid },
+    #[error("key {kid} of province {province} is revoked")]
+    KeyRevoked { province: ProvinceCode, kid: Kid },
+    #[error("key {kid} of province {province} is not valid at this time")]
+    KeyNotValid { province: ProvinceCode, kid: Kid },
+    #[error("attestation signature does not verify with key {kid} of province {province}")]
+    BadSignature { province: ProvinceCode, kid: Kid },
+    #[error("attestation expired at {0}")]
+    Expired(i64),
+    #[error("attestation is dated in the future ({0})")]
+    FutureDated(i64),
+    #[error("attestation cites rule {0:?}, which is not in the rule registry")]
+    UnregisteredRule(String),
+    #[error("attestation breaks the field policy: {0}")]
+    Policy(#[from] Violation),
+}
+
+impl AttestationError {
+    /// Short, data-free label for metrics and logs.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AttestationError::Malformed => "malformed",
+            AttestationError::KidLength => "kid_length",
+            AttestationError::Invalid(InvalidAttestation::MissingRule) => "missing_rule",
+            AttestationError::Invalid(_) => "invalid_payload",
+            AttestationError::UnknownProvince(_) => "unknown_province",
+            AttestationError::UnknownKey { .. } => "unknown_key",
+            AttestationError::KeyRevoked { .. } => "key_revoked",
+            AttestationError::KeyNotValid { .. } => "key_not_valid",
+            AttestationError::BadSignature { .. } => "bad_signature",
+            AttestationError::Expired(_) => "expired",
+            AttestationError::FutureDated(_) => "future_dated",
+            AttestationError::UnregisteredRule(_) => "unregistered_rule",
+            AttestationError::Policy(v) => v.reason(),
+        }
+    }
+}
+
+/// A verified province entry.
+#[derive(Debug, Clone)]
+pub struct ProvinceEntry {
+    pub code: ProvinceCode,
+    pub name: String,
+    pub endpoints: Vec<String>,
+    pub ca_cert_der: Vec<u8>,
+    pub keys: HashMap<Kid, KeyEntry>,
+}
+
+/// A verified attestation key entry.
+#[derive(Debug, Clone)]
+pub struct KeyEntry {
+    pub public_key: VerifyingKey,
+    pub not_before: i64,
+    pub not_after: i64,
+    pub status: pb::KeyStatus,
+}
+
+/// A signature-checked, indexed trust list.
+#[derive(Debug, Clone)]
+pub struct TrustList {
+    signed: pb::SignedTrustList,
+    list: pb::TrustList,
+    provinces: HashMap<ProvinceCode, ProvinceEntry>,
+    rules: HashMap<String, pb::Rule>,
+    revoked: HashSet<String>,
+    policy: FieldPolicy,
+    hubs: HashMap<String, Vec<String>>,
+}
+
+/// Encodes and signs a trust list with the root CA key.
+pub fn sign(list: &pb::TrustList, root: &CaMaterial) -> Result<pb::SignedTrustList, TrustListError> {
+    let payload = list.encode_to_vec();
+    let signature = sign_with_ca_key(root, &context_input(&payload))?;
+    Ok(pb::SignedTrustList { payload, signature })
+}
+
+fn context_input(payload: &[u8]) -> Vec<u8> {
+    let mut input = Vec::with_capacity(TRUST_LIST_CONTEXT.len() + payload.len());
+    input.extend_from_slice(TRUST_LIST_CONTEXT);
+    input.extend_from_slice(payload);
+    input
+}
+
+fn root_public_key(root_cert_der: &[u8]) -> Result<Vec<u8>, TrustListError> {
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(root_cert_der).map_err(|e| TrustListError::Root(e.to_string()))?;
+    Ok(cert.tbs_certificate.subject_pki.subject_public_key.data.to_vec())
+}
+
+fn content(msg: impl Into<String>) -> TrustListError {
+    TrustListError::Content(msg.into())
+}
+
+impl TrustList {
+    /// Verifies the root signature and the content, and indexes the list.
+    pub fn verify(signed: pb::SignedTrustList, root_cert_der: &[u8]) -> Result<Self, TrustListError> {
+        let public = root_public_key(root_cert_der)?;
+        ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_ASN1, public)
+            .verify(&context_input(&signed.payload), &signed.signature)
+            .map_err(|_| TrustListError::BadSignature)?;
+        let list = pb::TrustList::decode(signed.payload.as_slice())?;
+        Self::index(signed, list)
+    }
+
+    fn index(signed: pb::SignedTrustList, list: pb::TrustList) -> Result<Self, TrustListError> {
+        if list.version != TRUST_LIST_VERSION {
+            return Err(content(format!("unsupported trust list version {}", list.version)));
+        }
+        if list.trust_domain.is_empty() {
+            return Err(content("trust domain is empty"));
+        }
+        let mut provinces = HashMap::new();
+        for p in &list.provinces {
+            let code: ProvinceCode = p.code.parse().map_err(|e| content(format!("{e}")))?;
+            let mut keys = HashMap::new();
+            for k in &p.attestation_keys {
+                let raw = <[u8; 32]>::try_from(k.public_key.as_slice())
+                    .map_err(|_| content(format!("province {code}: attestation key is not 32 bytes")))?;
+                let public_key = VerifyingKey::from_bytes(&raw)
+                    .map_err(|_| content(format!("province {code}: attestation key is not a valid Ed25519 point")))?;
+                let kid = Kid::of(&raw);
+                if k.kid != kid.0 {
+                    return Err(content(format!("province {code}: kid does not match its key ({kid})")));
+                }
+                let status = pb::KeyStatus::try_from(k.status)
+                    .ok()
+                    .filter(|s| *s != pb::KeyStatus::Unspecified)
+                    .ok_or_else(|| content(format!("province {code}: key {kid} has no status")))?;
+                let entry = KeyEntry { public_key, not_before: k.not_before, not_after: k.not_after, status };
+                if keys.insert(kid, entry).is_some() {
+                    return Err(content(format!("province {code}: duplicate key {kid}")));
+                }
+            }
+            let entry = ProvinceEntry {
+                code: code.clone(),
+                name: p.name.clone(),
+                endpoints: p.endpoints.clone(),
+                ca_cert_der: p.ca_cert.clone(),
+                keys,
+            };
+            if provinces.insert(code.clone(), entry).is_some() {
+                return Err(content(format!("duplicate province {code}")));
+            }
+        }
+        let mut rules = HashMap::new();
+        for r in &list.rules {
+            if r.id.is_empty() {
+                return Err(content("a rule has an empty id"));
+            }
+            if rules.insert(r.id.clone(), r.clone()).is_some() {
+                return Err(content(format!("duplicate rule {}", r.id)));
+            }
+        }
+        let revoked = list.revoked_serials.iter().map(|s| s.to_ascii_lowercase()).collect();
+        let policy = FieldPolicy::from_pb(list.field_policy.as_ref()).map_err(content)?;
+        let mut hubs = HashMap::new();
+        for h in &list.hubs {
+            if !crate::identity::valid_name(&h.id) {
+                return Err(content(format!("hub registration {:?} is not a valid hub id", h.id)));
+            }
+            if let Some(p) = h.purposes.iter().find(|p| policy.allowed(p).is_none()) {
+                return Err(content(format!(
+                    "hub {} is registered for purpose {p:?}, which the field policy lacks",
+                    h.id
+                )));
+            }
+            if hubs.insert(h.id.clone(), h.purposes.clone()).is_some() {
+                return Err(content(format!("hub {} is registered twice", h.id)));
+            }
+        }
+        Ok(Self { signed, list, provinces, rules, revoked, policy, hubs })
+    }
+
+    /// Reads and verifies a trust list file (encoded [`pb::SignedTrustList`]).
+    pub fn load(path: &Path, root_cert_der: &[u8]) -> Result<Self, TrustListError> {
+        let bytes =
+            std::fs::read(path).map_err(|source| TrustListError::Io { path: path.display().to_string(), source })?;
+        let signed = pb::SignedTrustList::decode(bytes.as_slice())?;
+        Self::verify(signed, root_cert_der)
+    }
+
+    /// Writes the signed form atomically (temp file + rename).
+    pub fn save(&self, path: &Path) -> Result<(), TrustListError> {
+        write_atomic(path, &self.signed.encode_to_vec())
+            .map_err(|source| TrustListError::Io { path: path.display().to_string(), source })
+    }
+
+    pub fn signed(&self) -> &pb::SignedTrustList {
+        &self.signed
+    }
+    pub fn raw(&self) -> &pb::TrustList {
+        &self.list
+    }
+    pub fn sequence(&self) -> u64 {
+        self.list.sequence
+    }
+    pub fn trust_domain(&self) -> &str {
+        &self.list.trust_domain
+    }
+    pub fn province(&self, code: &ProvinceCode) -> Option<&ProvinceEntry> {
+        self.provinces.get(code)
+    }
+    pub fn provinces(&self) -> impl Iterator<Item = &ProvinceEntry> {
+        self.provinces.values()
+    }
+    pub fn rule(&self, id: &str) -> Option<&pb::Rule> {
+        self.rules.get(id)
+    }
+    pub fn is_revoked(&self, serial_hex: &str) -> bool {
+        self.revoked.contains(serial_hex)
+    }
+    pub fn revoked_serials(&self) -> &HashSet<String> {
+        &self.revoked
+    }
+    /// The minimum-fields policy in force.
+    pub fn field_policy(&self) -> &FieldPolicy {
+        &self.policy
+    }
+    /// Purposes a registered hub may declare; `None` for an unregistered hub.
+    pub fn hub_purposes(&self, hub_id: &str) -> Option<&[String]> {
+        self.hubs.get(hub_id).map(Vec::as_slice)
+    }
+
+    /// Verifies a signed attestation: size and wire fields, field policy for its purpose,
+    /// key lookup scoped by the payload's province,
+    /// key status and validity, signature over the exact payload bytes, structure,
+    /// time window and rule registration.
+    pub fn verify_attestation(
+        &self,
+        signed: &pb::SignedAttestation,
+        now: i64,
+    ) -> Result<Attestation, AttestationError> {
+        let kid = Kid::from_slice(&signed.kid).ok_or(AttestationError::KidLength)?;
+        // Strict first: size, then every field number on the wire (prost would skip unknown ones).
+        policy::wire_fields(&signed.payload)?;
+        let payload =
+            pb::AttestationPayload::decode(signed.payload.as_slice()).map_err(|_| AttestationError::Malformed)?;
+        self.policy.check(&payload)?;
+        let attestation = Attestation::try_from(payload)?;
+        let province = &attestation.province;
+        let entry = self.province(province).ok_or_else(|| AttestationError::UnknownProvince(province.clone()))?;
+        let key =
+            entry.keys.get(&kid).ok_or_else(|| AttestationError::UnknownKey { province: province.clone(), kid })?;
+        if key.status == pb::KeyStatus::Revoked {
+            return Err(AttestationError::KeyRevoked { province: province.clone(), kid });
+        }
+        if now < key.not_before || now >= key.not_after {
+            return Err(AttestationError::KeyNotValid { province: province.clone(), kid });
+        }
+        let signature = Signature::from_slice(&signed.signature)
+            .map_err(|_| AttestationError::BadSignature { province: province.clone(), kid })?;
+        key.public_key
+            .verify_strict(&signing_input(&signed.payload), &signature)
+            .map_err(|_| AttestationError::BadSignature { province: province.clone(), kid })?;
+        if attestation.issued_at > now + MAX_CLOCK_SKEW_SECS {
+            return Err(AttestationError::FutureDated(attestation.issued_at));
+        }
+        if attestation.expires_at <= now {
+            return Err(AttestationError::Expired(attestation.expires_at));
+        }
+        if attestation.status != Status::Green {
+            let rule = attestation.rule_id.as_deref().unwrap_or_default();
+            if self.rule(rule).is_none() {
+                return Err(AttestationError::UnregisteredRule(rule.to_owned()));
+            }
+        }
+        Ok(attestation)
+    }
+}
+
+/// Built-in retention when the trust list sets none: statuses 30 days after their last
+/// change, audit entries 180 days, gateway cache entries 30 seconds (the staleness a cached status may have).
+pub const DEFAULT_RETENTION: (i64, i64, i64) = (30 * 86_400, 180 * 86_400, 30);
+
+/// Effective retention windows, seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    pub status_max_age: i64,
+    pub audit_max_age: i64,
+    pub cache_max: i64,
+}
+
+impl TrustList {
+    /// Retention windows in force (defaults for unset values).
+    pub fn retention(&self) -> Retention {
+        let r = self.list.retention.unwrap_or_default();
+        let or = |v: i64, d: i64| if v > 0 { v } else { d };
+        Retention {
+            status_max_age: or(r.status_max_age_seconds, DEFAULT_RETENTION.0),
+            audit_max_age: or(r.audit_max_age_seconds, DEFAULT_RETENTION.1),
+            cache_max: or(r.cache_max_seconds, DEFAULT_RETENTION.2),
+        }
+    }
+
+    /// The sunset order, if the list carries one.
+    pub fn sunset(&self) -> Option<&pb::SunsetOrder> {
+        self.list.sunset.as_ref()
+    }
+
+    /// Whether the federation has been sunset at `now`.
+    pub fn sunset_in_force(&self, now: i64) -> Option<&pb::SunsetOrder> {
+        self.sunset().filter(|s| now >= s.effective_at)
+    }
+
+    /// Verifies a deletion receipt signed by a (non-revoked) key of its province, and
+    /// the final tree head inside it.
+    pub fn verify_receipt(&self, signed: &pb::SignedDeletionReceipt) -> Result<pb::DeletionReceipt, AttestationError> {
+        let receipt =
+            pb::DeletionReceipt::decode(signed.receipt.as_slice()).map_err(|_| AttestationError::Malformed)?;
+        self.verify_signed(
+            &receipt.province,
+            &signed.kid,
+            crate::attest::RECEIPT_CONTEXT,
+            &signed.receipt,
+            &signed.signature,
+        )?;
+        if let Some(head) = &receipt.final_tree_head {
+            let head = self.verify_tree_head(head)?;
+            if head.province != receipt.province {
+                return Err(AttestationError::Malformed);
+            }
+        }
+        if receipt.deleted_root.len() != 32 {
+            return Err(AttestationError::Malformed);
+        }
+        Ok(receipt)
+    }
+
+    fn verify_signed(
+        &self,
+        province: &str,
+        kid: &[u8],
+        context: &[u8],
+        bytes: &[u8],
+        signature: &[u8],
+    ) -> Result<(), AttestationError> {
+        let kid = Kid::from_slice(kid).ok_or(AttestationError::KidLength)?;
+        let province: ProvinceCode =
+            province.parse().map_err(|e| AttestationError::Invalid(InvalidAttestation::Province(e)))?;
+        let entry = self.province(&province).ok_or_else(|| AttestationError::UnknownProvince(province.clone()))?;
+        let key =
+            entry.keys.get(&kid).ok_or_else(|| AttestationError::UnknownKey { province: province.clone(), kid })?;
+        if key.status == pb::KeyStatus::Revoked {
+            return Err(AttestationError::KeyRevoked { province, kid });
+        }
+        let mut input = context.to_vec();
+        input.extend_from_slice(bytes);
+        let signature = Signature::from_slice(signature)
+            .map_err(|_| AttestationError::BadSignature { province: province.clone(), kid })?;
+        key.public_key
+            .verify_strict(&input, &signature)
+            .map_err(|_| AttestationError::BadSignature { province: province.clone(), kid })
+    }
+
+    /// Verifies a tree head signed by a (non-revoked) attestation key of its province.
+    pub fn verify_tree_head(&self, signed: &pb::SignedTreeHead) -> Result<pb::TreeHead, AttestationError> {
+        let head = pb::TreeHead::decode(signed.tree_head.as_slice()).map_err(|_| AttestationError::Malformed)?;
+        self.verify_signed(
+            &head.province,
+            &signed.kid,
+            crate::attest::TREE_HEAD_CONTEXT,
+            &signed.tree_head,
+            &signed.signature,
+        )?;
+        if head.root_hash.len() != 32 {
+            return Err(AttestationError::Malformed);
+        }
+        Ok(head)
+    }
+}
+
+/// What changed from `old` to `new`, one human-readable line per change.
+pub fn diff(old: &TrustList, new: &TrustList) -> Vec<String> {
+    let mut out = vec![format!("sequence {} -> {}", old.sequence(), new.sequence())];
+    let (o, n) = (old.raw(), new.raw());
+    let mut codes: Vec<&ProvinceCode> = old.provinces.keys().chain(new.provinces.keys()).collect();
+    codes.sort();
+    codes.dedup();
+    let status = |k: &KeyEntry| k.status.as_str_name().trim_start_matches("KEY_STATUS_").to_ascii_lowercase();
+    for code in codes {
+        match (old.province(code), new.province(code)) {
+            (None, Some(p)) => out.push(format!("+ province {code} {} (endpoints {:?})", p.name, p.endpoints)),
+            (Some(p), None) => out.push(format!("- province {code} {}", p.name)),
+            (Some(a), Some(b)) => {
+                if a.endpoints != b.endpoints {
+                    out.push(format!("~ province {code} endpoints {:?} -> {:?}", a.endpoints, b.endpoints));
+                }
+                if a.ca_cert_der != b.ca_cert_der {
+                    out.push(format!("~ province {code} CA certificate replaced"));
+                }
+                let mut kids: Vec<&Kid> = a.keys.keys().chain(b.keys.keys()).collect();
+                kids.sort();
+                kids.dedup();
+                for kid in kids {
+                    match (a.keys.get(kid), b.keys.get(kid)) {
+                        (None, Some(k)) => out.push(format!("+ key {code}/{kid} ({})", status(k))),
+                        (Some(_), None) => out.push(format!("- key {code}/{kid}")),
+                        (Some(x), Some(y)) if x.status != y.status => {
+                            out.push(format!("~ key {code}/{kid} {} -> {}", status(x), status(y)))
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            (None, None) => {}
+        }
+    }
+    let mut rules: Vec<&String> = old.rules.keys().chain(new.rules.keys()).collect();
+    rules.sort();
+    rules.dedup();
+    for id in rules {
+        match (old.rule(id), new.rule(id)) {
+            (None, Some(r)) => out.push(format!("+ rule {id}: {}", r.title)),
+            (Some(_), None) => out.push(format!("- rule {id}")),
+            (Some(a), Some(b)) if a != b => out.push(format!("~ rule {id} changed")),
+            _ => {}
+        }
+    }
+    let mut added: Vec<&String> = new.revoked.difference(&old.revoked).collect();
+    added.sort();
+    for serial in added {
+        out.push(format!("+ revoked certificate {serial}"));
+    }
+    let mut removed: Vec<&String> = old.revoked.difference(&new.revoked).collect();
+    removed.sort();
+    for serial in removed {
+        out.push(format!("- revoked certificate {serial} (un-revoked!)"));
+    }
+    if o.field_policy != n.field_policy {
+        out.push("~ field policy changed".into());
+    }
+    if o.hubs != n.hubs {
+        out.push("~ hub registrations changed".into());
+    }
+    if o.sunset != n.sunset {
+        out.push(format!("~ sunset {:?} -> {:?}", o.sunset, n.sunset));
+    }
+    out
+}
+
+/// Writes a file atomically: temp file in the same directory, fsync, rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)
+}

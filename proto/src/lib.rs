@@ -1,0 +1,16 @@
+//! Huren's gRPC contracts.
+//!
+//! `proto/huren/v1/huren.proto` is the single source of truth; `build.rs`
+//! compiles it with protox (no system `protoc`) into the [`pb`] module. The
+//! encoded file descriptor set is exported for gRPC reflection.
+
+#![forbid(unsafe_code)]
+
+/// Generated `huren.v1` types, clients and servers.
+#[allow(clippy::all, clippy::pedantic, missing_docs)]
+pub mod pb {
+    tonic::include_proto!("huren.v1");
+}
+
+/// Encoded `FileDescriptorSet` of `huren.v1`.
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/huren_descriptor.bin"));

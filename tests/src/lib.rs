@@ -1,0 +1,160 @@
+//! Test utilities for Huren's end-to-end tests.
+//!
+//! [`start`] brings up the demo's three-province federation (real mTLS servers on
+//! `127.0.0.1:0`, generated PKI in a temp dir); [`client_channel`] connects as any
+//! identity; [`serve_fake_node`] replaces a province node with a scripted, possibly
+//! malicious one so the gateway's checks can be exercised.
+
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use huren_cli::federation::{Federation, DEMO_PROVINCES};
+use huren_pki::ca::{self, Validity};
+use huren_pki::tls::{self, ExpectedPeer, Revocations, TlsIdentity};
+use huren_pki::{Identity, ProvinceCode, Role};
+use huren_proto::pb;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tonic::transport::Channel;
+
+pub use huren_cli::demo::{demo_rules, RED_RULE, YELLOW_RULE};
+
+/// A running test federation and the temp dir it lives in.
+pub struct TestFederation {
+    pub federation: Federation,
+    _dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for TestFederation {
+    type Target = Federation;
+    fn deref(&self) -> &Federation {
+        &self.federation
+    }
+}
+
+impl std::ops::DerefMut for TestFederation {
+    fn deref_mut(&mut self) -> &mut Federation {
+        &mut self.federation
+    }
+}
+
+/// Starts Anhui, Shandong and Guangdong nodes and a gateway with the demo rules.
+pub async fn start() -> TestFederation {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let federation = Federation::start(dir.path(), &DEMO_PROVINCES, demo_rules()).await.expect("federation starts");
+    TestFederation { federation, _dir: dir }
+}
+
+pub fn code(s: &str) -> ProvinceCode {
+    s.parse().expect("province code")
+}
+
+/// A channel to `addr` presenting `identity` and expecting the server to be `expected`.
+pub fn client_channel(identity: &TlsIdentity, expected: ExpectedPeer, addr: SocketAddr) -> Channel {
+    let config = tls::client_config(identity, expected, Revocations::default()).expect("client config");
+    tls::channel(&addr.to_string(), config, Duration::from_secs(3)).expect("channel")
+}
+
+/// Expectation for a province's node.
+pub fn node_peer(federation: &Federation, province: &ProvinceCode) -> ExpectedPeer {
+    ExpectedPeer::Exactly(Identity::new(&federation.trust_domain, Role::Node(province.clone())))
+}
+
+/// Issues a leaf for `identity` signed by `province`'s CA (whatever the identity says),
+/// with the province CA in the chain: what a rogue or mistaken province CA would produce.
+pub fn identity_from_province_ca(federation: &Federation, province: &ProvinceCode, identity: &str) -> TlsIdentity {
+    let ca = federation.pki.province_ca(province).expect("province CA");
+    let leaf = ca::issue_leaf(&ca, &identity.parse().expect("identity"), Validity::days(1)).expect("leaf");
+    let root = std::fs::read_to_string(federation.pki.root_cert_path()).expect("root");
+    let chain = format!("{}{}", leaf.cert_pem, ca.cert_pem);
+    // Authentication of the odd chain is the server's job, so it is not checked here.
+    TlsIdentity::from_pem_unchecked(&chain, &leaf.key_pem, &root, identity.parse().expect("identity"))
+        .expect("identity")
+}
+
+/// What a scripted node answers for an attest request.
+pub type Script = Arc<dyn Fn(&pb::AttestRequest) -> Result<pb::AttestResponse, tonic::Status> + Send + Sync>;
+
+struct FakeNode(Script);
+
+#[tonic::async_trait]
+impl pb::attestation_server::Attestation for FakeNode {
+    async fn attest(
+        &self,
+        request: tonic::Request<pb::AttestRequest>,
+    ) -> Result<tonic::Response<pb::AttestResponse>, tonic::Status> {
+        (self.0)(request.get_ref()).map(tonic::Response::new)
+    }
+}
+
+/// A scripted node serving on `listener` with `identity`; dropping the sender stops it.
+pub fn serve_fake_node(identity: TlsIdentity, listener: TcpListener, script: Script) -> oneshot::Sender<()> {
+    let (stop, stopped) = oneshot::channel::<()>();
+    let config = tls::server_config(&identity, Revocations::default()).expect("server config");
+    let incoming = tls::incoming(
+        listener,
+        config,
+        identity.root.clone(),
+        identity.identity.trust_domain.clone(),
+        Revocations::default(),
+    );
+    tokio::spawn(async move {
+        let _ = tonic::transport::Server::builder()
+            .add_service(pb::attestation_server::AttestationServer::new(FakeNode(script)))
+            .serve_with_incoming_shutdown(incoming, async {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    stop
+}
+
+/// Stops `province`'s real node and serves `script` in its place, on the same address
+/// and with the real node certificate (so the gateway connects): a compromised or
+/// misconfigured node. The fake stops when the returned sender is dropped.
+pub async fn replace_node_with_fake(
+    federation: &mut Federation,
+    province: &ProvinceCode,
+    script: Script,
+) -> oneshot::Sender<()> {
+    let addr = federation.stop_node(province).await.expect("stop node");
+    let listener = TcpListener::bind(addr).await.expect("rebind");
+    let identity = federation.identity("node", province.as_str()).expect("node identity");
+    serve_fake_node(identity, listener, script)
+}
+
+/// A scripted node that signs whatever `sign` returns.
+pub fn signing_script(sign: impl Fn(&pb::AttestRequest) -> pb::SignedAttestation + Send + Sync + 'static) -> Script {
+    Arc::new(move |req| Ok(pb::AttestResponse { attestation: Some(sign(req)) }))
+}
+
+/// A status change request (no validity: the node's default applies).
+pub fn change(subject: &str, status: pb::HealthStatus, rule: &str, authority: &str) -> pb::UpsertStatusRequest {
+    pb::UpsertStatusRequest {
+        subject_ref: subject.into(),
+        status: status as i32,
+        rule_id: rule.into(),
+        authority: authority.into(),
+        valid_until: 0,
+        test_recency: 0,
+    }
+}
+
+/// A well-formed GREEN payload answering `req` for `province`, valid for five minutes.
+pub fn green_payload(req: &pb::AttestRequest, province: &str) -> pb::AttestationPayload {
+    let now = huren_pki::unix_now();
+    pb::AttestationPayload {
+        version: huren_pki::attest::PAYLOAD_VERSION,
+        province: province.into(),
+        status: pb::HealthStatus::Green as i32,
+        issued_at: now,
+        expires_at: now + 300,
+        token_digest: huren_pki::attest::token_digest(&req.token).to_vec(),
+        rule_id: String::new(),
+        test_recency: 0,
+        purpose: req.purpose.clone(),
+    }
+}

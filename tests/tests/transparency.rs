@@ -1,0 +1,228 @@
+//! Accountable status assignment: the transparency log, its proofs, and the statistics.
+
+use huren_cli::audit::{stats, verify_subject_entries, AuditClient};
+use huren_cli::demo::{demo_rules, RED_RULE, YELLOW_RULE};
+use huren_cli::federation::{Federation, FederationOptions, DEMO_PROVINCES};
+use huren_pki::clock::Clock;
+use huren_pki::qr::Scanned;
+use huren_pki::unix_now;
+use huren_proto::pb;
+use huren_tests::{change, code, start};
+use prost::Message;
+use redb::ReadableTable as _;
+use tonic::Code;
+
+async fn auditor(f: &Federation, province: &str) -> AuditClient {
+    let p = code(province);
+    let identity = f.identity("auditor", "third-party").unwrap();
+    AuditClient::connect(
+        Some(&f.node_addr(&p).unwrap().to_string()),
+        &p,
+        &identity,
+        f.gateway_trust().unwrap().current().as_ref().clone(),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn every_acknowledged_change_is_logged_and_proofs_verify() {
+    let f = start().await;
+    let shandong = code("370000");
+    let mut admin = f.admin_client(&shandong).unwrap();
+    let mut audit = auditor(&f, "370000").await;
+    let (_, empty) = audit.tree_head().await.unwrap();
+    assert_eq!(empty.tree_size, 0);
+
+    admin.upsert_status(change("sd-a", pb::HealthStatus::Green, "", "")).await.unwrap();
+    admin.upsert_status(change("sd-b", pb::HealthStatus::Red, RED_RULE, "jinan-cdc")).await.unwrap();
+    admin.upsert_status(change("sd-c", pb::HealthStatus::Yellow, YELLOW_RULE, "jinan-cdc")).await.unwrap();
+    let (first_signed, first) = audit.tree_head().await.unwrap();
+    assert_eq!(first.tree_size, 3);
+    // Refused changes leave no trace.
+    let err =
+        admin.upsert_status(change("sd-d", pb::HealthStatus::Red, "NO-SUCH-RULE", "jinan-cdc")).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    admin.upsert_status(change("sd-b", pb::HealthStatus::Green, "", "")).await.unwrap();
+    let (second_signed, second) = audit.tree_head().await.unwrap();
+    assert_eq!(second.tree_size, 4);
+
+    audit.verify_consistency(&first_signed, &second_signed).await.unwrap();
+    let entries = audit.fetch_verified(&second).await.unwrap();
+    assert_eq!(entries.len(), 4);
+    assert_eq!(
+        (entries[1].status, entries[1].rule_id.as_str(), entries[1].authority.as_str()),
+        (pb::HealthStatus::Red as i32, RED_RULE, "jinan-cdc")
+    );
+    assert_eq!(entries[1].subject_commitment, entries[3].subject_commitment, "one subject, one commitment");
+    for e in &entries {
+        assert_eq!(e.subject_commitment.len(), 32);
+        assert!(!e.encode_to_vec().windows(4).any(|w| w == b"sd-b"), "subject reference leaked into the log");
+    }
+    // A consistency proof against a fabricated old head fails.
+    let mut forged = first.clone();
+    forged.root_hash[0] ^= 1;
+    let key = f.attestation_key(&shandong).unwrap();
+    let forged_signed = key.sign_tree_head(&forged);
+    assert!(audit.verify_consistency(&forged_signed, &second_signed).await.is_err());
+}
+
+#[tokio::test]
+async fn a_subject_sees_their_own_entries_with_inclusion_proofs() {
+    let f = start().await;
+    let anhui = code("340000");
+    let mut admin = f.admin_client(&anhui).unwrap();
+    admin.upsert_status(change("ah-subject", pb::HealthStatus::Red, RED_RULE, "hefei-cdc")).await.unwrap();
+    admin.upsert_status(change("ah-other", pb::HealthStatus::Green, "", "")).await.unwrap();
+    admin.upsert_status(change("ah-subject", pb::HealthStatus::Green, "", "")).await.unwrap();
+    let token = admin
+        .issue_token(pb::IssueTokenRequest {
+            subject_ref: "ah-subject".into(),
+            lifetime_seconds: 60,
+            purpose: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .token;
+    let channel = huren_tests::client_channel(
+        &f.identity("admin", "340000").unwrap(),
+        huren_tests::node_peer(&f, &anhui),
+        f.node_addr(&anhui).unwrap(),
+    );
+    let mut transparency = pb::transparency_client::TransparencyClient::new(channel);
+    let response = transparency.get_subject_entries(pb::SubjectEntriesRequest { token }).await.unwrap().into_inner();
+    let trust = f.gateway_trust().unwrap().current();
+    let mine = verify_subject_entries(&trust, &response).unwrap();
+    assert_eq!(mine.iter().map(|e| (e.index, e.status)).collect::<Vec<_>>(), vec![(0, 3), (2, 1)]);
+    // A tampered entry no longer proves inclusion.
+    let mut tampered = response.clone();
+    let mut entry = pb::LogEntry::decode(tampered.entries[0].entry.as_slice()).unwrap();
+    entry.authority = "someone-else".into();
+    tampered.entries[0].entry = entry.encode_to_vec();
+    assert!(verify_subject_entries(&trust, &tampered).unwrap_err().to_string().contains("not in the signed log"));
+    // Hubs may not read logs.
+    let hub_channel = huren_tests::client_channel(
+        &f.identity("hub", "nosy").unwrap(),
+        huren_tests::node_peer(&f, &anhui),
+        f.node_addr(&anhui).unwrap(),
+    );
+    let err = pb::transparency_client::TransparencyClient::new(hub_channel)
+        .get_entries(pb::GetEntriesRequest { start: 0, end: 3 })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+}
+
+#[tokio::test]
+async fn a_tampered_log_is_detected_and_the_log_survives_restart() {
+    let mut f = start().await;
+    let guangdong = code("440000");
+    let mut admin = f.admin_client(&guangdong).unwrap();
+    for i in 0..5 {
+        admin
+            .upsert_status(change(&format!("gd-{i}"), pb::HealthStatus::Red, RED_RULE, "guangzhou-cdc"))
+            .await
+            .unwrap();
+    }
+    let mut audit = auditor(&f, "440000").await;
+    let (before_signed, before) = audit.tree_head().await.unwrap();
+
+    // Restart: the log is still there, identical.
+    let addr = f.stop_node(&guangdong).await.unwrap();
+    f.restart_node(&guangdong, addr).await.unwrap();
+    let mut audit = auditor(&f, "440000").await;
+    let (after_signed, after) = audit.tree_head().await.unwrap();
+    assert_eq!((after.tree_size, &after.root_hash), (before.tree_size, &before.root_hash));
+    audit.verify_consistency(&before_signed, &after_signed).await.unwrap();
+    audit.fetch_verified(&after).await.unwrap();
+
+    // Someone with disk access rewrites who applied entry 2.
+    let addr = f.stop_node(&guangdong).await.unwrap();
+    {
+        let db = redb::Database::create(f.node_store_path(&guangdong)).unwrap();
+        let table_def: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("log_entries");
+        let tx = db.begin_write().unwrap();
+        {
+            let mut table = tx.open_table(table_def).unwrap();
+            let bytes = table.get(2).unwrap().unwrap().value().to_vec();
+            let mut entry = pb::LogEntry::decode(bytes.as_slice()).unwrap();
+            entry.authority = "hefei-cdc".into();
+            table.insert(2, entry.encode_to_vec().as_slice()).unwrap();
+        }
+        tx.commit().unwrap();
+    }
+    f.restart_node(&guangdong, addr).await.unwrap();
+    let mut audit = auditor(&f, "440000").await;
+    let err = audit.fetch_verified(&before).await.unwrap_err();
+    assert!(err.to_string().contains("tampered"), "{err}");
+}
+
+#[tokio::test]
+async fn stats_reveal_a_mass_red_coding_by_one_authority() {
+    let f = start().await;
+    let henan_like = code("370000");
+    let mut admin = f.admin_client(&henan_like).unwrap();
+    let t0 = unix_now();
+    for i in 0..25 {
+        admin
+            .upsert_status(change(&format!("depositor-{i}"), pb::HealthStatus::Red, RED_RULE, "jinan-cdc"))
+            .await
+            .unwrap();
+    }
+    for i in 0..3 {
+        admin
+            .upsert_status(change(&format!("contact-{i}"), pb::HealthStatus::Yellow, YELLOW_RULE, "hefei-cdc"))
+            .await
+            .unwrap();
+    }
+    admin.upsert_status(change("depositor-0", pb::HealthStatus::Red, RED_RULE, "jinan-cdc")).await.unwrap();
+    admin.upsert_status(change("someone", pb::HealthStatus::Green, "", "")).await.unwrap();
+    let mut audit = auditor(&f, "370000").await;
+    let (_, head) = audit.tree_head().await.unwrap();
+    let entries = audit.fetch_verified(&head).await.unwrap();
+    let s = stats(&entries, t0 - 1, unix_now() + 1);
+    assert_eq!(s.entries, 30);
+    assert_eq!(s.non_green.len(), 2);
+    assert_eq!(
+        (
+            s.non_green[0].status.as_str(),
+            s.non_green[0].rule_id.as_str(),
+            s.non_green[0].authority.as_str(),
+            s.non_green[0].count,
+            s.non_green[0].distinct_subjects
+        ),
+        ("RED", RED_RULE, "jinan-cdc", 26, 25)
+    );
+    assert_eq!((s.non_green[1].authority.as_str(), s.non_green[1].count), ("hefei-cdc", 3));
+    // An empty window counts nothing.
+    assert_eq!(stats(&entries, t0 - 100, t0 - 50).entries, 0);
+}
+
+#[tokio::test]
+async fn a_lapsed_status_falls_back_as_its_rule_says() {
+    let now = unix_now();
+    let (clock, hand) = Clock::manual(now - 1000);
+    let mut options = FederationOptions::default();
+    options.node.clock = clock;
+    let dir = tempfile::tempdir().unwrap();
+    let f = Federation::start_with(dir.path(), &DEMO_PROVINCES, demo_rules(), options).await.unwrap();
+    let anhui = code("340000");
+    let mut admin = f.admin_client(&anhui).unwrap();
+    let mut red = change("ah-quarantined", pb::HealthStatus::Red, RED_RULE, "hefei-cdc");
+    red.valid_until = now - 900; // in the node's (past) present, 100 s from now
+    admin.upsert_status(red).await.unwrap();
+    hand.set(now); // the quarantine period is over
+    let issued = admin
+        .issue_token(pb::IssueTokenRequest {
+            subject_ref: "ah-quarantined".into(),
+            lifetime_seconds: 60,
+            purpose: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let scanned = Scanned::parse(&issued.qr).unwrap();
+    let status =
+        f.hub("checker").await.unwrap().lookup(scanned.province(), scanned.token(), "transit.rail").await.unwrap();
+    assert_eq!((status.status.as_str(), status.rule_id), ("GREEN", None));
+}

@@ -75,7 +75,7 @@ impl Fixture {
             may_assign: vec!["RED".into()],
             max_duration_seconds: 1_209_600,
             exit_condition: "bench".into(),
-            authorities: vec!["hefei-cdc".into()],
+            authorities: vec!["340000/hefei-cdc".into()],
             ..Default::default()
         })
         .expect("rule");

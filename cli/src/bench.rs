@@ -813,7 +813,7 @@ fn record(i: u64, now: i64) -> huren_node::store::StatusRecord {
     huren_node::store::StatusRecord {
         status: if red { pb::HealthStatus::Red as i32 } else { pb::HealthStatus::Green as i32 },
         rule_id: if red { "NHC-CC-2022-9".into() } else { String::new() },
-        authority: if red { "hefei-cdc".into() } else { String::new() },
+        authority: if red { "spiffe://huren.gov/province/340000/authority/hefei-cdc".into() } else { String::new() },
         valid_until: now + 7 * 86_400,
         test_recency: pb::TestRecency::Within48h as i32,
         updated_at: now,

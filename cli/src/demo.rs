@@ -31,7 +31,7 @@ pub fn demo_rules() -> Vec<RegistryRule> {
             may_assign: vec!["RED".into()],
             max_duration_seconds: 14 * 86_400,
             exit_condition: "Ends after the isolation period with two negative PCR tests 24 h apart".into(),
-            authorities: vec!["jinan-cdc".into(), "hefei-cdc".into(), "guangzhou-cdc".into()],
+            authorities: vec!["370000/jinan-cdc".into(), "340000/hefei-cdc".into(), "440000/guangzhou-cdc".into()],
             lapses_to: Some("GREEN".into()),
         },
         RegistryRule {
@@ -41,7 +41,12 @@ pub fn demo_rules() -> Vec<RegistryRule> {
             may_assign: vec!["YELLOW".into()],
             max_duration_seconds: 7 * 86_400,
             exit_condition: "Ends after one negative PCR test".into(),
-            authorities: vec!["jinan-cdc".into(), "hefei-cdc".into(), "guangzhou-cdc".into()],
+            authorities: vec![
+                "370000/jinan-cdc".into(),
+                "370000/qingdao-cdc".into(),
+                "340000/hefei-cdc".into(),
+                "440000/guangzhou-cdc".into(),
+            ],
             lapses_to: Some("GREEN".into()),
         },
     ]
@@ -60,6 +65,8 @@ pub struct Subject {
     pub subject_ref: &'static str,
     pub status: pb::HealthStatus,
     pub rule_id: &'static str,
+    /// The authority (`<code>/<name>`) that applies a non-green status, with its own
+    /// certificate; empty for GREEN (set by the province admin identity).
     pub authority: &'static str,
     pub test_recency: pb::TestRecency,
 }
@@ -86,7 +93,7 @@ pub fn demo_subjects() -> Vec<Subject> {
             subject_ref: "sd-traveller-0002",
             status: pb::HealthStatus::Red,
             rule_id: RED_RULE,
-            authority: "jinan-cdc",
+            authority: "370000/jinan-cdc",
             test_recency: pb::TestRecency::None,
         },
         Subject {
@@ -97,7 +104,7 @@ pub fn demo_subjects() -> Vec<Subject> {
             subject_ref: "gd-resident-0003",
             status: pb::HealthStatus::Yellow,
             rule_id: YELLOW_RULE,
-            authority: "guangzhou-cdc",
+            authority: "440000/guangzhou-cdc",
             test_recency: pb::TestRecency::Within24h,
         },
     ]
@@ -107,12 +114,13 @@ pub fn demo_subjects() -> Vec<Subject> {
 pub async fn seed(federation: &Federation, s: &Subject, token_lifetime: u32) -> Result<pb::IssueTokenResponse> {
     let code: ProvinceCode = s.province.parse()?;
     let mut admin = federation.admin_client(&code)?;
-    admin
+    let mut assessor = if s.authority.is_empty() { admin.clone() } else { federation.authority_client(s.authority)? };
+    assessor
         .upsert_status(pb::UpsertStatusRequest {
             subject_ref: s.subject_ref.into(),
             status: s.status as i32,
             rule_id: s.rule_id.into(),
-            authority: s.authority.into(),
+            authority: String::new(),
             valid_until: 0,
             test_recency: s.test_recency as i32,
         })

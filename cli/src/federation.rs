@@ -310,6 +310,13 @@ impl Federation {
         self.admin_client_as(code, &self.identity("admin", code.as_str())?)
     }
 
+    /// A `StatusAdmin` client of the authority `<code>/<name>` (e.g. `370000/jinan-cdc`),
+    /// connected to its own province's node.
+    pub fn authority_client(&self, authority: &str) -> Result<StatusAdminClient<Channel>> {
+        let code = authority.parse::<huren_pki::AuthorityRef>()?.province;
+        self.admin_client_as(&code, &self.identity("authority", authority)?)
+    }
+
     /// Registers hub `name` for `purposes`, publishes the trust list and waits until
     /// every server holds it.
     pub async fn register_hub(&self, name: &str, purposes: &[&str]) -> Result<()> {

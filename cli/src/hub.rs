@@ -187,6 +187,8 @@ pub struct HubClient {
     root_der: Vec<u8>,
     trust: Option<TrustList>,
     cache: Option<std::path::PathBuf>,
+    /// Serials revoked by the trust list held; checked on every handshake with a gateway.
+    revocations: Revocations,
 }
 
 impl std::fmt::Debug for HubClient {
@@ -197,9 +199,11 @@ impl std::fmt::Debug for HubClient {
 
 impl HubClient {
     /// Connects lazily to `gateway` (`host:port` or `https://host:port`), accepting only
-    /// a gateway identity of the federation.
+    /// a gateway identity of the federation whose certificate the trust list held (once
+    /// there is one) does not revoke.
     pub fn connect(gateway: &str, identity: &TlsIdentity) -> Result<Self, HubError> {
-        let config = tls::client_config(identity, ExpectedPeer::AnyGateway, Revocations::default())?;
+        let revocations = Revocations::default();
+        let config = tls::client_config(identity, ExpectedPeer::AnyGateway, revocations.clone())?;
         let channel = tls::channel(gateway, config, Duration::from_secs(3))?;
         Ok(Self {
             lookup: LookupClient::new(channel.clone()),
@@ -207,12 +211,13 @@ impl HubClient {
             root_der: identity.root.to_vec(),
             trust: None,
             cache: None,
+            revocations,
         })
     }
 
     /// Starts from a previously saved trust list (verified against the root).
     pub fn with_trust_list(mut self, trust: TrustList) -> Self {
-        self.trust = Some(trust);
+        self.adopt(trust);
         self
     }
 
@@ -220,10 +225,16 @@ impl HubClient {
     /// and writes every newer verified list back to it.
     pub fn with_cache(mut self, path: &Path) -> Result<Self, HubError> {
         if path.exists() {
-            self.trust = Some(TrustList::load(path, &self.root_der)?);
+            self.adopt(TrustList::load(path, &self.root_der)?);
         }
         self.cache = Some(path.to_owned());
         Ok(self)
+    }
+
+    /// Holds `trust` from now on, and enforces its revocations on the next handshake.
+    fn adopt(&mut self, trust: TrustList) {
+        self.revocations.replace(trust.revoked_serials().clone());
+        self.trust = Some(trust);
     }
 
     pub fn trust_list(&self) -> Option<&TrustList> {
@@ -244,7 +255,7 @@ impl HubClient {
                 if let Some(path) = &self.cache {
                     fetched.save(path)?;
                 }
-                self.trust = Some(fetched);
+                self.adopt(fetched);
             }
         }
         self.trust.as_ref().ok_or(HubError::Empty)

@@ -98,7 +98,8 @@ pub enum PkiCommand {
         #[command(subcommand)]
         command: RuleCommand,
     },
-    /// Issue a role certificate: node|admin <province-code>, gateway|hub|coordinator|auditor <name>.
+    /// Issue a role certificate: node|admin <province-code>, authority <province-code>/<name>,
+    /// gateway|hub|coordinator|auditor <name>.
     Issue {
         kind: String,
         name: String,
@@ -229,7 +230,8 @@ pub enum RuleCommand {
         max_duration_seconds: i64,
         #[arg(long, default_value = "")]
         exit_condition: String,
-        /// Authority allowed to apply the rule (repeatable).
+        /// Authority allowed to apply the rule, as <province-code>/<name> (repeatable; at
+        /// least one). Only that authority's own certificate can then assign the status.
         #[arg(long = "authority")]
         authorities: Vec<String>,
         /// What the status becomes once it lapses (GREEN or YELLOW); default: no current status.
@@ -367,7 +369,8 @@ pub enum AdminCommand {
         /// Registered rule that assigns a non-green status.
         #[arg(long, default_value = "")]
         rule: String,
-        /// Authority applying the status.
+        /// Optional check: the authority the caller's certificate must be (<code>/<name>).
+        /// Who applies a status is the certificate's identity, never this text.
         #[arg(long, default_value = "")]
         authority: String,
         /// Validity in seconds from now (0 = node default).
@@ -685,10 +688,11 @@ async fn pki(args: PkiArgs) -> Result<()> {
             };
             let identity = TlsIdentity::load(&tls.cert, &tls.key, &tls.ca, &tls.trust_domain).map_err(usage)?;
             let list = TrustList::load(&file, identity.root.as_ref())?;
+            // The list being uploaded is the newest: refuse a gateway certificate it revokes.
             let config = huren_pki::tls::client_config(
                 &identity,
                 huren_pki::tls::ExpectedPeer::AnyGateway,
-                huren_pki::tls::Revocations::default(),
+                huren_pki::tls::Revocations::new(list.revoked_serials().clone()),
             )?;
             let channel =
                 huren_pki::tls::channel(&gateway, config, std::time::Duration::from_secs(3)).map_err(usage)?;
@@ -907,7 +911,7 @@ fn admin_client(
         .role
         .province()
         .cloned()
-        .ok_or_else(|| usage(format!("{} is not a province admin identity", identity.identity)))?;
+        .ok_or_else(|| usage(format!("{} is not a province admin or authority identity", identity.identity)))?;
     let expected = ExpectedPeer::Exactly(huren_pki::Identity::new(&t.trust_domain, huren_pki::Role::Node(province)));
     let config = tls::client_config(&identity, expected, Revocations::default())?;
     let channel = tls::channel(&target.node, config, std::time::Duration::from_secs(3)).map_err(usage)?;
@@ -1085,7 +1089,13 @@ async fn hub_command(command: HubCommand) -> Result<()> {
             if let Some(path) = &trust_list_cache {
                 client = client.with_cache(path)?;
             }
-            client.refresh_trust_list().await?;
+            match client.refresh_trust_list().await {
+                // A gateway serving an older list than the cached one is not followed, but
+                // the hub keeps working on its last good copy (degrade, don't stop).
+                Ok(_) => {}
+                Err(e @ hub::HubError::Rollback { .. }) => eprintln!("warning: {e}; using the cached trust list"),
+                Err(e) => return Err(e.into()),
+            }
             let status = client.lookup(scanned.province(), scanned.token(), &purpose).await?;
             print_status(&status, json)?;
         }

@@ -152,12 +152,34 @@ fn a_federation_of_processes_set_up_with_the_cli() {
         "Close contact",
         "--may-assign",
         "RED",
+        "--max-duration-seconds",
+        "1209600",
         "--authority",
-        "hefei-cdc",
+        "340000/hefei-cdc",
     ]);
+    // A rule must say who may apply it, as <province>/<name>.
+    let out = huren(&[
+        "pki",
+        "--dir",
+        &pki,
+        "rule",
+        "add",
+        "--id",
+        "R2",
+        "--title",
+        "T",
+        "--may-assign",
+        "RED",
+        "--max-duration-seconds",
+        "60",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("must name the authorities"));
     for (kind, name) in [
         ("node", "340000"),
         ("admin", "340000"),
+        ("authority", "340000/hefei-cdc"),
+        ("authority", "340000/some-bank"),
         ("gateway", "g1"),
         ("hub", "h1"),
         ("coordinator", "nhc"),
@@ -209,17 +231,26 @@ fn a_federation_of_processes_set_up_with_the_cli() {
     .unwrap();
     let gateway = spawn_server("gateway", &gateway_toml);
 
-    let admin = |extra: &[&str]| {
+    // `who` is the issued folder of the calling identity: the certificate says who acts.
+    let as_who = |who: &str, extra: &[&str]| {
         let mut args = vec!["admin", extra[0], "--node", &node.addr, "--ca", &root];
-        let cert = format!("{pki}/issued/admin-340000/cert.pem");
-        let key = format!("{pki}/issued/admin-340000/key.pem");
+        let cert = format!("{pki}/issued/{who}/cert.pem");
+        let key = format!("{pki}/issued/{who}/key.pem");
         args.extend(["--cert", &cert, "--key", &key]);
         args.extend(&extra[1..]);
         huren(&args)
     };
-    let out = admin(&["status", "ah-0001", "RED", "--rule", "R1", "--authority", "hefei-cdc"]);
+    let admin = |extra: &[&str]| as_who("admin-340000", extra);
+    let cdc = |extra: &[&str]| as_who("authority-340000-hefei-cdc", extra);
+    let out = admin(&["status", "ah-0001", "RED", "--rule", "R1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("must be applied by an authority identity"));
+    let out = admin(&["status", "ah-0001", "RED", "--rule", "R1", "--authority", "340000/hefei-cdc"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not the caller"));
+    let out = cdc(&["status", "ah-0001", "RED", "--rule", "R1"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = admin(&["status", "ah-0002", "RED", "--rule", "R1", "--authority", "some-bank"]);
+    let out = as_who("authority-340000-some-bank", &["status", "ah-0002", "RED", "--rule", "R1"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not allowed to apply rule"));
     let out = admin(&["token", "ah-0001", "--json"]);
@@ -300,7 +331,7 @@ fn a_federation_of_processes_set_up_with_the_cli() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let head: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(head["tree_size"], 1);
-    let out = admin(&["status", "ah-0003", "RED", "--rule", "R1", "--authority", "hefei-cdc"]);
+    let out = cdc(&["status", "ah-0003", "RED", "--rule", "R1"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let out = audit(&["audit", "log", "verify", "--old", &head1, "--full"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -308,7 +339,7 @@ fn a_federation_of_processes_set_up_with_the_cli() {
     let out = audit(&["audit", "stats", "--json"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(stats["non_green"][0]["authority"], "hefei-cdc");
+    assert_eq!(stats["non_green"][0]["authority"], "spiffe://huren.gov/province/340000/authority/hefei-cdc");
     assert_eq!(stats["non_green"][0]["count"], 2);
 
     // Coordinator: revoke the hub's certificate, sign, diff, upload.

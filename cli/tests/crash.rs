@@ -80,6 +80,8 @@ struct Setup {
     node_toml: PathBuf,
     store: PathBuf,
     admin: TlsIdentity,
+    /// The authority that sends the stream of changes (GREEN and RED).
+    authority: TlsIdentity,
     auditor: TlsIdentity,
     trust: TrustList,
 }
@@ -102,10 +104,14 @@ fn setup() -> Setup {
         "Close contact",
         "--may-assign",
         "RED",
+        "--max-duration-seconds",
+        "1209600",
         "--authority",
-        "hefei-cdc",
+        "340000/hefei-cdc",
     ]);
-    for (kind, name) in [("node", "340000"), ("admin", "340000"), ("auditor", "crash-auditor")] {
+    for (kind, name) in
+        [("node", "340000"), ("admin", "340000"), ("authority", "340000/hefei-cdc"), ("auditor", "crash-auditor")]
+    {
         ok(&["pki", "--dir", &pki, "issue", kind, name]);
     }
     ok(&["pki", "--dir", &pki, "trust-list", "sign"]);
@@ -127,7 +133,7 @@ fn setup() -> Setup {
     )
     .unwrap();
     let load = |kind: &str, name: &str| {
-        let issued = Path::new(&pki).join("issued").join(format!("{kind}-{name}"));
+        let issued = Path::new(&pki).join("issued").join(format!("{kind}-{}", name.replace('/', "-")));
         TlsIdentity::load(&issued.join("cert.pem"), &issued.join("key.pem"), Path::new(&root), "huren.gov").unwrap()
     };
     let root_der = huren_pki::ca::pem_to_der(&std::fs::read_to_string(&root).unwrap()).unwrap();
@@ -135,6 +141,7 @@ fn setup() -> Setup {
         node_toml,
         store: dir.path().join("node-data").join("status.redb"),
         admin: load("admin", "340000"),
+        authority: load("authority", "340000/hefei-cdc"),
         auditor: load("auditor", "crash-auditor"),
         trust: TrustList::load(&Path::new(&pki).join("trust-list.bin"), &root_der).unwrap(),
         _dir: dir,
@@ -145,15 +152,15 @@ fn anhui() -> ProvinceCode {
     "340000".parse().unwrap()
 }
 
-fn admin_client(setup: &Setup, addr: &str) -> StatusAdminClient<Channel> {
+fn admin_client(who: &TlsIdentity, addr: &str) -> StatusAdminClient<Channel> {
     let expected = ExpectedPeer::Exactly(Identity::new("huren.gov", Role::Node(anhui())));
-    let config = tls::client_config(&setup.admin, expected, Revocations::default()).unwrap();
+    let config = tls::client_config(who, expected, Revocations::default()).unwrap();
     StatusAdminClient::new(tls::channel(addr, config, Duration::from_secs(3)).unwrap())
 }
 
 fn request(subject: &str, n: usize) -> pb::UpsertStatusRequest {
     let (status, rule_id, authority) = match n % 3 {
-        0 => (pb::HealthStatus::Red, "R1", "hefei-cdc"),
+        0 => (pb::HealthStatus::Red, "R1", "340000/hefei-cdc"),
         _ => (pb::HealthStatus::Green, "", ""),
     };
     pb::UpsertStatusRequest {
@@ -173,7 +180,7 @@ type Acked = BTreeMap<String, (i32, u64)>;
 /// acknowledged, kills the node with SIGKILL while the others are still in flight.
 /// Returns what was acknowledged (including answers that raced the kill).
 async fn stream_until_killed(setup: &Setup, server: Server, cycle: usize, kill_after: usize) -> Acked {
-    let client = admin_client(setup, &server.addr);
+    let client = admin_client(&setup.authority, &server.addr);
     let acked = Arc::new(Mutex::new(Acked::new()));
     let (reached, mut kill) = tokio::sync::watch::channel(false);
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -257,7 +264,7 @@ async fn verify_served(setup: &Setup, addr: &str, acked: &Acked, log_size: u64) 
     assert_eq!(head.tree_size, log_size, "the restarted node's log");
     let entries = audit.fetch_verified(&head).await.unwrap();
     assert_eq!(entries.len() as u64, log_size);
-    let mut admin = admin_client(setup, addr);
+    let mut admin = admin_client(&setup.admin, addr);
     let mut reds = 0;
     for (subject, (status, _)) in acked {
         reds += usize::from(*status == pb::HealthStatus::Red as i32);

@@ -33,11 +33,15 @@ else
         h issue node "$code"
         h issue admin "$code"
     done
+    # Public-health authorities: only their own certificates can assign non-green statuses.
+    h issue authority 340000/hefei-cdc
+    h issue authority 370000/jinan-cdc
+    h issue authority 440000/guangzhou-cdc
     # One rule, so the demo can publish non-green statuses (every non-green status cites a rule).
     h rule add --id NHC-CC-2022-9 --title "Close contact of a confirmed case" \
         --legal-basis "demo" --may-assign RED --max-duration-seconds 1209600 \
         --exit-condition "two negative tests 24 h apart" --lapses-to GREEN \
-        --authority hefei-cdc --authority jinan-cdc --authority guangzhou-cdc
+        --authority 340000/hefei-cdc --authority 370000/jinan-cdc --authority 440000/guangzhou-cdc
     # One certificate per gateway replica (a shared one works too: the identity is the role).
     h issue gateway national-1
     h issue gateway national-2

@@ -73,14 +73,46 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("invalid gateway config: {0}")]
     Invalid(String),
+    /// A `HUREN_GATEWAY_<KEY>` variable that names no key or holds a value of the wrong type.
+    #[error("invalid gateway config: {var}: {message}")]
+    Env { var: String, message: String },
+}
+
+impl ConfigError {
+    fn from_envcfg(path: &Path, e: huren_pki::envcfg::Error) -> Self {
+        match e {
+            huren_pki::envcfg::Error::Var { var, message } => Self::Env { var, message },
+            other => Self::Parse { path: path.to_owned(), message: other.to_string() },
+        }
+    }
 }
 
 impl GatewayConfig {
+    /// Prefix of the variables that override keys: `HUREN_GATEWAY_<KEY>`.
+    pub const ENV_PREFIX: &'static str = "HUREN_GATEWAY_";
+    /// Keys absent by default; read from the environment as strings, an empty value unsets them.
+    const OPTIONAL_KEYS: &'static [&'static str] = &["redis_url", "otlp_endpoint"];
+
+    /// Reads the file at `path`, applies the `HUREN_GATEWAY_<KEY>` overrides from the
+    /// process environment, resolves relative paths and validates (see [`Self::from_sources`]).
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text =
             std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-        let mut config: Self =
-            toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })?;
+        let vars = huren_pki::envcfg::environment(Self::ENV_PREFIX).map_err(|e| ConfigError::from_envcfg(path, e))?;
+        Self::from_sources(path, &text, vars)
+    }
+
+    /// The configuration from `text` (the file at `path`, which only names errors and
+    /// anchors relative paths) and the variables `vars`: `HUREN_GATEWAY_<KEY>` wins over
+    /// the file, the file over the defaults; other variables are ignored (rules in
+    /// [`huren_pki::envcfg`]). No I/O: a pure function of its arguments.
+    pub fn from_sources(
+        path: &Path,
+        text: &str,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut config: Self = huren_pki::envcfg::parse(Self::ENV_PREFIX, text, vars, Self::OPTIONAL_KEYS)
+            .map_err(|e| ConfigError::from_envcfg(path, e))?;
         if let Some(base) = path.parent() {
             for p in [&mut config.cert, &mut config.key, &mut config.ca, &mut config.trust_list, &mut config.data_dir] {
                 if p.is_relative() {
@@ -122,5 +154,154 @@ impl GatewayConfig {
     /// Where the last good trust list is kept.
     pub fn persisted_trust_list(&self) -> PathBuf {
         self.data_dir.join("trust-list.bin")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = "listen = \"127.0.0.1:8443\"\nnode_timeout_ms = 1500\nredis_url = \"redis://file:6379/\"\n";
+
+    fn load(text: &str, vars: &[(&str, &str)]) -> Result<GatewayConfig, ConfigError> {
+        let vars = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned()));
+        GatewayConfig::from_sources(Path::new("/etc/huren/gateway.toml"), text, vars)
+    }
+
+    fn env_error(text: &str, vars: &[(&str, &str)]) -> (String, String, String) {
+        match load(text, vars) {
+            Err(e @ ConfigError::Env { .. }) => {
+                let line = e.to_string();
+                let ConfigError::Env { var, message } = e else { unreachable!() };
+                (var, message, line)
+            }
+            other => panic!("expected an environment error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn environment_wins_over_file_and_file_over_defaults() {
+        let c = load(
+            FILE,
+            &[
+                ("HUREN_GATEWAY_NODE_TIMEOUT_MS", "250"),
+                ("HUREN_GATEWAY_CACHE", "false"),
+                ("HUREN_GATEWAY_CERT", "/pki/issued/gateway-national-2/cert.pem"),
+                ("HUREN_GATEWAY_KEY", "keys/gateway.key"),
+                ("HUREN_GATEWAY_OTLP_ENDPOINT", "http://otel-collector:4317"),
+                ("HUREN_NODE_LISTEN", "not for the gateway"),
+                ("PATH", "/usr/bin"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.node_timeout_ms, 250, "environment over file");
+        assert_eq!(c.listen, "127.0.0.1:8443", "file over defaults");
+        assert_eq!(c.connect_timeout_ms, GatewayConfig::default().connect_timeout_ms, "defaults");
+        assert!(!c.cache);
+        assert_eq!(c.redis_url.as_deref(), Some("redis://file:6379/"));
+        assert_eq!(c.cert, Path::new("/pki/issued/gateway-national-2/cert.pem"));
+        assert_eq!(c.key, Path::new("/etc/huren/keys/gateway.key"), "relative paths from the environment too");
+        assert_eq!(c.otlp_endpoint.as_deref(), Some("http://otel-collector:4317"));
+
+        let c = load(FILE, &[("HUREN_GATEWAY_REDIS_URL", "")]).unwrap();
+        assert_eq!(c.redis_url, None, "an empty value unsets an optional key");
+    }
+
+    /// Every key the struct has can be set from the environment, by the documented name.
+    #[test]
+    fn every_key_has_an_environment_override() {
+        let full = GatewayConfig {
+            listen: "0.0.0.0:18443".into(),
+            trust_domain: "example.test".into(),
+            cert: "/c/cert.pem".into(),
+            key: "/c/key.pem".into(),
+            ca: "/c/root.pem".into(),
+            trust_list: "/c/trust-list.bin".into(),
+            data_dir: "/var/lib/x".into(),
+            node_timeout_ms: 1234,
+            connect_timeout_ms: 567,
+            cache: false,
+            redis_url: Some("redis://redis:6379/".into()),
+            redis_prefix: "x:".into(),
+            hub_rate_per_sec: 7,
+            admin_listen: "0.0.0.0:19090".into(),
+            otlp_endpoint: Some("http://otel:4317".into()),
+        };
+        let full = toml::Table::try_from(full).unwrap();
+        let defaults = toml::Table::try_from(GatewayConfig::default()).unwrap();
+        let mut keys: Vec<&str> =
+            defaults.keys().map(String::as_str).chain(GatewayConfig::OPTIONAL_KEYS.iter().copied()).collect();
+        keys.sort_unstable();
+        let mut all: Vec<&str> = full.keys().map(String::as_str).collect();
+        all.sort_unstable();
+        assert_eq!(keys, all, "OPTIONAL_KEYS lists exactly the keys absent by default");
+        for (key, value) in &full {
+            assert_ne!(defaults.get(key), Some(value), "{key}: pick a value other than the default");
+            let var = format!("HUREN_GATEWAY_{}", key.to_ascii_uppercase());
+            let raw = match value {
+                toml::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            let c = load("", &[(&var, &raw)]).unwrap_or_else(|e| panic!("{var}={raw}: {e}"));
+            assert_eq!(toml::Table::try_from(c).unwrap().get(key), Some(value), "{var}");
+        }
+    }
+
+    #[test]
+    fn bad_values_name_the_variable_and_the_type() {
+        let (var, message, line) = env_error(FILE, &[("HUREN_GATEWAY_NODE_TIMEOUT_MS", "soon")]);
+        assert_eq!(
+            (var.as_str(), message.as_str()),
+            ("HUREN_GATEWAY_NODE_TIMEOUT_MS", "expected an integer, got \"soon\"")
+        );
+        assert_eq!(line, "invalid gateway config: HUREN_GATEWAY_NODE_TIMEOUT_MS: expected an integer, got \"soon\"");
+        let (var, message, _) = env_error(FILE, &[("HUREN_GATEWAY_HUB_RATE_PER_SEC", "-1")]);
+        assert!(var == "HUREN_GATEWAY_HUB_RATE_PER_SEC" && message.contains("u64"), "{message}");
+        let (var, message, _) = env_error(FILE, &[("HUREN_GATEWAY_CACHE", "yes")]);
+        assert_eq!((var.as_str(), message.as_str()), ("HUREN_GATEWAY_CACHE", "expected true or false, got \"yes\""));
+        let (var, message, line) = env_error(FILE, &[("HUREN_GATEWAY_REDIS_ULR", "redis://:hunter2@redis:6379/")]);
+        assert_eq!(var, "HUREN_GATEWAY_REDIS_ULR");
+        assert!(message.starts_with("not a setting") && message.contains("redis_url"), "{message}");
+        assert!(!line.contains("hunter2") && !line.contains('\n'), "{line}");
+    }
+
+    #[test]
+    fn overridden_values_are_validated() {
+        let err = load(FILE, &[("HUREN_GATEWAY_LISTEN", "nowhere")]).unwrap_err();
+        assert!(matches!(err, ConfigError::Invalid(_)), "{err:?}");
+        assert_eq!(err.to_string(), "invalid gateway config: listen \"nowhere\" is not an ip:port address");
+        let err = load(FILE, &[("HUREN_GATEWAY_NODE_TIMEOUT_MS", "0")]).unwrap_err();
+        assert!(err.to_string().contains("node_timeout_ms must be within"), "{err}");
+        // An override fixes a bad file value instead of tripping over it.
+        let c = load("listen = \"nowhere\"\n", &[("HUREN_GATEWAY_LISTEN", "127.0.0.1:1")]).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:1");
+    }
+
+    #[test]
+    fn kubernetes_service_variables_are_not_typos() {
+        // A Service named huren-gateway puts these into every pod of its namespace.
+        let c = load(
+            FILE,
+            &[
+                ("HUREN_GATEWAY_SERVICE_HOST", "10.96.0.10"),
+                ("HUREN_GATEWAY_SERVICE_PORT", "8443"),
+                ("HUREN_GATEWAY_SERVICE_PORT_GRPC", "8443"),
+                ("HUREN_GATEWAY_PORT", "tcp://10.96.0.10:8443"),
+                ("HUREN_GATEWAY_PORT_8443_TCP", "tcp://10.96.0.10:8443"),
+                ("HUREN_GATEWAY_PORT_8443_TCP_PROTO", "tcp"),
+                ("HUREN_GATEWAY_PORT_8443_TCP_PORT", "8443"),
+                ("HUREN_GATEWAY_PORT_8443_TCP_ADDR", "10.96.0.10"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.listen, "127.0.0.1:8443");
+    }
+
+    #[test]
+    fn file_errors_name_the_file_and_line() {
+        let err = load("listen = \"127.0.0.1:1\"\nnode_timeout_ms = \"soon\"\n", &[]).unwrap_err();
+        assert!(matches!(err, ConfigError::Parse { .. }), "{err:?}");
+        let line = err.to_string();
+        assert!(line.starts_with("/etc/huren/gateway.toml: line 2: ") && !line.contains('\n'), "{line}");
     }
 }

@@ -296,6 +296,7 @@ impl Gateway {
             .max_decoding_message_size(MAX_TRUST_LIST_BYTES);
         tracing::info!(identity = %self.tls.identity, "gateway serving");
         tonic::transport::Server::builder()
+            .layer(huren_pki::oversize::OversizeLayer)
             .add_service(health_service)
             .add_service(reflection)
             .add_service(lookup)

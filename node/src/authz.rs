@@ -29,12 +29,15 @@ impl Call {
     }
 }
 
-/// Gateways may ask for attestations; only this province's admin identity may change
-/// statuses or issue tokens. Everything else is refused.
+/// Gateways may ask for attestations; only this province's admin identity may issue
+/// tokens, and only it or one of this province's authorities may change statuses (which
+/// statuses, under which rule, is checked against the rule registry in
+/// `service::validate_upsert`). Everything else is refused.
 pub fn authorize(call: Call, caller: &Identity, own: &ProvinceCode) -> Result<(), String> {
     let allowed = match (call, &caller.role) {
         (Call::Attest, Role::Gateway(_)) => true,
         (Call::UpsertStatus | Call::IssueToken, Role::Admin(p)) => p == own,
+        (Call::UpsertStatus, Role::Authority { province, .. }) => province == own,
         (Call::TreeHead, Role::Auditor(_) | Role::Coordinator(_) | Role::Gateway(_)) => true,
         (Call::TreeHead | Call::SubjectEntries, Role::Admin(p)) => p == own,
         (Call::LogRead, Role::Auditor(_) | Role::Coordinator(_)) => true,
@@ -46,7 +49,8 @@ pub fn authorize(call: Call, caller: &Identity, own: &ProvinceCode) -> Result<()
     }
     let who = match call {
         Call::Attest => "gateway identities".to_owned(),
-        Call::UpsertStatus | Call::IssueToken => format!("the admin identity of province {own}"),
+        Call::UpsertStatus => format!("the admin and authority identities of province {own}"),
+        Call::IssueToken => format!("the admin identity of province {own}"),
         Call::TreeHead => format!("auditors, coordinators, gateways and the admin of province {own}"),
         Call::LogRead => "auditors and coordinators".to_owned(),
         Call::SubjectEntries => format!("auditors and the admin of province {own}"),
@@ -73,6 +77,9 @@ mod tests {
             (Call::UpsertStatus, "spiffe://huren.gov/province/340000/admin", true),
             (Call::UpsertStatus, "spiffe://huren.gov/province/440000/admin", false),
             (Call::UpsertStatus, "spiffe://huren.gov/gateway/g1", false),
+            (Call::UpsertStatus, "spiffe://huren.gov/province/340000/authority/hefei-cdc", true),
+            (Call::UpsertStatus, "spiffe://huren.gov/province/440000/authority/hefei-cdc", false),
+            (Call::IssueToken, "spiffe://huren.gov/province/340000/authority/hefei-cdc", false),
             (Call::IssueToken, "spiffe://huren.gov/province/340000/admin", true),
             (Call::IssueToken, "spiffe://huren.gov/coordinator/c", false),
             (Call::TreeHead, "spiffe://huren.gov/auditor/a", true),

@@ -73,15 +73,46 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("invalid node config: {0}")]
     Invalid(String),
+    /// A `HUREN_NODE_<KEY>` variable that names no key or holds a value of the wrong type.
+    #[error("invalid node config: {var}: {message}")]
+    Env { var: String, message: String },
+}
+
+impl ConfigError {
+    fn from_envcfg(path: &Path, e: huren_pki::envcfg::Error) -> Self {
+        match e {
+            huren_pki::envcfg::Error::Var { var, message } => Self::Env { var, message },
+            other => Self::Parse { path: path.to_owned(), message: other.to_string() },
+        }
+    }
 }
 
 impl NodeConfig {
-    /// Reads, resolves relative paths and validates a config file.
+    /// Prefix of the variables that override keys: `HUREN_NODE_<KEY>`.
+    pub const ENV_PREFIX: &'static str = "HUREN_NODE_";
+    /// Keys absent by default; read from the environment as strings, an empty value unsets them.
+    const OPTIONAL_KEYS: &'static [&'static str] = &["gateway", "otlp_endpoint"];
+
+    /// Reads a config file, applies the `HUREN_NODE_<KEY>` overrides from the process
+    /// environment, resolves relative paths and validates (see [`Self::from_sources`]).
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text =
             std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-        let mut config: Self =
-            toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })?;
+        let vars = huren_pki::envcfg::environment(Self::ENV_PREFIX).map_err(|e| ConfigError::from_envcfg(path, e))?;
+        Self::from_sources(path, &text, vars)
+    }
+
+    /// The configuration from `text` (the file at `path`, which only names errors and
+    /// anchors relative paths) and the variables `vars`: `HUREN_NODE_<KEY>` wins over the
+    /// file, the file over the defaults; other variables are ignored (rules in
+    /// [`huren_pki::envcfg`]). No I/O: a pure function of its arguments.
+    pub fn from_sources(
+        path: &Path,
+        text: &str,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut config: Self = huren_pki::envcfg::parse(Self::ENV_PREFIX, text, vars, Self::OPTIONAL_KEYS)
+            .map_err(|e| ConfigError::from_envcfg(path, e))?;
         if let Some(base) = path.parent() {
             config.resolve_relative(base);
         }
@@ -134,5 +165,140 @@ impl NodeConfig {
     /// Path of the redb status store.
     pub fn store_path(&self) -> PathBuf {
         self.data_dir.join("status.redb")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = "province = \"340000\"\nlisten = \"127.0.0.1:7443\"\ntoken_lifetime_seconds = 120\n";
+
+    fn load(text: &str, vars: &[(&str, &str)]) -> Result<NodeConfig, ConfigError> {
+        let vars = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned()));
+        NodeConfig::from_sources(Path::new("/etc/huren/node.toml"), text, vars)
+    }
+
+    fn env_error(text: &str, vars: &[(&str, &str)]) -> (String, String, String) {
+        match load(text, vars) {
+            Err(e @ ConfigError::Env { .. }) => {
+                let line = e.to_string();
+                let ConfigError::Env { var, message } = e else { unreachable!() };
+                (var, message, line)
+            }
+            other => panic!("expected an environment error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn environment_wins_over_file_and_file_over_defaults() {
+        let c = load(
+            FILE,
+            &[
+                ("HUREN_NODE_TOKEN_LIFETIME_SECONDS", "60"),
+                ("HUREN_NODE_ADMIN_LISTEN", "0.0.0.0:9091"),
+                ("HUREN_NODE_GATEWAY", "huren-gateway.huren.svc.cluster.local:8443"),
+                ("HUREN_NODE_DATA_DIR", "state"),
+                ("HUREN_GATEWAY_LISTEN", "not for the node"),
+                ("HOME", "/root"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.token_lifetime_seconds, 60, "environment over file");
+        assert_eq!(c.province, "340000", "file over defaults");
+        assert_eq!(c.attestation_ttl_seconds, NodeConfig::default().attestation_ttl_seconds, "defaults");
+        assert_eq!(c.admin_listen, "0.0.0.0:9091");
+        assert_eq!(c.gateway.as_deref(), Some("huren-gateway.huren.svc.cluster.local:8443"));
+        assert_eq!(c.data_dir, Path::new("/etc/huren/state"), "relative paths from the environment too");
+    }
+
+    #[test]
+    fn province_codes_stay_strings_quoted_or_not() {
+        for raw in ["440000", "\"440000\"", "'440000'"] {
+            let c = load(FILE, &[("HUREN_NODE_PROVINCE", raw)]).unwrap();
+            assert_eq!(c.province, "440000", "{raw}");
+        }
+        let c = load("", &[("HUREN_NODE_PROVINCE", "370000")]).unwrap();
+        assert_eq!(c.province_code().unwrap().to_string(), "370000");
+    }
+
+    /// Every key the struct has can be set from the environment, by the documented name.
+    #[test]
+    fn every_key_has_an_environment_override() {
+        let full = NodeConfig {
+            province: "440000".into(),
+            listen: "0.0.0.0:17443".into(),
+            trust_domain: "example.test".into(),
+            data_dir: "/var/lib/x".into(),
+            cert: "/c/cert.pem".into(),
+            key: "/c/key.pem".into(),
+            ca: "/c/root.pem".into(),
+            attestation_key: "/c/keys".into(),
+            gateway: Some("gateway.example:8443".into()),
+            trust_list: "/c/trust-list.bin".into(),
+            attestation_ttl_seconds: 600,
+            token_lifetime_seconds: 60,
+            default_status_validity_seconds: 3600,
+            admin_listen: "0.0.0.0:19091".into(),
+            otlp_endpoint: Some("http://otel:4317".into()),
+        };
+        let full = toml::Table::try_from(full).unwrap();
+        let defaults = toml::Table::try_from(NodeConfig::default()).unwrap();
+        let mut keys: Vec<&str> =
+            defaults.keys().map(String::as_str).chain(NodeConfig::OPTIONAL_KEYS.iter().copied()).collect();
+        keys.sort_unstable();
+        let mut all: Vec<&str> = full.keys().map(String::as_str).collect();
+        all.sort_unstable();
+        assert_eq!(keys, all, "OPTIONAL_KEYS lists exactly the keys absent by default");
+        for (key, value) in &full {
+            assert_ne!(defaults.get(key), Some(value), "{key}: pick a value other than the default");
+            let var = format!("HUREN_NODE_{}", key.to_ascii_uppercase());
+            let raw = match value {
+                toml::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            // The file names a province (the default has none) unless the variable does.
+            let c = load("province = \"340000\"\n", &[(&var, &raw)]).unwrap_or_else(|e| panic!("{var}={raw}: {e}"));
+            assert_eq!(toml::Table::try_from(c).unwrap().get(key), Some(value), "{var}");
+        }
+    }
+
+    #[test]
+    fn bad_values_name_the_variable_and_the_type() {
+        let (var, message, line) = env_error(FILE, &[("HUREN_NODE_ATTESTATION_TTL_SECONDS", "5m")]);
+        assert_eq!(var, "HUREN_NODE_ATTESTATION_TTL_SECONDS");
+        assert_eq!(message, "expected an integer, got \"5m\"");
+        assert_eq!(line, "invalid node config: HUREN_NODE_ATTESTATION_TTL_SECONDS: expected an integer, got \"5m\"");
+        let (var, message, _) = env_error(FILE, &[("HUREN_NODE_TOKEN_LIFETIME_SECONDS", "-5")]);
+        assert!(var == "HUREN_NODE_TOKEN_LIFETIME_SECONDS" && message.contains("u32"), "{message}");
+        let (var, message, _) = env_error(FILE, &[("HUREN_NODE_TOKEN_LIFETIME_SECONDS", "4294967296")]);
+        assert!(var == "HUREN_NODE_TOKEN_LIFETIME_SECONDS" && message.contains("u32"), "{message}");
+        let (var, message, line) = env_error(FILE, &[("HUREN_NODE_GATEWAYS", "gateway.example:8443")]);
+        assert_eq!(var, "HUREN_NODE_GATEWAYS");
+        assert!(message.starts_with("not a setting") && message.contains("gateway"), "{message}");
+        assert!(!line.contains("gateway.example") && !line.contains('\n'), "{line}");
+    }
+
+    #[test]
+    fn overridden_values_are_validated() {
+        let err = load(FILE, &[("HUREN_NODE_PROVINCE", "34000")]).unwrap_err();
+        assert!(err.to_string().starts_with("invalid node config: province: "), "{err}");
+        let err = load(FILE, &[("HUREN_NODE_LISTEN", "nowhere")]).unwrap_err();
+        assert_eq!(err.to_string(), "invalid node config: listen \"nowhere\" is not an ip:port address");
+        let err = load(FILE, &[("HUREN_NODE_TOKEN_LIFETIME_SECONDS", "0")]).unwrap_err();
+        assert!(err.to_string().contains("token_lifetime_seconds must be within"), "{err}");
+        let c = load("province = 340000\n", &[("HUREN_NODE_PROVINCE", "340000")]).unwrap();
+        assert_eq!(c.province, "340000", "the environment fixes a bad file value");
+    }
+
+    #[test]
+    fn file_errors_name_the_file_and_line() {
+        let err = load("province = \"340000\"\n\nlistne = \"127.0.0.1:1\"\n", &[]).unwrap_err();
+        assert!(matches!(err, ConfigError::Parse { .. }), "{err:?}");
+        let line = err.to_string();
+        assert!(
+            line.starts_with("/etc/huren/node.toml: line 3: unknown field `listne`") && !line.contains('\n'),
+            "{line}"
+        );
     }
 }

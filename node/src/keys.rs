@@ -3,9 +3,13 @@
 //! A node may hold several keys (a rotation in progress). It signs with the newest key
 //! that the trust list in force lists as ACTIVE for its province and that is valid now;
 //! so a coordinator rotates keys by publishing a new key, activating it and retiring the
-//! old one, and the node follows the trust list without a restart. Keys are read from
-//! one PKCS#8 file or from a folder of `attestation-*.key` files, which is rescanned when
-//! the trust list activates a key the node does not hold yet.
+//! old one, and the node follows the trust list without a restart. Until the node holds
+//! the newly activated key (its file is copied by province IT, maybe after the list
+//! arrives), it keeps signing with the newest RETIRED key it holds that is still valid:
+//! a retired key verifies everywhere until its `not_after`, so no lookup fails during the
+//! hand-over. It never signs with a PUBLISHED (not yet activated) or REVOKED key. Keys
+//! are read from one PKCS#8 file or from a folder of `attestation-*.key` files, which is
+//! rescanned when the trust list activates a key the node does not hold yet.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -93,17 +97,68 @@ impl KeyRing {
             .is_some_and(|p| p.keys.iter().any(|(kid, k)| k.status == pb::KeyStatus::Active && !held.contains(kid)))
     }
 
-    /// The key to sign with now, if any.
+    /// The key to sign with now, if any: the newest held ACTIVE key valid now, else (an
+    /// activation whose key file has not reached this node yet) the newest held RETIRED
+    /// key valid now.
     pub fn signing_key(&self, trust: &TrustList, province: &ProvinceCode, now: i64) -> Option<Arc<AttestationKey>> {
         let entry = trust.province(province)?;
         let keys = self.keys.read().unwrap_or_else(|e| e.into_inner());
         keys.iter()
             .filter_map(|k| {
                 let listed = entry.keys.get(&k.kid())?;
-                (listed.status == pb::KeyStatus::Active && listed.not_before <= now && now < listed.not_after)
-                    .then_some((listed.not_before, k))
+                let rank = match listed.status {
+                    pb::KeyStatus::Active => 1,
+                    pb::KeyStatus::Retired => 0,
+                    _ => return None,
+                };
+                (listed.not_before <= now && now < listed.not_after).then_some(((rank, listed.not_before), k))
             })
-            .max_by_key(|(not_before, _)| *not_before)
+            .max_by_key(|(order, _)| *order)
             .map(|(_, k)| k.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use huren_pki::ca::Validity;
+    use huren_pki::registry::PkiDir as Pki;
+
+    fn key_of(pki: &Pki, code: &ProvinceCode, kid: &Kid) -> AttestationKey {
+        let pem = std::fs::read_to_string(pki.attestation_key_path(code, &kid.hex())).unwrap();
+        AttestationKey::from_pkcs8_pem(&pem).unwrap()
+    }
+
+    #[test]
+    fn signs_with_the_active_key_and_bridges_an_activation_with_the_retired_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Pki::init(dir.path(), "huren.gov", Validity::days(2)).unwrap();
+        let code: ProvinceCode = "340000".parse().unwrap();
+        pki.add_province(&code, "Anhui", &[], Validity::days(2)).unwrap();
+        let trust = pki.sign_trust_list().unwrap();
+        let old_kid = *trust.province(&code).unwrap().keys.keys().next().unwrap();
+        let now = huren_pki::unix_now();
+        let old = key_of(&pki, &code, &old_kid);
+
+        // Prepare: a published key is never used to sign, even when held.
+        let new = pki.add_key(&code, Validity::days(2)).unwrap();
+        let published = pki.sign_trust_list().unwrap();
+        let ring = KeyRing::new(vec![key_of(&pki, &code, &old_kid), key_of(&pki, &code, &new.kid())]);
+        assert_eq!(ring.signing_key(&published, &code, now).unwrap().kid(), old_kid);
+
+        // Activate: a node holding the new key signs with it ...
+        pki.set_key_status(&code, &new.kid().hex(), "active").unwrap();
+        let activated = pki.sign_trust_list().unwrap();
+        assert_eq!(ring.signing_key(&activated, &code, now).unwrap().kid(), new.kid());
+        // ... and one whose key file has not arrived keeps signing with the retired key.
+        let lagging = KeyRing::new(vec![old]);
+        assert!(lagging.lacks_active(&activated, &code));
+        assert_eq!(lagging.signing_key(&activated, &code, now).unwrap().kid(), old_kid);
+
+        // A revoked key never signs.
+        pki.set_key_status(&code, &old_kid.hex(), "revoked").unwrap();
+        let revoked = pki.sign_trust_list().unwrap();
+        assert!(lagging.signing_key(&revoked, &code, now).is_none());
+        assert_eq!(ring.signing_key(&revoked, &code, now).unwrap().kid(), new.kid());
     }
 }

@@ -295,6 +295,7 @@ impl Node {
                 .max_decoding_message_size(MAX_MESSAGE_BYTES);
         tracing::info!(province = %self.inner.province, "node serving");
         tonic::transport::Server::builder()
+            .layer(huren_pki::oversize::OversizeLayer)
             .add_service(health_service)
             .add_service(reflection)
             .add_service(attestation)

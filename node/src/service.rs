@@ -139,9 +139,14 @@ fn check_subject_ref(subject_ref: &str) -> Result<(), NodeError> {
     Ok(())
 }
 
-/// Checks a status change against the rule registry and builds the stored record.
+/// Checks a status change by `caller` against the rule registry and builds the stored
+/// record. The record's authority is the caller's identity (URI), never a claim: a
+/// non-green status must come from an authority identity of this province that the cited
+/// rule names; the province admin identity may only set GREEN. A rule that names no
+/// authority, no status or no maximum duration lets nobody apply it (fail closed).
 pub fn validate_upsert(
     req: &pb::UpsertStatusRequest,
+    caller: &huren_pki::Identity,
     trust: &TrustList,
     now: i64,
     default_validity: i64,
@@ -154,6 +159,15 @@ pub fn validate_upsert(
     let valid_until = if req.valid_until == 0 { now + default_validity } else { req.valid_until };
     if valid_until <= now {
         return Err(NodeError::InvalidArgument(format!("valid_until {valid_until} is not in the future")));
+    }
+    if !req.authority.is_empty()
+        && req.authority != caller.to_string()
+        && caller.role.authority().is_none_or(|a| req.authority != a.to_string())
+    {
+        return Err(NodeError::PermissionDenied(format!(
+            "authority {:?} is not the caller {caller}: the certificate says who applies a status",
+            req.authority
+        )));
     }
     if status == Status::Green {
         if !req.rule_id.is_empty() {
@@ -168,19 +182,29 @@ pub fn validate_upsert(
         let rule = trust.rule(&req.rule_id).ok_or_else(|| {
             NodeError::FailedPrecondition(format!("rule {:?} is not in the rule registry", req.rule_id))
         })?;
-        if !rule.may_assign.is_empty() && !rule.may_assign.contains(&req.status) {
+        if !rule.may_assign.contains(&req.status) {
             return Err(NodeError::FailedPrecondition(format!("rule {:?} may not assign {status}", req.rule_id)));
         }
-        if req.authority.is_empty() {
-            return Err(NodeError::InvalidArgument(format!("a {status} status must name the authority applying it")));
-        }
-        if !rule.authorities.is_empty() && !rule.authorities.contains(&req.authority) {
+        let Some(authority) = caller.role.authority() else {
             return Err(NodeError::PermissionDenied(format!(
-                "authority {:?} is not allowed to apply rule {:?}",
-                req.authority, req.rule_id
+                "a {status} status must be applied by an authority identity (province/<code>/authority/<name>) \
+                 that rule {:?} names; caller {caller} may only set GREEN",
+                req.rule_id
+            )));
+        };
+        if !rule.authorities.iter().any(|a| a.parse::<huren_pki::AuthorityRef>().is_ok_and(|a| a == authority)) {
+            return Err(NodeError::PermissionDenied(format!(
+                "authority {authority} is not allowed to apply rule {:?}",
+                req.rule_id
             )));
         }
-        if rule.max_duration_seconds > 0 && valid_until - now > rule.max_duration_seconds {
+        if rule.max_duration_seconds <= 0 {
+            return Err(NodeError::FailedPrecondition(format!(
+                "rule {:?} sets no maximum duration, so it cannot be applied",
+                req.rule_id
+            )));
+        }
+        if valid_until - now > rule.max_duration_seconds {
             return Err(NodeError::FailedPrecondition(format!(
                 "rule {:?} allows at most {} s; requested {} s",
                 req.rule_id,
@@ -192,7 +216,7 @@ pub fn validate_upsert(
     Ok(StatusRecord {
         status: req.status,
         rule_id: req.rule_id.clone(),
-        authority: req.authority.clone(),
+        authority: caller.to_string(),
         valid_until,
         test_recency: req.test_recency,
         updated_at: now,
@@ -328,12 +352,13 @@ impl pb::status_admin_server::StatusAdmin for StatusAdminService {
         request: Request<pb::UpsertStatusRequest>,
     ) -> Result<Response<pb::UpsertStatusResponse>, tonic::Status> {
         let inner = self.0.clone();
-        authorized(&request, Call::UpsertStatus, &inner.province)?;
+        let caller = authorized(&request, Call::UpsertStatus, &inner.province)?;
         inner.refuse_if_sunset()?;
         let req = request.into_inner();
         let version = blocking(move || {
             let record = validate_upsert(
                 &req,
+                &caller,
                 &inner.trust(),
                 inner.settings.clock.now(),
                 inner.settings.default_status_validity_seconds,

@@ -43,8 +43,13 @@ impl fmt::Display for ProvinceCode {
 pub enum Role {
     /// A province node (serves Attestation and StatusAdmin).
     Node(ProvinceCode),
-    /// A province's internal health-code backend (calls its own node's StatusAdmin).
+    /// A province's internal health-code backend (calls its own node's StatusAdmin:
+    /// GREEN statuses and tokens).
     Admin(ProvinceCode),
+    /// A public-health authority of a province (a city CDC, say): the only identity that
+    /// may assign a non-green status, and only under a rule that names it. Issued by its
+    /// province's CA; written `<code>/<name>` on the command line and in rules.
+    Authority { province: ProvinceCode, name: String },
     /// A national gateway replica.
     Gateway(String),
     /// A transport hub (calls gateway Lookup).
@@ -61,6 +66,7 @@ impl Role {
         match self {
             Role::Node(_) => "node",
             Role::Admin(_) => "admin",
+            Role::Authority { .. } => "authority",
             Role::Gateway(_) => "gateway",
             Role::Hub(_) => "hub",
             Role::Coordinator(_) => "coordinator",
@@ -71,7 +77,38 @@ impl Role {
     /// The province a province-scoped identity belongs to.
     pub fn province(&self) -> Option<&ProvinceCode> {
         match self {
-            Role::Node(p) | Role::Admin(p) => Some(p),
+            Role::Node(p) | Role::Admin(p) | Role::Authority { province: p, .. } => Some(p),
+            _ => None,
+        }
+    }
+}
+
+/// An authority as rules name it: `<province code>/<name>`, e.g. `340000/hefei-cdc`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AuthorityRef {
+    pub province: ProvinceCode,
+    pub name: String,
+}
+
+impl FromStr for AuthorityRef {
+    type Err = InvalidIdentity;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (code, name) = s.split_once('/').ok_or_else(|| InvalidIdentity::Authority(s.chars().take(80).collect()))?;
+        Ok(Self { province: code.parse()?, name: checked_name(name)? })
+    }
+}
+
+impl fmt::Display for AuthorityRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.province, self.name)
+    }
+}
+
+impl Role {
+    /// The authority this role is, if it is one.
+    pub fn authority(&self) -> Option<AuthorityRef> {
+        match self {
+            Role::Authority { province, name } => Some(AuthorityRef { province: province.clone(), name: name.clone() }),
             _ => None,
         }
     }
@@ -91,14 +128,16 @@ pub enum InvalidIdentity {
     NotSpiffe,
     #[error("identity has an empty or invalid trust domain")]
     TrustDomain,
-    #[error("identity path {0:?} is not one of province/<code>/node, province/<code>/admin, gateway/<name>, hub/<id>, coordinator/<name>, auditor/<name>")]
+    #[error("identity path {0:?} is not one of province/<code>/node, province/<code>/admin, province/<code>/authority/<name>, gateway/<name>, hub/<id>, coordinator/<name>, auditor/<name>")]
     Path(String),
     #[error(transparent)]
     Province(#[from] InvalidProvinceCode),
     #[error("identity name {0:?} must be 1-64 characters of a-z, 0-9, '-', '_' or '.'")]
     Name(String),
-    #[error("unknown role {0:?}: expected node, admin, gateway, hub, coordinator or auditor")]
+    #[error("unknown role {0:?}: expected node, admin, authority, gateway, hub, coordinator or auditor")]
     UnknownRole(String),
+    #[error("authority {0:?} must be written <province code>/<name>, e.g. 340000/hefei-cdc")]
+    Authority(String),
 }
 
 /// Checks a role name (gateway, hub, … names) for the allowed alphabet.
@@ -117,11 +156,15 @@ fn checked_name(name: &str) -> Result<String, InvalidIdentity> {
 
 impl Identity {
     /// Builds an identity from a role kind (`node`, `hub`, …) and its argument
-    /// (province code for `node`/`admin`, a name otherwise).
+    /// (province code for `node`/`admin`, `<code>/<name>` for `authority`, a name otherwise).
     pub fn from_kind(trust_domain: &str, kind: &str, arg: &str) -> Result<Self, InvalidIdentity> {
         let role = match kind {
             "node" => Role::Node(arg.parse()?),
             "admin" => Role::Admin(arg.parse()?),
+            "authority" => {
+                let AuthorityRef { province, name } = arg.parse()?;
+                Role::Authority { province, name }
+            }
             "gateway" => Role::Gateway(checked_name(arg)?),
             "hub" => Role::Hub(checked_name(arg)?),
             "coordinator" => Role::Coordinator(checked_name(arg)?),
@@ -152,6 +195,7 @@ impl fmt::Display for Identity {
         match &self.role {
             Role::Node(p) => write!(f, "spiffe://{td}/province/{p}/node"),
             Role::Admin(p) => write!(f, "spiffe://{td}/province/{p}/admin"),
+            Role::Authority { province, name } => write!(f, "spiffe://{td}/province/{province}/authority/{name}"),
             Role::Gateway(n) => write!(f, "spiffe://{td}/gateway/{n}"),
             Role::Hub(n) => write!(f, "spiffe://{td}/hub/{n}"),
             Role::Coordinator(n) => write!(f, "spiffe://{td}/coordinator/{n}"),
@@ -175,6 +219,7 @@ impl FromStr for Identity {
         let role = match parts.as_slice() {
             ["province", code, "node"] => Role::Node(code.parse()?),
             ["province", code, "admin"] => Role::Admin(code.parse()?),
+            ["province", code, "authority", n] => Role::Authority { province: code.parse()?, name: checked_name(n)? },
             ["gateway", n] => Role::Gateway(checked_name(n)?),
             ["hub", n] => Role::Hub(checked_name(n)?),
             ["coordinator", n] => Role::Coordinator(checked_name(n)?),
@@ -194,6 +239,7 @@ mod tests {
         for uri in [
             "spiffe://huren.gov/province/340000/node",
             "spiffe://huren.gov/province/440000/admin",
+            "spiffe://huren.gov/province/340000/authority/hefei-cdc",
             "spiffe://huren.gov/gateway/national-1",
             "spiffe://huren.gov/hub/sd-highway-jinan",
             "spiffe://huren.gov/coordinator/nhc",
@@ -212,9 +258,22 @@ mod tests {
             "spiffe://huren.gov/province/340000/root",
             "spiffe://huren.gov/hub/UPPER",
             "spiffe://huren.gov/hub/a/b",
+            "spiffe://huren.gov/province/340000/authority",
+            "spiffe://huren.gov/province/340000/authority/Hefei",
             "spiffe:///hub/a",
         ] {
             assert!(uri.parse::<Identity>().is_err(), "{uri} accepted");
+        }
+    }
+
+    #[test]
+    fn authorities_are_province_scoped() {
+        let id = Identity::from_kind("huren.gov", "authority", "340000/hefei-cdc").unwrap();
+        assert_eq!(id.to_string(), "spiffe://huren.gov/province/340000/authority/hefei-cdc");
+        assert_eq!(id.role.province().map(ProvinceCode::as_str), Some("340000"));
+        assert_eq!(id.role.authority().unwrap().to_string(), "340000/hefei-cdc");
+        for bad in ["hefei-cdc", "34000/hefei-cdc", "340000/", "340000/Hefei CDC"] {
+            assert!(bad.parse::<AuthorityRef>().is_err(), "{bad} accepted");
         }
     }
 }

@@ -10,6 +10,8 @@
 //!   identity-checking server verification, revocation, peer authentication and the
 //!   TLS accept loop / connector used by every Huren server and client.
 //! - [`registry`]: the coordinator's on-disk PKI directory and the registry the trust list is built from.
+//! - [`oversize`]: the tower layer every Huren server uses to answer oversized requests with
+//!   RESOURCE_EXHAUSTED (tonic says OUT_OF_RANGE), sizes kept.
 
 #![forbid(unsafe_code)]
 
@@ -20,6 +22,7 @@ pub mod envcfg;
 pub mod expiry;
 pub mod identity;
 pub mod live;
+pub mod oversize;
 pub mod policy;
 pub mod qr;
 pub mod registry;
@@ -27,7 +30,7 @@ pub mod tls;
 pub mod tracectx;
 pub mod trust;
 
-pub use identity::{Identity, ProvinceCode, Role, DEFAULT_TRUST_DOMAIN};
+pub use identity::{AuthorityRef, Identity, ProvinceCode, Role, DEFAULT_TRUST_DOMAIN};
 pub use trust::TrustList;
 
 /// Seconds since the Unix epoch, now.

@@ -60,9 +60,9 @@ impl LiveTrust {
         Ok(Self(Arc::new(Inner { tx, root_der, persist, revocations, offer_lock: Mutex::new(()) })))
     }
 
-    /// Starts from the newer of the persisted copy and the bootstrap file. A persisted
-    /// copy that no longer verifies is ignored (with a warning); with neither usable,
-    /// the bootstrap file's error is returned.
+    /// Starts from the newer of the persisted copy and the bootstrap file. Either one
+    /// that is unreadable or no longer verifies is ignored (with a warning) as long as the
+    /// other is usable; with neither usable, the bootstrap file's error is returned.
     pub fn open(root_der: Vec<u8>, persist: Option<PathBuf>, bootstrap: Option<&Path>) -> Result<Self, TrustListError> {
         let persisted = persist.as_deref().filter(|p| p.exists()).and_then(|p| match TrustList::load(p, &root_der) {
             Ok(list) => Some(list),
@@ -72,14 +72,14 @@ impl LiveTrust {
             }
         });
         let initial = match (persisted, bootstrap) {
-            (Some(p), Some(b)) if b.exists() => {
-                let b = TrustList::load(b, &root_der)?;
-                if b.sequence() > p.sequence() {
-                    b
-                } else {
+            (Some(p), Some(b)) if b.exists() => match TrustList::load(b, &root_der) {
+                Ok(b) if b.sequence() > p.sequence() => b,
+                Ok(_) => p,
+                Err(e) => {
+                    tracing::warn!(path = %b.display(), error = %e, "bootstrap trust list unusable; starting from the persisted copy");
                     p
                 }
-            }
+            },
             (Some(p), _) => p,
             (None, Some(b)) => TrustList::load(b, &root_der)?,
             (None, None) => {
@@ -199,4 +199,81 @@ pub fn follow(live: LiveTrust, endpoint: &str, identity: &TlsIdentity) -> Result
             backoff = (backoff * 2).min(Duration::from_secs(2));
         }
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ca::Validity;
+    use crate::registry::PkiDir as Pki;
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        pki: Pki,
+        root: Vec<u8>,
+        persist: PathBuf,
+    }
+
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Pki::init(&dir.path().join("pki"), "huren.gov", Validity::days(2)).unwrap();
+        pki.add_province(&"340000".parse().unwrap(), "Anhui", &[], Validity::days(2)).unwrap();
+        let root = pki.root_cert_der().unwrap();
+        let persist = dir.path().join("persisted.bin");
+        Fixture { _dir: dir, pki, root, persist }
+    }
+
+    #[test]
+    fn starts_from_the_newer_copy_and_survives_an_unusable_bootstrap_file() {
+        let f = fixture();
+        let first = f.pki.sign_trust_list().unwrap();
+        first.save(&f.persist).unwrap();
+        let second = f.pki.sign_trust_list().unwrap();
+        assert!(second.sequence() > first.sequence());
+        let bootstrap = f.pki.trust_list_path();
+
+        // The bootstrap file is newer: it wins, and is persisted.
+        let live = LiveTrust::open(f.root.clone(), Some(f.persist.clone()), Some(&bootstrap)).unwrap();
+        assert_eq!(live.current().sequence(), second.sequence());
+        assert_eq!(TrustList::load(&f.persist, &f.root).unwrap().sequence(), second.sequence());
+
+        // A damaged bootstrap file does not stop a node that has a good persisted copy.
+        std::fs::write(&bootstrap, b"not a trust list").unwrap();
+        let live = LiveTrust::open(f.root.clone(), Some(f.persist.clone()), Some(&bootstrap)).unwrap();
+        assert_eq!(live.current().sequence(), second.sequence());
+
+        // With neither usable, the bootstrap file's error is the answer.
+        std::fs::write(&f.persist, b"also not a trust list").unwrap();
+        let error = LiveTrust::open(f.root.clone(), Some(f.persist.clone()), Some(&bootstrap)).unwrap_err();
+        assert!(!error.to_string().is_empty());
+    }
+
+    #[test]
+    fn offers_of_older_or_equal_lists_are_refused_and_newer_ones_update_revocations() {
+        let f = fixture();
+        let old = f.pki.sign_trust_list().unwrap();
+        let held = f.pki.sign_trust_list().unwrap();
+        let live = LiveTrust::new(held.clone(), f.root.clone(), Some(f.persist.clone())).unwrap();
+
+        for offered in [&old, &held] {
+            match live.offer(offered.signed().clone()) {
+                Err(OfferError::Rollback { offered: o, held: h }) => {
+                    assert_eq!((o, h), (offered.sequence(), held.sequence()))
+                }
+                other => panic!("sequence {} was not refused as a rollback: {other:?}", offered.sequence()),
+            }
+        }
+        assert_eq!(live.current().sequence(), held.sequence());
+
+        let issued = f.pki.issue("hub", "lost-scanner", Validity::days(1)).unwrap();
+        let cert = rustls_pki_types::CertificateDer::from(
+            crate::ca::pem_to_der(&std::fs::read_to_string(&issued.cert).unwrap()).unwrap(),
+        );
+        assert!(!live.revocations().any_revoked([&cert]));
+        assert_eq!(f.pki.revoke_issued("hub", "lost-scanner").unwrap(), issued.serial_hex);
+        let newer = f.pki.sign_trust_list().unwrap();
+        assert_eq!(live.offer(newer.signed().clone()).unwrap(), newer.sequence());
+        assert!(live.revocations().any_revoked([&cert]), "the next handshake refuses the revoked certificate");
+        assert_eq!(TrustList::load(&f.persist, &f.root).unwrap().sequence(), newer.sequence());
+    }
 }

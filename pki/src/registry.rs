@@ -364,13 +364,38 @@ impl PkiDir {
         self.save_registry(&registry)
     }
 
-    /// Adds or replaces a rule in the rule registry.
-    pub fn put_rule(&self, rule: RegistryRule) -> Result<(), RegistryError> {
-        if rule.id.is_empty() {
+    /// Adds or replaces a rule in the rule registry. A rule must say everything a node
+    /// checks: the non-green statuses it may assign, its maximum duration and the
+    /// authorities (`<province code>/<name>`) allowed to apply it.
+    pub fn put_rule(&self, mut rule: RegistryRule) -> Result<(), RegistryError> {
+        let id = rule.id.clone();
+        let bad = |m: String| Err(RegistryError::Rule(format!("rule {id:?}: {m}")));
+        if rule.id.trim().is_empty() {
             return Err(RegistryError::Rule("rule id is empty".into()));
         }
+        if rule.title.trim().is_empty() {
+            return bad("needs a title".into());
+        }
+        if rule.may_assign.is_empty() {
+            return bad("must say which statuses it may assign (YELLOW, RED)".into());
+        }
         for s in &rule.may_assign {
-            status_from_name(s)?;
+            if status_from_name(s)? == pb::HealthStatus::Green {
+                return bad("GREEN needs no rule; may_assign takes YELLOW or RED".into());
+            }
+        }
+        if rule.max_duration_seconds <= 0 {
+            return bad("needs a maximum duration in seconds (> 0)".into());
+        }
+        if rule.authorities.is_empty() {
+            return bad("must name the authorities allowed to apply it (<province code>/<name>)".into());
+        }
+        for a in rule.authorities.iter_mut() {
+            let parsed: crate::identity::AuthorityRef = a
+                .trim()
+                .parse()
+                .map_err(|e: crate::identity::InvalidIdentity| RegistryError::Rule(format!("rule {id:?}: {e}")))?;
+            *a = parsed.to_string();
         }
         let mut registry = self.registry()?;
         registry.rules.retain(|r| r.id != rule.id);
@@ -523,9 +548,15 @@ impl PkiDir {
         self.save_registry(&registry)
     }
 
+    /// Where the leaf last issued for `kind`/`arg` is kept: `issued/<kind>-<arg>`, with an
+    /// authority's `/` written `-` (`issued/authority-340000-hefei-cdc`).
+    pub fn issued_dir(&self, kind: &str, arg: &str) -> PathBuf {
+        self.dir.join("issued").join(format!("{kind}-{}", arg.replace('/', "-")))
+    }
+
     /// Revokes the certificate last issued for `kind`/`name`; returns its serial.
     pub fn revoke_issued(&self, kind: &str, name: &str) -> Result<String, RegistryError> {
-        let path = self.dir.join("issued").join(format!("{kind}-{name}")).join("cert.pem");
+        let path = self.issued_dir(kind, name).join("cert.pem");
         let serial = ca::serial_hex(&ca::pem_to_der(&read(&path)?)?)?;
         self.revoke_serial(&serial)?;
         Ok(serial)
@@ -562,7 +593,7 @@ impl PkiDir {
             None => (self.root()?, None),
         };
         let leaf = ca::issue_leaf(&issuer, &identity, validity)?;
-        let dir = self.dir.join("issued").join(format!("{kind}-{arg}"));
+        let dir = self.issued_dir(kind, arg);
         let cert = dir.join("cert.pem");
         let key = dir.join("key.pem");
         let mut chain = leaf.cert_pem.clone();

@@ -3,10 +3,12 @@
 //! [`start`] brings up the demo's three-province federation (real mTLS servers on
 //! `127.0.0.1:0`, generated PKI in a temp dir); [`client_channel`] connects as any
 //! identity; [`serve_fake_node`] replaces a province node with a scripted, possibly
-//! malicious one so the gateway's checks can be exercised.
+//! malicious one so the gateway's checks can be exercised; [`Deadline`] bounds every
+//! wait for an event, so a regression fails the test instead of hanging CI.
 
 #![forbid(unsafe_code)]
 
+use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,6 +40,26 @@ impl std::ops::Deref for TestFederation {
 impl std::ops::DerefMut for TestFederation {
     fn deref_mut(&mut self) -> &mut Federation {
         &mut self.federation
+    }
+}
+
+/// How long a test waits for an event (a watch channel, every server taking a trust
+/// list, a server draining) before failing. Generous on purpose: this is a deadline
+/// against hangs, not a performance assertion.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// Awaiting with a [`DEADLINE`]: `rx.wait_for(..).deadline("what is awaited").await`.
+pub trait Deadline: IntoFuture + Sized {
+    /// Awaits `self`, panicking with `what` if it has not completed within [`DEADLINE`].
+    fn deadline(self, what: &str) -> impl Future<Output = Self::Output>;
+}
+
+impl<F: IntoFuture> Deadline for F {
+    async fn deadline(self, what: &str) -> F::Output {
+        match tokio::time::timeout(DEADLINE, self).await {
+            Ok(output) => output,
+            Err(_) => panic!("gave up after {DEADLINE:?} waiting for {what}"),
+        }
     }
 }
 
@@ -120,7 +142,11 @@ pub async fn replace_node_with_fake(
     province: &ProvinceCode,
     script: Script,
 ) -> oneshot::Sender<()> {
-    let addr = federation.stop_node(province).await.expect("stop node");
+    let addr = federation
+        .stop_node(province)
+        .deadline(&format!("province {province}'s node to stop (graceful drain)"))
+        .await
+        .expect("stop node");
     let listener = TcpListener::bind(addr).await.expect("rebind");
     let identity = federation.identity("node", province.as_str()).expect("node identity");
     serve_fake_node(identity, listener, script)

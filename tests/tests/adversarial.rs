@@ -567,7 +567,9 @@ fn identity_role_transport_and_trust_list_cases() -> Vec<Case> {
     use Expect::{Error, Status, StatusIn};
     const ROOT_ONLY: &str = "must be issued directly by the national root";
     const OWN_CA: &str = "must be issued by its own province CA";
-    const TOO_LARGE: &[Code] = &[Code::ResourceExhausted, Code::OutOfRange];
+    // gRPC convention for a message over a size limit; the servers keep both sizes in the message.
+    const TOO_LARGE: Code = Code::ResourceExhausted;
+    const TOO_LARGE_TEXT: &str = "request message length too large: found ";
     vec![
         // --- certificates refused at the handshake
         case("foreign CA hub -> gateway", Error("received fatal alert: UnknownCA"), |c| {
@@ -860,7 +862,10 @@ fn identity_role_transport_and_trust_list_cases() -> Vec<Case> {
         ),
         case(
             "gateway calls UpsertStatus",
-            Status(Code::PermissionDenied, "StatusAdmin/UpsertStatus is for the admin identity of province 340000"),
+            Status(
+                Code::PermissionDenied,
+                "StatusAdmin/UpsertStatus is for the admin and authority identities of province 340000",
+            ),
             |c| {
                 Box::pin(async move {
                     upsert(c.node(&c.id("gateway", "national-1"), "340000"), green_upsert("ah-adv")).await
@@ -869,7 +874,10 @@ fn identity_role_transport_and_trust_list_cases() -> Vec<Case> {
         ),
         case(
             "Shandong's admin acts for Anhui (UpsertStatus)",
-            Status(Code::PermissionDenied, "StatusAdmin/UpsertStatus is for the admin identity of province 340000"),
+            Status(
+                Code::PermissionDenied,
+                "StatusAdmin/UpsertStatus is for the admin and authority identities of province 340000",
+            ),
             |c| {
                 Box::pin(
                     async move { upsert(c.node(&c.id("admin", "370000"), "340000"), green_upsert("ah-adv")).await },
@@ -878,18 +886,72 @@ fn identity_role_transport_and_trust_list_cases() -> Vec<Case> {
         ),
         case(
             "Anhui's node identity calls its own UpsertStatus",
-            Status(Code::PermissionDenied, "StatusAdmin/UpsertStatus is for the admin identity of province 340000"),
+            Status(
+                Code::PermissionDenied,
+                "StatusAdmin/UpsertStatus is for the admin and authority identities of province 340000",
+            ),
             |c| {
                 Box::pin(async move { upsert(c.node(&c.id("node", "340000"), "340000"), green_upsert("ah-adv")).await })
             },
         ),
         case(
             "Shandong's node acts for Anhui (UpsertStatus)",
-            Status(Code::PermissionDenied, "StatusAdmin/UpsertStatus is for the admin identity of province 340000"),
+            Status(
+                Code::PermissionDenied,
+                "StatusAdmin/UpsertStatus is for the admin and authority identities of province 340000",
+            ),
             |c| {
                 Box::pin(async move { upsert(c.node(&c.id("node", "370000"), "340000"), green_upsert("ah-adv")).await })
             },
         ),
+        // --- who applies a status: an authority identity the rule names, never a claim
+        case(
+            "Shandong's authority acts at Anhui's node",
+            Status(Code::PermissionDenied, "is for the admin and authority identities of province 340000"),
+            |c| {
+                Box::pin(async move {
+                    let red = change("ah-adv", pb::HealthStatus::Red, RED_RULE, "");
+                    upsert(c.node(&c.id("authority", "370000/jinan-cdc"), "340000"), red).await
+                })
+            },
+        ),
+        case(
+            "Anhui's admin turns a code red naming Hefei CDC",
+            Status(Code::PermissionDenied, "is not the caller"),
+            |c| {
+                Box::pin(async move {
+                    let red = change("ah-adv", pb::HealthStatus::Red, RED_RULE, "340000/hefei-cdc");
+                    upsert(c.node(&c.id("admin", "340000"), "340000"), red).await
+                })
+            },
+        ),
+        case(
+            "Anhui's admin turns a code red",
+            Status(Code::PermissionDenied, "must be applied by an authority identity"),
+            |c| {
+                Box::pin(async move {
+                    let red = change("ah-adv", pb::HealthStatus::Red, RED_RULE, "");
+                    upsert(c.node(&c.id("admin", "340000"), "340000"), red).await
+                })
+            },
+        ),
+        case(
+            "an Anhui authority no rule names turns a code red",
+            Status(Code::PermissionDenied, "authority 340000/county-bank is not allowed to apply rule"),
+            |c| {
+                Box::pin(async move {
+                    let red = change("ah-adv", pb::HealthStatus::Red, RED_RULE, "");
+                    upsert(c.node(&c.id("authority", "340000/county-bank"), "340000"), red).await
+                })
+            },
+        ),
+        case("Shandong's CA issues an Anhui authority", Status(Code::Unauthenticated, OWN_CA), |c| {
+            Box::pin(async move {
+                let identity = identity("spiffe://huren.gov/province/340000/authority/hefei-cdc");
+                let who = c.province_issued("370000", identity, Validity::days(1));
+                upsert(c.node(&who, "340000"), change("ah-adv", pb::HealthStatus::Red, RED_RULE, "")).await
+            })
+        }),
         case(
             "auditor calls IssueToken",
             Status(Code::PermissionDenied, "StatusAdmin/IssueToken is for the admin identity of province 340000"),
@@ -966,25 +1028,25 @@ fn identity_role_transport_and_trust_list_cases() -> Vec<Case> {
             },
         ),
         // --- oversized messages (servers decode at most 64 KiB; trust lists 8 MiB)
-        case("1 MiB token in a Lookup", StatusIn(TOO_LARGE, "message length too large"), |c| {
+        case("1 MiB token in a Lookup", Status(TOO_LARGE, TOO_LARGE_TEXT), |c| {
             Box::pin(async move {
                 let request = pb::LookupRequest { token: vec![0x41; 1 << 20], ..lookup_request("340000") };
                 lookup(c.gateway(&c.id("hub", "adv-probe")), request).await
             })
         }),
-        case("1 MiB subject reference in an UpsertStatus", StatusIn(TOO_LARGE, "message length too large"), |c| {
+        case("1 MiB subject reference in an UpsertStatus", Status(TOO_LARGE, TOO_LARGE_TEXT), |c| {
             Box::pin(async move {
                 upsert(c.node(&c.id("admin", "340000"), "340000"), green_upsert(&"a".repeat(1 << 20))).await
             })
         }),
-        case("1 MiB token in an Attest", StatusIn(TOO_LARGE, "message length too large"), |c| {
+        case("1 MiB token in an Attest", Status(TOO_LARGE, TOO_LARGE_TEXT), |c| {
             Box::pin(async move {
                 let request = pb::AttestRequest { token: vec![1; 1 << 20], purpose: "transit.rail".into() };
                 let channel = c.node(&c.id("gateway", "national-1"), "340000");
                 grpc(pb::attestation_client::AttestationClient::new(channel).attest(request).await)
             })
         }),
-        case("9 MiB root-signed trust list upload", StatusIn(TOO_LARGE, "message length too large"), |c| {
+        case("9 MiB root-signed trust list upload", Status(TOO_LARGE, TOO_LARGE_TEXT), |c| {
             Box::pin(async move {
                 let list = root_signed(&c, |l| l.rules[0].legal_basis = "x".repeat(9 << 20));
                 upload_as_coordinator(&c, list).await
@@ -1576,19 +1638,16 @@ async fn a_burst_of_concurrent_upserts_loses_nothing_acknowledged() {
     let size_of = |signed: pb::SignedTreeHead| list.verify_tree_head(&signed).unwrap().tree_size;
     let before = size_of(log.get_tree_head(pb::GetTreeHeadRequest {}).await.unwrap().into_inner());
 
-    // One admin channel, every request in flight at once.
-    let admin = f.admin_client(&anhui).unwrap();
+    // One channel (the authority's: it may set GREEN and RED), every request in flight at once.
+    let authority = f.authority_client("340000/hefei-cdc").unwrap();
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(UPSERTS);
     for i in 0..UPSERTS {
-        let mut admin = admin.clone();
+        let mut admin = authority.clone();
         tasks.push(tokio::spawn(async move {
             let subject = format!("ah-burst-{i:05}");
-            let request = if i % 3 == 0 {
-                change(&subject, pb::HealthStatus::Red, RED_RULE, "hefei-cdc")
-            } else {
-                green_upsert(&subject)
-            };
+            let request =
+                if i % 3 == 0 { change(&subject, pb::HealthStatus::Red, RED_RULE, "") } else { green_upsert(&subject) };
             (subject, request.status, admin.upsert_status(request).await)
         }));
     }
@@ -1632,6 +1691,7 @@ async fn a_burst_of_concurrent_upserts_loses_nothing_acknowledged() {
     // And every acknowledged status is served as acknowledged: a token issued for it
     // carries a signed attestation of that status. (Checked through the running node:
     // re-opening its store right after stopping it races the node's background tasks.)
+    let admin = f.admin_client(&anhui).unwrap();
     let mut checks = Vec::new();
     for (subject, status) in acknowledged {
         let mut admin = admin.clone();

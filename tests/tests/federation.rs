@@ -9,7 +9,8 @@ use huren_pki::tls::ExpectedPeer;
 use huren_pki::unix_now;
 use huren_proto::pb;
 use huren_tests::{
-    client_channel, code, identity_from_province_ca, node_peer, replace_node_with_fake, signing_script, start, RED_RULE,
+    client_channel, code, identity_from_province_ca, node_peer, replace_node_with_fake, signing_script, start,
+    Deadline, RED_RULE,
 };
 use tonic::Code;
 
@@ -30,7 +31,7 @@ fn qr_of<'a>(issued: &'a [(String, pb::IssueTokenResponse)], subject: &str) -> &
 #[tokio::test]
 async fn cross_province_lookup_succeeds_and_verifies() {
     let (f, issued) = seeded().await;
-    let mut hub = f.hub("sd-jinan-highway").await.unwrap();
+    let mut hub = f.hub("sd-jinan-highway").deadline("hub sd-jinan-highway registered on every server").await.unwrap();
 
     // Every QR fits comfortably in a standard QR code (alphanumeric mode).
     for (_, t) in &issued {
@@ -71,16 +72,16 @@ async fn cross_province_lookup_succeeds_and_verifies() {
 #[tokio::test]
 async fn status_change_is_seen_by_the_next_lookup() {
     let (f, issued) = seeded().await;
-    let mut hub = f.hub("gd-rail").await.unwrap();
+    let mut hub = f.hub("gd-rail").deadline("hub gd-rail registered on every server").await.unwrap();
     let t = Scanned::parse(&qr_of(&issued, "ah-driver-0001").qr).unwrap();
     assert_eq!(hub.lookup(t.province(), t.token(), "transit.rail").await.unwrap().status, "GREEN");
-    f.admin_client(&code("340000"))
+    f.authority_client("340000/hefei-cdc")
         .unwrap()
         .upsert_status(pb::UpsertStatusRequest {
             subject_ref: "ah-driver-0001".into(),
             status: pb::HealthStatus::Red as i32,
             rule_id: RED_RULE.into(),
-            authority: "hefei-cdc".into(),
+            authority: String::new(),
             valid_until: 0,
             test_recency: 0,
         })
@@ -187,7 +188,7 @@ async fn a_province_ca_cannot_vouch_outside_its_province() {
 #[tokio::test]
 async fn unknown_province_unknown_token_and_malformed_requests_get_precise_statuses() {
     let (f, issued) = seeded().await;
-    let mut hub = f.hub("checker").await.unwrap();
+    let mut hub = f.hub("checker").deadline("hub checker registered on every server").await.unwrap();
     let good = Scanned::parse(&qr_of(&issued, "ah-driver-0001").qr).unwrap().token().to_vec();
     let unknown = qr::new_token().unwrap().to_vec();
     let cases: Vec<(&str, pb::LookupRequest, Code, &str)> = vec![
@@ -251,7 +252,13 @@ async fn plaintext_client_is_refused() {
         assert!(matches!(err.code(), Code::Unavailable | Code::Unknown | Code::Internal), "{addr}: {err:?}");
     }
     // The servers are still healthy for real clients.
-    f.hub("after-plaintext").await.unwrap().refresh_trust_list().await.unwrap();
+    f.hub("after-plaintext")
+        .deadline("hub after-plaintext registered on every server")
+        .await
+        .unwrap()
+        .refresh_trust_list()
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -259,8 +266,8 @@ async fn node_restart_keeps_its_statuses() {
     let (mut f, issued) = seeded().await;
     let shandong = code("370000");
     let t = Scanned::parse(&qr_of(&issued, "sd-traveller-0002").qr).unwrap();
-    let addr = f.stop_node(&shandong).await.unwrap();
-    let mut hub = f.hub("after-restart").await.unwrap();
+    let addr = f.stop_node(&shandong).deadline("Shandong's node to stop (graceful drain)").await.unwrap();
+    let mut hub = f.hub("after-restart").deadline("hub after-restart registered on every server").await.unwrap();
     let err = hub.lookup(t.province(), t.token(), "transit.rail").await.unwrap_err();
     assert_eq!(err.code(), Some(Code::Unavailable), "{err}");
 
@@ -297,6 +304,7 @@ async fn lookup_through_fake_shandong(
     let token = qr::new_token().unwrap().to_vec();
     let result = f
         .hub("victim")
+        .deadline("hub victim registered on every server")
         .await
         .unwrap()
         .lookup_raw(pb::LookupRequest { province: "370000".into(), token, purpose: "transit.rail".into() })
@@ -434,12 +442,12 @@ async fn offline_verification_checks_signature_and_token_binding() {
 #[tokio::test]
 async fn status_admin_refuses_invalid_changes_precisely() {
     let f = start().await;
-    let mut admin = f.admin_client(&code("370000")).unwrap();
+    let mut admin = f.authority_client("370000/jinan-cdc").unwrap();
     let base = pb::UpsertStatusRequest {
         subject_ref: "sd-subj-9".into(),
         status: pb::HealthStatus::Red as i32,
         rule_id: RED_RULE.into(),
-        authority: "jinan-cdc".into(),
+        authority: String::new(),
         valid_until: 0,
         test_recency: 0,
     };
@@ -463,10 +471,10 @@ async fn status_admin_refuses_invalid_changes_precisely() {
             "may not assign YELLOW",
         ),
         (
-            "authority not allowed",
-            pb::UpsertStatusRequest { authority: "bank-regulator".into(), ..base.clone() },
+            "authority field naming someone else",
+            pb::UpsertStatusRequest { authority: "370000/bank-regulator".into(), ..base.clone() },
             Code::PermissionDenied,
-            "not allowed to apply rule",
+            "is not the caller",
         ),
         (
             "too long",
@@ -493,7 +501,9 @@ async fn status_admin_refuses_invalid_changes_precisely() {
         assert!(err.message().contains(text), "{name}: {:?} lacks {text:?}", err.message());
     }
     // None of the refusals created the subject.
-    let err = admin
+    let err = f
+        .admin_client(&code("370000"))
+        .unwrap()
         .issue_token(pb::IssueTokenRequest { subject_ref: "sd-subj-9".into(), ..Default::default() })
         .await
         .unwrap_err();

@@ -12,7 +12,7 @@ use huren_pki::live::LiveTrust;
 use huren_pki::qr::{self, Scanned};
 use huren_pki::tls::ExpectedPeer;
 use huren_proto::pb;
-use huren_tests::code;
+use huren_tests::{code, Deadline};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Code;
 
@@ -68,7 +68,10 @@ async fn two_replicas_share_the_cache_and_the_miss_limits_through_redis() {
         ..GatewaySettings::default()
     };
     let (f, _dir) = start_with(FederationOptions::default()).await;
-    f.register_hub("shared-hub", &["transit.rail"]).await.unwrap();
+    f.register_hub("shared-hub", &["transit.rail"])
+        .deadline("hub shared-hub registered on every server")
+        .await
+        .unwrap();
     let (g1, a1, _s1) = replica(&f, "replica-1", settings(&m1)).await;
     let (g2, a2, _s2) = replica(&f, "replica-2", settings(&m2)).await;
     let issued = seed(&f, &demo_subjects()[0], 600).await.unwrap();
@@ -110,7 +113,7 @@ async fn two_replicas_share_the_cache_and_the_miss_limits_through_redis() {
 #[tokio::test]
 async fn redis_loss_fails_no_lookup_and_shows_as_degraded() {
     let (f, _dir) = start_with(FederationOptions::default()).await;
-    f.register_hub("steady", &["transit.rail"]).await.unwrap();
+    f.register_hub("steady", &["transit.rail"]).deadline("hub steady registered on every server").await.unwrap();
     let settings = GatewaySettings {
         cache: true,
         redis_url: Some("redis://127.0.0.1:1/".into()),
@@ -139,11 +142,11 @@ async fn a_dead_province_trips_its_breaker_and_others_are_unaffected() {
         issued.push(Scanned::parse(&seed(&f, &s, 600).await.unwrap().qr).unwrap());
     }
     let second_anhui = seed(&f, &demo_subjects()[0], 600).await.unwrap();
-    let mut hub = f.hub("resilient").await.unwrap();
+    let mut hub = f.hub("resilient").deadline("hub resilient registered on every server").await.unwrap();
     for s in &issued {
         hub.lookup(s.province(), s.token(), "transit.rail").await.unwrap();
     }
-    f.stop_node(&code("340000")).await.unwrap();
+    f.stop_node(&code("340000")).deadline("Anhui's node to stop (graceful drain)").await.unwrap();
 
     // A still-valid cached attestation is served although Anhui is down.
     let cached = hub.lookup(issued[0].province(), issued[0].token(), "transit.rail").await.unwrap();
@@ -167,7 +170,11 @@ async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
     let mut out = String::new();
-    stream.read_to_string(&mut out).await.unwrap();
+    stream
+        .read_to_string(&mut out)
+        .deadline(&format!("the admin endpoint to answer GET {path} and close"))
+        .await
+        .unwrap();
     out
 }
 
@@ -180,7 +187,7 @@ async fn health_reflection_and_the_metrics_endpoint() {
     let (f, _dir) = start_with(options).await;
     let issued = seed(&f, &demo_subjects()[2], 600).await.unwrap();
     let scanned = Scanned::parse(&issued.qr).unwrap();
-    let mut hub = f.hub("observed").await.unwrap();
+    let mut hub = f.hub("observed").deadline("hub observed registered on every server").await.unwrap();
     hub.lookup(scanned.province(), scanned.token(), "transit.rail").await.unwrap();
     hub.lookup(scanned.province(), scanned.token(), "transit.rail").await.unwrap();
 
@@ -240,7 +247,7 @@ async fn health_reflection_and_the_metrics_endpoint() {
 async fn at_sunset_a_gateway_purges_its_caches_in_redis() {
     let prefix = prefix("sunset");
     let (f, _dir) = start_with(FederationOptions::default()).await;
-    f.register_hub("last", &["transit.rail"]).await.unwrap();
+    f.register_hub("last", &["transit.rail"]).deadline("hub last registered on every server").await.unwrap();
     let tls = f.identity("gateway", "replica-sunset").unwrap();
     let trust = LiveTrust::new(f.gateway_trust().unwrap().current().as_ref().clone(), tls.root.to_vec(), None).unwrap();
     let settings = GatewaySettings {
@@ -269,6 +276,11 @@ async fn at_sunset_a_gateway_purges_its_caches_in_redis() {
     f.pki.set_sunset(huren_pki::unix_now(), "mandate ended").unwrap();
     f.pki.sign_trust_list().unwrap();
     trust.offer(f.trust_list().unwrap().signed().clone()).unwrap();
-    gateway.sunset_purged().wait_for(|done| *done).await.unwrap();
+    gateway
+        .sunset_purged()
+        .wait_for(|done| *done)
+        .deadline("the gateway's sunset purge of its Redis caches")
+        .await
+        .unwrap();
     assert_eq!(huren_cli::audit::scan_redis(REDIS, &prefix).await.unwrap(), 0, "redis keys remain after the sunset");
 }

@@ -32,11 +32,14 @@ async fn key_rotation_under_continuous_lookups_fails_no_valid_lookup() {
     let old_kid = f.attestation_key(&anhui).unwrap().kid();
 
     let stop = Arc::new(AtomicBool::new(false));
-    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let failed = Arc::new(AtomicU64::new(0));
+    // Verified GREEN lookups so far, observable without polling.
+    let (ok_tx, mut ok) = tokio::sync::watch::channel(0u64);
+    let ok_tx = Arc::new(ok_tx);
     let mut workers = Vec::new();
     for i in 0..4 {
         let mut hub = f.hub(&format!("rotation-{i}")).await.unwrap();
-        let (stop, ok, failed, token) = (stop.clone(), ok.clone(), failed.clone(), scanned.token().to_vec());
+        let (stop, ok_tx, failed, token) = (stop.clone(), ok_tx.clone(), failed.clone(), scanned.token().to_vec());
         workers.push(tokio::spawn(async move {
             // Bounded: at most 20 000 lookups per worker.
             for _ in 0..20_000 {
@@ -44,12 +47,25 @@ async fn key_rotation_under_continuous_lookups_fails_no_valid_lookup() {
                     break;
                 }
                 match hub.lookup(&code("340000"), &token, "transit.rail").await {
-                    Ok(s) if s.status == "GREEN" => ok.fetch_add(1, Ordering::Relaxed),
-                    _ => failed.fetch_add(1, Ordering::Relaxed),
+                    Ok(s) if s.status == "GREEN" => ok_tx.send_modify(|n| *n += 1),
+                    _ => {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
                 };
             }
         }));
     }
+    let progress = |ok: &mut tokio::sync::watch::Receiver<u64>, beyond: u64, what: &'static str| {
+        let mut ok = ok.clone();
+        async move {
+            tokio::time::timeout(std::time::Duration::from_secs(60), ok.wait_for(|n| *n > beyond))
+                .await
+                .unwrap_or_else(|_| panic!("no valid lookup completed {what}"))
+                .unwrap();
+        }
+    };
+    // Lookups are under way before the rotation starts.
+    progress(&mut ok, 0, "before the rotation").await;
 
     // Prepare: publish the new key; nothing signs with it yet.
     let new_key = f.pki.add_key(&anhui, Validity::days(30)).unwrap();
@@ -59,6 +75,10 @@ async fn key_rotation_under_continuous_lookups_fails_no_valid_lookup() {
     f.pki.set_key_status(&anhui, &new_key.kid().hex(), "active").unwrap();
     let seq = f.publish().await.unwrap();
     f.until_everyone_has(seq).await.unwrap();
+    // ... and lookups go on under the new key (the gateway cache is off in this federation,
+    // so each one is signed afresh by the node).
+    let at_activation = *ok.borrow();
+    progress(&mut ok, at_activation + 20, "after the activation").await;
 
     let mut probe = f.hub("probe").await.unwrap();
     let request = || pb::LookupRequest {
@@ -77,7 +97,7 @@ async fn key_rotation_under_continuous_lookups_fails_no_valid_lookup() {
         w.await.unwrap();
     }
     assert_eq!(failed.load(Ordering::Relaxed), 0, "valid lookups failed during rotation");
-    assert!(ok.load(Ordering::Relaxed) > 0);
+    eprintln!("{} valid lookups during the rotation, none failed", *ok.borrow());
 }
 
 #[tokio::test]
@@ -280,9 +300,9 @@ async fn watch_streams_every_newer_list_and_hubs_refuse_rollback() {
             title: "A rule added later".into(),
             legal_basis: String::new(),
             may_assign: vec!["YELLOW".into()],
-            max_duration_seconds: 0,
+            max_duration_seconds: 86_400,
             exit_condition: String::new(),
-            authorities: vec![],
+            authorities: vec!["340000/hefei-cdc".into()],
             lapses_to: None,
         })
         .unwrap();
@@ -295,15 +315,56 @@ async fn watch_streams_every_newer_list_and_hubs_refuse_rollback() {
         vec!["sequence 1 -> 2".to_owned(), "+ rule NEW-RULE: A rule added later".into()]
     );
 
-    // A hub's cache never goes back to an older list.
+    // A hub's cache never goes back to an older list: the hub holds sequence 3 (signed,
+    // not yet uploaded) while the gateway still serves 2.
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache.bin");
+    let third = f.pki.sign_trust_list().unwrap();
+    assert_eq!(third.sequence(), 3);
+    third.save(&cache).unwrap();
+    let mut client =
+        huren_cli::hub::HubClient::connect(&f.gateway_addr().to_string(), &hub).unwrap().with_cache(&cache).unwrap();
+    assert_eq!(client.trust_list().unwrap().sequence(), 3);
+    match client.refresh_trust_list().await {
+        Err(huren_cli::hub::HubError::Rollback { got: 2, held: 3 }) => {}
+        other => panic!("an older list from the gateway was not refused: {other:?}"),
+    }
+    assert_eq!(client.trust_list().unwrap().sequence(), 3);
+    assert_eq!(TrustList::load(&cache, &root).unwrap().sequence(), 3);
+    // Equal sequences are kept as they are, and the hub keeps working on its copy.
     second.save(&cache).unwrap();
     let mut client =
         huren_cli::hub::HubClient::connect(&f.gateway_addr().to_string(), &hub).unwrap().with_cache(&cache).unwrap();
-    assert_eq!(client.trust_list().unwrap().sequence(), 2);
-    client.refresh_trust_list().await.unwrap();
-    assert_eq!(TrustList::load(&cache, &root).unwrap().sequence(), 2);
+    assert_eq!(client.refresh_trust_list().await.unwrap().sequence(), 2);
+}
+
+#[tokio::test]
+async fn a_hub_refuses_a_gateway_whose_certificate_the_trust_list_revokes() {
+    let f = start().await;
+    let issued = seed(&f, &anhui_subject(), 600).await.unwrap();
+    let scanned = Scanned::parse(&issued.qr).unwrap();
+    let mut hub = f.hub("careful-scanner").await.unwrap();
+    hub.lookup(scanned.province(), scanned.token(), "transit.rail").await.unwrap();
+
+    // The gateway's certificate is revoked (stolen key, say) in the newest list, which
+    // the hub holds; the gateway itself goes on presenting it.
+    f.pki.revoke_issued("gateway", huren_cli::federation::GATEWAY_NAME).unwrap();
+    let newest = f.pki.sign_trust_list().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache.bin");
+    newest.save(&cache).unwrap();
+    let identity = f.identity("hub", "careful-scanner").unwrap();
+    let mut careful = huren_cli::hub::HubClient::connect(&f.gateway_addr().to_string(), &identity)
+        .unwrap()
+        .with_cache(&cache)
+        .unwrap();
+    let err = careful.lookup(scanned.province(), scanned.token(), "transit.rail").await.unwrap_err();
+    assert!(
+        matches!(err, huren_cli::hub::HubError::Connection(_)),
+        "the hub talked to a gateway with a revoked certificate: {err:?}"
+    );
+    // A hub whose list does not revoke it still gets through (the refusal is the hub's own).
+    hub.lookup(scanned.province(), scanned.token(), "transit.rail").await.unwrap();
 }
 
 #[tokio::test]

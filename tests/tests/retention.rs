@@ -10,7 +10,7 @@ use huren_pki::qr::Scanned;
 use huren_pki::registry::RegistryRetention;
 use huren_pki::unix_now;
 use huren_proto::pb;
-use huren_tests::{change, code};
+use huren_tests::{change, code, Deadline};
 use prost::Message;
 use tonic::Code;
 
@@ -36,13 +36,14 @@ async fn retention_purges_on_simulated_time_and_the_log_still_verifies() {
         })
         .unwrap();
     let seq = f.publish().await.unwrap();
-    f.until_everyone_has(seq).await.unwrap();
+    f.until_everyone_has(seq).deadline(&format!("every server to hold trust list {seq}")).await.unwrap();
     assert_eq!(f.gateway_trust().unwrap().current().retention().status_max_age, 3600);
 
     let anhui = code("340000");
     let mut admin = f.admin_client(&anhui).unwrap();
+    let mut cdc = f.authority_client("340000/hefei-cdc").unwrap();
     for i in 0..4 {
-        admin.upsert_status(change(&format!("ah-{i}"), pb::HealthStatus::Red, RED_RULE, "hefei-cdc")).await.unwrap();
+        cdc.upsert_status(change(&format!("ah-{i}"), pb::HealthStatus::Red, RED_RULE, "")).await.unwrap();
     }
     admin
         .issue_token(pb::IssueTokenRequest {
@@ -64,7 +65,12 @@ async fn retention_purges_on_simulated_time_and_the_log_still_verifies() {
     // An hour and a bit later: statuses and the expired token go, the log stays.
     let mut purges = f.node_purges(&anhui).unwrap();
     hand.advance(3601);
-    let report = purges.wait_for(|r| r.time >= t0 + 3601).await.unwrap().clone();
+    let report = purges
+        .wait_for(|r| r.time >= t0 + 3601)
+        .deadline("Anhui's retention purge at t0 + 3601 s")
+        .await
+        .unwrap()
+        .clone();
     assert_eq!(report.deleted.get("status"), Some(&4));
     assert_eq!(report.deleted.get("token"), Some(&1));
     assert_eq!(report.deleted.get("log_entry"), None);
@@ -76,7 +82,11 @@ async fn retention_purges_on_simulated_time_and_the_log_still_verifies() {
 
     // Past the audit window: entries go too, but their leaf hashes keep the log verifiable.
     hand.advance(7200);
-    purges.wait_for(|r| r.time >= t0 + 10_801 && r.deleted.get("log_entry") == Some(&4)).await.unwrap();
+    purges
+        .wait_for(|r| r.time >= t0 + 10_801 && r.deleted.get("log_entry") == Some(&4))
+        .deadline("Anhui's retention purge of its 4 log entries at t0 + 10801 s")
+        .await
+        .unwrap();
     let (after_signed, after) = audit.tree_head().await.unwrap();
     assert_eq!(after.tree_size, 4);
     audit.verify_consistency(&before_signed, &after_signed).await.unwrap();
@@ -102,7 +112,7 @@ async fn manual_purge_produces_a_receipt_that_verifies() {
         .unwrap();
         audit.tree_head().await.unwrap().0
     };
-    f.stop_node(&shandong).await.unwrap();
+    f.stop_node(&shandong).deadline("Shandong's node to stop (graceful drain)").await.unwrap();
 
     let store = huren_node::Store::open(&f.node_store_path(&shandong)).unwrap();
     let keys = huren_node::KeyRing::load(&f.pki.province_dir(&shandong)).unwrap();
@@ -154,19 +164,19 @@ async fn sunset_stops_the_federation_and_every_province_proves_its_deletion() {
     for s in demo_subjects() {
         issued.push(seed(&f, &s, 600).await.unwrap());
     }
-    let mut hub = f.hub("last-checkpoint").await.unwrap();
+    let mut hub = f.hub("last-checkpoint").deadline("hub last-checkpoint registered on every server").await.unwrap();
     let scanned = Scanned::parse(&issued[0].qr).unwrap();
     hub.lookup(scanned.province(), scanned.token(), "transit.rail").await.unwrap();
 
     let mut receipts = f.gateway_receipts().unwrap();
     f.pki.set_sunset(unix_now(), "the epidemic-control mandate has ended").unwrap();
     let seq = f.publish().await.unwrap();
-    f.until_everyone_has(seq).await.unwrap();
+    f.until_everyone_has(seq).deadline(&format!("every server to hold the sunset trust list {seq}")).await.unwrap();
 
     let err = hub.lookup(scanned.province(), scanned.token(), "transit.rail").await.unwrap_err();
     assert_eq!(err.code(), Some(Code::Unavailable), "{err}");
     assert!(err.to_string().contains("federation sunset"), "{err}");
-    receipts.wait_for(|n| *n == 3).await.unwrap();
+    receipts.wait_for(|n| *n == 3).deadline("the gateway to hold all three sunset deletion receipts").await.unwrap();
 
     // Coordinators collect the receipts; each verifies against the trust list.
     let coordinator = f.identity("coordinator", "nhc").unwrap();
@@ -198,7 +208,7 @@ async fn sunset_stops_the_federation_and_every_province_proves_its_deletion() {
     assert_eq!(err.code(), Code::Unavailable);
     for (p, _) in DEMO_PROVINCES {
         let p = code(p);
-        f.stop_node(&p).await.unwrap();
+        f.stop_node(&p).deadline(&format!("province {p}'s node to stop (graceful drain)")).await.unwrap();
         let counts = scan_node_data(&f.node_data_dir(&p)).unwrap();
         assert!(counts.values().all(|v| *v == 0), "{p}: {counts:?}");
     }

@@ -985,10 +985,11 @@ fn num(v: &Value, pointer: &str) -> Option<f64> {
 }
 
 /// The suite's paths, in the order they are reported.
-const PATHS: [(&str, &str); 4] = [
+const PATHS: [(&str, &str); 5] = [
     ("direct", "1. hub → node direct"),
     ("gateway", "2. hub → gateway → node (miss)"),
-    ("cached", "3. hub → gateway (cache hit)"),
+    ("cached", "3. hub → gateway (cache hit, in-process)"),
+    ("cached-redis", "3r. hub → gateway (cache hit, shared Redis cache)"),
     ("nginx", "4. hub → nginx grpc_pass → node"),
 ];
 
@@ -1082,15 +1083,18 @@ fn report(dir: &Path) -> Result<()> {
         "gateway_over_direct": cpu_ratio("gateway", "direct"),
         "gateway_over_nginx": cpu_ratio("gateway", "nginx"),
         "cached_over_gateway": cpu_ratio("cached", "gateway"),
+        "cached_redis_over_gateway": cpu_ratio("cached-redis", "gateway"),
     });
     let ratios = json!({
         "gateway_over_direct": ratio("gateway", "direct"),
         "gateway_over_nginx": ratio("gateway", "nginx"),
         "cached_over_gateway": ratio("cached", "gateway"),
+        "cached_redis_over_gateway": ratio("cached-redis", "gateway"),
     });
     let added_p99_ms = json!({
         "gateway": added("gateway"),
         "cached": added("cached"),
+        "cached-redis": added("cached-redis"),
         "nginx": added("nginx"),
     });
     let store = read_json(&dir.join("store.json"));
@@ -1185,6 +1189,13 @@ fn report(dir: &Path) -> Result<()> {
         r(&ratios["gateway_over_nginx"]),
         if cached_note.is_some() { "not yet available".to_owned() } else { r(&ratios["cached_over_gateway"]) },
     ));
+    if ratios["cached_redis_over_gateway"].is_number() {
+        md.push_str(&format!(
+            "Shared Redis cache: 3r/2 (cached-redis/miss) = {}, CPU-normalised {}\n",
+            r(&ratios["cached_redis_over_gateway"]),
+            r(&cpu_ratios["cached_redis_over_gateway"]),
+        ));
+    }
     md.push_str(&format!(
         "CPU-normalised (req/s per core of everything under test): 2/1 = {}, 2/4 = {}, 3/2 = {}\n",
         r(&cpu_ratios["gateway_over_direct"]),

@@ -2,7 +2,8 @@
 # Huren benchmark suite: on one machine, in one run, side by side
 #   1. hub → node direct (Attest with a gateway identity: the physical limit of the path)
 #   2. hub → huren gateway → node (cache miss path: every lookup forwarded and verified)
-#   3. hub → gateway with cache hits (--repeat-tokens; skipped until the gateway has a cache)
+#   3. hub → gateway with cache hits (--repeat-tokens), in-process cache; 3r. the same with the
+#      shared Redis cache of replicated gateways (REDIS_URL; skipped when no Redis answers)
 #   4. hub → nginx grpc_pass (mTLS both sides) → node
 # each at maximum load (closed loop) and all at one fixed rate, 50% of path 2's maximum
 # (open loop), then the node store on its own (ingest, lookups, size, memory).
@@ -19,6 +20,7 @@
 #   PORT_BASE=17440                                       node +1, gateway +2, nginx +3 (loopback)
 #   PROFILE=1                                             extra perf-profiled path-2 run (needs perf)
 #   CACHE=0|1                                             force path 3 off/on (default: detect)
+#   REDIS_URL (default redis://127.0.0.1:6379/)           Redis for path 3r; REDIS_URL= skips it
 #   GATEWAY_MISS_TOML / GATEWAY_CACHE_TOML                extra gateway.toml lines for paths 2 / 3
 #   INSTALL_NGINX=1                                       apt-get install nginx if missing
 # Only loopback addresses are used; every process started here is stopped on exit.
@@ -36,6 +38,11 @@ STORE_SUBJECTS=${STORE_SUBJECTS:-1000000}
 PORT_BASE=${PORT_BASE:-17440}
 OUT=${OUT:-$ROOT/target/bench-results/$(date -u +%Y%m%dT%H%M%SZ)}
 PROFILE=${PROFILE:-0}
+REDIS_URL=${REDIS_URL-redis://127.0.0.1:6379/}
+if [ -n "$REDIS_URL" ] && ! redis-cli -u "$REDIS_URL" ping >/dev/null 2>&1; then
+    echo "run.sh: no Redis answers at $REDIS_URL; the shared-cache path (3r) is skipped" >&2
+    REDIS_URL=
+fi
 NODE_PORT=$((PORT_BASE + 1))
 GATEWAY_PORT=$((PORT_BASE + 2))
 NGINX_PORT=$((PORT_BASE + 3))
@@ -246,6 +253,15 @@ phase() {
         load cached "$OUT/$kind-cached.json" "${VIA_GW[@]}" --repeat-tokens "${rate[@]}" \
             --watch-pid "gateway=$GATEWAY_PID" --watch-pid "node=$NODE_PID"
         stop "$GATEWAY_PID"
+        if [ -n "$REDIS_URL" ]; then
+            gateway_toml "${GATEWAY_CACHE_TOML:-cache = true}
+redis_url = \"$REDIS_URL\"
+redis_prefix = \"huren-bench-$$-$kind:\""
+            start GATEWAY "$PROXY_CPUS" "$WORK/gateway.log" "$HUREN" gateway --config "$WORK/gateway.toml"
+            load cached-redis "$OUT/$kind-cached-redis.json" "${VIA_GW[@]}" --repeat-tokens "${rate[@]}" \
+                --watch-pid "gateway=$GATEWAY_PID" --watch-pid "node=$NODE_PID"
+            stop "$GATEWAY_PID"
+        fi
     fi
 
     if [ "$NGINX_OK" = 1 ]; then

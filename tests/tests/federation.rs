@@ -510,3 +510,31 @@ async fn status_admin_refuses_invalid_changes_precisely() {
     assert_eq!(err.code(), Code::NotFound);
     admin.upsert_status(base).await.unwrap();
 }
+
+#[tokio::test]
+async fn tokens_live_five_minutes_unless_asked_otherwise() {
+    // The default is the same whether a node is configured from a file or embedded.
+    assert_eq!(huren_node::NodeConfig::default().token_lifetime_seconds, 300);
+    assert_eq!(huren_node::NodeSettings::default().token_lifetime_seconds, 300);
+
+    let (clock, hand) = huren_pki::clock::Clock::manual(unix_now());
+    let mut options = huren_cli::federation::FederationOptions::default();
+    options.node.clock = clock;
+    let dir = tempfile::tempdir().unwrap();
+    let f = huren_cli::federation::Federation::start_with(
+        dir.path(),
+        &huren_cli::federation::DEMO_PROVINCES,
+        huren_cli::demo::demo_rules(),
+        options,
+    )
+    .await
+    .unwrap();
+    let subject = demo_subjects().into_iter().find(|s| s.province == "340000").unwrap();
+    let issued = seed(&f, &subject, 0).await.unwrap();
+    assert_eq!(issued.expires_at, hand.now() + 300, "lifetime 0 asks for the node default");
+    let mut hub = f.hub("clocked").deadline("hub registered on every server").await.unwrap();
+    hub.lookup(&code("340000"), &issued.token, "transit.rail").await.unwrap();
+    hand.advance(301);
+    let err = hub.lookup(&code("340000"), &issued.token, "transit.rail").await.unwrap_err();
+    assert_eq!(err.code(), Some(Code::NotFound), "{err}");
+}

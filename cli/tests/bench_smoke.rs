@@ -1,0 +1,94 @@
+//! `huren bench lookup` end to end: the real binary loads a real in-process federation
+//! over mTLS for a moment and reports what it saw. Checks the report's content, never its
+//! speed (performance is measured in BENCHMARKS.md, not asserted here).
+
+use std::process::{Command, Output};
+
+use huren_cli::demo::{demo_rules, demo_subjects, seed};
+use huren_cli::federation::{Federation, DEMO_PROVINCES};
+use huren_pki::ca::Validity;
+
+async fn huren(args: Vec<String>) -> Output {
+    tokio::task::spawn_blocking(move || Command::new(env!("CARGO_BIN_EXE_huren")).args(&args).output().unwrap())
+        .await
+        .unwrap()
+}
+
+fn report(out: &Output) -> serde_json::Value {
+    assert!(out.status.success(), "bench failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not one JSON object ({e}): {:?}", out.stdout))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_lookup_loads_a_gateway_over_mtls_and_reports_what_it_saw() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = Federation::start(dir.path(), &DEMO_PROVINCES, demo_rules()).await.unwrap();
+    let subject = demo_subjects().into_iter().find(|s| s.province == "340000").unwrap();
+    let issued = seed(&f, &subject, 600).await.unwrap();
+    let token = format!("340000:{}", huren_pki::qr::token_to_text(&issued.token));
+    f.register_hub("bench-hub", &["transit.rail"]).await.unwrap();
+    let hub = f.pki.issue("hub", "bench-hub", Validity::days(1)).unwrap();
+    let path = |p: &std::path::Path| p.display().to_string();
+    let base = |target: &str, token: &str| -> Vec<String> {
+        [
+            "bench",
+            "lookup",
+            "--target",
+            target,
+            "--cert",
+            &path(&hub.cert),
+            "--key",
+            &path(&hub.key),
+            "--ca",
+            &path(&f.pki.root_cert_path()),
+            "--token",
+            token,
+            "--purpose",
+            "transit.rail",
+            "--concurrency",
+            "4",
+            "--connections",
+            "2",
+            "--warmup",
+            "100ms",
+            "--duration",
+            "500ms",
+            "--json",
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    };
+    let gateway = f.gateway_addr().to_string();
+
+    // A known token: every request answered, each answer verified by the load generator.
+    let mut args = base(&gateway, &token);
+    args.extend(["--verify-trust-list".to_owned(), path(&f.pki.trust_list_path()), "--label".into(), "smoke".into()]);
+    let r = report(&huren(args).await);
+    assert_eq!(
+        (r["label"].as_str(), r["rpc"].as_str(), r["mode"].as_str()),
+        (Some("smoke"), Some("lookup"), Some("closed"))
+    );
+    assert_eq!((r["connections"].as_u64(), r["concurrency"].as_u64()), (Some(2), Some(4)));
+    assert!(r["ok"].as_u64().unwrap() > 0, "{r}");
+    assert_eq!(r["errors"].as_u64(), Some(0), "{r}");
+    assert_eq!(r["requests"], r["ok"]);
+    assert_eq!(r["verified_by_client"].as_bool(), Some(true));
+    let l = &r["latency_us"];
+    let (p50, p99, max) = (l["p50"].as_f64().unwrap(), l["p99"].as_f64().unwrap(), l["max"].as_f64().unwrap());
+    assert!(0.0 < p50 && p50 <= p99 && p99 <= max, "percentiles out of order: {l}");
+
+    // A token the province never issued: the run stops before measuring, saying why.
+    let unknown = format!("340000:{}", huren_pki::qr::token_to_text(&huren_pki::qr::new_token().unwrap()));
+    let out = huren(base(&gateway, &unknown)).await;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("first request") && stderr.contains("NotFound"), "{stderr}");
+
+    // It only ever loads this machine.
+    let out = huren(base("192.0.2.1:8443", &token)).await;
+    assert_eq!(out.status.code(), Some(64), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("loopback"), "{stderr}");
+}

@@ -225,24 +225,67 @@ pub struct CheckedReceipt {
     pub deleted_root: String,
     pub final_tree_size: u64,
     pub final_root: String,
+    /// Earlier tree sizes the receipt proves its final log consistent with.
+    pub consistency_from: Vec<u64>,
+    /// Size of the saved tree head the final log was checked against, if one was given.
+    pub consistent_with_saved_head: Option<u64>,
+}
+
+/// The key that signed (`kid`) must be a key of `province` in the trust list whose
+/// validity window holds `time`: a receipt or head dated outside its key's window is
+/// refused, even though the signature itself verifies.
+fn key_valid_at(trust: &TrustList, province: &str, kid: &[u8], time: i64, what: &str) -> Result<()> {
+    let code: ProvinceCode = province.parse().map_err(|e| anyhow!("{what}: province {province:?}: {e}"))?;
+    let kid = huren_pki::attest::Kid::from_slice(kid).ok_or_else(|| anyhow!("{what}: key id is not 8 bytes"))?;
+    let key = trust
+        .province(&code)
+        .and_then(|p| p.keys.get(&kid))
+        .ok_or_else(|| anyhow!("{what}: key {kid} is not an attestation key of province {code}"))?;
+    if time < key.not_before || time >= key.not_after {
+        bail!(
+            "{what} dated {time} was signed by key {code}/{kid}, valid only from {} until {}",
+            key.not_before,
+            key.not_after
+        );
+    }
+    Ok(())
 }
 
 /// Checks a deletion receipt: signature by a non-revoked key of its province in the trust
-/// list, the final tree head's signature, and — given a tree head saved earlier — that the
-/// final head is not behind it (and identical at the same size).
+/// list, dated within that key's validity window; the final tree head's signature (and
+/// its key's window); for a sunset, that nothing remains; every consistency proof in it
+/// well-formed; and — given a tree head saved earlier — that the final log is an
+/// append-only extension of it (RFC 9162 consistency proof carried in the receipt, for
+/// exactly the saved size).
 pub fn verify_receipt(
     trust: &TrustList,
     signed: &pb::SignedDeletionReceipt,
     saved_head: Option<&pb::SignedTreeHead>,
 ) -> Result<CheckedReceipt> {
     let receipt = trust.verify_receipt(signed).context("deletion receipt refused")?;
-    let head = receipt.final_tree_head.as_ref().ok_or_else(|| anyhow!("receipt carries no final tree head"))?;
-    let head = trust.verify_tree_head(head)?;
+    key_valid_at(trust, &receipt.province, &signed.kid, receipt.time, "deletion receipt")?;
+    let signed_head = receipt.final_tree_head.as_ref().ok_or_else(|| anyhow!("receipt carries no final tree head"))?;
+    let head = trust.verify_tree_head(signed_head)?;
+    key_valid_at(trust, &head.province, &signed_head.kid, head.timestamp, "final tree head")?;
+    let final_root = root(&head)?;
+    let left: Vec<String> =
+        receipt.remaining.iter().filter(|c| c.count > 0).map(|c| format!("{} {}", c.count, c.kind)).collect();
+    if receipt.reason == "sunset" && !left.is_empty() {
+        bail!("sunset receipt of province {} says records remain: {}", receipt.province, left.join(", "));
+    }
+    for proof in &receipt.consistency {
+        if proof.old_size == 0 || proof.old_size >= head.tree_size {
+            bail!("receipt carries a consistency proof from size {} to size {}", proof.old_size, head.tree_size);
+        }
+        hashes(&proof.hashes)?;
+    }
+    let mut consistent_with_saved_head = None;
     if let Some(saved) = saved_head {
         let saved = trust.verify_tree_head(saved).context("saved tree head")?;
         if saved.province != receipt.province {
             bail!("saved tree head is for province {}, the receipt for {}", saved.province, receipt.province);
         }
+        let saved_root = root(&saved)?;
         if saved.tree_size > head.tree_size {
             bail!(
                 "the receipt's final log ({} entries) is behind a head seen earlier ({})",
@@ -250,9 +293,39 @@ pub fn verify_receipt(
                 saved.tree_size
             );
         }
-        if saved.tree_size == head.tree_size && saved.root_hash != head.root_hash {
-            bail!("the receipt's final log differs from the head seen earlier at the same size");
+        if saved.tree_size == head.tree_size {
+            if saved_root != final_root {
+                bail!("the receipt's final log differs from the head seen earlier at the same size");
+            }
+        } else if saved.tree_size == 0 {
+            if saved_root != huren_translog::empty_root() {
+                bail!("the saved tree head of the empty log has a wrong root");
+            }
+        } else {
+            let proof = receipt.consistency.iter().find(|c| c.old_size == saved.tree_size).ok_or_else(|| {
+                anyhow!(
+                    "the receipt carries no consistency proof from tree size {} (its proofs are from {:?}): \
+                     consistency with the saved head cannot be checked",
+                    saved.tree_size,
+                    receipt.consistency.iter().map(|c| c.old_size).collect::<Vec<_>>()
+                )
+            })?;
+            huren_translog::verify_consistency(
+                saved.tree_size,
+                head.tree_size,
+                &saved_root,
+                &final_root,
+                &hashes(&proof.hashes)?,
+            )
+            .map_err(|e| {
+                anyhow!(
+                    "the receipt's final log ({} entries) is not an append-only extension of the saved head ({}): {e}",
+                    head.tree_size,
+                    saved.tree_size
+                )
+            })?;
         }
+        consistent_with_saved_head = Some(saved.tree_size);
     }
     let map = |c: &[pb::DeletedCount]| c.iter().map(|c| (c.kind.clone(), c.count)).collect();
     Ok(CheckedReceipt {
@@ -266,6 +339,8 @@ pub fn verify_receipt(
         deleted_root: data_encoding::HEXLOWER.encode(&receipt.deleted_root),
         final_tree_size: head.tree_size,
         final_root: data_encoding::HEXLOWER.encode(&head.root_hash),
+        consistency_from: receipt.consistency.iter().map(|c| c.old_size).collect(),
+        consistent_with_saved_head,
     })
 }
 
@@ -277,6 +352,92 @@ pub fn scan_node_data(dir: &std::path::Path) -> Result<BTreeMap<&'static str, u6
     }
     huren_node::Store::inspect(&path)
         .map_err(|e| anyhow!("cannot read {} (is the node still running?): {e}", path.display()))
+}
+
+/// Bytes found where no record should be: in which file, what, and how often.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RawFinding {
+    pub file: String,
+    /// The pattern found, as text (lossy).
+    pub pattern: String,
+    pub occurrences: u64,
+}
+
+/// Reads every file under a (stopped) node's data folder byte by byte: the store files
+/// for the bytes every status record and log entry carries
+/// ([`huren_node::store::RECORD_MARKERS`]), every file for each of `patterns` (subject
+/// references an auditor was given, say). A store the node says is empty can still hold
+/// a deleted record's bytes in freed pages; this finds them.
+pub fn scan_node_data_raw(dir: &std::path::Path, patterns: &[Vec<u8>]) -> Result<Vec<RawFinding>> {
+    let mut files = Vec::new();
+    let mut folders = vec![dir.to_owned()];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).with_context(|| format!("reading {}", folder.display()))? {
+            let path = entry?.path();
+            if path.is_dir() {
+                folders.push(path);
+            } else if path.is_file() {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    let mut out = Vec::new();
+    for path in files {
+        let store = path.extension().is_some_and(|e| e == "redb");
+        let mut wanted: Vec<&[u8]> = patterns.iter().map(Vec::as_slice).filter(|p| !p.is_empty()).collect();
+        if store {
+            wanted.extend(huren_node::store::RECORD_MARKERS.iter().copied());
+        }
+        for (pattern, occurrences) in count_in_file(&path, &wanted)? {
+            out.push(RawFinding {
+                file: path.display().to_string(),
+                pattern: String::from_utf8_lossy(pattern).into_owned(),
+                occurrences,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Occurrences of each (non-empty) pattern in a file, read in chunks: each position is
+/// tried as a match start exactly once, with enough of the next chunk in view to finish
+/// any match that starts near a chunk's end.
+fn count_in_file<'a>(path: &std::path::Path, patterns: &[&'a [u8]]) -> Result<Vec<(&'a [u8], u64)>> {
+    use std::io::Read as _;
+    const CHUNK: usize = 1 << 20;
+    let Some(longest) = patterns.iter().map(|p| p.len()).max().filter(|n| *n > 0) else {
+        return Ok(Vec::new());
+    };
+    let read_err = || format!("reading {}", path.display());
+    let mut file = std::fs::File::open(path).with_context(read_err)?;
+    let mut counts = vec![0u64; patterns.len()];
+    // Not yet tried as match starts: carried over from the previous chunk.
+    let mut buf: Vec<u8> = Vec::with_capacity(CHUNK + longest);
+    loop {
+        let carried = buf.len();
+        buf.resize(carried + CHUNK, 0);
+        let n = file.read(&mut buf[carried..]).with_context(read_err)?;
+        buf.truncate(carried + n);
+        let at_end = n == 0;
+        // Starts below `limit` have every byte a match could need in view.
+        let limit = if at_end { buf.len() } else { buf.len().saturating_sub(longest - 1) };
+        for (p, count) in patterns.iter().zip(counts.iter_mut()).filter(|(p, _)| !p.is_empty()) {
+            let mut at = 0;
+            while let Some(k) = buf[at..limit].iter().position(|b| *b == p[0]) {
+                at += k;
+                if buf[at..].starts_with(p) {
+                    *count += 1;
+                }
+                at += 1;
+            }
+        }
+        if at_end {
+            break;
+        }
+        buf.drain(..limit);
+    }
+    Ok(patterns.iter().copied().zip(counts).filter(|(_, n)| *n > 0).collect())
 }
 
 /// Counts the keys under `prefix` on a Redis server.
@@ -291,4 +452,35 @@ pub async fn scan_redis(url: &str, prefix: &str) -> Result<u64> {
         n += 1;
     }
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_scan_counts_patterns_across_chunk_boundaries() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut bytes = vec![0u8; (1 << 20) - 3];
+        bytes.extend_from_slice(b"ah-0001");
+        bytes.extend_from_slice(&[0u8; 100]);
+        bytes.extend_from_slice(b"spiffe://x ah-0001");
+        std::fs::write(dir.path().join("status.redb"), &bytes).unwrap();
+        std::fs::create_dir(dir.path().join("receipts")).unwrap();
+        std::fs::write(dir.path().join("receipts/r.receipt"), b"spiffe:// ah-0001").unwrap();
+        let found = scan_node_data_raw(dir.path(), &[b"ah-0001".to_vec(), Vec::new()]).unwrap();
+        let summary: Vec<(String, String, u64)> = found
+            .into_iter()
+            .map(|f| (f.file.rsplit('/').next().unwrap().to_owned(), f.pattern, f.occurrences))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("r.receipt".to_owned(), "ah-0001".to_owned(), 1),
+                ("status.redb".to_owned(), "ah-0001".to_owned(), 2),
+                ("status.redb".to_owned(), "spiffe://".to_owned(), 1),
+            ],
+            "markers are looked for in store files only; patterns everywhere"
+        );
+    }
 }

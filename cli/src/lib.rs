@@ -419,7 +419,8 @@ pub enum AuditCommand {
         #[command(subcommand)]
         command: AuditLogCommand,
     },
-    /// Check a deletion receipt: signature, province key, final tree head.
+    /// Check a deletion receipt: signature, province key and its validity, final tree
+    /// head, nothing left after a sunset, consistency with a saved tree head.
     VerifyReceipt {
         receipt: PathBuf,
         #[arg(long)]
@@ -427,15 +428,23 @@ pub enum AuditCommand {
         /// National root certificate, PEM.
         #[arg(long)]
         ca: PathBuf,
-        /// A tree head saved earlier: the receipt's final head must not be behind it.
+        /// A tree head saved earlier (`audit tree-head --out`): the receipt must carry a
+        /// consistency proof from its size to the final log, and the proof must verify.
         #[arg(long)]
         tree_head: Option<PathBuf>,
     },
-    /// Confirm that no subject record remains in a node's data folder (node stopped)
-    /// and, with --redis, under the Huren key prefix of a Redis server.
+    /// Confirm that no subject record remains in a node's data folder (node stopped):
+    /// none in its store, and no record bytes left anywhere in the raw files; with
+    /// --redis, no key under the Huren prefix of a Redis server.
     Scan {
         #[arg(long)]
         node_data: Option<PathBuf>,
+        /// Also look for these bytes in every raw file, e.g. subject references (repeatable).
+        #[arg(long = "pattern")]
+        patterns: Vec<String>,
+        /// Also look for each line of this file (subject references, say) in every raw file.
+        #[arg(long)]
+        patterns_file: Option<PathBuf>,
         #[arg(long)]
         redis: Option<String>,
         #[arg(long, default_value = "huren:")]
@@ -809,12 +818,12 @@ async fn node(args: ServerArgs) -> Result<()> {
     let path = args.config.ok_or_else(|| usage("--config is required"))?;
     let config = huren_node::NodeConfig::load(&path).map_err(usage)?;
     let telemetry = telemetry::init("huren-node", config.otlp_endpoint.as_deref())?;
-    let node = huren_node::Node::from_config(&config).map_err(usage)?;
+    let node = huren_node::Node::from_config(&config).map_err(usage)?.with_meter(telemetry.metrics.meter("huren-node"));
     let listener =
         tokio::net::TcpListener::bind(&config.listen).await.with_context(|| format!("binding {}", config.listen))?;
     let health = node.clone();
     let admin =
-        start_admin(&config.admin_listen, telemetry.metrics.clone(), Arc::new(move || (true, health.health()))).await?;
+        start_admin(&config.admin_listen, telemetry.metrics.clone(), Arc::new(move || health.readiness())).await?;
     eprintln!("huren node {} listening on {}", node.province(), listener.local_addr()?);
     node.serve(listener, shutdown_signal()).await?;
     let _ = admin.send(());
@@ -891,10 +900,11 @@ fn node_purge(config: &Path, before: Option<i64>, all: bool, receipt: Option<Pat
     let r = huren_proto::pb::DeletionReceipt::decode(signed.receipt.as_slice())?;
     let counts: Vec<String> = r.counts.iter().map(|c| format!("{} {}", c.count, c.kind)).collect();
     println!(
-        "deleted {} (changes from {} to {}); receipt: {}",
+        "deleted {} (changes from {} to {}); store file rewritten; receipt ({} consistency proofs): {}",
         if counts.is_empty() { "nothing".to_owned() } else { counts.join(", ") },
         r.range_start,
         r.range_end,
+        r.consistency.len(),
         path.display()
     );
     Ok(())
@@ -1035,15 +1045,28 @@ async fn audit_command(command: AuditCommand) -> Result<()> {
             let checked = audit::verify_receipt(&trust, &signed, saved.as_ref())?;
             println!("{}", serde_json::to_string(&checked)?);
         }
-        AuditCommand::Scan { node_data, redis, redis_prefix } => {
+        AuditCommand::Scan { node_data, patterns, patterns_file, redis, redis_prefix } => {
             if node_data.is_none() && redis.is_none() {
                 return Err(usage("give --node-data <dir> and/or --redis <url>"));
+            }
+            let mut patterns: Vec<Vec<u8>> = patterns.into_iter().map(String::into_bytes).collect();
+            if let Some(path) = &patterns_file {
+                let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+                patterns.extend(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(|l| l.as_bytes().to_vec()));
+            }
+            if node_data.is_none() && !patterns.is_empty() {
+                return Err(usage("--pattern and --patterns-file need --node-data <dir>"));
             }
             let mut remaining = 0u64;
             if let Some(dir) = node_data {
                 let counts = audit::scan_node_data(&dir)?;
                 println!("{}: {}", dir.display(), serde_json::to_string(&counts)?);
                 remaining += counts.values().sum::<u64>();
+                let raw = audit::scan_node_data_raw(&dir, &patterns)?;
+                for f in &raw {
+                    println!("{}: {} occurrence(s) of {:?} in the raw bytes", f.file, f.occurrences, f.pattern);
+                }
+                remaining += raw.iter().map(|f| f.occurrences).sum::<u64>();
             }
             if let Some(url) = redis {
                 let keys = audit::scan_redis(&url, &redis_prefix).await?;
@@ -1051,7 +1074,7 @@ async fn audit_command(command: AuditCommand) -> Result<()> {
                 remaining += keys;
             }
             if remaining > 0 {
-                bail!("{remaining} subject records remain");
+                bail!("{remaining} subject records or record fragments remain");
             }
             println!("no subject records remain");
         }

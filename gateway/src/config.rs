@@ -1,5 +1,6 @@
 //! `gateway.toml`: what the national operator configures.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -23,7 +24,9 @@ pub struct GatewayConfig {
     pub trust_list: PathBuf,
     /// Folder where the last good trust list is persisted.
     pub data_dir: PathBuf,
-    /// Deadline for one call to a province node, milliseconds.
+    /// Deadline for one call to a province node, milliseconds (unless
+    /// `province_timeout_ms` names the province). A lookup waiting for a slot under the
+    /// province's concurrency limit waits within this deadline too.
     pub node_timeout_ms: u64,
     /// Deadline for connecting to a province node, milliseconds.
     pub connect_timeout_ms: u64,
@@ -36,10 +39,26 @@ pub struct GatewayConfig {
     pub redis_prefix: String,
     /// Requests per second one hub may make (0 = unlimited).
     pub hub_rate_per_sec: u64,
+    /// Unknown-token misses a hub may produce before it is throttled (anti-enumeration).
+    pub miss_burst: u64,
+    /// Misses per second the allowance refills by; the counting window is
+    /// `miss_burst / miss_refill_per_sec` seconds (1 s to 1 day; 0 = one hour).
+    pub miss_refill_per_sec: f64,
+    /// Calls in flight to one province's node at most; further lookups for that province
+    /// queue (within its deadline) while other provinces are unaffected.
+    pub node_concurrency: u64,
+    /// Consecutive failures (transport errors, missed deadlines) that open a province's
+    /// circuit breaker: its lookups then fail fast instead of waiting out the deadline.
+    pub breaker_failures: u32,
+    /// How long an open breaker fails fast before one trial call is let through, milliseconds.
+    pub breaker_open_ms: u64,
     /// Plain HTTP for /metrics, /healthz, /readyz (no personal data is ever exposed).
     pub admin_listen: String,
     /// OTLP/gRPC collector for traces and metrics, e.g. "http://otel-collector:4317".
     pub otlp_endpoint: Option<String>,
+    /// Per-province deadlines overriding `node_timeout_ms`, milliseconds by province code,
+    /// e.g. `{ 650000 = 4000 }` for a province whose node sits behind a slow link.
+    pub province_timeout_ms: BTreeMap<String, u64>,
 }
 
 impl Default for GatewayConfig {
@@ -58,8 +77,14 @@ impl Default for GatewayConfig {
             redis_url: None,
             redis_prefix: "huren:".into(),
             hub_rate_per_sec: 200,
+            miss_burst: 30,
+            miss_refill_per_sec: 0.5,
+            node_concurrency: 256,
+            breaker_failures: 5,
+            breaker_open_ms: 5_000,
             admin_listen: "127.0.0.1:9090".into(),
             otlp_endpoint: None,
+            province_timeout_ms: BTreeMap::new(),
         }
     }
 }
@@ -140,7 +165,50 @@ impl GatewayConfig {
         if !(1..=60_000).contains(&self.connect_timeout_ms) {
             return Err(ConfigError::Invalid("connect_timeout_ms must be within 1..=60000".into()));
         }
+        for (province, ms) in &self.province_timeout_ms {
+            province.parse::<huren_pki::ProvinceCode>().map_err(|e| {
+                ConfigError::Invalid(format!("province_timeout_ms: {province:?} is not a province code: {e}"))
+            })?;
+            if !(1..=60_000).contains(ms) {
+                return Err(ConfigError::Invalid(format!(
+                    "province_timeout_ms: the deadline for {province} must be within 1..=60000"
+                )));
+            }
+        }
+        if !(1..=1_000_000).contains(&self.miss_burst) {
+            return Err(ConfigError::Invalid("miss_burst must be within 1..=1000000".into()));
+        }
+        if !(self.miss_refill_per_sec.is_finite() && (0.0..=1_000_000.0).contains(&self.miss_refill_per_sec)) {
+            return Err(ConfigError::Invalid("miss_refill_per_sec must be a number within 0..=1000000".into()));
+        }
+        if !(1..=65_536).contains(&self.node_concurrency) {
+            return Err(ConfigError::Invalid("node_concurrency must be within 1..=65536".into()));
+        }
+        if !(1..=1_000).contains(&self.breaker_failures) {
+            return Err(ConfigError::Invalid("breaker_failures must be within 1..=1000".into()));
+        }
+        if !(1..=600_000).contains(&self.breaker_open_ms) {
+            return Err(ConfigError::Invalid("breaker_open_ms must be within 1..=600000".into()));
+        }
         Ok(())
+    }
+
+    /// The per-province deadline overrides.
+    pub fn province_timeouts(&self) -> std::collections::HashMap<String, Duration> {
+        self.province_timeout_ms.iter().map(|(p, ms)| (p.clone(), Duration::from_millis(*ms))).collect()
+    }
+
+    /// The anti-enumeration allowance.
+    pub fn miss_policy(&self) -> crate::MissPolicy {
+        crate::MissPolicy { burst: self.miss_burst as f64, refill_per_sec: self.miss_refill_per_sec }
+    }
+
+    /// The per-province circuit breaker.
+    pub fn breaker_policy(&self) -> crate::breaker::BreakerPolicy {
+        crate::breaker::BreakerPolicy {
+            failures: self.breaker_failures,
+            open_for: Duration::from_millis(self.breaker_open_ms),
+        }
     }
 
     pub fn node_timeout(&self) -> Duration {
@@ -224,8 +292,14 @@ mod tests {
             redis_url: Some("redis://redis:6379/".into()),
             redis_prefix: "x:".into(),
             hub_rate_per_sec: 7,
+            miss_burst: 9,
+            miss_refill_per_sec: 0.25,
+            node_concurrency: 16,
+            breaker_failures: 3,
+            breaker_open_ms: 750,
             admin_listen: "0.0.0.0:19090".into(),
             otlp_endpoint: Some("http://otel:4317".into()),
+            province_timeout_ms: BTreeMap::from([("650000".to_owned(), 4000)]),
         };
         let full = toml::Table::try_from(full).unwrap();
         let defaults = toml::Table::try_from(GatewayConfig::default()).unwrap();
@@ -295,6 +369,68 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.listen, "127.0.0.1:8443");
+    }
+
+    #[test]
+    fn resilience_and_throttle_defaults_are_the_embedded_ones() {
+        let c = GatewayConfig::default();
+        let embedded = crate::GatewaySettings::default();
+        assert_eq!(c.node_timeout(), embedded.node_timeout);
+        assert_eq!(c.miss_policy(), embedded.miss_policy);
+        assert_eq!(c.breaker_policy(), embedded.breaker);
+        assert_eq!(c.node_concurrency as usize, embedded.node_concurrency);
+        assert!(c.province_timeouts().is_empty() && embedded.province_timeouts.is_empty());
+    }
+
+    #[test]
+    fn resilience_and_throttle_settings_from_file_and_environment() {
+        let text = "province_timeout_ms = { 370000 = 500, 440000 = 9000 }\nnode_concurrency = 8\n\
+                    breaker_failures = 2\nbreaker_open_ms = 1500\nmiss_burst = 12\nmiss_refill_per_sec = 0.1\n";
+        let c = load(text, &[("HUREN_GATEWAY_MISS_REFILL_PER_SEC", "2")]).unwrap();
+        assert_eq!(c.province_timeouts().get("370000"), Some(&Duration::from_millis(500)));
+        assert_eq!(c.province_timeouts().get("440000"), Some(&Duration::from_secs(9)));
+        assert_eq!(c.node_concurrency, 8);
+        assert_eq!(
+            c.breaker_policy(),
+            crate::breaker::BreakerPolicy { failures: 2, open_for: Duration::from_millis(1500) }
+        );
+        assert_eq!(c.miss_policy(), crate::MissPolicy { burst: 12.0, refill_per_sec: 2.0 }, "an integer for a number");
+        let c = load(text, &[("HUREN_GATEWAY_PROVINCE_TIMEOUT_MS", "{ 340000 = 250 }")]).unwrap();
+        assert_eq!(
+            c.province_timeout_ms,
+            BTreeMap::from([("340000".to_owned(), 250)]),
+            "the environment replaces the table"
+        );
+
+        for (bad, expect) in [
+            ("province_timeout_ms = { 37000 = 500 }", "province_timeout_ms: \"37000\" is not a province code"),
+            ("province_timeout_ms = { 370000 = 0 }", "the deadline for 370000 must be within 1..=60000"),
+            ("node_concurrency = 0", "node_concurrency must be within"),
+            ("breaker_failures = 0", "breaker_failures must be within"),
+            ("breaker_open_ms = 0", "breaker_open_ms must be within"),
+            ("miss_burst = 0", "miss_burst must be within"),
+            ("miss_refill_per_sec = -1.0", "miss_refill_per_sec must be a number within"),
+            ("miss_refill_per_sec = nan", "miss_refill_per_sec must be a number within"),
+        ] {
+            let err = load(bad, &[]).unwrap_err();
+            assert!(matches!(err, ConfigError::Invalid(_)) && err.to_string().contains(expect), "{bad}: {err}");
+        }
+        let (var, message, _) = env_error("", &[("HUREN_GATEWAY_PROVINCE_TIMEOUT_MS", "500")]);
+        assert_eq!(var, "HUREN_GATEWAY_PROVINCE_TIMEOUT_MS");
+        assert!(message.contains("an inline TOML table"), "{message}");
+    }
+
+    /// deploy/examples/gateway.toml loads, and names every key.
+    #[test]
+    fn the_example_config_is_valid_and_names_every_key() {
+        let text = include_str!("../../deploy/examples/gateway.toml");
+        let c = load(text, &[]).unwrap();
+        assert_eq!(c.breaker_policy(), crate::breaker::BreakerPolicy::default(), "the example shows the defaults");
+        assert_eq!(c.miss_policy(), crate::MissPolicy::default());
+        let defaults = toml::Table::try_from(GatewayConfig::default()).unwrap();
+        for key in defaults.keys().map(String::as_str).chain(GatewayConfig::OPTIONAL_KEYS.iter().copied()) {
+            assert!(text.lines().any(|l| l.trim_start_matches(['#', ' ', '[']).starts_with(key)), "{key} missing");
+        }
     }
 
     #[test]

@@ -65,7 +65,10 @@ pub enum StartError {
 /// Knobs of the gateway.
 #[derive(Clone)]
 pub struct GatewaySettings {
+    /// Deadline for one call to a province node (unless `province_timeouts` says otherwise).
     pub node_timeout: Duration,
+    /// Per-province deadlines, by province code, overriding `node_timeout`.
+    pub province_timeouts: std::collections::HashMap<String, Duration>,
     pub connect_timeout: Duration,
     /// Per-hub allowance of unknown-token misses (anti-enumeration).
     pub miss_policy: MissPolicy,
@@ -96,8 +99,11 @@ impl std::fmt::Debug for GatewaySettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GatewaySettings")
             .field("node_timeout", &self.node_timeout)
+            .field("province_timeouts", &self.province_timeouts)
             .field("connect_timeout", &self.connect_timeout)
             .field("miss_policy", &self.miss_policy)
+            .field("breaker", &self.breaker)
+            .field("node_concurrency", &self.node_concurrency)
             .finish_non_exhaustive()
     }
 }
@@ -106,6 +112,7 @@ impl Default for GatewaySettings {
     fn default() -> Self {
         Self {
             node_timeout: Duration::from_secs(2),
+            province_timeouts: std::collections::HashMap::new(),
             connect_timeout: Duration::from_secs(1),
             miss_policy: MissPolicy::default(),
             meter: None,
@@ -142,7 +149,31 @@ impl Health {
     }
 }
 
-fn register_gauges(meter: &opentelemetry::metrics::Meter, shared: Arc<shared::Shared>) {
+fn register_gauges(
+    meter: &opentelemetry::metrics::Meter,
+    shared: Arc<shared::Shared>,
+    breakers: Arc<breaker::Breakers>,
+    trust: LiveTrust,
+) {
+    meter
+        .u64_observable_gauge("huren_gateway_breaker_state")
+        .with_description("Circuit breaker per province: 0 closed, 1 open (failing fast), 2 half-open (one trial call)")
+        .with_callback(move |o| {
+            let now = std::time::Instant::now();
+            let mut provinces: Vec<String> = trust.current().provinces().map(|p| p.code.to_string()).collect();
+            provinces.extend(breakers.states(now).into_iter().map(|(code, _)| code));
+            provinces.sort_unstable();
+            provinces.dedup();
+            for province in provinces {
+                let value = match breakers.state(&province, now) {
+                    breaker::BreakerState::Closed => 0,
+                    breaker::BreakerState::Open => 1,
+                    breaker::BreakerState::HalfOpen => 2,
+                };
+                o.observe(value, &[opentelemetry::KeyValue::new("province", province)]);
+            }
+        })
+        .build();
     meter
         .u64_observable_gauge("huren_gateway_redis_up")
         .with_description("1 when Redis answers, 0 when degraded (absent when Redis is off)")
@@ -183,13 +214,14 @@ impl Gateway {
         expiry::register_gauges(&meter, Some((*tls).clone()), trust.clone());
         let receipts = receipts::ReceiptStore::open(settings.receipts_dir.clone())
             .map_err(|e| StartError::Identity(format!("cannot open the receipts folder: {e}")))?;
-        let shared = Arc::new(match &settings.redis_url {
+        let shared = match &settings.redis_url {
             Some(url) => shared::Shared::with_redis(&settings.redis_prefix, url)
                 .map_err(|e| StartError::Identity(format!("redis_url: {e}")))?,
             None => shared::Shared::local(&settings.redis_prefix),
-        });
-        register_gauges(&meter, shared.clone());
+        };
+        let shared = Arc::new(shared.with_clock(settings.clock.clone()));
         let state = Arc::new(State::new(trust, tls.clone(), &settings, Metrics::new(&meter), receipts, shared));
+        register_gauges(&meter, state.shared.clone(), state.breakers.clone(), state.trust.clone());
         Ok(Self { state, tls })
     }
 
@@ -204,7 +236,11 @@ impl Gateway {
             trust,
             GatewaySettings {
                 node_timeout: config.node_timeout(),
+                province_timeouts: config.province_timeouts(),
                 connect_timeout: config.connect_timeout(),
+                miss_policy: config.miss_policy(),
+                breaker: config.breaker_policy(),
+                node_concurrency: config.node_concurrency as usize,
                 receipts_dir: Some(config.data_dir.join("receipts")),
                 cache: config.cache,
                 redis_url: config.redis_url.clone(),
@@ -228,6 +264,18 @@ impl Gateway {
             trust_sequence: trust.sequence(),
             sunset: trust.sunset_in_force(huren_pki::unix_now()).is_some(),
         }
+    }
+
+    /// The Redis state as it changes: `Degraded` when Redis stops answering, `Up` again
+    /// once the background probe reaches it (always `Off` without Redis).
+    pub fn redis_states(&self) -> tokio::sync::watch::Receiver<shared::RedisState> {
+        self.state.shared.redis_states()
+    }
+
+    /// Becomes true when [`Gateway::serve`]'s shutdown future has resolved: no new
+    /// connection is taken from then on, calls in flight are drained.
+    pub fn stopping(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.state.stopping.subscribe()
     }
 
     /// Once a sunset order is in force, deletes every cached attestation and counter (in
@@ -285,9 +333,14 @@ impl Gateway {
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<pb::lookup_server::LookupServer<LookupService>>().await;
         health.set_serving::<pb::trust_registry_server::TrustRegistryServer<TrustRegistryService>>().await;
+        // Advertise what this server serves, not every service of the descriptor set.
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(huren_proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .with_service_name(pb::lookup_server::SERVICE_NAME)
+            .with_service_name(pb::trust_registry_server::SERVICE_NAME)
+            .with_service_name("grpc.health.v1.Health")
+            .with_service_name("grpc.reflection.v1.ServerReflection")
             .build_v1()
             .map_err(|e| StartError::Identity(format!("reflection: {e}")))?;
         let lookup = pb::lookup_server::LookupServer::new(LookupService(self.state.clone()))

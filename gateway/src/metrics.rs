@@ -1,5 +1,15 @@
 //! The gateway's metrics (OpenTelemetry instruments; the binary chooses the exporter).
 //! Labels carry province codes, hub ids, outcomes and reasons — never tokens or subjects.
+//!
+//! Lookups (`huren_gateway_lookups_total`, `huren_gateway_lookup_duration_seconds`) are
+//! labelled `province` (the home province asked) and `outcome` (`ok`, `not_found`,
+//! `no_current_status`, `policy_violation`, `throttled`, `unavailable`,
+//! `deadline_exceeded`, …). The other end of the "province pair" is not labelled: a hub's
+//! registration in the trust list names its purposes but no province, and the gateway
+//! will not guess one from a hub id; per-hub figures are in the throttling counter.
+//! Gauges registered with the gateway: `huren_gateway_redis_up` and
+//! `huren_gateway_breaker_state{province}` (0 closed, 1 open, 2 half-open, for every
+//! province of the trust list).
 
 use opentelemetry::metrics::{Counter, Histogram, Meter};
 use opentelemetry::KeyValue;

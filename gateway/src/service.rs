@@ -44,6 +44,11 @@ pub enum GatewayError {
     DeadlineExceeded(String),
     #[error("{0}")]
     ResourceExhausted(String),
+    /// The home province knows the token but holds no current status for it (it lapsed
+    /// and must be re-assessed there). Not a miss: it does not count toward the hub's
+    /// anti-enumeration throttle.
+    #[error("{0}")]
+    NoCurrentStatus(String),
     /// The home province answered with something the federation must not pass on.
     #[error("attestation from province {province} refused: {reason}")]
     PolicyViolation { province: ProvinceCode, reason: String, label: &'static str },
@@ -60,6 +65,7 @@ impl GatewayError {
             GatewayError::Unavailable(_) => "unavailable",
             GatewayError::DeadlineExceeded(_) => "deadline_exceeded",
             GatewayError::ResourceExhausted(_) => "throttled",
+            GatewayError::NoCurrentStatus(_) => "no_current_status",
             GatewayError::PolicyViolation { .. } => "policy_violation",
         }
     }
@@ -76,6 +82,7 @@ impl From<GatewayError> for tonic::Status {
             GatewayError::Unavailable(_) => tonic::Status::unavailable(message),
             GatewayError::DeadlineExceeded(_) => tonic::Status::deadline_exceeded(message),
             GatewayError::ResourceExhausted(_) => tonic::Status::resource_exhausted(message),
+            GatewayError::NoCurrentStatus(_) => tonic::Status::failed_precondition(message),
             GatewayError::PolicyViolation { .. } => tonic::Status::failed_precondition(message),
         }
     }
@@ -103,13 +110,14 @@ pub(crate) struct State {
     routes: Mutex<Routes>,
     tls: Arc<TlsIdentity>,
     node_timeout: Duration,
+    province_timeouts: HashMap<String, Duration>,
     connect_timeout: Duration,
     misses: MissPolicy,
     hub_rate_per_sec: u64,
     node_concurrency: usize,
     cache: bool,
     pub shared: Arc<Shared>,
-    pub breakers: Breakers,
+    pub breakers: Arc<Breakers>,
     pub metrics: Metrics,
     capture: Option<Arc<dyn CaptureSink>>,
     pub receipts: ReceiptStore,
@@ -133,13 +141,14 @@ impl State {
             routes: Mutex::new(Routes::default()),
             tls,
             node_timeout: settings.node_timeout,
+            province_timeouts: settings.province_timeouts.clone(),
             connect_timeout: settings.connect_timeout,
             misses: settings.miss_policy,
             hub_rate_per_sec: settings.hub_rate_per_sec,
             node_concurrency: settings.node_concurrency.max(1),
             cache: settings.cache,
             shared,
-            breakers: Breakers::new(settings.breaker),
+            breakers: Arc::new(Breakers::new(settings.breaker)),
             metrics,
             capture: settings.capture.clone(),
             receipts,
@@ -160,6 +169,11 @@ impl State {
 
     pub fn clock_now(&self) -> i64 {
         self.clock.now()
+    }
+
+    /// The deadline for a call to `code`'s node: its override, else the default.
+    fn node_timeout_for(&self, code: &ProvinceCode) -> Duration {
+        self.province_timeouts.get(code.as_str()).copied().unwrap_or(self.node_timeout)
     }
 
     /// The client for a province's node under the trust list in force.
@@ -201,7 +215,12 @@ fn authorized<T>(request: &Request<T>, call: Call) -> Result<Identity, GatewayEr
 fn node_failure(code: &ProvinceCode, status: tonic::Status) -> GatewayError {
     match status.code() {
         Code::NotFound => GatewayError::NotFound(format!("token is not known to province {code} or has expired")),
-        Code::FailedPrecondition => GatewayError::NotFound(format!("province {code}: {}", status.message())),
+        // The node's only FAILED_PRECONDITION on Attest: a lapsed status with no exit rule.
+        // The gateway words it itself, so nothing a node writes reaches the hub here.
+        Code::FailedPrecondition => GatewayError::NoCurrentStatus(format!(
+            "province {code} holds no current status for this token (it lapsed); the province must re-assess \
+             the traveller; retrying will not help"
+        )),
         Code::InvalidArgument => GatewayError::InvalidArgument(format!("province {code}: {}", status.message())),
         Code::DeadlineExceeded | Code::Cancelled => {
             GatewayError::DeadlineExceeded(format!("province {code} node did not answer in time; retry is safe"))
@@ -310,9 +329,11 @@ impl LookupService {
         let attest = pb::AttestRequest { token: req.token.clone(), purpose: req.purpose.clone() };
         state.capture("Attest", "gateway->node", &attest);
         let mut call = Request::new(attest);
-        call.set_timeout(state.node_timeout);
+        let deadline = state.node_timeout_for(&code);
+        call.set_timeout(deadline);
         huren_pki::tracectx::inject(&mut call);
-        let outcome = tokio::time::timeout(state.node_timeout, client.attest(call)).await;
+        // The deadline covers the wait for a slot under the province's concurrency limit too.
+        let outcome = tokio::time::timeout(deadline, client.attest(call)).await;
         // A node that answers (even "not found") is healthy; silence and transport errors are not.
         let healthy = matches!(&outcome, Ok(Ok(_)))
             || matches!(&outcome, Ok(Err(s)) if matches!(s.code(), Code::NotFound | Code::FailedPrecondition | Code::InvalidArgument | Code::PermissionDenied));

@@ -8,8 +8,10 @@
 //!
 //! Redis is optional and never a single point of failure: every operation has a short
 //! timeout, and on any error the in-process cache and counters carry on (each replica
-//! then limits on its own), the state is reported as degraded, and the connection
-//! manager reconnects in the background.
+//! then limits on its own) and the state is reported as degraded. While Redis is known to
+//! be down no lookup waits on it: every operation goes straight to the in-process
+//! fallback, and a background probe (`PING`) marks Redis up again once it answers (the
+//! connection manager reconnects by itself).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,6 +26,10 @@ use sha2::{Digest, Sha256};
 
 /// Longest a Redis operation may take before the gateway falls back.
 const REDIS_TIMEOUT: Duration = Duration::from_millis(150);
+/// Longest a connection attempt or a probe may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Pause between probes while Redis is down.
+const PROBE_EVERY: Duration = Duration::from_millis(200);
 /// Entries the in-process cache holds at most.
 const LOCAL_CACHE_CAPACITY: usize = 200_000;
 
@@ -41,6 +47,78 @@ struct RedisLink {
     client: redis::Client,
     conn: tokio::sync::RwLock<Option<ConnectionManager>>,
     up: AtomicBool,
+    /// The state as it changes (health, tests).
+    state: tokio::sync::watch::Sender<RedisState>,
+    /// Wakes the probe when Redis goes down.
+    went_down: tokio::sync::Notify,
+}
+
+impl RedisLink {
+    fn is_up(&self) -> bool {
+        self.up.load(Ordering::SeqCst)
+    }
+
+    /// Records whether Redis answers; logs and publishes a change.
+    fn set_up(&self, up: bool, why: &str) {
+        if self.up.swap(up, Ordering::SeqCst) == up {
+            return;
+        }
+        if up {
+            tracing::info!("redis up; shared cache and limits in use");
+        } else {
+            tracing::warn!(cause = why, "redis down; using in-process cache and local limits until it answers again");
+            self.went_down.notify_one();
+        }
+        self.state.send_replace(if up { RedisState::Up } else { RedisState::Degraded });
+    }
+
+    fn manager_config() -> redis::aio::ConnectionManagerConfig {
+        redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(REDIS_TIMEOUT))
+            .set_number_of_retries(3)
+            .set_max_delay(Duration::from_millis(500))
+    }
+
+    /// Connects if no connection manager exists yet, else `PING`s through it; marks
+    /// Redis up when it answers. Returns whether it did.
+    async fn probe(&self) -> bool {
+        let existing = self.conn.read().await.clone();
+        let answered = match existing {
+            None => {
+                let connect = ConnectionManager::new_with_config(self.client.clone(), Self::manager_config());
+                match tokio::time::timeout(CONNECT_TIMEOUT * 2, connect).await {
+                    Ok(Ok(conn)) => {
+                        *self.conn.write().await = Some(conn);
+                        true
+                    }
+                    _ => false,
+                }
+            }
+            Some(mut conn) => {
+                let ping = redis::cmd("PING");
+                let ping = ping.query_async::<String>(&mut conn);
+                matches!(tokio::time::timeout(CONNECT_TIMEOUT, ping).await, Ok(Ok(_)))
+            }
+        };
+        if answered {
+            self.set_up(true, "");
+        }
+        answered
+    }
+
+    /// While Redis is up, waits for it to go down; while down, probes until it answers.
+    async fn keep_probing(&self) {
+        loop {
+            if self.is_up() {
+                self.went_down.notified().await;
+                continue;
+            }
+            if !self.probe().await {
+                tokio::time::sleep(PROBE_EVERY).await;
+            }
+        }
+    }
 }
 
 /// The gateway's cache and counters.
@@ -49,6 +127,8 @@ pub struct Shared {
     redis: Option<Arc<RedisLink>>,
     cache: Mutex<HashMap<String, (Vec<u8>, Instant)>>,
     counters: Mutex<HashMap<String, (u64, Instant)>>,
+    /// Time for the counting windows (shared by replicas through Redis, so wall-clock).
+    clock: huren_pki::clock::Clock,
 }
 
 impl std::fmt::Debug for Shared {
@@ -72,14 +152,33 @@ pub fn cache_key(prefix: &str, province: &str, purpose: &str, token: &[u8]) -> S
 impl Shared {
     /// In-process only.
     pub fn local(prefix: &str) -> Self {
-        Self { prefix: prefix.to_owned(), redis: None, cache: Mutex::default(), counters: Mutex::default() }
+        Self {
+            prefix: prefix.to_owned(),
+            redis: None,
+            cache: Mutex::default(),
+            counters: Mutex::default(),
+            clock: huren_pki::clock::Clock::system(),
+        }
     }
 
-    /// With Redis at `url`; connects (and reconnects) in the background.
+    /// With Redis at `url`; connects (and reconnects) in the background once
+    /// [`Shared::spawn`] runs.
     pub fn with_redis(prefix: &str, url: &str) -> Result<Self, redis::RedisError> {
         let client = redis::Client::open(url)?;
-        let link = Arc::new(RedisLink { client, conn: tokio::sync::RwLock::new(None), up: AtomicBool::new(false) });
+        let link = Arc::new(RedisLink {
+            client,
+            conn: tokio::sync::RwLock::new(None),
+            up: AtomicBool::new(false),
+            state: tokio::sync::watch::channel(RedisState::Degraded).0,
+            went_down: tokio::sync::Notify::new(),
+        });
         Ok(Self { redis: Some(link), ..Self::local(prefix) })
+    }
+
+    /// Counts windows on `clock` instead of the system clock.
+    pub fn with_clock(mut self, clock: huren_pki::clock::Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     pub fn prefix(&self) -> &str {
@@ -89,57 +188,66 @@ impl Shared {
     pub fn redis_state(&self) -> RedisState {
         match &self.redis {
             None => RedisState::Off,
-            Some(link) if link.up.load(Ordering::Relaxed) => RedisState::Up,
+            Some(link) if link.is_up() => RedisState::Up,
             Some(_) => RedisState::Degraded,
         }
     }
 
-    /// Keeps trying to connect until a connection manager exists (it then reconnects by
-    /// itself), and follows trust-list fan-out. Runs until the guard is dropped.
+    /// The Redis state as it changes (always `Off` without Redis).
+    pub fn redis_states(&self) -> tokio::sync::watch::Receiver<RedisState> {
+        match &self.redis {
+            Some(link) => link.state.subscribe(),
+            None => tokio::sync::watch::channel(RedisState::Off).1,
+        }
+    }
+
+    /// Connects, probes while Redis is down, and follows trust-list fan-out. Runs until
+    /// the guard is dropped.
     pub fn spawn(self: &Arc<Self>, live: LiveTrust) -> Option<TaskGuard> {
         let link = self.redis.clone()?;
+        let this = self.clone();
+        Some(TaskGuard::spawn(async move {
+            tokio::join!(link.keep_probing(), this.follow_fan_out(&link, &live));
+        }))
+    }
+
+    /// Subscribes to the fan-out channel whenever Redis is up, catches up on the newest
+    /// list, then offers every list published until the subscription breaks.
+    async fn follow_fan_out(&self, link: &RedisLink, live: &LiveTrust) {
         let channel = format!("{}trust-list", self.prefix);
         let latest = format!("{}trust-list:latest", self.prefix);
-        Some(TaskGuard::spawn(async move {
-            let mut backoff = Duration::from_millis(100);
-            loop {
-                if link.conn.read().await.is_none() {
-                    match tokio::time::timeout(Duration::from_secs(2), ConnectionManager::new(link.client.clone()))
-                        .await
-                    {
-                        Ok(Ok(conn)) => {
-                            *link.conn.write().await = Some(conn);
-                            link.up.store(true, Ordering::Relaxed);
-                            tracing::info!("redis connected");
-                        }
-                        _ => link.up.store(false, Ordering::Relaxed),
-                    }
-                }
-                // Catch up on the newest list, then follow the channel until it breaks.
-                if let Some(mut conn) = link.conn.read().await.clone() {
-                    let bytes: Result<Option<Vec<u8>>, _> =
-                        tokio::time::timeout(REDIS_TIMEOUT, redis::AsyncCommands::get(&mut conn, &latest))
-                            .await
-                            .unwrap_or_else(|_| Err(redis::RedisError::from((redis::ErrorKind::Io, "timeout"))));
-                    if let Ok(Some(bytes)) = bytes {
-                        offer(&live, &bytes);
-                    }
-                }
-                if let Ok(mut pubsub) = link.client.get_async_pubsub().await {
-                    if pubsub.subscribe(&channel).await.is_ok() {
-                        backoff = Duration::from_millis(100);
-                        let mut messages = pubsub.on_message();
-                        while let Some(msg) = futures::StreamExt::next(&mut messages).await {
-                            let bytes: Vec<u8> = msg.get_payload_bytes().to_vec();
-                            offer(&live, &bytes);
-                        }
-                    }
-                }
-                link.up.store(false, Ordering::Relaxed);
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
+        let mut states = link.state.subscribe();
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            if states.wait_for(|s| *s == RedisState::Up).await.is_err() {
+                return;
             }
-        }))
+            let subscribed = tokio::time::timeout(CONNECT_TIMEOUT, async {
+                let mut pubsub = link.client.get_async_pubsub().await?;
+                pubsub.subscribe(&channel).await?;
+                Ok::<_, redis::RedisError>(pubsub)
+            })
+            .await;
+            match subscribed {
+                Ok(Ok(mut pubsub)) => {
+                    backoff = Duration::from_millis(100);
+                    // Subscribed first, then caught up: nothing published in between is missed.
+                    let mut p = redis::pipe();
+                    p.get(&latest);
+                    if let Some((Some(bytes),)) = self.run::<(Option<Vec<u8>>,)>(&p).await {
+                        offer(live, &bytes);
+                    }
+                    let mut messages = pubsub.on_message();
+                    while let Some(msg) = futures::StreamExt::next(&mut messages).await {
+                        offer(live, msg.get_payload_bytes());
+                    }
+                    link.set_up(false, "fan-out subscription ended");
+                }
+                Ok(Err(_)) | Err(_) => link.set_up(false, "cannot subscribe to trust-list fan-out"),
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+        }
     }
 
     async fn conn(&self) -> Option<(Arc<RedisLink>, ConnectionManager)> {
@@ -148,23 +256,21 @@ impl Shared {
         Some((link, conn))
     }
 
+    /// Runs `cmd` on Redis, or returns `None` at once while Redis is known to be down
+    /// (the probe brings it back), or after [`REDIS_TIMEOUT`] on a failure.
     async fn run<T: redis::FromRedisValue>(&self, cmd: &redis::Pipeline) -> Option<T> {
+        if !self.redis.as_ref()?.is_up() {
+            return None;
+        }
         let (link, mut conn) = self.conn().await?;
         match tokio::time::timeout(REDIS_TIMEOUT, cmd.query_async::<T>(&mut conn)).await {
-            Ok(Ok(v)) => {
-                link.up.store(true, Ordering::Relaxed);
-                Some(v)
-            }
+            Ok(Ok(v)) => Some(v),
             Ok(Err(e)) => {
-                if link.up.swap(false, Ordering::Relaxed) {
-                    tracing::warn!(error = %e, "redis failing; using in-process cache and local limits");
-                }
+                link.set_up(false, &e.to_string());
                 None
             }
             Err(_) => {
-                if link.up.swap(false, Ordering::Relaxed) {
-                    tracing::warn!("redis timing out; using in-process cache and local limits");
-                }
+                link.set_up(false, "timeout");
                 None
             }
         }
@@ -213,8 +319,8 @@ impl Shared {
     }
 
     fn window_key(&self, kind: &str, subject: &str, window: Duration) -> String {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        let index = now.as_millis() / window.as_millis().max(1);
+        let now_ms = u128::try_from(self.clock.now()).unwrap_or(0) * 1000;
+        let index = now_ms / window.as_millis().max(1);
         format!("{}{kind}:{subject}:{index}", self.prefix)
     }
 
@@ -312,5 +418,123 @@ fn offer(live: &LiveTrust, bytes: &[u8]) {
             Err(e) => tracing::warn!(error = %e, "trust list from fan-out refused"),
         },
         Err(e) => tracing::warn!(error = %e, "undecodable trust list on fan-out channel"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+
+    /// A Redis stand-in on loopback: reads RESP commands, counts them by name and answers
+    /// them in order (`PING` → PONG, `GET` → nil, `INCRBY` → 1, anything else → OK) — but
+    /// only while `answering` is true; otherwise it holds the answers back, as a stalled
+    /// (SIGSTOPped, partitioned) Redis would.
+    struct StallingRedis {
+        url: String,
+        answering: tokio::sync::watch::Sender<bool>,
+        seen: Arc<Mutex<HashMap<String, u64>>>,
+    }
+
+    impl StallingRedis {
+        async fn start() -> Self {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let url = format!("redis://{}/", listener.local_addr().unwrap());
+            let answering = tokio::sync::watch::channel(true).0;
+            let seen: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
+            let (answers, counts) = (answering.clone(), seen.clone());
+            tokio::spawn(async move {
+                while let Ok((tcp, _)) = listener.accept().await {
+                    let (read, mut write) = tcp.into_split();
+                    let (queue, mut queued) = tokio::sync::mpsc::unbounded_channel::<&'static [u8]>();
+                    let counts = counts.clone();
+                    tokio::spawn(async move {
+                        let mut read = tokio::io::BufReader::new(read);
+                        while let Some(command) = read_command(&mut read).await {
+                            *counts.lock().unwrap().entry(command.to_ascii_uppercase()).or_default() += 1;
+                            let answer: &'static [u8] = match command.to_ascii_uppercase().as_str() {
+                                "PING" => b"+PONG\r\n",
+                                "GET" => b"$-1\r\n",
+                                "INCR" | "INCRBY" => b":1\r\n",
+                                _ => b"+OK\r\n",
+                            };
+                            if queue.send(answer).is_err() {
+                                break;
+                            }
+                        }
+                    });
+                    let mut answering = answers.subscribe();
+                    tokio::spawn(async move {
+                        while let Some(answer) = queued.recv().await {
+                            if answering.wait_for(|a| *a).await.is_err() || write.write_all(answer).await.is_err() {
+                                break;
+                            }
+                        }
+                    });
+                }
+            });
+            Self { url, answering, seen }
+        }
+
+        fn seen(&self, command: &str) -> u64 {
+            self.seen.lock().unwrap().get(command).copied().unwrap_or(0)
+        }
+    }
+
+    /// The name of the next RESP command (an array of bulk strings), `None` at the end.
+    async fn read_command(read: &mut (impl tokio::io::AsyncBufRead + Unpin)) -> Option<String> {
+        let mut line = String::new();
+        read.read_line(&mut line).await.ok().filter(|n| *n > 0)?;
+        let n: usize = line.trim_end().strip_prefix('*')?.parse().ok()?;
+        let mut name = None;
+        for _ in 0..n {
+            line.clear();
+            read.read_line(&mut line).await.ok()?;
+            let len: usize = line.trim_end().strip_prefix('$')?.parse().ok()?;
+            let mut arg = vec![0; len + 2];
+            read.read_exact(&mut arg).await.ok()?;
+            name.get_or_insert_with(|| String::from_utf8_lossy(&arg[..len]).into_owned());
+        }
+        name
+    }
+
+    #[tokio::test]
+    async fn while_redis_is_down_no_call_waits_on_it_and_a_probe_brings_it_back() {
+        let redis = StallingRedis::start().await;
+        let shared = Shared::with_redis("t:", &redis.url).unwrap();
+        let link = shared.redis.clone().unwrap();
+        let mut states = shared.redis_states();
+        assert!(link.probe().await, "connects to the stand-in");
+        assert_eq!(shared.redis_state(), RedisState::Up);
+        assert_eq!(shared.cache_get("t:att:x").await, None);
+        assert_eq!(shared.incr("rate", "hub-a", Duration::from_secs(60)).await, 1);
+        assert_eq!((redis.seen("GET"), redis.seen("INCRBY")), (1, 1), "served by Redis while up");
+
+        // Redis stalls: the first call waits out its timeout and marks Redis down...
+        redis.answering.send_replace(false);
+        shared.cache_put("t:att:x", b"signed", Duration::from_secs(60)).await;
+        assert_eq!(shared.redis_state(), RedisState::Degraded);
+        assert_eq!(*states.borrow_and_update(), RedisState::Degraded);
+        // ...and from then on nothing is sent to it: in-process cache and local counters.
+        let (gets, incrs) = (redis.seen("GET"), redis.seen("INCRBY"));
+        for _ in 0..20 {
+            assert_eq!(shared.cache_get("t:att:x").await.as_deref(), Some(&b"signed"[..]), "in-process copy");
+            shared.incr("rate", "hub-a", Duration::from_secs(60)).await;
+            shared.count("miss", "hub-a", Duration::from_secs(60)).await;
+        }
+        assert_eq!(
+            (redis.seen("GET"), redis.seen("INCRBY")),
+            (gets, incrs),
+            "calls waited on a Redis known to be down"
+        );
+        assert_eq!(shared.incr("rate", "hub-a", Duration::from_secs(60)).await, 21, "local counter");
+
+        // The probe finds it answering again; calls go back to Redis.
+        assert!(!link.probe().await, "a stalled Redis does not pass the probe");
+        redis.answering.send_replace(true);
+        assert!(link.probe().await, "the probe reaches Redis again");
+        states.wait_for(|s| *s == RedisState::Up).await.unwrap();
+        shared.cache_get("t:att:x").await;
+        assert_eq!(redis.seen("GET"), gets + 1, "back on Redis");
     }
 }

@@ -6,8 +6,10 @@
 //! province's own admin identity changes statuses and issues tokens (`StatusAdmin`).
 //!
 //! Layout: [`config`] (`node.toml`), [`store`] (redb tables), [`authz`] (who may call
-//! what, pure), [`service`] (the two gRPC services and their error mapping), and here
-//! [`Node`], which ties them together and serves on a bound listener until shutdown.
+//! what, pure), [`service`] (the two gRPC services and their error mapping),
+//! [`transparency`] (the status-change log), [`retention`] (purges, the sunset, deletion
+//! receipts and their metrics), and here [`Node`], which ties them together and serves
+//! on a bound listener until shutdown.
 
 #![forbid(unsafe_code)]
 
@@ -66,6 +68,7 @@ pub struct Node {
     inner: Arc<Inner>,
     tls: Arc<TlsIdentity>,
     gateway: Option<String>,
+    meter: Option<opentelemetry::metrics::Meter>,
 }
 
 impl std::fmt::Debug for Node {
@@ -112,7 +115,14 @@ impl Node {
             sunset: std::sync::atomic::AtomicBool::new(sunset_done),
             reports,
         });
-        Ok(Self { inner, tls: Arc::new(tls), gateway: None })
+        Ok(Self { inner, tls: Arc::new(tls), gateway: None, meter: None })
+    }
+
+    /// Records the node's metrics (purge progress, certificate, key and trust-list
+    /// expiry) with `meter` instead of the global meter provider's `huren-node` meter.
+    pub fn with_meter(mut self, meter: opentelemetry::metrics::Meter) -> Self {
+        self.meter = Some(meter);
+        self
     }
 
     /// Keeps the trust list in step with a gateway's `TrustRegistry.Watch` while serving.
@@ -172,16 +182,28 @@ impl Node {
         })
     }
 
-    /// One line for `/readyz`.
+    /// One line for `/readyz`: the trust list in force and what is degraded.
     pub fn health(&self) -> String {
+        self.readiness().1
+    }
+
+    /// What `/readyz` answers: serving (false once the sunset purge has run) and one
+    /// line of detail. A trust list past its `next_update` is stale: the node keeps
+    /// serving on it (degrade, don't stop) and says so.
+    pub fn readiness(&self) -> (bool, String) {
         let trust = self.inner.trust.current();
         let sunset = self.inner.sunset.load(std::sync::atomic::Ordering::SeqCst);
-        format!(
-            "province {}; trust list {}{}",
-            self.inner.province,
-            trust.sequence(),
-            if sunset { "; sunset" } else { "" }
-        )
+        let overdue = self.inner.settings.clock.now() - trust.raw().next_update;
+        let mut line = format!("province {}; trust list {}", self.inner.province, trust.sequence());
+        if overdue > 0 {
+            line.push_str(&format!(
+                "; DEGRADED: trust list stale (next_update passed {overdue} s ago), serving on the last good copy"
+            ));
+        }
+        if sunset {
+            line.push_str("; sunset: not serving, subject data deleted");
+        }
+        (!sunset, line)
     }
 
     /// What each retention run (or the sunset) deleted, as it happens.
@@ -191,7 +213,7 @@ impl Node {
 
     /// Runs retention on every tick and on every trust-list change; carries out a sunset
     /// order once it is in force and hands the receipt in until the gateway takes it.
-    fn spawn_retention(&self) -> Result<TaskGuard, StartError> {
+    fn spawn_retention(&self, metrics: retention::PurgeMetrics) -> Result<TaskGuard, StartError> {
         let inner = self.inner.clone();
         let registry = match &self.gateway {
             Some(gateway) => {
@@ -216,15 +238,17 @@ impl Node {
                     if handed_in {
                         continue;
                     }
-                    let work = inner.clone();
-                    let receipt = tokio::task::spawn_blocking(move || sunset(&work, now)).await;
+                    let (work, m) = (inner.clone(), metrics.clone());
+                    let receipt = tokio::task::spawn_blocking(move || sunset(&work, &m, now)).await;
                     let receipt = match receipt {
                         Ok(Ok(r)) => r,
                         Ok(Err(e)) => {
+                            metrics.failed("sunset");
                             tracing::error!(error = %e, "sunset purge failed; will retry");
                             continue;
                         }
                         Err(e) => {
+                            metrics.failed("sunset");
                             tracing::error!(error = %e, "sunset task failed; will retry");
                             continue;
                         }
@@ -245,20 +269,25 @@ impl Node {
                     continue;
                 }
                 let plan = retention::retention_plan(&trust, now);
-                let store = inner.store.clone();
-                match tokio::task::spawn_blocking(move || store.purge(&plan, &mut |_| {})).await {
+                let (store, m) = (inner.store.clone(), metrics.clone());
+                match tokio::task::spawn_blocking(move || store.purge(&plan, &mut |n| m.progress(n))).await {
                     Ok(Ok(outcome)) => {
-                        if outcome.total() > 0 {
-                            tracing::info!(deleted = ?outcome.counts, "retention purge");
+                        let total = outcome.total();
+                        let report = retention::PurgeReport { time: now, reason: "retention", deleted: outcome.counts };
+                        metrics.completed(&report);
+                        if total > 0 {
+                            tracing::info!(deleted = ?report.deleted, "retention purge");
                         }
-                        inner.reports.send_replace(retention::PurgeReport {
-                            time: now,
-                            reason: "retention",
-                            deleted: outcome.counts,
-                        });
+                        inner.reports.send_replace(report);
                     }
-                    Ok(Err(e)) => tracing::error!(error = %e, "retention purge failed"),
-                    Err(e) => tracing::error!(error = %e, "retention task failed"),
+                    Ok(Err(e)) => {
+                        metrics.failed("retention");
+                        tracing::error!(error = %e, "retention purge failed")
+                    }
+                    Err(e) => {
+                        metrics.failed("retention");
+                        tracing::error!(error = %e, "retention task failed")
+                    }
                 }
             }
         }))
@@ -275,8 +304,11 @@ impl Node {
             Some(gateway) => Some(live::follow(self.inner.trust.clone(), gateway, &self.tls)?),
             None => None,
         };
+        let meter = self.meter.clone().unwrap_or_else(|| opentelemetry::global::meter("huren-node"));
+        expiry::register_gauges(&meter, Some((*self.tls).clone()), self.inner.trust.clone());
+        let metrics = retention::PurgeMetrics::new(&meter, &self.inner.province);
         let _keys = self.spawn_key_watcher();
-        let _retention = self.spawn_retention()?;
+        let _retention = self.spawn_retention(metrics)?;
         let _expiry = expiry::spawn_monitor(Some((*self.tls).clone()), self.inner.trust.clone(), EXPIRY_CHECK_EVERY);
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<pb::attestation_server::AttestationServer<AttestationService>>().await;
@@ -313,7 +345,7 @@ impl Node {
 }
 
 /// Purges everything (once) and returns the sunset receipt, kept in the store.
-fn sunset(inner: &Inner, now: i64) -> Result<pb::SignedDeletionReceipt, NodeError> {
+fn sunset(inner: &Inner, metrics: &retention::PurgeMetrics, now: i64) -> Result<pb::SignedDeletionReceipt, NodeError> {
     use prost::Message as _;
     if let Some(bytes) = inner.store.sunset_receipt()? {
         inner.sunset.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -331,16 +363,18 @@ fn sunset(inner: &Inner, now: i64) -> Result<pb::SignedDeletionReceipt, NodeErro
         &plan,
         "sunset",
         now,
-        &mut |_| {},
+        &mut |n| metrics.progress(n),
     )?;
     inner.store.put_sunset_receipt(&receipt.encode_to_vec())?;
     tracing::warn!(province = %inner.province, "federation sunset: all subject data purged, receipt signed");
     let report = pb::DeletionReceipt::decode(receipt.receipt.as_slice()).unwrap_or_default();
-    inner.reports.send_replace(retention::PurgeReport {
+    let report = retention::PurgeReport {
         time: now,
         reason: "sunset",
         deleted: report.counts.iter().map(|c| (kind_label(&c.kind), c.count)).collect(),
-    });
+    };
+    metrics.completed(&report);
+    inner.reports.send_replace(report);
     Ok(receipt)
 }
 

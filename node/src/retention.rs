@@ -9,11 +9,19 @@
 //!   record (and the commitment salt), signs a [`pb::DeletionReceipt`] and hands it in
 //!   to the gateway until acknowledged. The receipt is kept in the store, so a restart
 //!   hands it in again rather than losing it.
+//! - Every receipt carries RFC 9162 consistency proofs from the sizes of the tree heads
+//!   the node signed before (see [`Store::record_signed_size`]) to its final head, so an
+//!   auditor's saved head can be checked against the final log after the leaf hashes are
+//!   gone; and after a receipted purge the store file is rewritten ([`Store::rewrite`]),
+//!   so no byte of a deleted record stays on disk in it.
+//! - [`PurgeMetrics`]: what the purges did, as metrics (kinds, reasons, counts, times).
 
 use std::collections::BTreeMap;
 
 use huren_pki::{ProvinceCode, TrustList};
 use huren_proto::pb;
+use opentelemetry::metrics::{Counter, Gauge, Meter};
+use opentelemetry::KeyValue;
 
 use crate::keys::KeyRing;
 use crate::service::NodeError;
@@ -26,6 +34,77 @@ pub struct PurgeReport {
     pub time: i64,
     pub reason: &'static str,
     pub deleted: BTreeMap<&'static str, u64>,
+}
+
+/// Record kinds a purge counts (see [`crate::store::PurgeOutcome`]).
+pub const KINDS: [&str; 3] = ["status", "token", "log_entry"];
+
+/// Purge progress as OpenTelemetry instruments. Labels: province, kind, reason
+/// (retention, sunset; a manual purge runs with the node stopped), outcome — never a
+/// subject, token or record.
+#[derive(Clone)]
+pub struct PurgeMetrics {
+    province: KeyValue,
+    purged: Counter<u64>,
+    runs: Counter<u64>,
+    last_run: Gauge<i64>,
+    progress: Gauge<u64>,
+}
+
+impl std::fmt::Debug for PurgeMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PurgeMetrics").finish_non_exhaustive()
+    }
+}
+
+impl PurgeMetrics {
+    pub fn new(meter: &Meter, province: &ProvinceCode) -> Self {
+        Self {
+            province: KeyValue::new("province", province.to_string()),
+            purged: meter
+                .u64_counter("huren_node_purged_records")
+                .with_description("Records deleted by the running node, by kind and reason (retention, sunset)")
+                .build(),
+            runs: meter
+                .u64_counter("huren_node_purge_runs")
+                .with_description("Purge runs by reason and outcome (ok, failed)")
+                .build(),
+            last_run: meter
+                .i64_gauge("huren_node_purge_last_run_timestamp")
+                .with_description("Node clock (Unix seconds) at the last completed purge run, by reason")
+                .with_unit("s")
+                .build(),
+            progress: meter
+                .u64_gauge("huren_node_purge_progress_records")
+                .with_description("Records deleted so far by the purge under way (0 between runs)")
+                .build(),
+        }
+    }
+
+    /// A run that completed: its deletions per kind (zeros included, so every series
+    /// exists from the first run), the run and its time.
+    pub fn completed(&self, report: &PurgeReport) {
+        let reason = KeyValue::new("reason", report.reason);
+        for kind in KINDS {
+            let n = report.deleted.get(kind).copied().unwrap_or(0);
+            self.purged.add(n, &[self.province.clone(), reason.clone(), KeyValue::new("kind", kind)]);
+        }
+        self.runs.add(1, &[self.province.clone(), reason.clone(), KeyValue::new("outcome", "ok")]);
+        self.last_run.record(report.time, &[self.province.clone(), reason]);
+        self.progress.record(0, std::slice::from_ref(&self.province));
+    }
+
+    /// A run that failed (it is retried at the next tick).
+    pub fn failed(&self, reason: &'static str) {
+        let labels = [self.province.clone(), KeyValue::new("reason", reason), KeyValue::new("outcome", "failed")];
+        self.runs.add(1, &labels);
+        self.progress.record(0, std::slice::from_ref(&self.province));
+    }
+
+    /// Records deleted so far by the run under way.
+    pub fn progress(&self, deleted: u64) {
+        self.progress.record(deleted, std::slice::from_ref(&self.province));
+    }
 }
 
 /// The plan the retention policy calls for at `now`.
@@ -43,7 +122,8 @@ fn counts(map: &BTreeMap<&'static str, u64>) -> Vec<pb::DeletedCount> {
     map.iter().map(|(k, v)| pb::DeletedCount { kind: k.to_string(), count: *v }).collect()
 }
 
-/// Signs a receipt for a purge that has happened.
+/// Signs a receipt for a purge that has happened (`consistency`: proofs from earlier
+/// signed sizes to `final_tree_head`, see [`Store::consistency_proofs`]).
 #[allow(clippy::too_many_arguments)]
 pub fn receipt(
     store: &Store,
@@ -53,6 +133,7 @@ pub fn receipt(
     reason: &str,
     outcome: &PurgeOutcome,
     final_tree_head: pb::SignedTreeHead,
+    consistency: Vec<pb::ConsistencyFrom>,
     now: i64,
 ) -> Result<pb::SignedDeletionReceipt, NodeError> {
     let key = keys.signing_key(trust, province, now).ok_or_else(|| {
@@ -71,10 +152,11 @@ pub fn receipt(
         deleted_root: outcome.deleted.root().to_vec(),
         final_tree_head: Some(final_tree_head),
         remaining: counts(&remaining),
+        consistency,
     }))
 }
 
-/// The log's tree head, signed.
+/// The log's tree head, signed (and its size remembered, see [`Store::record_signed_size`]).
 pub fn tree_head(
     store: &Store,
     keys: &KeyRing,
@@ -86,15 +168,20 @@ pub fn tree_head(
     let key = keys
         .signing_key(trust, province, now)
         .ok_or_else(|| NodeError::Unavailable(format!("no active attestation key for province {province}")))?;
-    Ok(key.sign_tree_head(&pb::TreeHead {
+    let signed = key.sign_tree_head(&pb::TreeHead {
         province: province.to_string(),
         tree_size: size,
         root_hash: root.to_vec(),
         timestamp: now,
-    }))
+    });
+    store.record_signed_size(size)?;
+    Ok(signed)
 }
 
-/// Purges per `plan` and returns a signed receipt (`reason`: "manual", "sunset", …).
+/// Purges per `plan` and returns a signed receipt (`reason`: "manual", "sunset", …):
+/// signs the final tree head, proves consistency to it from every remembered signed size
+/// while the leaf hashes are still there, deletes, rewrites the store file so no deleted
+/// byte remains in it, and counts what is left.
 #[allow(clippy::too_many_arguments)]
 pub fn purge_with_receipt(
     store: &Store,
@@ -107,6 +194,15 @@ pub fn purge_with_receipt(
     progress: &mut dyn FnMut(u64),
 ) -> Result<pb::SignedDeletionReceipt, NodeError> {
     let head = tree_head(store, keys, trust, province, now)?;
+    let size = <pb::TreeHead as prost::Message>::decode(head.tree_head.as_slice())
+        .map_err(|e| NodeError::Join(format!("own tree head does not decode: {e}")))?
+        .tree_size;
+    let consistency = store
+        .consistency_proofs(size)?
+        .into_iter()
+        .map(|(old_size, proof)| pb::ConsistencyFrom { old_size, hashes: proof.iter().map(|h| h.to_vec()).collect() })
+        .collect();
     let outcome = store.purge(plan, progress)?;
-    receipt(store, keys, trust, province, reason, &outcome, head, now)
+    store.rewrite()?;
+    receipt(store, keys, trust, province, reason, &outcome, head, consistency, now)
 }

@@ -6,17 +6,21 @@
 //! number or contact detail is ever stored here, and tokens are kept only as digests.
 //! Every write is a durable redb transaction: once a call returns, the change survives a
 //! crash.
+//!
+//! redb reuses freed pages but never wipes them, so a deleted record's bytes can stay in
+//! the file. [`Store::rewrite`] (run after every manual purge and the sunset) copies what
+//! is still live into a fresh file, puts it in place and overwrites the old file's bytes.
 
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use huren_proto::pb;
 pub use huren_translog::Frontier;
 use huren_translog::{Hash, LeafSource, ProofError};
 use prost::Message;
 use redb::{
-    Database, MultimapTableDefinition, ReadOnlyTable, ReadableTable, ReadableTableMetadata, TableDefinition,
-    WriteTransaction,
+    Database, MultimapTableDefinition, ReadOnlyTable, ReadTransaction, ReadableMultimapTable, ReadableTable,
+    ReadableTableMetadata, TableDefinition, WriteTransaction,
 };
 use sha2::{Digest, Sha256};
 
@@ -28,8 +32,19 @@ const LOG_ENTRIES: TableDefinition<u64, &[u8]> = TableDefinition::new("log_entri
 const LOG_HASHES: TableDefinition<u64, &[u8]> = TableDefinition::new("log_hashes");
 /// Subject commitment → its log indices.
 const SUBJECT_LOG: MultimapTableDefinition<&[u8], u64> = MultimapTableDefinition::new("subject_log");
-/// "salt" (node-secret commitment salt), "frontier" (the log's right edge).
+/// "salt" (node-secret commitment salt), "frontier" (the log's right edge),
+/// "first_available", "signed_sizes" (sizes of tree heads signed), "sunset_receipt".
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+/// Tree sizes of the most recent signed heads the store remembers, all kept.
+pub const RECENT_SIGNED_SIZES: usize = 32;
+/// Older signed sizes remembered besides, thinned to stay spread over the log's history.
+pub const OLDER_SIGNED_SIZES: usize = 32;
+
+/// Bytes that every stored status record and log entry carries (the authority's
+/// identity URI): where they turn up in a store file that holds no record, bytes of a
+/// deleted record remain. See `huren audit scan`.
+pub const RECORD_MARKERS: &[&[u8]] = &[b"spiffe://"];
 
 /// Current status of one subject.
 #[derive(Clone, PartialEq, Message)]
@@ -79,7 +94,9 @@ fn backend(e: impl std::fmt::Display) -> StoreError {
 /// Handle to the redb store; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    db: Arc<Database>,
+    /// Replaced whole by [`Store::rewrite`]; everything else only reads the lock.
+    db: Arc<RwLock<Database>>,
+    path: Arc<PathBuf>,
     salt: Arc<[u8; 32]>,
 }
 
@@ -153,6 +170,8 @@ impl Store {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
         }
+        // A rewrite interrupted before its file was put in place left only a partial copy.
+        let _ = std::fs::remove_file(rewrite_path(path));
         let db = Database::create(path).map_err(|e| open_err(e.to_string()))?;
         let tx = db.begin_write().map_err(backend)?;
         tx.open_table(SUBJECTS).map_err(backend)?;
@@ -176,7 +195,19 @@ impl Store {
             }
         };
         tx.commit().map_err(backend)?;
-        Ok(Self { db: Arc::new(db), salt: Arc::new(salt) })
+        Ok(Self { db: Arc::new(RwLock::new(db)), path: Arc::new(path.to_owned()), salt: Arc::new(salt) })
+    }
+
+    fn db(&self) -> RwLockReadGuard<'_, Database> {
+        self.db.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn begin_read(&self) -> Result<ReadTransaction, StoreError> {
+        self.db().begin_read().map_err(backend)
+    }
+
+    fn begin_write(&self) -> Result<WriteTransaction, StoreError> {
+        self.db().begin_write().map_err(backend)
     }
 
     /// The subject commitment logged for `subject_ref`: SHA-256 over a domain label, the
@@ -191,7 +222,7 @@ impl Store {
 
     /// Size and root of the transparency log.
     pub fn log_head(&self) -> Result<(u64, Hash), StoreError> {
-        let tx = self.db.begin_read().map_err(backend)?;
+        let tx = self.begin_read()?;
         let meta = tx.open_table(META).map_err(backend)?;
         let frontier = match meta.get("frontier").map_err(backend)? {
             Some(v) => Frontier::from_bytes(v.value()).map_err(|e| StoreError::Corrupt(e.to_string()))?,
@@ -205,7 +236,7 @@ impl Store {
         if size > current {
             return Err(StoreError::Range(format!("tree size {size} exceeds the log size {current}")));
         }
-        let tx = self.db.begin_read().map_err(backend)?;
+        let tx = self.begin_read()?;
         Ok(TxLeaves { table: tx.open_table(LOG_HASHES).map_err(backend)?, size })
     }
 
@@ -226,7 +257,7 @@ impl Store {
 
     /// Encoded log entries `[start, end)`.
     pub fn log_entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StoreError> {
-        let tx = self.db.begin_read().map_err(backend)?;
+        let tx = self.begin_read()?;
         let table = tx.open_table(LOG_ENTRIES).map_err(backend)?;
         let mut out = Vec::new();
         for item in table.range(start..end).map_err(backend)? {
@@ -238,7 +269,7 @@ impl Store {
 
     /// Log indices of a subject's entries.
     pub fn subject_log(&self, commitment: &[u8; 32]) -> Result<Vec<u64>, StoreError> {
-        let tx = self.db.begin_read().map_err(backend)?;
+        let tx = self.begin_read()?;
         let table = tx.open_multimap_table(SUBJECT_LOG).map_err(backend)?;
         let mut out = Vec::new();
         for v in table.get(commitment.as_slice()).map_err(backend)? {
@@ -249,7 +280,7 @@ impl Store {
 
     /// Replaces a subject's status; returns the new per-subject version.
     pub fn upsert(&self, subject_ref: &str, mut record: StatusRecord) -> Result<u64, StoreError> {
-        let tx = self.db.begin_write().map_err(backend)?;
+        let tx = self.begin_write()?;
         let version = {
             let mut table = tx.open_table(SUBJECTS).map_err(backend)?;
             let previous = match table.get(subject_ref).map_err(backend)? {
@@ -269,7 +300,7 @@ impl Store {
     /// Replaces many subjects' statuses in one durable transaction (bulk ingest);
     /// returns each subject's new version, in order.
     pub fn upsert_batch(&self, batch: Vec<(String, StatusRecord)>) -> Result<Vec<u64>, StoreError> {
-        let tx = self.db.begin_write().map_err(backend)?;
+        let tx = self.begin_write()?;
         let mut versions = Vec::with_capacity(batch.len());
         let mut entries = Vec::with_capacity(batch.len());
         {
@@ -291,7 +322,7 @@ impl Store {
     }
 
     pub fn status(&self, subject_ref: &str) -> Result<Option<StatusRecord>, StoreError> {
-        let tx = self.db.begin_read().map_err(backend)?;
+        let tx = self.begin_read()?;
         let table = tx.open_table(SUBJECTS).map_err(backend)?;
         match table.get(subject_ref).map_err(backend)? {
             Some(v) => Ok(Some(StatusRecord::decode(v.value()).map_err(|e| StoreError::Corrupt(e.to_string()))?)),
@@ -301,7 +332,7 @@ impl Store {
 
     /// Records a token digest for a subject.
     pub fn put_token(&self, digest: &[u8; 32], record: &TokenRecord) -> Result<(), StoreError> {
-        let tx = self.db.begin_write().map_err(backend)?;
+        let tx = self.begin_write()?;
         {
             let mut table = tx.open_table(TOKENS).map_err(backend)?;
             table.insert(digest.as_slice(), record.encode_to_vec().as_slice()).map_err(backend)?;
@@ -310,7 +341,7 @@ impl Store {
     }
 
     pub fn token(&self, digest: &[u8; 32]) -> Result<Option<TokenRecord>, StoreError> {
-        let tx = self.db.begin_read().map_err(backend)?;
+        let tx = self.begin_read()?;
         let table = tx.open_table(TOKENS).map_err(backend)?;
         match table.get(digest.as_slice()).map_err(backend)? {
             Some(v) => Ok(Some(TokenRecord::decode(v.value()).map_err(|e| StoreError::Corrupt(e.to_string()))?)),
@@ -320,7 +351,7 @@ impl Store {
 
     /// Number of subjects held.
     pub fn subject_count(&self) -> Result<u64, StoreError> {
-        let tx = self.db.begin_read().map_err(backend)?;
+        let tx = self.begin_read()?;
         let table = tx.open_table(SUBJECTS).map_err(backend)?;
         table.len().map_err(backend)
     }
@@ -376,19 +407,77 @@ fn deletion_leaf(kind: &str, key: &[u8], record: &[u8]) -> Hash {
     huren_translog::leaf_hash(&data)
 }
 
+fn rewrite_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".rewrite");
+    path.with_file_name(name)
+}
+
+fn copy_table<K: redb::Key + 'static, V: redb::Value + 'static>(
+    from: &ReadTransaction,
+    to: &WriteTransaction,
+    table: TableDefinition<K, V>,
+) -> Result<(), StoreError> {
+    let source = from.open_table(table).map_err(backend)?;
+    let mut target = to.open_table(table).map_err(backend)?;
+    for item in source.iter().map_err(backend)? {
+        let (key, value) = item.map_err(backend)?;
+        target.insert(key.value(), value.value()).map_err(backend)?;
+    }
+    Ok(())
+}
+
+/// Overwrites a file's every byte with zeros and syncs it.
+fn wipe(mut file: std::fs::File) -> std::io::Result<()> {
+    use std::io::{Seek, Write};
+    let len = file.metadata()?.len();
+    file.seek(std::io::SeekFrom::Start(0))?;
+    let zeros = vec![0u8; 1 << 20];
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(zeros.len() as u64) as usize;
+        file.write_all(&zeros[..n])?;
+        left -= n as u64;
+    }
+    file.sync_all()
+}
+
+fn encode_sizes(sizes: &[u64]) -> Vec<u8> {
+    sizes.iter().flat_map(|s| s.to_be_bytes()).collect()
+}
+
+fn decode_sizes(bytes: &[u8]) -> Result<Vec<u64>, StoreError> {
+    let chunks = bytes.chunks_exact(8);
+    if !chunks.remainder().is_empty() {
+        return Err(StoreError::Corrupt("signed_sizes".into()));
+    }
+    Ok(chunks.map(|c| u64::from_be_bytes(c.try_into().unwrap_or_default())).collect())
+}
+
+/// Keeps at most [`RECENT_SIGNED_SIZES`] + [`OLDER_SIGNED_SIZES`] sizes (ascending): the
+/// newest all, and of the older ones the first and those that leave the smallest gap
+/// when dropped go first, so what stays is spread over the log's history.
+fn thin_sizes(sizes: &mut Vec<u64>) {
+    while sizes.len() > RECENT_SIGNED_SIZES + OLDER_SIGNED_SIZES {
+        let older = sizes.len() - RECENT_SIGNED_SIZES;
+        let drop = (1..older).min_by_key(|&i| sizes[i + 1] - sizes[i - 1]).unwrap_or(0);
+        sizes.remove(drop);
+    }
+}
+
 /// Deletions per write transaction during a purge.
 const PURGE_BATCH: usize = 10_000;
 
 impl Store {
     /// Keeps the sunset's deletion receipt (no subject data) so it survives restarts.
     pub fn put_sunset_receipt(&self, receipt: &[u8]) -> Result<(), StoreError> {
-        let tx = self.db.begin_write().map_err(backend)?;
+        let tx = self.begin_write()?;
         tx.open_table(META).map_err(backend)?.insert("sunset_receipt", receipt).map_err(backend)?;
         tx.commit().map_err(backend)
     }
 
     pub fn sunset_receipt(&self) -> Result<Option<Vec<u8>>, StoreError> {
-        let tx = self.db.begin_read().map_err(backend)?;
+        let tx = self.begin_read()?;
         let meta = tx.open_table(META).map_err(backend)?;
         let value = meta.get("sunset_receipt").map_err(backend)?.map(|v| v.value().to_vec());
         Ok(value)
@@ -396,7 +485,7 @@ impl Store {
 
     /// Index of the oldest log entry still held (entries before it were purged).
     pub fn log_first_available(&self) -> Result<u64, StoreError> {
-        let tx = self.db.begin_read().map_err(backend)?;
+        let tx = self.begin_read()?;
         let meta = tx.open_table(META).map_err(backend)?;
         let value = meta.get("first_available").map_err(backend)?.map(|v| v.value().to_vec());
         match value {
@@ -409,13 +498,108 @@ impl Store {
 
     /// Leaf hashes `[start, end)` (held even for purged entries, until a sunset).
     pub fn leaf_hashes(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StoreError> {
-        let tx = self.db.begin_read().map_err(backend)?;
+        let tx = self.begin_read()?;
         let table = tx.open_table(LOG_HASHES).map_err(backend)?;
         let mut out = Vec::new();
         for item in table.range(start..end).map_err(backend)? {
             out.push(item.map_err(backend)?.1.value().to_vec());
         }
         Ok(out)
+    }
+
+    /// Remembers that a tree head of `size` entries was signed, so that a later deletion
+    /// receipt can prove consistency from it. Sizes only; the newest
+    /// [`RECENT_SIGNED_SIZES`] are all kept and at most [`OLDER_SIGNED_SIZES`] older ones,
+    /// thinned where they lie closest together. Writes only for a size not yet kept.
+    pub fn record_signed_size(&self, size: u64) -> Result<(), StoreError> {
+        if size == 0 || self.signed_sizes()?.contains(&size) {
+            return Ok(());
+        }
+        let tx = self.begin_write()?;
+        {
+            let mut meta = tx.open_table(META).map_err(backend)?;
+            let mut sizes = match meta.get("signed_sizes").map_err(backend)? {
+                Some(v) => decode_sizes(v.value())?,
+                None => Vec::new(),
+            };
+            if let Err(at) = sizes.binary_search(&size) {
+                sizes.insert(at, size);
+                thin_sizes(&mut sizes);
+                meta.insert("signed_sizes", encode_sizes(&sizes).as_slice()).map_err(backend)?;
+            }
+        }
+        tx.commit().map_err(backend)
+    }
+
+    /// Sizes of signed tree heads remembered, ascending.
+    pub fn signed_sizes(&self) -> Result<Vec<u64>, StoreError> {
+        let tx = self.begin_read()?;
+        let meta = tx.open_table(META).map_err(backend)?;
+        let value = meta.get("signed_sizes").map_err(backend)?.map(|v| v.value().to_vec());
+        value.map_or(Ok(Vec::new()), |bytes| decode_sizes(&bytes))
+    }
+
+    /// RFC 9162 consistency proofs from every remembered signed size below `size` to the
+    /// tree of `size` entries, read in one transaction. A size whose leaf hashes are gone
+    /// (after an earlier purge of everything) is left out.
+    pub fn consistency_proofs(&self, size: u64) -> Result<Vec<(u64, Vec<Hash>)>, StoreError> {
+        let leaves = self.leaves(size)?;
+        let mut out = Vec::new();
+        for old in self.signed_sizes()?.into_iter().filter(|s| *s < size) {
+            match huren_translog::consistency_proof_from(old, &leaves) {
+                Ok(proof) => out.push((old, proof)),
+                Err(ProofError::Source(e)) => {
+                    tracing::warn!(old_size = old, error = %e, "no consistency proof from a signed size: leaves missing")
+                }
+                Err(e) => return Err(StoreError::Corrupt(e.to_string())),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Replaces the store file by a fresh one holding only what is still live, then
+    /// overwrites every byte of the old file with zeros: redb never wipes freed pages, so
+    /// without this a deleted record's bytes would stay in the file until reused. Runs
+    /// exclusively (calls wait); crash-safe (the fresh file is complete before an atomic
+    /// rename puts it in place). Copies everything still held, so it costs a full pass.
+    pub fn rewrite(&self) -> Result<(), StoreError> {
+        let mut db = self.db.write().unwrap_or_else(|e| e.into_inner());
+        let path = self.path.as_path();
+        let fresh_path = rewrite_path(path);
+        let io =
+            |what: &str, e: std::io::Error| StoreError::Backend(format!("rewriting {}: {what}: {e}", path.display()));
+        let _ = std::fs::remove_file(&fresh_path);
+        let fresh = Database::create(&fresh_path).map_err(backend)?;
+        {
+            let from = db.begin_read().map_err(backend)?;
+            let to = fresh.begin_write().map_err(backend)?;
+            copy_table(&from, &to, SUBJECTS)?;
+            copy_table(&from, &to, TOKENS)?;
+            copy_table(&from, &to, LOG_ENTRIES)?;
+            copy_table(&from, &to, LOG_HASHES)?;
+            copy_table(&from, &to, META)?;
+            {
+                let source = from.open_multimap_table(SUBJECT_LOG).map_err(backend)?;
+                let mut target = to.open_multimap_table(SUBJECT_LOG).map_err(backend)?;
+                for item in source.iter().map_err(backend)? {
+                    let (key, values) = item.map_err(backend)?;
+                    for value in values {
+                        target.insert(key.value(), value.map_err(backend)?.value()).map_err(backend)?;
+                    }
+                }
+            }
+            to.commit().map_err(backend)?;
+        }
+        // Held open across the rename: the old bytes are overwritten through it once redb
+        // has let go of them (closing a database writes to its file). The fresh database
+        // stays open too, so nothing can fail between the rename and the swap.
+        let old = std::fs::OpenOptions::new().write(true).open(path).map_err(|e| io("opening the old file", e))?;
+        std::fs::rename(&fresh_path, path).map_err(|e| io("putting the fresh file in place", e))?;
+        *db = fresh;
+        if let Some(dir) = path.parent() {
+            std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io("syncing the folder", e))?;
+        }
+        wipe(old).map_err(|e| io("overwriting the old file", e))
     }
 
     /// What a store file holds, read without changing it (for `huren audit scan`: the
@@ -428,7 +612,7 @@ impl Store {
 
     /// Records held, by kind: status, token, log_entry, log_hash, subject_index, salt.
     pub fn counts(&self) -> Result<std::collections::BTreeMap<&'static str, u64>, StoreError> {
-        Self::counts_in(&self.db)
+        Self::counts_in(&self.db())
     }
 
     fn counts_in(db: &Database) -> Result<std::collections::BTreeMap<&'static str, u64>, StoreError> {
@@ -449,7 +633,7 @@ impl Store {
         let mut out = PurgeOutcome::default();
         // Statuses.
         loop {
-            let tx = self.db.begin_write().map_err(backend)?;
+            let tx = self.begin_write()?;
             let mut batch = Vec::new();
             {
                 let mut table = tx.open_table(SUBJECTS).map_err(backend)?;
@@ -476,7 +660,7 @@ impl Store {
         }
         // Tokens.
         loop {
-            let tx = self.db.begin_write().map_err(backend)?;
+            let tx = self.begin_write()?;
             let mut batch = Vec::new();
             {
                 let mut table = tx.open_table(TOKENS).map_err(backend)?;
@@ -504,7 +688,7 @@ impl Store {
         // Log entries, oldest first; their leaf hashes stay unless everything goes.
         loop {
             let first = self.log_first_available()?;
-            let tx = self.db.begin_write().map_err(backend)?;
+            let tx = self.begin_write()?;
             let deleted;
             let mut next = first;
             {
@@ -539,7 +723,7 @@ impl Store {
             }
         }
         if plan.everything {
-            let tx = self.db.begin_write().map_err(backend)?;
+            let tx = self.begin_write()?;
             tx.delete_table(LOG_HASHES).map_err(backend)?;
             tx.delete_multimap_table(SUBJECT_LOG).map_err(backend)?;
             tx.open_table(LOG_HASHES).map_err(backend)?;
@@ -574,5 +758,71 @@ mod tests {
         let batch = (0..100).map(|i| (format!("s-{i}"), StatusRecord { status: 1, ..Default::default() })).collect();
         assert_eq!(store.upsert_batch(batch).unwrap(), vec![1; 100]);
         assert_eq!(store.subject_count().unwrap(), 101);
+    }
+
+    #[test]
+    fn signed_sizes_keep_the_newest_and_a_spread_of_older_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb")).unwrap();
+        store.record_signed_size(0).unwrap();
+        assert!(store.signed_sizes().unwrap().is_empty(), "the empty tree needs no proof");
+        for size in 1..=1000 {
+            store.record_signed_size(size).unwrap();
+            store.record_signed_size(size).unwrap();
+        }
+        let sizes = store.signed_sizes().unwrap();
+        assert_eq!(sizes.len(), RECENT_SIGNED_SIZES + OLDER_SIGNED_SIZES);
+        assert!(sizes.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(sizes[0], 1, "the oldest stays");
+        assert_eq!(sizes[OLDER_SIGNED_SIZES..], (969..=1000).collect::<Vec<_>>()[..], "the newest all stay");
+        let widest = sizes[..=OLDER_SIGNED_SIZES].windows(2).map(|w| w[1] - w[0]).max().unwrap();
+        assert!(widest <= 64, "older sizes are spread out, not bunched: widest gap {widest}");
+    }
+
+    #[test]
+    fn rewrite_leaves_no_byte_of_a_deleted_record_in_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let store = Store::open(&path).unwrap();
+        let record = StatusRecord {
+            status: 1,
+            authority: "spiffe://huren.gov/province/340000/admin".into(),
+            ..Default::default()
+        };
+        for i in 0..50 {
+            store.upsert(&format!("subject-ref-{i:04}"), record.clone()).unwrap();
+        }
+        for i in 0..300u16 {
+            let mut digest = [9; 32];
+            digest[..2].copy_from_slice(&i.to_be_bytes());
+            store.put_token(&digest, &TokenRecord { subject_ref: format!("token-ref-{i:04}"), expires_at: 5 }).unwrap();
+        }
+        store.record_signed_size(50).unwrap();
+        let holds = |needle: &[u8]| std::fs::read(&path).unwrap().windows(needle.len()).any(|w| w == needle);
+
+        // A partial purge: the tokens go, their bytes stay in freed pages until the rewrite.
+        let plan = PurgePlan { tokens_expired_before: Some(10), ..Default::default() };
+        store.purge(&plan, &mut |_| {}).unwrap();
+        assert!(holds(b"token-ref-"), "redb keeps freed bytes, or this test would prove nothing");
+        store.rewrite().unwrap();
+        assert!(!holds(b"token-ref-"), "a deleted token's bytes remain in the file");
+        assert!(holds(b"subject-ref-0049"), "live records are carried over");
+        assert_eq!((store.subject_count().unwrap(), store.log_head().unwrap().0), (50, 50));
+
+        // Everything: no subject reference, no record is left in the file.
+        store.purge(&PurgePlan { everything: true, ..Default::default() }, &mut |_| {}).unwrap();
+        assert!(holds(RECORD_MARKERS[0]), "redb keeps freed bytes, or this test would prove nothing");
+        store.rewrite().unwrap();
+        for needle in [&b"subject-ref-00"[..], RECORD_MARKERS[0]] {
+            assert!(!holds(needle), "{} remains in the file", String::from_utf8_lossy(needle));
+        }
+        assert_eq!(store.log_head().unwrap().0, 50, "the log's frontier stays");
+        assert_eq!(store.signed_sizes().unwrap(), [50]);
+
+        // The store works on after a rewrite, and across a reopen.
+        store.upsert("after", record).unwrap();
+        drop(store);
+        let reopened = Store::open(&path).unwrap();
+        assert_eq!((reopened.subject_count().unwrap(), reopened.log_head().unwrap().0), (1, 51));
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! Every acknowledged `UpsertStatus` appended one `LogEntry` in the same durable
 //! transaction (see [`crate::store`]). Tree heads are signed with the province's active
-//! attestation key; proofs follow RFC 9162.
+//! attestation key, and the size of each is remembered (sizes only) so that deletion
+//! receipts can prove consistency from it; proofs follow RFC 9162.
 
 use std::sync::Arc;
 
@@ -22,20 +23,16 @@ pub const MAX_ENTRIES_PER_CALL: u64 = 10_000;
 pub struct TransparencyService(pub(crate) Arc<Inner>);
 
 impl Inner {
-    /// Signs the current tree head.
+    /// Signs the current tree head, remembering its size: a later deletion receipt then
+    /// proves consistency from it (see [`crate::retention`]).
     pub(crate) fn signed_tree_head(&self) -> Result<pb::SignedTreeHead, NodeError> {
-        let (size, root) = self.store.log_head()?;
-        let now = self.settings.clock.now();
-        let trust = self.trust.current();
-        let key = self.keys.signing_key(&trust, &self.province, now).ok_or_else(|| {
-            NodeError::Unavailable(format!("no active attestation key for province {}", self.province))
-        })?;
-        Ok(key.sign_tree_head(&pb::TreeHead {
-            province: self.province.to_string(),
-            tree_size: size,
-            root_hash: root.to_vec(),
-            timestamp: now,
-        }))
+        crate::retention::tree_head(
+            &self.store,
+            &self.keys,
+            &self.trust.current(),
+            &self.province,
+            self.settings.clock.now(),
+        )
     }
 }
 

@@ -184,3 +184,101 @@ pub fn green_payload(req: &pb::AttestRequest, province: &str) -> pb::Attestation
         purpose: req.purpose.clone(),
     }
 }
+
+/// A boxed, sendable future.
+pub type BoxFuture<T> = std::pin::Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// What a scripted node answers, asynchronously: it may wait (on a channel, forever) first.
+pub type AsyncScript =
+    Arc<dyn Fn(pb::AttestRequest) -> BoxFuture<Result<pb::AttestResponse, tonic::Status>> + Send + Sync>;
+
+struct AsyncFakeNode(AsyncScript);
+
+#[tonic::async_trait]
+impl pb::attestation_server::Attestation for AsyncFakeNode {
+    async fn attest(
+        &self,
+        request: tonic::Request<pb::AttestRequest>,
+    ) -> Result<tonic::Response<pb::AttestResponse>, tonic::Status> {
+        (self.0)(request.into_inner()).await.map(tonic::Response::new)
+    }
+}
+
+/// As [`serve_fake_node`], with an asynchronous script (a node that hangs or is slow).
+pub fn serve_async_fake_node(identity: TlsIdentity, listener: TcpListener, script: AsyncScript) -> oneshot::Sender<()> {
+    let (stop, stopped) = oneshot::channel::<()>();
+    let config = tls::server_config(&identity, Revocations::default()).expect("server config");
+    let incoming = tls::incoming(
+        listener,
+        config,
+        identity.root.clone(),
+        identity.identity.trust_domain.clone(),
+        Revocations::default(),
+    );
+    tokio::spawn(async move {
+        let _ = tonic::transport::Server::builder()
+            .add_service(pb::attestation_server::AttestationServer::new(AsyncFakeNode(script)))
+            .serve_with_incoming_shutdown(incoming, async {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    stop
+}
+
+/// As [`replace_node_with_fake`], with an asynchronous script.
+pub async fn replace_node_with_async_fake(
+    federation: &mut Federation,
+    province: &ProvinceCode,
+    script: AsyncScript,
+) -> oneshot::Sender<()> {
+    let addr = federation
+        .stop_node(province)
+        .deadline(&format!("province {province}'s node to stop (graceful drain)"))
+        .await
+        .expect("stop node");
+    let listener = TcpListener::bind(addr).await.expect("rebind");
+    let identity = federation.identity("node", province.as_str()).expect("node identity");
+    serve_async_fake_node(identity, listener, script)
+}
+
+/// A script that never answers: a node that hangs (the caller's deadline ends the call).
+pub fn hanging_script() -> AsyncScript {
+    Arc::new(|_| Box::pin(std::future::pending()))
+}
+
+/// The test's handle on a [`held_script`]: every call reports its arrival on `arrivals`
+/// and is held until `release` turns true.
+pub struct Hold {
+    pub arrivals: tokio::sync::mpsc::UnboundedReceiver<()>,
+    pub release: tokio::sync::watch::Sender<bool>,
+    /// Calls that reached the node.
+    pub calls: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Hold {
+    /// Waits (with the [`DEADLINE`]) until `n` more calls have arrived at the node.
+    pub async fn arrived(&mut self, n: usize) {
+        for _ in 0..n {
+            self.arrivals.recv().deadline("a call to arrive at the held node").await.expect("script alive");
+        }
+    }
+}
+
+/// A node that holds every call until released, then answers with `then`.
+pub fn held_script(then: Script) -> (AsyncScript, Hold) {
+    let (arrived, arrivals) = tokio::sync::mpsc::unbounded_channel();
+    let release = tokio::sync::watch::channel(false).0;
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (released, counted) = (release.clone(), calls.clone());
+    let script: AsyncScript = Arc::new(move |req| {
+        counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let _ = arrived.send(());
+        let (mut released, then) = (released.subscribe(), then.clone());
+        Box::pin(async move {
+            let _ = released.wait_for(|r| *r).await;
+            then(&req)
+        })
+    });
+    (script, Hold { arrivals, release, calls })
+}

@@ -28,9 +28,9 @@ fn green(req: &pb::AttestRequest) -> pb::AttestationPayload {
 
 type Forge = fn(&pb::AttestRequest, &AttestationKey) -> pb::SignedAttestation;
 
-#[tokio::test]
-async fn every_violation_class_is_refused_counted_and_not_passed_on() {
-    let cases: Vec<(&str, &str, Forge, &str)> = vec![
+/// Each violation class: name, counter reason, forged answer, text the hub's error holds.
+fn violation_cases() -> Vec<(&'static str, &'static str, Forge, &'static str)> {
+    vec![
         (
             "unknown protobuf field",
             "unknown_field",
@@ -105,7 +105,12 @@ async fn every_violation_class_is_refused_counted_and_not_passed_on() {
             },
             "not in the rule registry",
         ),
-    ];
+    ]
+}
+
+#[tokio::test]
+async fn every_violation_class_is_refused_counted_and_not_passed_on() {
+    let cases = violation_cases();
     let metrics = PrometheusMetrics::new().unwrap();
     let mut options = FederationOptions::default();
     options.gateway.meter = Some(metrics.meter("huren-gateway"));
@@ -293,4 +298,193 @@ async fn captured_traffic_holds_only_policy_fields_and_no_personal_data() {
     assert_eq!(attestations, 2 * 3 * DEFAULT_PURPOSES.len(), "every answer was captured both ways");
     assert!(messages > attestations);
     let _ = RED_RULE;
+}
+
+/// Log lines written by the test's own (thread-local) subscriber.
+#[derive(Clone, Default)]
+struct Logs(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Logs {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+const REDIS: &str = "redis://127.0.0.1:6379/";
+
+/// The keys in the shared Redis matching `pattern`.
+async fn redis_keys(pattern: &str) -> Vec<String> {
+    let client = redis::Client::open(REDIS).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    redis::AsyncCommands::keys(&mut conn, pattern).await.unwrap()
+}
+
+/// With the cache on (in process and in Redis) and the same token asked twice, a violating
+/// answer is refused both times and never cached (nothing stored; the node is asked again),
+/// while a valid one is cached; each refusal is logged with province and reason and
+/// without token or payload content.
+#[tokio::test]
+async fn violating_attestations_are_never_cached_and_are_logged_without_personal_data() {
+    // Current-thread test runtime: the gateway's tasks log through this subscriber.
+    let logs = Logs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::WARN)
+        .finish();
+    let _logging = tracing::subscriber::set_default(subscriber);
+
+    let cases = violation_cases();
+    let prefix = format!("huren-test-nocache-{}-{}:", std::process::id(), unix_now());
+    let cached = format!("{prefix}att:*");
+    let mut options = FederationOptions::default();
+    options.gateway.cache = true;
+    options.gateway.redis_url = Some(REDIS.into());
+    options.gateway.redis_prefix = prefix.clone();
+    let (mut f, _dir) = start_with(options).await;
+    let shandong = code("370000");
+    let key = Arc::new(f.attestation_key(&shandong).unwrap());
+    // Case `cases.len()` is the control: a valid GREEN attestation.
+    let which = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let forges: Arc<Vec<Forge>> = Arc::new(cases.iter().map(|c| c.2).collect());
+    let (w, n, fs) = (which.clone(), calls.clone(), forges.clone());
+    let _fake = replace_node_with_fake(
+        &mut f,
+        &shandong,
+        signing_script(move |req| {
+            n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            match fs.get(w.load(std::sync::atomic::Ordering::SeqCst)) {
+                Some(forge) => forge(req, &key),
+                None => key.sign(&green(req)),
+            }
+        }),
+    )
+    .await;
+    let mut hub = f.hub("twice").await.unwrap();
+    let calls_now = || calls.load(std::sync::atomic::Ordering::SeqCst);
+    for (i, (name, reason, _, text)) in cases.iter().enumerate() {
+        which.store(i, std::sync::atomic::Ordering::SeqCst);
+        let token = qr::new_token().unwrap().to_vec();
+        let before = calls_now();
+        for attempt in ["first", "second"] {
+            let err = hub
+                .lookup_raw(pb::LookupRequest {
+                    province: "370000".into(),
+                    token: token.clone(),
+                    purpose: "venue.entry".into(),
+                })
+                .await
+                .unwrap_err();
+            assert_eq!(err.code(), Code::FailedPrecondition, "{name}, {attempt} lookup: {}", err.message());
+            assert!(err.message().contains(text), "{name}, {attempt} lookup: {}", err.message());
+        }
+        assert_eq!(calls_now() - before, 2, "{name}: the violating attestation was served from the cache");
+
+        let text = logs.text();
+        let lines: Vec<&str> = text.lines().filter(|l| l.contains("policy violation: attestation refused")).collect();
+        assert!(
+            lines.iter().any(|l| l.contains("province=370000") && l.contains(reason)),
+            "{name}: no log line in\n{text}"
+        );
+        let token_texts =
+            [qr::token_to_text(&token), data_encoding::HEXLOWER.encode(&token), data_encoding::BASE64.encode(&token)];
+        for secret in token_texts.iter().map(String::as_str).chain(["370102199107224321", "BANK-DEPOSITORS", "RRRR"]) {
+            assert!(!text.contains(secret), "{name}: {secret:?} reached the log:\n{text}");
+        }
+    }
+    assert_eq!(
+        text_count(&logs.text(), "policy violation: attestation refused"),
+        2 * cases.len(),
+        "one line per refusal"
+    );
+    assert_eq!(redis_keys(&cached).await, Vec::<String>::new(), "a violating attestation was cached in Redis");
+
+    // The control: a valid attestation is cached, so the node is asked once.
+    which.store(cases.len(), std::sync::atomic::Ordering::SeqCst);
+    let token = qr::new_token().unwrap().to_vec();
+    let before = calls_now();
+    for _ in 0..2 {
+        hub.lookup_raw(pb::LookupRequest {
+            province: "370000".into(),
+            token: token.clone(),
+            purpose: "venue.entry".into(),
+        })
+        .await
+        .unwrap();
+    }
+    assert_eq!(calls_now() - before, 1, "a valid attestation is served from the cache the second time");
+    assert_eq!(redis_keys(&cached).await.len(), 1, "the valid attestation is cached in Redis");
+    let client = redis::Client::open(REDIS).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    for k in redis_keys(&format!("{prefix}*")).await {
+        let _: () = redis::AsyncCommands::del(&mut conn, k).await.unwrap();
+    }
+}
+
+fn text_count(text: &str, needle: &str) -> usize {
+    text.lines().filter(|l| l.contains(needle)).count()
+}
+
+/// A lapsed status ("no current status" at the node) is a clear FAILED_PRECONDITION for
+/// the hub, not an unknown-token miss: it never counts toward the anti-enumeration throttle.
+#[tokio::test]
+async fn a_lapsed_status_is_a_clear_refusal_and_not_a_miss() {
+    let metrics = PrometheusMetrics::new().unwrap();
+    let (clock, hand) = Clock::manual(unix_now());
+    let mut options = FederationOptions::default();
+    options.node.clock = clock;
+    options.gateway.meter = Some(metrics.meter("huren-gateway"));
+    options.gateway.miss_policy = MissPolicy { burst: 3.0, refill_per_sec: 0.001 };
+    let (f, _dir) = start_with(options).await;
+    let anhui = code("340000");
+    let mut admin = f.admin_client(&anhui).unwrap();
+    // GREEN for a minute, a QR for ten: after the minute the status has lapsed.
+    admin
+        .upsert_status(pb::UpsertStatusRequest {
+            valid_until: hand.now() + 60,
+            ..huren_tests::change("ah-lapsing-0009", pb::HealthStatus::Green, "", "")
+        })
+        .await
+        .unwrap();
+    let issued = admin
+        .issue_token(pb::IssueTokenRequest {
+            subject_ref: "ah-lapsing-0009".into(),
+            lifetime_seconds: 600,
+            purpose: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut hub = f.hub("platform-3").await.unwrap();
+    hub.lookup(&anhui, &issued.token, "transit.rail").await.unwrap();
+    hand.advance(120);
+
+    for _ in 0..5 {
+        let err = hub.lookup(&anhui, &issued.token, "transit.rail").await.unwrap_err();
+        assert_eq!(err.code(), Some(Code::FailedPrecondition), "{err}");
+        assert!(
+            err.to_string().contains("province 340000 holds no current status for this token (it lapsed)"),
+            "{err}"
+        );
+    }
+    // Five lapsed lookups against a burst of three: the hub is not throttled.
+    let err = hub.lookup(&anhui, &qr::new_token().unwrap(), "transit.rail").await.unwrap_err();
+    assert_eq!(err.code(), Some(Code::NotFound), "an unknown token is a plain miss: {err}");
+    assert_eq!(metrics.value("huren_gateway_hub_throttled_total", &[("hub", "platform-3")]), 0.0);
+    assert_eq!(
+        metrics.value("huren_gateway_lookups_total", &[("province", "340000"), ("outcome", "no_current_status")]),
+        5.0
+    );
 }

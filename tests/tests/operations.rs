@@ -284,3 +284,378 @@ async fn at_sunset_a_gateway_purges_its_caches_in_redis() {
         .unwrap();
     assert_eq!(huren_cli::audit::scan_redis(REDIS, &prefix).await.unwrap(), 0, "redis keys remain after the sunset");
 }
+
+/// A `redis-server` of the test's own on a free loopback port (no persistence), so it can
+/// be killed and restarted mid-load without touching the shared Redis; killed on drop.
+struct OwnRedis {
+    port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl OwnRedis {
+    async fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut redis = Self { port, child: None };
+        redis.restart().await;
+        redis
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// Starts redis-server on the port and waits until it logs that it accepts connections.
+    async fn restart(&mut self) {
+        use std::io::BufRead as _;
+        let mut child = std::process::Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server on PATH");
+        let stdout = child.stdout.take().unwrap();
+        self.child = Some(child);
+        let (ready, is_ready) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
+            let mut ready = Some(ready);
+            // Keeps reading to the end so that the server never blocks on a full pipe.
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.contains("Ready to accept connections") {
+                    if let Some(ready) = ready.take() {
+                        let _ = ready.send(());
+                    }
+                }
+            }
+        });
+        is_ready.deadline("redis-server to accept connections").await.expect("redis-server started");
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+async fn until_redis(g: &Gateway, state: RedisState) {
+    g.redis_states().wait_for(|s| *s == state).deadline(&format!("redis state {state:?}")).await.unwrap();
+}
+
+/// Collects `n` more lookup results from the load, keeping the failures.
+async fn take_results(
+    results: &mut tokio::sync::mpsc::Receiver<Result<(), String>>,
+    n: usize,
+    failures: &mut Vec<String>,
+) {
+    for _ in 0..n {
+        if let Err(e) = results.recv().deadline("lookups to keep completing").await.expect("load running") {
+            failures.push(e);
+        }
+    }
+}
+
+#[tokio::test]
+async fn redis_killed_mid_load_fails_no_lookup_and_is_reconnected_when_it_returns() {
+    let mut redis = OwnRedis::start().await;
+    let (f, _dir) = start_with(FederationOptions::default()).await;
+    f.register_hub("busy", &["transit.rail"]).deadline("hub busy registered on every server").await.unwrap();
+    let prefix = prefix("killed");
+    let settings = || GatewaySettings {
+        cache: true,
+        redis_url: Some(redis.url()),
+        redis_prefix: prefix.clone(),
+        hub_rate_per_sec: 1_000_000,
+        ..GatewaySettings::default()
+    };
+    let (g1, a1, _s1) = replica(&f, "replica-k1", settings()).await;
+    let (g2, a2, _s2) = replica(&f, "replica-k2", settings()).await;
+    until_redis(&g1, RedisState::Up).await;
+    until_redis(&g2, RedisState::Up).await;
+    let mut tokens = Vec::new();
+    for s in demo_subjects() {
+        tokens.push(Scanned::parse(&seed(&f, &s, 600).await.unwrap().qr).unwrap());
+    }
+    let tokens = Arc::new(tokens);
+
+    // Four hubs, two on each replica, looking up in a loop until told to stop.
+    let (results_tx, mut results) = tokio::sync::mpsc::channel(64);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut workers = Vec::new();
+    for (i, addr) in [a1, a2, a1, a2].into_iter().enumerate() {
+        let (mut hub, tokens, results_tx, stopped) =
+            (hub_on(&f, "busy", addr), tokens.clone(), results_tx.clone(), stopped.clone());
+        workers.push(tokio::spawn(async move {
+            let mut n = i;
+            while !*stopped.borrow() {
+                let s = &tokens[n % tokens.len()];
+                let r =
+                    hub.lookup(s.province(), s.token(), "transit.rail").await.map(|_| ()).map_err(|e| e.to_string());
+                if results_tx.send(r).await.is_err() {
+                    break;
+                }
+                n += 1;
+            }
+        }));
+    }
+    drop(results_tx);
+    let mut failures = Vec::new();
+    take_results(&mut results, 40, &mut failures).await;
+
+    // Redis dies under load: both replicas notice and carry on in process.
+    redis.kill();
+    until_redis(&g1, RedisState::Degraded).await;
+    until_redis(&g2, RedisState::Degraded).await;
+    assert!(g1.health().summary().contains("DEGRADED: redis unavailable"), "{}", g1.health().summary());
+    take_results(&mut results, 40, &mut failures).await;
+    assert_eq!(g1.health().redis, RedisState::Degraded, "still down");
+
+    // Redis comes back on the same port: both replicas reconnect by themselves.
+    redis.restart().await;
+    until_redis(&g1, RedisState::Up).await;
+    until_redis(&g2, RedisState::Up).await;
+    take_results(&mut results, 40, &mut failures).await;
+    stop.send_replace(true);
+    while let Some(r) = results.recv().deadline("the load to stop").await {
+        if let Err(e) = r {
+            failures.push(e);
+        }
+    }
+    for w in workers {
+        w.deadline("a load worker to stop").await.unwrap();
+    }
+    assert!(failures.is_empty(), "{} lookups failed, e.g. {:?}", failures.len(), failures.first());
+    assert!(g2.health().summary().contains("redis up"), "{}", g2.health().summary());
+}
+
+#[tokio::test]
+async fn two_replicas_share_the_request_rate_limit_through_redis() {
+    let prefix = prefix("rate");
+    // One counting window for the whole test: the windows follow the gateways' clock.
+    let (clock, hand) = huren_pki::clock::Clock::manual(huren_pki::unix_now());
+    let settings = || GatewaySettings {
+        redis_url: Some(REDIS.into()),
+        redis_prefix: prefix.clone(),
+        hub_rate_per_sec: 3,
+        clock: clock.clone(),
+        ..GatewaySettings::default()
+    };
+    let (f, _dir) = start_with(FederationOptions::default()).await;
+    for hub in ["eager", "calm"] {
+        f.register_hub(hub, &["transit.rail"]).deadline("hub registered on every server").await.unwrap();
+    }
+    let (g1, a1, _s1) = replica(&f, "replica-r1", settings()).await;
+    let (g2, a2, _s2) = replica(&f, "replica-r2", settings()).await;
+    until_redis(&g1, RedisState::Up).await;
+    until_redis(&g2, RedisState::Up).await;
+    let scanned = Scanned::parse(&seed(&f, &demo_subjects()[0], 600).await.unwrap().qr).unwrap();
+    let (mut h1, mut h2) = (hub_on(&f, "eager", a1), hub_on(&f, "eager", a2));
+    // The trust list fetch of a fresh hub client is not a lookup: only lookups count.
+    h1.lookup(scanned.province(), scanned.token(), "transit.rail").await.unwrap();
+    h1.lookup(scanned.province(), scanned.token(), "transit.rail").await.unwrap();
+    h2.lookup(scanned.province(), scanned.token(), "transit.rail").await.unwrap();
+    // 2 + 1 use up 3 per second on both replicas together.
+    for (name, client) in [("replica 2", &mut h2), ("replica 1", &mut h1)] {
+        let err = client.lookup(scanned.province(), scanned.token(), "transit.rail").await.unwrap_err();
+        assert_eq!(err.code(), Some(Code::ResourceExhausted), "{name}: {err}");
+        assert!(err.to_string().contains("hub eager exceeds its request rate of 3/s"), "{err}");
+    }
+    // Another hub has its own allowance; the next second refills.
+    hub_on(&f, "calm", a2).lookup(scanned.province(), scanned.token(), "transit.rail").await.unwrap();
+    hand.advance(1);
+    h2.lookup(scanned.province(), scanned.token(), "transit.rail").await.unwrap();
+    delete_keys(&prefix).await;
+}
+
+async fn delete_keys(prefix: &str) {
+    let client = redis::Client::open(REDIS).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::AsyncCommands::keys(&mut conn, format!("{prefix}*")).await.unwrap();
+    for k in keys {
+        let _: () = redis::AsyncCommands::del(&mut conn, k).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_trust_list_uploaded_to_one_replica_reaches_the_other_through_redis() {
+    let prefix = prefix("fanout");
+    let settings = || GatewaySettings {
+        redis_url: Some(REDIS.into()),
+        redis_prefix: prefix.clone(),
+        ..GatewaySettings::default()
+    };
+    let (f, _dir) = start_with(FederationOptions::default()).await;
+    let (g1, a1, _s1) = replica(&f, "replica-f1", settings()).await;
+    let (g2, a2, _s2) = replica(&f, "replica-f2", settings()).await;
+    until_redis(&g1, RedisState::Up).await;
+    until_redis(&g2, RedisState::Up).await;
+    let before = g2.trust_sequence();
+
+    // The coordinator admits a hub and uploads the list to replica 1 only.
+    f.pki.register_hub("newcomer", &["transit.rail".to_owned()]).unwrap();
+    f.pki.sign_trust_list().unwrap();
+    let signed = f.trust_list().unwrap().signed().clone();
+    let coordinator = f.identity("coordinator", "national").unwrap();
+    let channel = huren_tests::client_channel(&coordinator, ExpectedPeer::AnyGateway, a1);
+    let sequence = pb::trust_registry_client::TrustRegistryClient::new(channel)
+        .upload(signed)
+        .await
+        .unwrap()
+        .into_inner()
+        .sequence;
+    assert!(sequence > before);
+    g2.trust()
+        .subscribe()
+        .wait_for(|t| t.sequence() >= sequence)
+        .deadline("replica 2 to take the list uploaded to replica 1")
+        .await
+        .unwrap();
+    // Replica 2 now serves the hub admitted by that list.
+    let issued = seed(&f, &demo_subjects()[2], 600).await.unwrap();
+    let scanned = Scanned::parse(&issued.qr).unwrap();
+    hub_on(&f, "newcomer", a2).lookup(scanned.province(), scanned.token(), "transit.rail").await.unwrap();
+    delete_keys(&prefix).await;
+}
+
+/// The value of the series `name` whose labels include `labels`, from a Prometheus text page.
+fn series(body: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    body.lines().filter(|l| !l.starts_with('#')).find_map(|line| {
+        let (series, value) = line.rsplit_once(' ')?;
+        let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
+        let matches = metric == name && labels.iter().all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")));
+        matches.then(|| value.parse().ok()).flatten()
+    })
+}
+
+#[tokio::test]
+async fn metrics_expose_violations_throttling_redis_and_breaker_state() {
+    let prefix = prefix("metrics");
+    let metrics = PrometheusMetrics::new().unwrap();
+    let (mut f, _dir) = start_with(FederationOptions::default()).await;
+    f.register_hub("watched", &["transit.rail"]).deadline("hub watched registered on every server").await.unwrap();
+    f.register_hub("prober", &["transit.rail"]).deadline("hub prober registered on every server").await.unwrap();
+    let settings = GatewaySettings {
+        meter: Some(metrics.meter("huren-gateway")),
+        redis_url: Some(REDIS.into()),
+        redis_prefix: prefix.clone(),
+        miss_policy: MissPolicy { burst: 2.0, refill_per_sec: 0.001 },
+        ..GatewaySettings::default()
+    };
+    let (g, addr, _stop) = replica(&f, "replica-metrics", settings).await;
+    until_redis(&g, RedisState::Up).await;
+    let mut hub = hub_on(&f, "watched", addr);
+
+    // Shandong answers YELLOW without a rule: a policy violation.
+    let key = Arc::new(f.attestation_key(&code("370000")).unwrap());
+    let _fake = huren_tests::replace_node_with_fake(
+        &mut f,
+        &code("370000"),
+        huren_tests::signing_script(move |req| {
+            let mut p = huren_tests::green_payload(req, "370000");
+            p.status = pb::HealthStatus::Yellow as i32;
+            key.sign(&p)
+        }),
+    )
+    .await;
+    let err = hub.lookup(&code("370000"), &qr::new_token().unwrap(), "transit.rail").await.unwrap_err();
+    assert_eq!(err.code(), Some(Code::FailedPrecondition), "{err}");
+    // A hub guessing tokens at Anhui is throttled.
+    let mut prober = hub_on(&f, "prober", addr);
+    for _ in 0..2 {
+        let err = prober.lookup(&code("340000"), &qr::new_token().unwrap(), "transit.rail").await.unwrap_err();
+        assert_eq!(err.code(), Some(Code::NotFound), "{err}");
+    }
+    // Guangdong goes down: five failures open its breaker.
+    f.stop_node(&code("440000")).deadline("Guangdong's node to stop").await.unwrap();
+    for _ in 0..5 {
+        let err = hub.lookup(&code("440000"), &qr::new_token().unwrap(), "transit.rail").await.unwrap_err();
+        assert_eq!(err.code(), Some(Code::Unavailable), "{err}");
+    }
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let readiness: huren_cli::admin::Readiness = Arc::new(|| (true, "ok".into()));
+    tokio::spawn(huren_cli::admin::serve(listener, metrics.clone(), readiness, async {
+        let _ = stopped.await;
+    }));
+    let body = http_get(admin, "/metrics").await;
+    let expect = [
+        ("huren_gateway_policy_violations_total", vec![("province", "370000"), ("reason", "missing_rule")], 1.0),
+        ("huren_gateway_hub_throttled_total", vec![("hub", "prober")], 1.0),
+        ("huren_gateway_redis_up", vec![], 1.0),
+        ("huren_gateway_breaker_state", vec![("province", "440000")], 1.0),
+        ("huren_gateway_breaker_state", vec![("province", "340000")], 0.0),
+        ("huren_gateway_breaker_state", vec![("province", "370000")], 0.0),
+        ("huren_gateway_lookups_total", vec![("province", "370000"), ("outcome", "policy_violation")], 1.0),
+        ("huren_gateway_lookups_total", vec![("province", "340000"), ("outcome", "not_found")], 2.0),
+    ];
+    for (name, labels, value) in expect {
+        assert_eq!(series(&body, name, &labels), Some(value), "{name}{labels:?} in\n{body}");
+    }
+    assert!(
+        series(&body, "huren_gateway_lookups_total", &[("province", "440000"), ("outcome", "unavailable")])
+            >= Some(5.0)
+    );
+    let _ = stop.send(());
+    delete_keys(&prefix).await;
+}
+
+/// The services a server lists over `grpc.reflection.v1`.
+async fn reflected_services(channel: tonic::transport::Channel) -> Vec<String> {
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    let mut client = ServerReflectionClient::new(channel);
+    let requests = [
+        ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        },
+        ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::FileContainingSymbol("huren.v1.LookupRequest".into())),
+        },
+    ];
+    let mut answers = client.server_reflection_info(tokio_stream::iter(requests)).await.unwrap().into_inner();
+    let listed = match answers.message().await.unwrap().unwrap().message_response {
+        Some(MessageResponse::ListServicesResponse(list)) => list.service.into_iter().map(|s| s.name).collect(),
+        other => panic!("not a service list: {other:?}"),
+    };
+    match answers.message().await.unwrap().unwrap().message_response {
+        Some(MessageResponse::FileDescriptorResponse(files)) => assert!(!files.file_descriptor_proto.is_empty()),
+        other => panic!("no descriptor for huren.v1.LookupRequest: {other:?}"),
+    }
+    listed
+}
+
+#[tokio::test]
+async fn gateway_and_node_answer_grpc_reflection() {
+    let (f, _dir) = start_with(FederationOptions::default()).await;
+    let hub = f.identity("hub", "curious").unwrap();
+    let mut gateway =
+        reflected_services(huren_tests::client_channel(&hub, ExpectedPeer::AnyGateway, f.gateway_addr())).await;
+    gateway.sort();
+    assert_eq!(
+        gateway,
+        ["grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "huren.v1.Lookup", "huren.v1.TrustRegistry"],
+        "the gateway lists what it serves, and only that"
+    );
+    let guangdong = code("440000");
+    let channel = huren_tests::client_channel(
+        &f.identity("gateway", "probe").unwrap(),
+        huren_tests::node_peer(&f, &guangdong),
+        f.node_addr(&guangdong).unwrap(),
+    );
+    let node = reflected_services(channel).await;
+    for service in ["huren.v1.Attestation", "huren.v1.StatusAdmin", "grpc.health.v1.Health"] {
+        assert!(node.iter().any(|s| s == service), "{service} missing from the node's {node:?}");
+    }
+}

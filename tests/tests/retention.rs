@@ -1,8 +1,9 @@
 //! Retention, sunset and proven deletion.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use huren_cli::audit::{scan_node_data, verify_receipt, AuditClient};
+use huren_cli::audit::{scan_node_data, scan_node_data_raw, verify_receipt, AuditClient};
 use huren_cli::demo::{demo_rules, demo_subjects, seed, RED_RULE};
 use huren_cli::federation::{Federation, FederationOptions, DEMO_PROVINCES};
 use huren_pki::clock::Clock;
@@ -12,6 +13,7 @@ use huren_pki::unix_now;
 use huren_proto::pb;
 use huren_tests::{change, code, Deadline};
 use prost::Message;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Code;
 
 async fn start_with(options: FederationOptions) -> (Federation, tempfile::TempDir) {
@@ -163,10 +165,33 @@ async fn sunset_stops_the_federation_and_every_province_proves_its_deletion() {
     let mut issued = Vec::new();
     for s in demo_subjects() {
         issued.push(seed(&f, &s, 600).await.unwrap());
+        // Travellers' apps rotate tokens: many records name each subject.
+        let mut admin = f.admin_client(&code(s.province)).unwrap();
+        for _ in 0..40 {
+            let token = pb::IssueTokenRequest {
+                subject_ref: s.subject_ref.into(),
+                lifetime_seconds: 600,
+                purpose: String::new(),
+            };
+            admin.issue_token(token).await.unwrap();
+        }
     }
     let mut hub = f.hub("last-checkpoint").deadline("hub last-checkpoint registered on every server").await.unwrap();
     let scanned = Scanned::parse(&issued[0].qr).unwrap();
     hub.lookup(scanned.province(), scanned.token(), "transit.rail").await.unwrap();
+    // An auditor saved every province's tree head before the end.
+    let mut saved = std::collections::BTreeMap::new();
+    for (p, _) in DEMO_PROVINCES {
+        let p = code(p);
+        let mut audit = AuditClient::connect(
+            Some(&f.node_addr(&p).unwrap().to_string()),
+            &p,
+            &f.identity("auditor", "a").unwrap(),
+            f.gateway_trust().unwrap().current().as_ref().clone(),
+        )
+        .unwrap();
+        saved.insert(p.to_string(), audit.tree_head().await.unwrap().0);
+    }
 
     let mut receipts = f.gateway_receipts().unwrap();
     f.pki.set_sunset(unix_now(), "the epidemic-control mandate has ended").unwrap();
@@ -193,6 +218,10 @@ async fn sunset_stops_the_federation_and_every_province_proves_its_deletion() {
         assert_eq!(checked.reason, "sunset");
         assert!(checked.remaining.is_empty(), "{checked:?}");
         assert_eq!(checked.deleted.get("status"), Some(&1));
+        // The final log extends what the auditor saw before (the leaf hashes are gone now).
+        let head = &saved[&checked.province];
+        let consistent = verify_receipt(&trust, signed, Some(head)).unwrap();
+        assert_eq!(consistent.consistent_with_saved_head, Some(1), "{consistent:?}");
         provinces.push(checked.province);
     }
     provinces.sort();
@@ -211,6 +240,15 @@ async fn sunset_stops_the_federation_and_every_province_proves_its_deletion() {
         f.stop_node(&p).deadline(&format!("province {p}'s node to stop (graceful drain)")).await.unwrap();
         let counts = scan_node_data(&f.node_data_dir(&p)).unwrap();
         assert!(counts.values().all(|v| *v == 0), "{p}: {counts:?}");
+        // Not even in the raw bytes: redb does not wipe freed pages, the sunset rewrote the file.
+        let raw = std::fs::read(f.node_store_path(&p)).unwrap();
+        for s in demo_subjects() {
+            let needle = s.subject_ref.as_bytes();
+            assert!(!raw.windows(needle.len()).any(|w| w == needle), "{p}: {} remains in status.redb", s.subject_ref);
+        }
+        let refs: Vec<Vec<u8>> = demo_subjects().iter().map(|s| s.subject_ref.as_bytes().to_vec()).collect();
+        let found = scan_node_data_raw(&f.node_data_dir(&p), &refs).unwrap();
+        assert!(found.is_empty(), "{p}: {found:?}");
     }
     // Hubs may not read receipts; a node cannot hand one in for another province.
     let hub_id = f.identity("hub", "last-checkpoint").unwrap();
@@ -245,4 +283,224 @@ async fn scan_counts_keys_left_under_the_huren_prefix_in_redis() {
     assert_eq!(huren_cli::audit::scan_redis("redis://127.0.0.1:6379", &prefix).await.unwrap(), 1);
     let _: () = redis::AsyncCommands::del(&mut conn, &key).await.unwrap();
     assert_eq!(huren_cli::audit::scan_redis("redis://127.0.0.1:6379", &prefix).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn a_receipt_proves_consistency_with_tree_heads_saved_before_the_purge() {
+    let (mut f, _dir) = start_with(FederationOptions::default()).await;
+    let shandong = code("370000");
+    let trust = f.gateway_trust().unwrap().current();
+    let mut admin = f.admin_client(&shandong).unwrap();
+    let mut audit = AuditClient::connect(
+        Some(&f.node_addr(&shandong).unwrap().to_string()),
+        &shandong,
+        &f.identity("auditor", "a").unwrap(),
+        trust.as_ref().clone(),
+    )
+    .unwrap();
+    // Heads saved at sizes 2, 5 and 9; the log ends at 10.
+    let mut saved = Vec::new();
+    for round in 0..3 {
+        for i in 0..round + 2 {
+            admin.upsert_status(change(&format!("sd-{round}-{i}"), pb::HealthStatus::Green, "", "")).await.unwrap();
+        }
+        saved.push(audit.tree_head().await.unwrap().0);
+    }
+    admin.upsert_status(change("sd-last", pb::HealthStatus::Green, "", "")).await.unwrap();
+    f.stop_node(&shandong).deadline("Shandong's node to stop (graceful drain)").await.unwrap();
+
+    let store = huren_node::Store::open(&f.node_store_path(&shandong)).unwrap();
+    let keys = huren_node::KeyRing::load(&f.pki.province_dir(&shandong)).unwrap();
+    let plan = huren_node::store::PurgePlan { everything: true, ..Default::default() };
+    let signed = huren_node::retention::purge_with_receipt(
+        &store,
+        &keys,
+        &trust,
+        &shandong,
+        &plan,
+        "manual",
+        unix_now(),
+        &mut |_| {},
+    )
+    .unwrap();
+    drop(store);
+    // The leaf hashes are gone: only the receipt can still answer for the log.
+    assert_eq!(scan_node_data(&f.node_data_dir(&shandong)).unwrap().get("log_hash"), Some(&0));
+    for (head, size) in saved.iter().zip([2, 5, 9]) {
+        let checked = verify_receipt(&trust, &signed, Some(head)).unwrap();
+        assert_eq!((checked.final_tree_size, checked.consistent_with_saved_head), (10, Some(size)));
+        assert_eq!(checked.consistency_from, [2, 5, 9]);
+    }
+
+    // A head of a size the node never signed has no proof in the receipt.
+    let key = f.attestation_key(&shandong).unwrap();
+    let head = |size: u64, root: u8| {
+        key.sign_tree_head(&pb::TreeHead {
+            province: "370000".into(),
+            tree_size: size,
+            root_hash: vec![root; 32],
+            timestamp: unix_now(),
+        })
+    };
+    let err = verify_receipt(&trust, &signed, Some(&head(7, 1))).unwrap_err();
+    assert!(format!("{err:#}").contains("carries no consistency proof from tree size 7"), "{err:#}");
+    // A forked history at a proven size does not verify.
+    let err = verify_receipt(&trust, &signed, Some(&head(5, 2))).unwrap_err();
+    assert!(format!("{err:#}").contains("is not an append-only extension of the saved head (5)"), "{err:#}");
+    // Nor does an altered proof, even re-signed with the province's own key.
+    let mut receipt = pb::DeletionReceipt::decode(signed.receipt.as_slice()).unwrap();
+    receipt.consistency[1].hashes[0][0] ^= 1;
+    let err = verify_receipt(&trust, &key.sign_receipt(&receipt), Some(&saved[1])).unwrap_err();
+    assert!(format!("{err:#}").contains("is not an append-only extension"), "{err:#}");
+    // And a final log behind the saved head is refused.
+    let err = verify_receipt(&trust, &signed, Some(&head(11, 1))).unwrap_err();
+    assert!(format!("{err:#}").contains("is behind a head seen earlier"), "{err:#}");
+}
+
+#[tokio::test]
+async fn verify_receipt_refuses_leftovers_after_a_sunset_and_keys_outside_their_window() {
+    let (f, _dir) = start_with(FederationOptions::default()).await;
+    let anhui = code("340000");
+    let trust = f.gateway_trust().unwrap().current();
+    let key = f.attestation_key(&anhui).unwrap();
+    let window = trust.province(&anhui).unwrap().keys.get(&key.kid()).unwrap().clone();
+    let now = unix_now();
+    let head = |timestamp: i64| {
+        key.sign_tree_head(&pb::TreeHead { province: "340000".into(), tree_size: 0, root_hash: vec![0; 32], timestamp })
+    };
+    let base = pb::DeletionReceipt {
+        province: "340000".into(),
+        time: now,
+        reason: "sunset".into(),
+        deleted_root: vec![7; 32],
+        final_tree_head: Some(head(now)),
+        ..Default::default()
+    };
+    verify_receipt(&trust, &key.sign_receipt(&base), None).unwrap();
+
+    // A sunset receipt that admits to records left is no proof of deletion.
+    let mut left = base.clone();
+    left.remaining = vec![pb::DeletedCount { kind: "status".into(), count: 2 }];
+    let err = verify_receipt(&trust, &key.sign_receipt(&left), None).unwrap_err();
+    assert!(format!("{err:#}").contains("sunset receipt of province 340000 says records remain: 2 status"), "{err:#}");
+    left.reason = "manual".into();
+    let checked = verify_receipt(&trust, &key.sign_receipt(&left), None).unwrap();
+    assert_eq!(checked.remaining.get("status"), Some(&2), "a manual purge may leave records, and says so");
+
+    // Dated outside the signing key's validity window: refused.
+    for time in [window.not_before - 1, window.not_after] {
+        let mut dated = base.clone();
+        dated.time = time;
+        let err = verify_receipt(&trust, &key.sign_receipt(&dated), None).unwrap_err();
+        assert!(format!("{err:#}").contains("deletion receipt dated"), "{err:#}");
+        assert!(format!("{err:#}").contains("valid only from"), "{err:#}");
+        let mut dated = base.clone();
+        dated.final_tree_head = Some(head(time));
+        let err = verify_receipt(&trust, &key.sign_receipt(&dated), None).unwrap_err();
+        assert!(format!("{err:#}").contains("final tree head dated"), "{err:#}");
+    }
+}
+
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
+    let mut out = String::new();
+    stream
+        .read_to_string(&mut out)
+        .deadline(&format!("the admin endpoint to answer GET {path} and close"))
+        .await
+        .unwrap();
+    out
+}
+
+#[tokio::test]
+async fn node_metrics_count_purges_and_readyz_says_when_the_trust_list_is_stale() {
+    let (mut f, _dir) = start_with(FederationOptions::default()).await;
+    let anhui = code("340000");
+    let mut cdc = f.authority_client("340000/hefei-cdc").unwrap();
+    for i in 0..3 {
+        cdc.upsert_status(change(&format!("ah-{i}"), pb::HealthStatus::Red, RED_RULE, "")).await.unwrap();
+    }
+    f.stop_node(&anhui).deadline("Anhui's node to stop (graceful drain)").await.unwrap();
+
+    // The same node again, on simulated time, its metrics in a registry of our own.
+    let t0 = unix_now();
+    let (clock, hand) = Clock::manual(t0);
+    let metrics = huren_cli::telemetry::PrometheusMetrics::new().unwrap();
+    let tls = f.identity("node", "340000").unwrap();
+    let trust =
+        huren_pki::live::LiveTrust::new(f.gateway_trust().unwrap().current().as_ref().clone(), tls.root.to_vec(), None)
+            .unwrap();
+    let next_update = trust.current().raw().next_update;
+    let node = huren_node::Node::new(
+        tls,
+        huren_node::KeyRing::load(&f.pki.province_dir(&anhui)).unwrap(),
+        trust,
+        huren_node::Store::open(&f.node_store_path(&anhui)).unwrap(),
+        huren_node::NodeSettings { clock, retention_interval: Duration::from_millis(20), ..Default::default() },
+    )
+    .unwrap()
+    .with_meter(metrics.meter("huren-node"));
+    let mut purges = node.purge_reports();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(node.clone().serve(listener, async {
+        let _ = stopped.await;
+    }));
+    let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin_addr = admin.local_addr().unwrap();
+    let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+    let ready = node.clone();
+    let readiness: huren_cli::admin::Readiness = Arc::new(move || ready.readiness());
+    tokio::spawn(huren_cli::admin::serve(admin, metrics.clone(), readiness, async {
+        let _ = admin_stopped.await;
+    }));
+
+    purges.wait_for(|r| r.time >= t0).deadline("Anhui's first retention run").await.unwrap();
+    let ready = http_get(admin_addr, "/readyz").await;
+    assert!(ready.starts_with("HTTP/1.1 200") && !ready.contains("DEGRADED"), "{ready}");
+
+    // 31 days on: past the 30-day status window, and past the trust list's next_update.
+    let later = t0 + 31 * 86_400;
+    assert!(later > next_update);
+    hand.set(later);
+    let report =
+        purges.wait_for(|r| r.time >= later).deadline("Anhui's retention purge 31 days on").await.unwrap().clone();
+    assert_eq!(report.deleted.get("status"), Some(&3));
+
+    let body = http_get(admin_addr, "/metrics").await;
+    for series in [
+        "huren_node_purged_records_total",
+        "huren_node_purge_runs_total",
+        "huren_node_purge_last_run_timestamp_seconds",
+        "huren_node_purge_progress_records",
+        "huren_expiry_seconds",
+        "huren_trust_list_sequence",
+    ] {
+        assert!(body.contains(series), "{series} missing from /metrics:\n{body}");
+    }
+    for i in 0..3 {
+        assert!(!body.contains(&format!("ah-{i}")), "a subject reference reached the metrics");
+    }
+    let value = |name: &str, labels: &[(&str, &str)]| metrics.value(name, labels);
+    let retention = [("province", "340000"), ("reason", "retention")];
+    let kind = |k: &'static str| [retention[0], retention[1], ("kind", k)];
+    assert_eq!(value("huren_node_purged_records_total", &kind("status")), 3.0);
+    assert_eq!(value("huren_node_purged_records_total", &kind("token")), 0.0);
+    assert_eq!(value("huren_node_purged_records_total", &kind("log_entry")), 0.0);
+    assert!(body.contains("huren_node_purged_records_total{kind=\"log_entry\""), "zero series exist too:\n{body}");
+    assert!(value("huren_node_purge_runs_total", &[retention[0], retention[1], ("outcome", "ok")]) >= 2.0);
+    assert_eq!(value("huren_node_purge_runs_total", &[("outcome", "failed")]), 0.0);
+    assert_eq!(value("huren_node_purge_last_run_timestamp_seconds", &retention), later as f64);
+    assert_eq!(value("huren_node_purge_progress_records", &[]), 0.0, "no purge under way");
+    assert!(value("huren_trust_list_sequence", &[]) >= 1.0);
+
+    // A stale trust list degrades the node but it keeps serving.
+    let ready = http_get(admin_addr, "/readyz").await;
+    assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
+    assert!(ready.contains("DEGRADED: trust list stale"), "{ready}");
+
+    let _ = stop.send(());
+    serving.await.unwrap().unwrap();
+    let _ = stop_admin.send(());
 }

@@ -1,0 +1,281 @@
+//! Proven deletion with the `huren` binary: a running node's purge metrics and
+//! readiness, a manual purge of the stopped node with its signed receipt, and an
+//! auditor's checks of that receipt (and refusals of altered or unknown ones) and of the
+//! disk.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::{Duration, Instant};
+
+const HUREN: &str = env!("CARGO_BIN_EXE_huren");
+/// Bound on every wait for a server event: against hangs, not a performance assertion.
+const DEADLINE: Duration = Duration::from_secs(30);
+
+fn huren(args: &[&str]) -> Output {
+    Command::new(HUREN).args(args).env_remove("HUREN_PKI_DIR").output().expect("huren runs")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = huren(args);
+    assert!(out.status.success(), "huren {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+/// A refusal: non-zero exit and exactly one line of cause, which is returned.
+fn refused(args: &[&str]) -> String {
+    let out = huren(args);
+    assert!(!out.status.success(), "huren {args:?} should have failed: {}", String::from_utf8_lossy(&out.stdout));
+    let err = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+    assert_eq!(err.lines().count(), 1, "one line of cause: {err}");
+    assert!(err.starts_with("huren: "), "{err}");
+    err
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// A `huren node` process; killed on drop if still running.
+struct Node {
+    child: Child,
+    /// gRPC (mTLS) address.
+    addr: String,
+    /// Admin (plain HTTP) address.
+    admin: String,
+    lines: Receiver<String>,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Node {
+    fn spawn(config: &Path) -> Self {
+        let mut child = Command::new(HUREN)
+            .args(["node", "--config", config.to_str().unwrap()])
+            .env("HUREN_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn huren node");
+        let stderr = BufReader::new(child.stderr.take().unwrap());
+        let (tx, lines) = mpsc::channel();
+        // Keeps draining so the node never blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut node = Self { child, addr: String::new(), admin: String::new(), lines };
+        let line = node.wait_for("admin endpoint", "the node's admin endpoint");
+        node.admin = line.rsplit("http://").next().unwrap().trim().to_owned();
+        let line = node.wait_for("listening on", "the node to listen");
+        node.addr = line.rsplit("listening on ").next().unwrap().trim().to_owned();
+        node
+    }
+
+    /// Waits (bounded) for a stderr line containing `needle`.
+    fn wait_for(&self, needle: &str, what: &str) -> String {
+        let until = Instant::now() + DEADLINE;
+        let mut seen = String::new();
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(line) => {
+                    seen.push_str(&line);
+                    seen.push('\n');
+                }
+                Err(_) => panic!("gave up after {DEADLINE:?} waiting for {what}; node said:\n{seen}"),
+            }
+        }
+    }
+
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+        self.child.wait().unwrap()
+    }
+}
+
+/// One HTTP/1.1 GET on the admin endpoint: (status line, body).
+fn http_get(addr: &str, path: &str) -> (String, String) {
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).unwrap();
+    let mut out = String::new();
+    stream.read_to_string(&mut out).unwrap();
+    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    (head.lines().next().unwrap_or_default().to_owned(), body.to_owned())
+}
+
+/// The value of the one series `name{…}` whose labels include all of `labels`.
+fn series(body: &str, name: &str, labels: &[&str]) -> f64 {
+    let found: Vec<f64> = body
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) && labels.iter().all(|x| l.contains(x)))
+        .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(found.len(), 1, "{name} {labels:?} in:\n{body}");
+    found[0]
+}
+
+#[test]
+fn a_manual_purge_receipt_verifies_and_altered_or_unknown_ones_are_refused() {
+    let started = huren_pki::unix_now();
+    let dir = tempfile::tempdir().unwrap();
+    let d = |p: &str| dir.path().join(p).to_str().unwrap().to_owned();
+    let pki = d("pki");
+    ok(&["pki", "--dir", &pki, "init"]);
+    ok(&["pki", "--dir", &pki, "province", "add", "340000", "--name", "Anhui"]);
+    for (kind, name) in [("node", "340000"), ("admin", "340000"), ("auditor", "a1")] {
+        ok(&["pki", "--dir", &pki, "issue", kind, name]);
+    }
+    ok(&["pki", "--dir", &pki, "trust-list", "sign"]);
+    let root = format!("{pki}/root/ca.pem");
+    let trust_list = format!("{pki}/trust-list.bin");
+    let key = std::fs::read_dir(format!("{pki}/provinces/340000"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_str().unwrap().starts_with("attestation-"))
+        .unwrap();
+
+    // Two statuses last changed 40 days ago: past the default 30-day window.
+    let data = d("node-data");
+    {
+        let store = huren_node::Store::open(&Path::new(&data).join("status.redb")).unwrap();
+        for subject in ["ah-old-1", "ah-old-2"] {
+            let record = huren_node::store::StatusRecord {
+                status: huren_proto::pb::HealthStatus::Green as i32,
+                authority: "spiffe://huren.gov/province/340000/admin".into(),
+                valid_until: started - 39 * 86_400,
+                updated_at: started - 40 * 86_400,
+                ..Default::default()
+            };
+            store.upsert(subject, record).unwrap();
+        }
+    }
+    let node_toml = dir.path().join("node.toml");
+    std::fs::write(
+        &node_toml,
+        format!(
+            "province = \"340000\"\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\ndata_dir = \"{data}\"\n\
+             cert = \"{pki}/issued/node-340000/cert.pem\"\nkey = \"{pki}/issued/node-340000/key.pem\"\nca = \"{root}\"\n\
+             attestation_key = \"{}\"\ntrust_list = \"{trust_list}\"\n",
+            key.display()
+        ),
+    )
+    .unwrap();
+
+    // The running node purges them at once and says so on /metrics; /readyz is fine.
+    let node = Node::spawn(&node_toml);
+    node.wait_for("retention purge", "the node's first retention purge");
+    let (status, body) = http_get(&node.admin, "/metrics");
+    assert!(status.contains("200"), "{status}");
+    let retention = ["province=\"340000\"", "reason=\"retention\""];
+    let kind = |k: &'static str| [retention[0], retention[1], k];
+    assert_eq!(series(&body, "huren_node_purged_records_total", &kind("kind=\"status\"")), 2.0);
+    assert_eq!(series(&body, "huren_node_purged_records_total", &kind("kind=\"token\"")), 0.0);
+    assert_eq!(series(&body, "huren_node_purged_records_total", &kind("kind=\"log_entry\"")), 0.0);
+    assert!(series(&body, "huren_node_purge_runs_total", &[retention[1], "outcome=\"ok\""]) >= 1.0);
+    let last_run = series(&body, "huren_node_purge_last_run_timestamp_seconds", &retention) as i64;
+    assert!((started..=huren_pki::unix_now()).contains(&last_run), "last run at {last_run}");
+    assert!(series(&body, "huren_expiry_seconds", &["what=\"trust list (next_update)\""]) > 0.0);
+    assert!(
+        series(&body, "huren_expiry_seconds", &["what=\"certificate spiffe://huren.gov/province/340000/node\""]) > 0.0
+    );
+    assert!(!body.contains("ah-old"), "a subject reference reached the metrics");
+    let (status, body) = http_get(&node.admin, "/readyz");
+    assert!(status.contains("200") && body.starts_with("province 340000; trust list 1"), "{status} {body}");
+    assert!(!body.contains("DEGRADED"), "{body}");
+
+    // Fresh statuses and a token; an auditor saves the tree head at size 3; one more change.
+    let (cert, key) = (format!("{pki}/issued/admin-340000/cert.pem"), format!("{pki}/issued/admin-340000/key.pem"));
+    let admin = |extra: &[&str]| {
+        let mut args = vec!["admin", extra[0], "--node", &node.addr, "--ca", &root, "--cert", &cert, "--key", &key];
+        args.extend(&extra[1..]);
+        ok(&args)
+    };
+    admin(&["status", "ah-0001", "GREEN"]);
+    admin(&["token", "ah-0001"]);
+    let head = d("head.bin");
+    ok(&[
+        "audit",
+        "tree-head",
+        "--province",
+        "340000",
+        "--node",
+        &node.addr,
+        "--trust-list",
+        &trust_list,
+        "--ca",
+        &root,
+        "--cert",
+        &format!("{pki}/issued/auditor-a1/cert.pem"),
+        "--key",
+        &format!("{pki}/issued/auditor-a1/key.pem"),
+        "--out",
+        &head,
+    ]);
+    admin(&["status", "ah-0002", "GREEN"]);
+    assert!(node.terminate().success());
+
+    // Province IT purges what changed before now, node stopped, with a receipt.
+    let receipt = d("before.receipt");
+    let before = (huren_pki::unix_now() + 1).to_string();
+    let out =
+        ok(&["node", "purge", "--config", node_toml.to_str().unwrap(), "--before", &before, "--receipt", &receipt]);
+    assert!(out.starts_with("deleted 4 log_entry, 2 status"), "{out}");
+    let verify = |receipt: &str, trust_list: &str, ca: &str| -> Vec<String> {
+        ["audit", "verify-receipt", receipt, "--trust-list", trust_list, "--ca", ca, "--tree-head", &head]
+            .map(str::to_owned)
+            .to_vec()
+    };
+    let checked: serde_json::Value = serde_json::from_str(&ok(&strs(&verify(&receipt, &trust_list, &root)))).unwrap();
+    assert_eq!(checked["reason"], "manual");
+    assert_eq!((checked["deleted"]["status"].as_u64(), checked["deleted"]["log_entry"].as_u64()), (Some(2), Some(4)));
+    assert_eq!(checked["remaining"]["token"], 1, "the token is not yet expired: {checked}");
+    assert_eq!(
+        (checked["final_tree_size"].as_u64(), checked["consistent_with_saved_head"].as_u64()),
+        (Some(4), Some(3))
+    );
+
+    // One byte altered: the signature no longer holds.
+    let mut bytes = std::fs::read(&receipt).unwrap();
+    let at = bytes.windows(6).position(|w| w == b"manual").expect("the reason is in the receipt");
+    bytes[at] = b'n';
+    let altered = d("altered.receipt");
+    std::fs::write(&altered, &bytes).unwrap();
+    let err = refused(&strs(&verify(&altered, &trust_list, &root)));
+    assert!(err.contains("deletion receipt refused") && err.contains("does not verify"), "{err}");
+
+    // A trust list (of another federation, with its own root) that lacks the signing key.
+    let other = d("other-pki");
+    ok(&["pki", "--dir", &other, "init"]);
+    ok(&["pki", "--dir", &other, "province", "add", "340000", "--name", "Anhui"]);
+    ok(&["pki", "--dir", &other, "trust-list", "sign"]);
+    let err = refused(&strs(&verify(&receipt, &format!("{other}/trust-list.bin"), &format!("{other}/root/ca.pem"))));
+    assert!(
+        err.contains("deletion receipt refused") && err.contains("is not an attestation key of province 340000"),
+        "{err}"
+    );
+
+    // The token is left, so the disk is not clean yet, and the scan says so.
+    let scan = ["audit", "scan", "--node-data", &data, "--pattern", "ah-0001", "--pattern", "ah-old-1"];
+    let err = refused(&scan);
+    assert!(err.contains("remain"), "{err}");
+    // Everything: the receipt still proves consistency with the saved head, nothing is left.
+    let all = d("all.receipt");
+    ok(&["node", "purge", "--config", node_toml.to_str().unwrap(), "--all", "--receipt", &all]);
+    let checked: serde_json::Value = serde_json::from_str(&ok(&strs(&verify(&all, &trust_list, &root)))).unwrap();
+    assert_eq!(
+        (checked["deleted"]["token"].as_u64(), checked["consistent_with_saved_head"].as_u64()),
+        (Some(1), Some(3))
+    );
+    assert!(ok(&scan).contains("no subject records remain"));
+}

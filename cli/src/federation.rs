@@ -40,7 +40,10 @@ struct Running {
 }
 
 enum Events {
-    Node(tokio::sync::watch::Receiver<huren_node::retention::PurgeReport>),
+    Node {
+        purges: tokio::sync::watch::Receiver<huren_node::retention::PurgeReport>,
+        keys: tokio::sync::watch::Receiver<Vec<huren_pki::attest::Kid>>,
+    },
     Gateway(tokio::sync::watch::Receiver<usize>),
 }
 
@@ -166,7 +169,7 @@ impl Federation {
         let store = Store::open(&self.node_store_path(code))?;
         let node = Node::new(tls, keys, trust.clone(), store, self.options.node.clone())?
             .following(Some(self.gateway_addr().to_string()));
-        let events = Events::Node(node.purge_reports());
+        let events = Events::Node { purges: node.purge_reports(), keys: node.held_keys() };
         let addr = listener.local_addr()?;
         let (stop, task) = spawn(|stopped| async move {
             node.serve(listener, async {
@@ -231,7 +234,15 @@ impl Federation {
         code: &ProvinceCode,
     ) -> Result<tokio::sync::watch::Receiver<huren_node::retention::PurgeReport>> {
         match self.nodes.get(code).map(|n| &n.events) {
-            Some(Events::Node(r)) => Ok(r.clone()),
+            Some(Events::Node { purges, .. }) => Ok(purges.clone()),
+            _ => Err(anyhow!("no node for province {code}")),
+        }
+    }
+
+    /// The attestation key ids a node holds, now and as its key folder is rescanned.
+    pub fn node_keys(&self, code: &ProvinceCode) -> Result<tokio::sync::watch::Receiver<Vec<huren_pki::attest::Kid>>> {
+        match self.nodes.get(code).map(|n| &n.events) {
+            Some(Events::Node { keys, .. }) => Ok(keys.clone()),
             _ => Err(anyhow!("no node for province {code}")),
         }
     }

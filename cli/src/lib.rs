@@ -6,6 +6,8 @@
 //! to exit codes (64 for bad configuration or usage, 1 otherwise).
 
 #![forbid(unsafe_code)]
+// Doc comments on the clap types are `--help` text, where `<name>` is the convention.
+#![allow(rustdoc::invalid_html_tags)]
 
 pub mod admin;
 pub mod audit;
@@ -1126,9 +1128,25 @@ async fn hub_command(command: HubCommand) -> Result<()> {
             let identity = TlsIdentity::load(&tls.cert, &tls.key, &tls.ca, &tls.trust_domain).map_err(usage)?;
             let live = match TrustList::load(&trust_list_cache, identity.root.as_ref()) {
                 Ok(list) => huren_pki::live::LiveTrust::new(list, identity.root.to_vec(), Some(trust_list_cache))?,
-                Err(_) => {
+                Err(cache_error) => {
+                    // No usable cache: the gateway is the only source, and if it fails too
+                    // both causes are reported.
+                    let cache_problem = trust_list_cache
+                        .exists()
+                        .then(|| format!("trust list cache {} unusable ({cache_error})", trust_list_cache.display()));
                     let mut client = hub::HubClient::connect(&gateway, &identity).map_err(usage)?;
-                    let list = client.refresh_trust_list().await?.clone();
+                    let list = match client.refresh_trust_list().await {
+                        Ok(list) => {
+                            if let Some(problem) = &cache_problem {
+                                eprintln!("warning: {problem}; replaced with the list from {gateway}");
+                            }
+                            list.clone()
+                        }
+                        Err(e) => match cache_problem {
+                            Some(problem) => return Err(anyhow!("{problem}, and {e}")),
+                            None => return Err(e.into()),
+                        },
+                    };
                     huren_pki::live::LiveTrust::new(list, identity.root.to_vec(), Some(trust_list_cache))?
                 }
             };

@@ -349,6 +349,8 @@ impl Gateway {
             .max_decoding_message_size(MAX_TRUST_LIST_BYTES);
         tracing::info!(identity = %self.tls.identity, "gateway serving");
         tonic::transport::Server::builder()
+            // Back-pressure per connection, as on the nodes (see huren_pki::tls).
+            .max_concurrent_streams(Some(huren_pki::tls::MAX_CONCURRENT_STREAMS))
             .layer(huren_pki::oversize::OversizeLayer)
             .add_service(health_service)
             .add_service(reflection)

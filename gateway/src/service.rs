@@ -221,14 +221,41 @@ fn node_failure(code: &ProvinceCode, status: tonic::Status) -> GatewayError {
             "province {code} holds no current status for this token (it lapsed); the province must re-assess \
              the traveller; retrying will not help"
         )),
-        Code::InvalidArgument => GatewayError::InvalidArgument(format!("province {code}: {}", status.message())),
-        Code::DeadlineExceeded | Code::Cancelled => {
-            GatewayError::DeadlineExceeded(format!("province {code} node did not answer in time; retry is safe"))
-        }
-        _ => {
-            GatewayError::Unavailable(format!("province {code} node unavailable ({:?}); retry is safe", status.code()))
-        }
+        // The gateway checked the hub's input before asking, so this is a fault between the
+        // gateway and the node. The node's own words are not passed on (a node must not be
+        // able to send a hub anything but a signed minimal attestation).
+        Code::InvalidArgument => GatewayError::Unavailable(format!(
+            "province {code} node refused the gateway's request as malformed (INVALID_ARGUMENT); \
+             the federation operators are alerted by the logs; retrying will not help"
+        )),
+        Code::DeadlineExceeded | Code::Cancelled => GatewayError::DeadlineExceeded(format!(
+            "province {code} node did not answer in time; retrying is safe (a lookup changes nothing)"
+        )),
+        _ => match transport_cause(&status) {
+            // Our own client's words (refused connection, TLS alert, revoked certificate).
+            Some(cause) => GatewayError::Unavailable(format!(
+                "province {code} node unreachable: {cause}; retrying is safe (a lookup changes nothing)"
+            )),
+            None => GatewayError::Unavailable(format!(
+                "province {code} node answered {:?}; retrying is safe (a lookup changes nothing)",
+                status.code()
+            )),
+        },
     }
+}
+
+/// The cause of a failure of the gateway's own connection to a node, if that is what
+/// `status` is (its source chain holds a transport error); `None` for a node's answer.
+fn transport_cause(status: &tonic::Status) -> Option<String> {
+    let mut source = std::error::Error::source(status);
+    let mut transport = false;
+    let mut innermost = None;
+    while let Some(e) = source {
+        transport |= e.downcast_ref::<tonic::transport::Error>().is_some();
+        innermost = Some(e.to_string());
+        source = e.source();
+    }
+    transport.then(|| innermost.unwrap_or_else(|| "transport error".to_owned()))
 }
 
 /// `huren.v1.Lookup`.
@@ -352,7 +379,7 @@ impl LookupService {
             }
             Err(_) => {
                 return Err(GatewayError::DeadlineExceeded(format!(
-                    "province {code} node did not answer in time; retry is safe"
+                    "province {code} node did not answer in time; retrying is safe (a lookup changes nothing)"
                 )))
             }
         };

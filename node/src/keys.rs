@@ -31,6 +31,8 @@ pub enum KeyError {
 pub struct KeyRing {
     source: Option<PathBuf>,
     keys: RwLock<Vec<Arc<AttestationKey>>>,
+    /// The key ids held, published on every change (for health, logs and tests).
+    held: tokio::sync::watch::Sender<Vec<Kid>>,
 }
 
 impl std::fmt::Debug for KeyRing {
@@ -68,21 +70,38 @@ fn scan(path: &Path) -> Result<Vec<Arc<AttestationKey>>, KeyError> {
 impl KeyRing {
     /// A ring of fixed keys (tests, embedding).
     pub fn new(keys: Vec<AttestationKey>) -> Self {
-        Self { source: None, keys: RwLock::new(keys.into_iter().map(Arc::new).collect()) }
+        Self::holding(None, keys.into_iter().map(Arc::new).collect())
     }
 
     /// Reads a key file, or every `attestation-*.key` in a folder.
     pub fn load(path: &Path) -> Result<Self, KeyError> {
-        Ok(Self { source: Some(path.to_owned()), keys: RwLock::new(scan(path)?) })
+        Ok(Self::holding(Some(path.to_owned()), scan(path)?))
     }
 
-    /// Rereads the source folder (no-op for fixed rings).
-    pub fn reload(&self) -> Result<(), KeyError> {
-        if let Some(path) = &self.source {
-            let keys = scan(path)?;
-            *self.keys.write().unwrap_or_else(|e| e.into_inner()) = keys;
-        }
-        Ok(())
+    fn holding(source: Option<PathBuf>, keys: Vec<Arc<AttestationKey>>) -> Self {
+        let (held, _) = tokio::sync::watch::channel(keys.iter().map(|k| k.kid()).collect());
+        Self { source, keys: RwLock::new(keys), held }
+    }
+
+    /// Rereads the source folder (no-op for fixed rings). Returns whether the set of
+    /// keys held changed.
+    pub fn reload(&self) -> Result<bool, KeyError> {
+        let Some(path) = &self.source else { return Ok(false) };
+        let keys = scan(path)?;
+        let mut kids: Vec<Kid> = keys.iter().map(|k| k.kid()).collect();
+        *self.keys.write().unwrap_or_else(|e| e.into_inner()) = keys;
+        kids.sort();
+        Ok(self.held.send_if_modified(|held| {
+            held.sort();
+            let changed = *held != kids;
+            *held = kids;
+            changed
+        }))
+    }
+
+    /// The key ids held, now and on every change.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<Vec<Kid>> {
+        self.held.subscribe()
     }
 
     pub fn kids(&self) -> Vec<Kid> {

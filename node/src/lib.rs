@@ -79,6 +79,8 @@ impl std::fmt::Debug for Node {
 
 /// How often expiry warnings are logged.
 const EXPIRY_CHECK_EVERY: Duration = Duration::from_secs(3600);
+/// How often a node lacking the active attestation key looks for its file again.
+pub const KEY_RESCAN_EVERY: Duration = Duration::from_secs(2);
 
 impl Node {
     /// Assembles a node from its parts. The TLS identity must be this province's node.
@@ -166,20 +168,45 @@ impl Node {
     }
 
     /// Rescans the key folder whenever the trust list activates a key this node lacks.
+    /// Rescans the key folder whenever the trust list activates a key the node does not
+    /// hold, and then every [`KEY_RESCAN_EVERY`] until it does: province IT may copy the
+    /// key file after the list arrives (meanwhile the retired key bridges, see `keys`).
     fn spawn_key_watcher(&self) -> TaskGuard {
         let inner = self.inner.clone();
         TaskGuard::spawn(async move {
             let mut updates = inner.trust.subscribe();
-            while updates.changed().await.is_ok() {
-                let trust = updates.borrow_and_update().clone();
-                if inner.keys.lacks_active(&trust, &inner.province) {
-                    match inner.keys.reload() {
-                        Ok(()) => tracing::info!(kids = ?inner.keys.kids(), "attestation keys reloaded"),
-                        Err(e) => tracing::warn!(error = %e, "attestation keys could not be reloaded"),
+            let mut rescan = tokio::time::interval(KEY_RESCAN_EVERY);
+            rescan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut warned = false;
+            loop {
+                tokio::select! {
+                    changed = updates.changed() => if changed.is_err() { return },
+                    _ = rescan.tick() => {}
+                }
+                let trust = inner.trust.current();
+                if !inner.keys.lacks_active(&trust, &inner.province) {
+                    warned = false;
+                    continue;
+                }
+                match inner.keys.reload() {
+                    Ok(true) => tracing::info!(kids = ?inner.keys.kids(), "attestation keys reloaded"),
+                    Ok(false) if !warned => {
+                        warned = true;
+                        tracing::warn!(
+                            "the trust list activates an attestation key this node does not hold; signing with \
+                             the retired key until its file is copied into the key folder"
+                        );
                     }
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(error = %e, "attestation keys could not be reloaded"),
                 }
             }
         })
+    }
+
+    /// The attestation key ids this node holds, now and on every change.
+    pub fn held_keys(&self) -> tokio::sync::watch::Receiver<Vec<huren_pki::attest::Kid>> {
+        self.inner.keys.subscribe()
     }
 
     /// One line for `/readyz`: the trust list in force and what is degraded.
@@ -313,9 +340,15 @@ impl Node {
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<pb::attestation_server::AttestationServer<AttestationService>>().await;
         health.set_serving::<pb::status_admin_server::StatusAdminServer<StatusAdminService>>().await;
+        // Reflection lists what this server serves, and only that.
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(huren_proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .with_service_name(pb::attestation_server::SERVICE_NAME)
+            .with_service_name(pb::status_admin_server::SERVICE_NAME)
+            .with_service_name(pb::transparency_server::SERVICE_NAME)
+            .with_service_name("grpc.health.v1.Health")
+            .with_service_name("grpc.reflection.v1.ServerReflection")
             .build_v1()
             .map_err(|e| StartError::Identity(format!("reflection: {e}")))?;
         let attestation = pb::attestation_server::AttestationServer::new(AttestationService(self.inner.clone()))
@@ -327,6 +360,9 @@ impl Node {
                 .max_decoding_message_size(MAX_MESSAGE_BYTES);
         tracing::info!(province = %self.inner.province, "node serving");
         tonic::transport::Server::builder()
+            // Back-pressure: a client with more calls in flight waits for stream capacity
+            // (HTTP/2 flow control); nothing is refused or dropped for it.
+            .max_concurrent_streams(Some(huren_pki::tls::MAX_CONCURRENT_STREAMS))
             .layer(huren_pki::oversize::OversizeLayer)
             .add_service(health_service)
             .add_service(reflection)

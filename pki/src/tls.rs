@@ -37,6 +37,9 @@ use crate::identity::{Identity, InvalidIdentity, Role};
 
 /// Time allowed for a TLS handshake before the connection is dropped.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// HTTP/2 streams (calls) a server runs at once per connection; a client with more in
+/// flight waits for capacity (back-pressure), it is not refused.
+pub const MAX_CONCURRENT_STREAMS: u32 = 128;
 /// Handshakes in progress at once per server; further connections wait to be accepted.
 pub const MAX_CONCURRENT_HANDSHAKES: usize = 512;
 

@@ -69,6 +69,17 @@ pub enum AttestationError {
     UnregisteredRule(String),
     #[error("attestation breaks the field policy: {0}")]
     Policy(#[from] Violation),
+    #[error("{what} dated {time} was signed by key {province}/{kid}, valid only from {not_before} until {not_after}")]
+    OutsideKeyWindow {
+        what: &'static str,
+        time: i64,
+        province: ProvinceCode,
+        kid: Kid,
+        not_before: i64,
+        not_after: i64,
+    },
+    #[error("sunset receipt of province {province} says records remain: {left}")]
+    SunsetLeftovers { province: String, left: String },
 }
 
 impl AttestationError {
@@ -85,6 +96,8 @@ impl AttestationError {
             AttestationError::KeyNotValid { .. } => "key_not_valid",
             AttestationError::BadSignature { .. } => "bad_signature",
             AttestationError::Expired(_) => "expired",
+            AttestationError::OutsideKeyWindow { .. } => "outside_key_window",
+            AttestationError::SunsetLeftovers { .. } => "sunset_leftovers",
             AttestationError::FutureDated(_) => "future_dated",
             AttestationError::UnregisteredRule(_) => "unregistered_rule",
             AttestationError::Policy(v) => v.reason(),
@@ -364,6 +377,7 @@ impl TrustList {
         let receipt =
             pb::DeletionReceipt::decode(signed.receipt.as_slice()).map_err(|_| AttestationError::Malformed)?;
         self.verify_signed(
+            ("deletion receipt", receipt.time),
             &receipt.province,
             &signed.kid,
             crate::attest::RECEIPT_CONTEXT,
@@ -371,7 +385,7 @@ impl TrustList {
             &signed.signature,
         )?;
         if let Some(head) = &receipt.final_tree_head {
-            let head = self.verify_tree_head(head)?;
+            let head = self.verify_tree_head_as(head, "final tree head")?;
             if head.province != receipt.province {
                 return Err(AttestationError::Malformed);
             }
@@ -379,11 +393,21 @@ impl TrustList {
         if receipt.deleted_root.len() != 32 {
             return Err(AttestationError::Malformed);
         }
+        // A sunset deletes everything: a receipt that says otherwise proves no deletion.
+        let left: Vec<String> =
+            receipt.remaining.iter().filter(|c| c.count > 0).map(|c| format!("{} {}", c.count, c.kind)).collect();
+        if receipt.reason == "sunset" && !left.is_empty() {
+            return Err(AttestationError::SunsetLeftovers { province: receipt.province, left: left.join(", ") });
+        }
         Ok(receipt)
     }
 
+    /// Verifies `signature` over `context || bytes` with key `kid` of `province`: listed,
+    /// not revoked, and valid at `dated` (the document's own time: what is signed outside
+    /// its key's window is refused even though the signature verifies).
     fn verify_signed(
         &self,
+        (what, dated): (&'static str, i64),
         province: &str,
         kid: &[u8],
         context: &[u8],
@@ -399,6 +423,10 @@ impl TrustList {
         if key.status == pb::KeyStatus::Revoked {
             return Err(AttestationError::KeyRevoked { province, kid });
         }
+        if dated < key.not_before || dated >= key.not_after {
+            let (not_before, not_after) = (key.not_before, key.not_after);
+            return Err(AttestationError::OutsideKeyWindow { what, time: dated, province, kid, not_before, not_after });
+        }
         let mut input = context.to_vec();
         input.extend_from_slice(bytes);
         let signature = Signature::from_slice(signature)
@@ -410,8 +438,17 @@ impl TrustList {
 
     /// Verifies a tree head signed by a (non-revoked) attestation key of its province.
     pub fn verify_tree_head(&self, signed: &pb::SignedTreeHead) -> Result<pb::TreeHead, AttestationError> {
+        self.verify_tree_head_as(signed, "tree head")
+    }
+
+    fn verify_tree_head_as(
+        &self,
+        signed: &pb::SignedTreeHead,
+        what: &'static str,
+    ) -> Result<pb::TreeHead, AttestationError> {
         let head = pb::TreeHead::decode(signed.tree_head.as_slice()).map_err(|_| AttestationError::Malformed)?;
         self.verify_signed(
+            (what, head.timestamp),
             &head.province,
             &signed.kid,
             crate::attest::TREE_HEAD_CONTEXT,

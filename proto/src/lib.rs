@@ -7,7 +7,7 @@
 #![forbid(unsafe_code)]
 
 /// Generated `huren.v1` types, clients and servers.
-#[allow(clippy::all, clippy::pedantic, missing_docs)]
+#[allow(clippy::all, clippy::pedantic, missing_docs, rustdoc::invalid_html_tags, rustdoc::bare_urls)]
 pub mod pb {
     tonic::include_proto!("huren.v1");
 }

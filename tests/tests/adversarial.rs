@@ -832,6 +832,22 @@ fn identity_role_transport_and_trust_list_cases() -> Vec<Case> {
             },
         ),
         case(
+            "Anhui's node hands in a sunset receipt that says records remain",
+            Status(Code::InvalidArgument, "sunset receipt of province 340000 says records remain: 3 status"),
+            |c| {
+                Box::pin(async move {
+                    let claim = pb::DeletionReceipt {
+                        reason: "sunset".into(),
+                        remaining: vec![pb::DeletedCount { kind: "status".into(), count: 3 }],
+                        ..receipt("340000")
+                    };
+                    let signed = c.f.attestation_key(&code("340000")).expect("key").sign_receipt(&claim);
+                    let channel = c.gateway(&c.id("node", "340000"));
+                    grpc(pb::trust_registry_client::TrustRegistryClient::new(channel).submit_receipt(signed).await)
+                })
+            },
+        ),
+        case(
             "hub lists deletion receipts",
             Status(Code::PermissionDenied, "TrustRegistry/ListReceipts is for coordinators and auditors"),
             |c| {
@@ -1576,7 +1592,8 @@ async fn a_node_presenting_another_provinces_identity_gets_no_traffic() {
     let _impostor = serve_fake_node(f.identity("node", "340000").unwrap(), listener, script);
     let err = hub.lookup_raw(lookup_request("370000")).await.unwrap_err();
     assert_eq!(err.code(), Code::Unavailable, "{}", err.message());
-    assert!(err.message().contains("province 370000 node unavailable"), "{}", err.message());
+    assert!(err.message().contains("province 370000 node unreachable: "), "{}", err.message());
+    assert!(err.message().contains("NotValidForName"), "the cause is the gateway's own: {}", err.message());
     assert_eq!(asked.load(Ordering::SeqCst), 0, "the gateway sent a request to an impostor");
     assert_eq!(f.gateway_trust().unwrap().current().sequence(), sequence);
     // The rest of the federation is unaffected.
@@ -1638,7 +1655,9 @@ async fn a_burst_of_concurrent_upserts_loses_nothing_acknowledged() {
     let size_of = |signed: pb::SignedTreeHead| list.verify_tree_head(&signed).unwrap().tree_size;
     let before = size_of(log.get_tree_head(pb::GetTreeHeadRequest {}).await.unwrap().into_inner());
 
-    // One channel (the authority's: it may set GREEN and RED), every request in flight at once.
+    // One channel (the authority's: it may set GREEN and RED), every request in flight at
+    // once: far more than the node's per-connection stream limit, so most of them wait for
+    // capacity (HTTP/2 back-pressure) rather than being refused.
     let authority = f.authority_client("340000/hefei-cdc").unwrap();
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(UPSERTS);
@@ -1652,7 +1671,6 @@ async fn a_burst_of_concurrent_upserts_loses_nothing_acknowledged() {
         }));
     }
     let mut acknowledged = Vec::new();
-    let mut pushed_back = 0;
     for task in tasks {
         let (subject, status, result) = task.await.unwrap();
         match result {
@@ -1660,17 +1678,12 @@ async fn a_burst_of_concurrent_upserts_loses_nothing_acknowledged() {
                 assert_eq!(r.into_inner().version, 1, "{subject}");
                 acknowledged.push((subject, status));
             }
-            // Back-pressure may refuse work, but only with a retryable status.
-            Err(s) if matches!(s.code(), Code::ResourceExhausted | Code::Unavailable) => pushed_back += 1,
-            Err(s) => panic!("{subject}: unexpected refusal {s:?}"),
+            // Back-pressure makes callers wait; it refuses nothing.
+            Err(s) => panic!("{subject}: refused under load: {s:?}"),
         }
     }
-    eprintln!(
-        "{} of {UPSERTS} concurrent upserts acknowledged ({pushed_back} pushed back) in {:?}",
-        acknowledged.len(),
-        started.elapsed()
-    );
-    assert!(!acknowledged.is_empty());
+    eprintln!("{} of {UPSERTS} concurrent upserts acknowledged in {:?}", acknowledged.len(), started.elapsed());
+    assert_eq!(acknowledged.len(), UPSERTS, "every change sent was acknowledged");
     // Every acknowledged change is in the signed log, and nothing else is.
     let after = size_of(log.get_tree_head(pb::GetTreeHeadRequest {}).await.unwrap().into_inner());
     assert_eq!(after - before, acknowledged.len() as u64);

@@ -654,8 +654,17 @@ async fn gateway_and_node_answer_grpc_reflection() {
         huren_tests::node_peer(&f, &guangdong),
         f.node_addr(&guangdong).unwrap(),
     );
-    let node = reflected_services(channel).await;
-    for service in ["huren.v1.Attestation", "huren.v1.StatusAdmin", "grpc.health.v1.Health"] {
-        assert!(node.iter().any(|s| s == service), "{service} missing from the node's {node:?}");
-    }
+    let mut node = reflected_services(channel).await;
+    node.sort();
+    assert_eq!(
+        node,
+        [
+            "grpc.health.v1.Health",
+            "grpc.reflection.v1.ServerReflection",
+            "huren.v1.Attestation",
+            "huren.v1.StatusAdmin",
+            "huren.v1.Transparency"
+        ],
+        "the node lists what it serves, and only that"
+    );
 }

@@ -11,7 +11,7 @@ use huren_pki::tls::ExpectedPeer;
 use huren_pki::trust::{self, TrustList};
 use huren_pki::unix_now;
 use huren_proto::pb;
-use huren_tests::{client_channel, code, replace_node_with_fake, signing_script, start};
+use huren_tests::{client_channel, code, replace_node_with_fake, signing_script, start, Deadline};
 use prost::Message;
 use tonic::Code;
 
@@ -448,16 +448,23 @@ async fn retired_province_leaves_the_federation() {
 
 /// Polls `lookup_raw` until the answer is signed by `want`; every lookup on the way
 /// must succeed and verify.
-async fn until_signed_by(hub: &mut huren_cli::hub::HubClient, scanned: &Scanned, want: Kid, what: &str) {
-    let deadline = tokio::time::Instant::now() + huren_tests::DEADLINE;
-    loop {
-        let response = hub.lookup_raw(lookup_request(scanned)).await.unwrap_or_else(|e| panic!("{what}: {e}"));
-        if kid_of(&response) == want {
-            return;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{what}: the node still signs with {}", kid_of(&response));
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+async fn until_signed_by(
+    f: &huren_tests::TestFederation,
+    hub: &mut huren_cli::hub::HubClient,
+    scanned: &Scanned,
+    want: Kid,
+    what: &str,
+) {
+    // The node picks the key up when it rescans its folder: wait for that event, then the
+    // very next lookup must be signed with it.
+    f.node_keys(scanned.province())
+        .unwrap()
+        .wait_for(|held| held.contains(&want))
+        .deadline(&format!("{what}: the node to hold key {}", want.hex()))
+        .await
+        .unwrap();
+    let response = hub.lookup_raw(lookup_request(scanned)).await.unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert_eq!(kid_of(&response), want, "{what}: the node holds the new key but signs with another");
 }
 
 /// Moves a province's new key file out of its node's key folder (the federation's nodes
@@ -501,7 +508,7 @@ async fn activation_before_the_node_has_the_key_file_is_bridged_by_the_retired_k
     f.pki.set_key_status(&anhui, &old_kid.hex(), "retired").unwrap();
     let seq = f.publish().await.unwrap();
     f.until_everyone_has(seq).await.unwrap();
-    until_signed_by(&mut hub, &scanned, new_key.kid(), "after the key file arrived").await;
+    until_signed_by(&f, &mut hub, &scanned, new_key.kid(), "after the key file arrived").await;
     hub.lookup(scanned.province(), scanned.token(), "transit.rail").await.unwrap();
 }
 
@@ -510,7 +517,6 @@ async fn activation_before_the_node_has_the_key_file_is_bridged_by_the_retired_k
 /// used only from the next list on (and, if the retired key reaches its not_after first,
 /// the node stops signing although the active key sits in its folder).
 #[tokio::test]
-#[ignore = "node rescans its key folder only on a trust-list change; see node/src/lib.rs spawn_key_watcher"]
 async fn a_key_file_copied_after_the_activation_is_used_without_another_trust_list() {
     let f = start().await;
     let anhui = code("340000");
@@ -525,7 +531,7 @@ async fn a_key_file_copied_after_the_activation_is_used_without_another_trust_li
     f.until_everyone_has(seq).await.unwrap();
     assert_eq!(kid_of(&hub.lookup_raw(lookup_request(&scanned)).await.unwrap()), old_kid);
     copy_file();
-    until_signed_by(&mut hub, &scanned, new_key.kid(), "with the key file copied and no new list").await;
+    until_signed_by(&f, &mut hub, &scanned, new_key.kid(), "with the key file copied and no new list").await;
 }
 
 #[tokio::test]
@@ -585,7 +591,8 @@ async fn revoked_node_certificate_is_refused_by_the_gateway() {
     // status naming the province ...
     let err = hub.lookup_raw(lookup_request(&scanned)).await.unwrap_err();
     assert_eq!(err.code(), Code::Unavailable, "{err:?}");
-    assert!(err.message().contains("province 340000"), "{}", err.message());
+    assert!(err.message().contains("province 340000 node unreachable: "), "{}", err.message());
+    assert!(err.message().contains("Revoked"), "the hub is told why: {}", err.message());
     // ... because the gateway's TLS client refuses the node's certificate: a client that
     // follows the same list refuses it at the handshake too.
     let gateway = issued_identity(&f, "gateway", huren_cli::federation::GATEWAY_NAME);
@@ -660,7 +667,6 @@ impl pb::trust_registry_server::TrustRegistry for StaleRegistry {
 
 #[tokio::test]
 async fn a_node_refuses_an_older_trust_list_from_its_watch_stream() {
-    use huren_tests::Deadline;
     let mut f = start().await;
     let anhui = code("340000");
     let old = f.trust_list().unwrap();

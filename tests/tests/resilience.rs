@@ -85,7 +85,7 @@ async fn a_hanging_province_neither_slows_the_others_nor_outlives_its_deadline()
         .unwrap()
         .unwrap_err();
     assert_eq!(err.code(), Some(Code::DeadlineExceeded), "{err}");
-    assert!(err.to_string().contains("province 440000 node did not answer in time; retry is safe"), "{err}");
+    assert!(err.to_string().contains("province 440000 node did not answer in time; retrying is safe"), "{err}");
 
     // Released, Shandong answers all three, the queued one included.
     shandong.release.send_replace(true);

@@ -329,6 +329,7 @@ impl Gateway {
             tls::incoming(listener, config, self.tls.root.clone(), self.tls.identity.trust_domain.clone(), revocations);
         let _expiry = expiry::spawn_monitor(Some((*self.tls).clone()), self.state.trust.clone(), EXPIRY_CHECK_EVERY);
         let _redis = self.state.shared.spawn(self.state.trust.clone());
+        let _sweeper = self.state.shared.spawn_sweeper();
         let _sunset = self.spawn_sunset_purge();
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<pb::lookup_server::LookupServer<LookupService>>().await;

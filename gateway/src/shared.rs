@@ -32,6 +32,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 const PROBE_EVERY: Duration = Duration::from_millis(200);
 /// Entries the in-process cache holds at most.
 const LOCAL_CACHE_CAPACITY: usize = 200_000;
+/// How often expired in-process cache entries and counters are dropped.
+pub const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// Whether Redis is configured and answering.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -296,6 +298,38 @@ impl Shared {
         }
     }
 
+    /// Drops every in-process cache entry and rate counter whose time is up at `now`
+    /// (expired entries are never served, and are not kept either); returns how many
+    /// cache entries went.
+    pub fn sweep_expired_at(&self, now: Instant) -> usize {
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        let before = cache.len();
+        cache.retain(|_, (_, until)| *until > now);
+        let swept = before - cache.len();
+        drop(cache);
+        self.counters.lock().unwrap_or_else(|e| e.into_inner()).retain(|_, (_, until)| *until > now);
+        swept
+    }
+
+    /// Sweeps expired in-process entries every [`SWEEP_EVERY`] until dropped.
+    pub fn spawn_sweeper(self: &Arc<Self>) -> TaskGuard {
+        let shared = Arc::downgrade(self);
+        TaskGuard::spawn(async move {
+            let mut tick = tokio::time::interval(SWEEP_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(shared) = shared.upgrade() else { return };
+                shared.sweep_expired_at(Instant::now());
+            }
+        })
+    }
+
+    /// In-process cache entries held now (for tests and health).
+    pub fn cached_entries(&self) -> usize {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
     /// Caches an encoded attestation for `ttl`.
     pub async fn cache_put(&self, key: &str, value: &[u8], ttl: Duration) {
         if ttl.is_zero() {
@@ -425,6 +459,21 @@ fn offer(live: &LiveTrust, bytes: &[u8]) {
 mod tests {
     use super::*;
     use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn expired_cache_entries_are_dropped_not_just_hidden() {
+        let shared = Arc::new(Shared::local("huren-sweep-test:"));
+        shared.cache_put("short", b"attestation-a", Duration::from_secs(30)).await;
+        shared.cache_put("long", b"attestation-b", Duration::from_secs(300)).await;
+        assert_eq!(shared.sweep_expired_at(Instant::now()), 0, "nothing is due yet");
+        assert_eq!(shared.cached_entries(), 2);
+        // Past the first entry's time it is gone from memory, not merely refused.
+        assert_eq!(shared.sweep_expired_at(Instant::now() + Duration::from_secs(31)), 1);
+        assert_eq!(shared.cached_entries(), 1);
+        assert_eq!(shared.cache_get("long").await.as_deref(), Some(&b"attestation-b"[..]));
+        assert_eq!(shared.sweep_expired_at(Instant::now() + Duration::from_secs(301)), 1);
+        assert_eq!(shared.cached_entries(), 0);
+    }
 
     /// A Redis stand-in on loopback: reads RESP commands, counts them by name and answers
     /// them in order (`PING` → PONG, `GET` → nil, `INCRBY` → 1, anything else → OK) — but

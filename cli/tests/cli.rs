@@ -3,19 +3,10 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 
-const HUREN: &str = env!("CARGO_BIN_EXE_huren");
-
-fn huren(args: &[&str]) -> Output {
-    Command::new(HUREN).args(args).env_remove("HUREN_PKI_DIR").output().expect("huren runs")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = huren(args);
-    assert!(out.status.success(), "huren {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).expect("utf-8")
-}
+mod common;
+use common::{huren, ok, HUREN};
 
 #[test]
 fn demo_once_json_reports_every_step_as_expected() {

@@ -5,33 +5,15 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
-const HUREN: &str = env!("CARGO_BIN_EXE_huren");
+mod common;
+use common::{ok, refused, HUREN};
+
 /// Bound on every wait for a server event: against hangs, not a performance assertion.
 const DEADLINE: Duration = Duration::from_secs(30);
-
-fn huren(args: &[&str]) -> Output {
-    Command::new(HUREN).args(args).env_remove("HUREN_PKI_DIR").output().expect("huren runs")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = huren(args);
-    assert!(out.status.success(), "huren {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).expect("utf-8")
-}
-
-/// A refusal: non-zero exit and exactly one line of cause, which is returned.
-fn refused(args: &[&str]) -> String {
-    let out = huren(args);
-    assert!(!out.status.success(), "huren {args:?} should have failed: {}", String::from_utf8_lossy(&out.stdout));
-    let err = String::from_utf8_lossy(&out.stderr).trim().to_owned();
-    assert_eq!(err.lines().count(), 1, "one line of cause: {err}");
-    assert!(err.starts_with("huren: "), "{err}");
-    err
-}
 
 fn strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()

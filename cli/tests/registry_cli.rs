@@ -13,7 +13,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-const HUREN: &str = env!("CARGO_BIN_EXE_huren");
+mod common;
+use common::{fails, huren, ok, HUREN};
+
 /// Longest wait for any event (a process starting, a trust list arriving). A guard
 /// against hangs, not a performance assertion.
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -21,26 +23,6 @@ const DEADLINE: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(25);
 const PROVINCE: &str = "340000";
 const PURPOSE: &str = "transit.highway";
-
-fn huren(args: &[&str]) -> Output {
-    Command::new(HUREN).args(args).env_remove("HUREN_PKI_DIR").output().expect("huren runs")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = huren(args);
-    assert!(out.status.success(), "huren {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).expect("utf-8")
-}
-
-/// Runs a command that must fail with exit code 1 and a one-line cause; returns the line.
-fn fails(args: &[&str]) -> String {
-    let out = huren(args);
-    let err = String::from_utf8_lossy(&out.stderr).trim().to_owned();
-    assert_eq!(out.status.code(), Some(1), "huren {args:?} did not fail as expected: {err}");
-    assert_eq!(err.lines().count(), 1, "not a one-line cause: {err}");
-    assert!(err.starts_with("huren: "), "{err}");
-    err
-}
 
 /// Polls `check` until it holds, failing the test after [`DEADLINE`].
 fn until(what: &str, mut check: impl FnMut() -> bool) {

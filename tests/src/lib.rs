@@ -100,38 +100,9 @@ pub fn identity_from_province_ca(federation: &Federation, province: &ProvinceCod
 /// What a scripted node answers for an attest request.
 pub type Script = Arc<dyn Fn(&pb::AttestRequest) -> Result<pb::AttestResponse, tonic::Status> + Send + Sync>;
 
-struct FakeNode(Script);
-
-#[tonic::async_trait]
-impl pb::attestation_server::Attestation for FakeNode {
-    async fn attest(
-        &self,
-        request: tonic::Request<pb::AttestRequest>,
-    ) -> Result<tonic::Response<pb::AttestResponse>, tonic::Status> {
-        (self.0)(request.get_ref()).map(tonic::Response::new)
-    }
-}
-
 /// A scripted node serving on `listener` with `identity`; dropping the sender stops it.
 pub fn serve_fake_node(identity: TlsIdentity, listener: TcpListener, script: Script) -> oneshot::Sender<()> {
-    let (stop, stopped) = oneshot::channel::<()>();
-    let config = tls::server_config(&identity, Revocations::default()).expect("server config");
-    let incoming = tls::incoming(
-        listener,
-        config,
-        identity.root.clone(),
-        identity.identity.trust_domain.clone(),
-        Revocations::default(),
-    );
-    tokio::spawn(async move {
-        let _ = tonic::transport::Server::builder()
-            .add_service(pb::attestation_server::AttestationServer::new(FakeNode(script)))
-            .serve_with_incoming_shutdown(incoming, async {
-                let _ = stopped.await;
-            })
-            .await;
-    });
-    stop
+    serve_async_fake_node(identity, listener, asynchronous(script))
 }
 
 /// Stops `province`'s real node and serves `script` in its place, on the same address
@@ -142,14 +113,15 @@ pub async fn replace_node_with_fake(
     province: &ProvinceCode,
     script: Script,
 ) -> oneshot::Sender<()> {
-    let addr = federation
-        .stop_node(province)
-        .deadline(&format!("province {province}'s node to stop (graceful drain)"))
-        .await
-        .expect("stop node");
-    let listener = TcpListener::bind(addr).await.expect("rebind");
-    let identity = federation.identity("node", province.as_str()).expect("node identity");
-    serve_fake_node(identity, listener, script)
+    replace_node_with_async_fake(federation, province, asynchronous(script)).await
+}
+
+/// A script that answers at once, as an [`AsyncScript`].
+fn asynchronous(script: Script) -> AsyncScript {
+    Arc::new(move |request| {
+        let answer = script(&request);
+        Box::pin(async move { answer })
+    })
 }
 
 /// A scripted node that signs whatever `sign` returns.
@@ -281,4 +253,18 @@ pub fn held_script(then: Script) -> (AsyncScript, Hold) {
         })
     });
     (script, Hold { arrivals, release, calls })
+}
+
+/// `GET path` on a server's plain-HTTP admin endpoint; the whole response, headers included.
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
+    let mut out = String::new();
+    stream
+        .read_to_string(&mut out)
+        .deadline(&format!("the admin endpoint to answer GET {path} and close"))
+        .await
+        .unwrap();
+    out
 }

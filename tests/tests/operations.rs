@@ -12,8 +12,7 @@ use huren_pki::live::LiveTrust;
 use huren_pki::qr::{self, Scanned};
 use huren_pki::tls::ExpectedPeer;
 use huren_proto::pb;
-use huren_tests::{code, Deadline};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use huren_tests::{code, http_get, Deadline};
 use tonic::Code;
 
 const REDIS: &str = "redis://127.0.0.1:6379/";
@@ -164,18 +163,6 @@ async fn a_dead_province_trips_its_breaker_and_others_are_unaffected() {
     for s in &issued[1..] {
         hub.lookup(s.province(), s.token(), "transit.rail").await.unwrap();
     }
-}
-
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
-    let mut out = String::new();
-    stream
-        .read_to_string(&mut out)
-        .deadline(&format!("the admin endpoint to answer GET {path} and close"))
-        .await
-        .unwrap();
-    out
 }
 
 #[tokio::test]

@@ -11,9 +11,8 @@ use huren_pki::qr::Scanned;
 use huren_pki::registry::RegistryRetention;
 use huren_pki::unix_now;
 use huren_proto::pb;
-use huren_tests::{change, code, Deadline};
+use huren_tests::{change, code, http_get, Deadline};
 use prost::Message;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Code;
 
 async fn start_with(options: FederationOptions) -> (Federation, tempfile::TempDir) {
@@ -399,18 +398,6 @@ async fn verify_receipt_refuses_leftovers_after_a_sunset_and_keys_outside_their_
         let err = verify_receipt(&trust, &key.sign_receipt(&dated), None).unwrap_err();
         assert!(format!("{err:#}").contains("final tree head dated"), "{err:#}");
     }
-}
-
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
-    let mut out = String::new();
-    stream
-        .read_to_string(&mut out)
-        .deadline(&format!("the admin endpoint to answer GET {path} and close"))
-        .await
-        .unwrap();
-    out
 }
 
 #[tokio::test]

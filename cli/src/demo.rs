@@ -320,6 +320,34 @@ pub async fn story(federation: &Federation, qrs: &[(Subject, pb::IssueTokenRespo
         status: None,
     });
 
+    // 8. Nobody can turn a code red without an authority and a rule that names it (the
+    // Henan depositors' red codes had neither), and the log says who did what.
+    let result = federation
+        .admin_client(&anhui)?
+        .upsert_status(pb::UpsertStatusRequest {
+            subject_ref: "ah-depositor-0042".into(),
+            status: pb::HealthStatus::Red as i32,
+            rule_id: RED_RULE.into(),
+            authority: String::new(),
+            valid_until: 0,
+            test_recency: 0,
+        })
+        .await;
+    let (outcome, ok) = match result {
+        Ok(_) => ("accepted".to_owned(), false),
+        Err(s) => (format!("refused: {:?}: {}", s.code(), s.message()), s.code() == tonic::Code::PermissionDenied),
+    };
+    steps.push(Step {
+        step: "red_code_without_authority_refused",
+        story:
+            "Anhui's health-code backend tries to turn a bank depositor's code red itself, citing the close-contact \
+                rule: refused, because only an authority that the rule names, with its own certificate, may assign it.",
+        expected: "PERMISSION_DENIED".into(),
+        outcome,
+        ok,
+        status: None,
+    });
+
     Ok(Report {
         ok: steps.iter().all(|s| s.ok),
         gateway: federation.gateway_addr().to_string(),

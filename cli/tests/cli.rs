@@ -35,6 +35,7 @@ fn demo_once_json_reports_every_step_as_expected() {
             "unknown_province_refused",
             "foreign_ca_refused",
             "hub_calling_node_directly_refused",
+            "red_code_without_authority_refused",
         ]
     );
     for s in steps {
@@ -43,6 +44,8 @@ fn demo_once_json_reports_every_step_as_expected() {
     assert_eq!(steps[0]["status"]["status"], "GREEN");
     assert_eq!(steps[1]["status"]["status"], "RED");
     assert_eq!(steps[1]["status"]["rule_id"], "NHC-CC-2022-9");
+    let red = steps[8]["outcome"].as_str().unwrap();
+    assert!(red.contains("must be applied by an authority identity"), "{red}");
 }
 
 #[test]

@@ -201,7 +201,11 @@ pub async fn story(federation: &Federation, qrs: &[(Subject, pb::IssueTokenRespo
     let mut steps = Vec::new();
 
     // 1. Shandong highway checkpoint checks an Anhui driver.
-    let mut highway = federation.hub_for("sd-jinan-highway-g3", &["transit.highway"]).await?;
+    federation.register_hub_in("sd-jinan-highway-g3", &["transit.highway"], &"370000".parse()?).await?;
+    let mut highway = HubClient::connect(
+        &federation.gateway_addr().to_string(),
+        &federation.identity("hub", "sd-jinan-highway-g3")?,
+    )?;
     let scanned = Scanned::parse(&qr_of("ah-driver-0001")?)?;
     let result = highway.lookup(scanned.province(), scanned.token(), "transit.highway").await;
     steps.push(status_step(
@@ -213,7 +217,11 @@ pub async fn story(federation: &Federation, qrs: &[(Subject, pb::IssueTokenRespo
     ));
 
     // 2. Guangdong rail hub checks a red code and sees the rule.
-    let mut rail = federation.hub_for("gd-guangzhou-south-rail", &["transit.rail"]).await?;
+    federation.register_hub_in("gd-guangzhou-south-rail", &["transit.rail"], &"440000".parse()?).await?;
+    let mut rail = HubClient::connect(
+        &federation.gateway_addr().to_string(),
+        &federation.identity("hub", "gd-guangzhou-south-rail")?,
+    )?;
     let scanned = Scanned::parse(&qr_of("sd-traveller-0002")?)?;
     let result = rail.lookup(scanned.province(), scanned.token(), "transit.rail").await;
     steps.push(status_step(

@@ -337,6 +337,15 @@ impl Federation {
         self.until_everyone_has(sequence).await
     }
 
+    /// As [`Federation::register_hub`], the hub checking travellers in `province`.
+    pub async fn register_hub_in(&self, name: &str, purposes: &[&str], province: &ProvinceCode) -> Result<()> {
+        let purposes: Vec<String> = purposes.iter().map(|p| p.to_string()).collect();
+        self.pki.register_hub(name, &purposes)?;
+        self.pki.set_hub_province(name, Some(province))?;
+        let sequence = self.publish().await?;
+        self.until_everyone_has(sequence).await
+    }
+
     /// A hub client named `name`, registered for every default purpose, connected to the gateway.
     pub async fn hub(&self, name: &str) -> Result<HubClient> {
         self.hub_for(name, &huren_pki::policy::DEFAULT_PURPOSES).await

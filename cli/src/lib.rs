@@ -167,6 +167,10 @@ pub enum HubRegistryCommand {
         id: String,
         #[arg(long = "purpose", required = true)]
         purposes: Vec<String>,
+        /// The province (code) where the hub checks travellers: lookups are then counted by
+        /// province pair.
+        #[arg(long)]
+        province: Option<String>,
     },
 }
 
@@ -654,8 +658,11 @@ async fn pki(args: PkiArgs) -> Result<()> {
             PkiDir::open(&dir)?.set_sunset(at, &reason)?;
             println!("sunset ordered for {}; sign and upload a new trust list to publish it", hub::rfc3339(at));
         }
-        PkiCommand::Hub { command: HubRegistryCommand::Register { id, purposes } } => {
-            PkiDir::open(&dir)?.register_hub(&id, &purposes)?;
+        PkiCommand::Hub { command: HubRegistryCommand::Register { id, purposes, province } } => {
+            let province: Option<huren_pki::ProvinceCode> = province.map(|p| p.parse()).transpose().map_err(usage)?;
+            let pki = PkiDir::open(&dir)?;
+            pki.register_hub(&id, &purposes)?;
+            pki.set_hub_province(&id, province.as_ref())?;
             println!("hub {id} registered for {}; sign and upload a new trust list to publish it", purposes.join(", "));
         }
         PkiCommand::Purpose { command: PurposeCommand::Set { name, fields } } => {

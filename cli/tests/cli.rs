@@ -182,7 +182,11 @@ fn a_federation_of_processes_set_up_with_the_cli() {
         let out = ok(&["pki", "--dir", &pki, "issue", kind, name]);
         assert!(out.starts_with("spiffe://huren.gov/"), "{out}");
     }
-    ok(&["pki", "--dir", &pki, "hub", "register", "h1", "--purpose", "transit.highway"]);
+    ok(&["pki", "--dir", &pki, "hub", "register", "h1", "--purpose", "transit.highway", "--province", "370000"]);
+    let out =
+        huren(&["pki", "--dir", &pki, "hub", "register", "h9", "--purpose", "transit.highway", "--province", "99"]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid province code \"99\""));
     let out = huren(&["pki", "--dir", &pki, "hub", "register", "h2", "--purpose", "transit.space"]);
     assert_ne!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not in the field policy"));

@@ -98,7 +98,11 @@ pub fn fixture() -> &'static Fixture {
             ],
             rules: vec![rule(RED_RULE, pb::HealthStatus::Red), rule(YELLOW_RULE, pb::HealthStatus::Yellow)],
             revoked_serials: vec!["0123abcd".into()],
-            hubs: vec![pb::HubRegistration { id: "sd-jinan-highway".into(), purposes: vec!["transit.highway".into()] }],
+            hubs: vec![pb::HubRegistration {
+                id: "sd-jinan-highway".into(),
+                purposes: vec!["transit.highway".into()],
+                province: "370000".into(),
+            }],
             ..Default::default()
         };
         let trust = TrustList::verify(trust::sign(&list, &root).expect("sign"), &root_der).expect("fixture list");

@@ -2,11 +2,10 @@
 //! Labels carry province codes, hub ids, outcomes and reasons — never tokens or subjects.
 //!
 //! Lookups (`huren_gateway_lookups_total`, `huren_gateway_lookup_duration_seconds`) are
-//! labelled `province` (the home province asked) and `outcome` (`ok`, `not_found`,
-//! `no_current_status`, `policy_violation`, `throttled`, `unavailable`,
-//! `deadline_exceeded`, …). The other end of the "province pair" is not labelled: a hub's
-//! registration in the trust list names its purposes but no province, and the gateway
-//! will not guess one from a hub id; per-hub figures are in the throttling counter.
+//! labelled by province pair, `from` (the province the calling hub's registration in the
+//! trust list names, `unknown` when it names none or the caller is no hub) and `province`
+//! (the home province asked), and by `outcome` (`ok`, `not_found`, `no_current_status`,
+//! `policy_violation`, `throttled`, `unavailable`, `deadline_exceeded`, …).
 //! Gauges registered with the gateway: `huren_gateway_redis_up` and
 //! `huren_gateway_breaker_state{province}` (0 closed, 1 open, 2 half-open, for every
 //! province of the trust list).
@@ -56,8 +55,12 @@ impl Metrics {
         }
     }
 
-    pub fn lookup(&self, province: &str, outcome: &'static str, seconds: f64) {
-        let labels = [KeyValue::new("province", province.to_owned()), KeyValue::new("outcome", outcome)];
+    pub fn lookup(&self, from: &str, province: &str, outcome: &'static str, seconds: f64) {
+        let labels = [
+            KeyValue::new("from", from.to_owned()),
+            KeyValue::new("province", province.to_owned()),
+            KeyValue::new("outcome", outcome),
+        ];
         self.lookups.add(1, &labels);
         self.latency.record(seconds, &labels);
     }

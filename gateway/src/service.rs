@@ -435,7 +435,15 @@ impl pb::lookup_server::Lookup for LookupService {
         let started = std::time::Instant::now();
         let province = request.get_ref().province.clone();
         let province = if province.parse::<ProvinceCode>().is_ok() { province } else { "invalid".into() };
-        let span = tracing::info_span!("huren.gateway.lookup", province = %province, outcome = tracing::field::Empty);
+        // The other end of the province pair: where the calling hub checks travellers.
+        let from = huren_pki::tls::peer(&request)
+            .ok()
+            .and_then(|caller| match &caller.role {
+                Role::Hub(id) => self.0.trust().hub_province(id).map(ToString::to_string),
+                _ => None,
+            })
+            .unwrap_or_else(|| "unknown".into());
+        let span = tracing::info_span!("huren.gateway.lookup", from = %from, province = %province, outcome = tracing::field::Empty);
         huren_pki::tracectx::adopt(&span, &request);
         let result = tracing::Instrument::instrument(self.lookup_inner(request), span.clone()).await;
         let outcome = match &result {
@@ -443,7 +451,7 @@ impl pb::lookup_server::Lookup for LookupService {
             Err(e) => e.outcome(),
         };
         span.record("outcome", outcome);
-        self.0.metrics.lookup(&province, outcome, started.elapsed().as_secs_f64());
+        self.0.metrics.lookup(&from, &province, outcome, started.elapsed().as_secs_f64());
         Ok(Response::new(result?))
     }
 }

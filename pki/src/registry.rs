@@ -128,6 +128,9 @@ pub struct RegistryPurpose {
 pub struct RegistryHub {
     pub id: String,
     pub purposes: Vec<String>,
+    /// Where the hub checks travellers (for lookup counts by province pair).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub province: Option<String>,
 }
 
 fn default_next_update() -> i64 {
@@ -506,8 +509,21 @@ impl PkiDir {
         if let Some(p) = purposes.iter().find(|p| policy.allowed(p).is_none()) {
             return Err(RegistryError::Policy(format!("purpose {p:?} is not in the field policy")));
         }
+        let province = registry.hubs.iter().find(|h| h.id == id).and_then(|h| h.province.clone());
         registry.hubs.retain(|h| h.id != id);
-        registry.hubs.push(RegistryHub { id: id.to_owned(), purposes: purposes.to_vec() });
+        registry.hubs.push(RegistryHub { id: id.to_owned(), purposes: purposes.to_vec(), province });
+        self.save_registry(&registry)
+    }
+
+    /// Records (or, with `None`, forgets) the province a registered hub checks travellers in.
+    pub fn set_hub_province(&self, id: &str, province: Option<&ProvinceCode>) -> Result<(), RegistryError> {
+        let mut registry = self.registry()?;
+        let hub = registry
+            .hubs
+            .iter_mut()
+            .find(|h| h.id == id)
+            .ok_or_else(|| RegistryError::Policy(format!("hub {id} is not registered; register it first")))?;
+        hub.province = province.map(ToString::to_string);
         self.save_registry(&registry)
     }
 
@@ -676,7 +692,11 @@ impl PkiDir {
             hubs: registry
                 .hubs
                 .iter()
-                .map(|h| pb::HubRegistration { id: h.id.clone(), purposes: h.purposes.clone() })
+                .map(|h| pb::HubRegistration {
+                    id: h.id.clone(),
+                    purposes: h.purposes.clone(),
+                    province: h.province.clone().unwrap_or_default(),
+                })
                 .collect(),
         };
         let signed = trust::sign(&list, &root)?;

@@ -134,6 +134,7 @@ pub struct TrustList {
     revoked: HashSet<String>,
     policy: FieldPolicy,
     hubs: HashMap<String, Vec<String>>,
+    hub_provinces: HashMap<String, ProvinceCode>,
 }
 
 /// Encodes and signs a trust list with the root CA key.
@@ -223,6 +224,7 @@ impl TrustList {
         let revoked = list.revoked_serials.iter().map(|s| s.to_ascii_lowercase()).collect();
         let policy = FieldPolicy::from_pb(list.field_policy.as_ref()).map_err(content)?;
         let mut hubs = HashMap::new();
+        let mut hub_provinces = HashMap::new();
         for h in &list.hubs {
             if !crate::identity::valid_name(&h.id) {
                 return Err(content(format!("hub registration {:?} is not a valid hub id", h.id)));
@@ -236,8 +238,12 @@ impl TrustList {
             if hubs.insert(h.id.clone(), h.purposes.clone()).is_some() {
                 return Err(content(format!("hub {} is registered twice", h.id)));
             }
+            if !h.province.is_empty() {
+                let code = h.province.parse().map_err(|e| content(format!("hub {}: {e}", h.id)))?;
+                hub_provinces.insert(h.id.clone(), code);
+            }
         }
-        Ok(Self { signed, list, provinces, rules, revoked, policy, hubs })
+        Ok(Self { signed, list, provinces, rules, revoked, policy, hubs, hub_provinces })
     }
 
     /// Reads and verifies a trust list file (encoded [`pb::SignedTrustList`]).
@@ -288,6 +294,10 @@ impl TrustList {
     /// Purposes a registered hub may declare; `None` for an unregistered hub.
     pub fn hub_purposes(&self, hub_id: &str) -> Option<&[String]> {
         self.hubs.get(hub_id).map(Vec::as_slice)
+    }
+    /// The province a registered hub checks travellers in, if its registration names one.
+    pub fn hub_province(&self, hub_id: &str) -> Option<&ProvinceCode> {
+        self.hub_provinces.get(hub_id)
     }
 
     /// Verifies a signed attestation: size and wire fields, field policy for its purpose,

@@ -1222,6 +1222,23 @@ fn identity_role_transport_and_trust_list_cases() -> Vec<Case> {
                         l.hubs.push(pb::HubRegistration {
                             id: "adv-space".into(),
                             purposes: vec!["transit.space".into()],
+                            province: String::new(),
+                        })
+                    });
+                    upload_as_coordinator(&c, list).await
+                })
+            },
+        ),
+        case(
+            "root-signed trust list placing a hub in no valid province",
+            Status(Code::InvalidArgument, "hub adv-nowhere: invalid province code \"99\""),
+            |c| {
+                Box::pin(async move {
+                    let list = root_signed(&c, |l| {
+                        l.hubs.push(pb::HubRegistration {
+                            id: "adv-nowhere".into(),
+                            purposes: vec!["transit.rail".into()],
+                            province: "99".into(),
                         })
                     });
                     upload_as_coordinator(&c, list).await

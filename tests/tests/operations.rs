@@ -525,7 +525,10 @@ async fn metrics_expose_violations_throttling_redis_and_breaker_state() {
     let prefix = prefix("metrics");
     let metrics = PrometheusMetrics::new().unwrap();
     let (mut f, _dir) = start_with(FederationOptions::default()).await;
-    f.register_hub("watched", &["transit.rail"]).deadline("hub watched registered on every server").await.unwrap();
+    f.register_hub_in("watched", &["transit.rail"], &code("440000"))
+        .deadline("hub watched registered on every server")
+        .await
+        .unwrap();
     f.register_hub("prober", &["transit.rail"]).deadline("hub prober registered on every server").await.unwrap();
     let settings = GatewaySettings {
         meter: Some(metrics.meter("huren-gateway")),
@@ -580,8 +583,17 @@ async fn metrics_expose_violations_throttling_redis_and_breaker_state() {
         ("huren_gateway_breaker_state", vec![("province", "440000")], 1.0),
         ("huren_gateway_breaker_state", vec![("province", "340000")], 0.0),
         ("huren_gateway_breaker_state", vec![("province", "370000")], 0.0),
-        ("huren_gateway_lookups_total", vec![("province", "370000"), ("outcome", "policy_violation")], 1.0),
-        ("huren_gateway_lookups_total", vec![("province", "340000"), ("outcome", "not_found")], 2.0),
+        // By province pair: the Guangzhou hub asked Shandong and Anhui; the prober names no province.
+        (
+            "huren_gateway_lookups_total",
+            vec![("from", "440000"), ("province", "370000"), ("outcome", "policy_violation")],
+            1.0,
+        ),
+        (
+            "huren_gateway_lookups_total",
+            vec![("from", "unknown"), ("province", "340000"), ("outcome", "not_found")],
+            2.0,
+        ),
     ];
     for (name, labels, value) in expect {
         assert_eq!(series(&body, name, &labels), Some(value), "{name}{labels:?} in\n{body}");

@@ -447,8 +447,11 @@ pub enum AuditCommand {
         /// Also look for each line of this file (subject references, say) in every raw file.
         #[arg(long)]
         patterns_file: Option<PathBuf>,
+        /// Redis server to scan, e.g. redis://127.0.0.1:6379.
         #[arg(long)]
         redis: Option<String>,
+        /// Key prefix to scan: the gateway's (default) or a node store's
+        /// (`store_redis_prefix`, by default `huren-node:<province>:`).
         #[arg(long, default_value = "huren:")]
         redis_prefix: String,
     },
@@ -866,7 +869,7 @@ async fn gateway(args: ServerArgs) -> Result<()> {
 fn node_purge(config: &Path, before: Option<i64>, all: bool, receipt: Option<PathBuf>) -> Result<()> {
     use prost::Message as _;
     let config = huren_node::NodeConfig::load(config).map_err(usage)?;
-    let store = huren_node::Store::open(&config.store_path())
+    let store = huren_node::open_store(&config)
         .map_err(|e| anyhow!("cannot open the status store (is the node still running? stop it first): {e}"))?;
     let tls = TlsIdentity::load(&config.cert, &config.key, &config.ca, &config.trust_domain).map_err(usage)?;
     let trust = huren_pki::live::LiveTrust::open(
@@ -892,7 +895,7 @@ fn node_purge(config: &Path, before: Option<i64>, all: bool, receipt: Option<Pat
     );
     let now = unix_now();
     let signed =
-        huren_node::retention::purge_with_receipt(&store, &keys, &trust, &province, &plan, "manual", now, &mut |n| {
+        huren_node::retention::purge_with_receipt(&*store, &keys, &trust, &province, &plan, "manual", now, &mut |n| {
             bar.set_position(n)
         })
         .map_err(|e| anyhow!("{e}"))?;

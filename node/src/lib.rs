@@ -90,9 +90,10 @@ impl Node {
         tls: TlsIdentity,
         keys: KeyRing,
         trust: LiveTrust,
-        store: Arc<dyn NodeStore>,
+        store: impl Into<Arc<dyn NodeStore>>,
         settings: NodeSettings,
     ) -> Result<Self, StartError> {
+        let store = store.into();
         let province = match &tls.identity.role {
             Role::Node(p) => p.clone(),
             _ => {

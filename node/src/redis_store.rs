@@ -26,7 +26,7 @@
 //! Redis itself (`BGREWRITEAOF`, the next RDB snapshot), outside the node's reach.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use huren_proto::pb;
 use huren_translog::{Frontier, Hash, LeafSource, ProofError};
@@ -295,6 +295,12 @@ impl RedisStore {
             }
             cursor = next;
         }
+    }
+}
+
+impl From<RedisStore> for Arc<dyn NodeStore> {
+    fn from(store: RedisStore) -> Self {
+        Arc::new(store)
     }
 }
 

@@ -155,6 +155,12 @@ pub trait NodeStore: Send + Sync + std::fmt::Debug {
     fn purge(&self, plan: &PurgePlan, progress: &mut dyn FnMut(u64)) -> Result<PurgeOutcome, StoreError>;
 }
 
+impl From<Store> for Arc<dyn NodeStore> {
+    fn from(store: Store) -> Self {
+        Arc::new(store)
+    }
+}
+
 /// Leaf hashes of the first `size` log entries, read in one transaction.
 struct TxLeaves {
     table: ReadOnlyTable<u64, &'static [u8]>,

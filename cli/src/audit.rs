@@ -434,7 +434,8 @@ pub async fn scan_redis(url: &str, prefix: &str) -> Result<u64> {
     let mut n = 0;
     for key in keys {
         if key == meta {
-            let salt: bool = redis::cmd("HEXISTS").arg(&key).arg("salt").query_async(&mut conn).await.context("HEXISTS")?;
+            let salt: bool =
+                redis::cmd("HEXISTS").arg(&key).arg("salt").query_async(&mut conn).await.context("HEXISTS")?;
             if !salt {
                 continue;
             }

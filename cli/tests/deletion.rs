@@ -3,6 +3,7 @@
 //! auditor's checks of that receipt (and refusals of altered or unknown ones) and of the
 //! disk.
 
+use huren_node::NodeStore as _;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

@@ -188,7 +188,10 @@ impl NodeConfig {
             return Err(ConfigError::Invalid("store = \"redis\" needs store_redis_url".into()));
         }
         if let Some(prefix) = &self.store_redis_prefix {
-            if prefix.is_empty() || prefix.len() > 128 || prefix.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control()) {
+            if prefix.is_empty()
+                || prefix.len() > 128
+                || prefix.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+            {
                 return Err(ConfigError::Invalid(
                     "store_redis_prefix must be 1-128 characters without spaces or control characters".into(),
                 ));

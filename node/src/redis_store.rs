@@ -34,8 +34,8 @@ use prost::Message;
 use sha2::{Digest, Sha256};
 
 use crate::store::{
-    decode_sizes, deletion_leaf, encode_sizes, log_entry, thin_sizes, NodeStore, PurgeOutcome, PurgePlan,
-    StatusRecord, StoreError, TokenRecord, PURGE_BATCH,
+    decode_sizes, deletion_leaf, encode_sizes, log_entry, thin_sizes, NodeStore, PurgeOutcome, PurgePlan, StatusRecord,
+    StoreError, TokenRecord, PURGE_BATCH,
 };
 
 /// The key (under the prefix) holding the commitment salt, the log's frontier and the
@@ -60,6 +60,11 @@ for i = 1, #ARGV, 2 do
 end
 return out
 ";
+
+/// A record a purge deletes: its kind, time and deletion-commitment leaf.
+type Deletion = (&'static str, i64, Hash);
+/// Whether a purge deletes a hash field (given its name and value), and as what.
+type Judge<'a> = dyn Fn(&[u8], &[u8]) -> Result<Option<Deletion>, StoreError> + 'a;
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(format!("redis: {e}"))
@@ -141,9 +146,8 @@ impl RedisStore {
         // HSETNX: of two nodes starting at once on a fresh prefix, one salt wins.
         redis::cmd("HSETNX").arg(&meta).arg("salt").arg(fresh.as_slice()).exec(&mut conn).map_err(backend)?;
         let salt: Option<Vec<u8>> = redis::cmd("HGET").arg(&meta).arg("salt").query(&mut conn).map_err(backend)?;
-        let salt = salt
-            .and_then(|s| <[u8; 32]>::try_from(s.as_slice()).ok())
-            .ok_or_else(|| corrupt("commitment salt"))?;
+        let salt =
+            salt.and_then(|s| <[u8; 32]>::try_from(s.as_slice()).ok()).ok_or_else(|| corrupt("commitment salt"))?;
         warn_if_not_durable(&mut conn);
         Ok(Self { client, conn: Mutex::new(Some(conn)), prefix: prefix.to_owned(), salt })
     }
@@ -185,18 +189,14 @@ impl RedisStore {
             let k = self.keys();
             let frontier = frontier_of(hget(conn, &k.meta, "frontier")?)?;
             if size > frontier.size() {
-                return Err(StoreError::Range(format!(
-                    "tree size {size} exceeds the log size {}",
-                    frontier.size()
-                )));
+                return Err(StoreError::Range(format!("tree size {size} exceeds the log size {}", frontier.size())));
             }
             let raw = hmget_range(conn, &k.hashes, 0, size)?;
             let leaves = raw
                 .into_iter()
                 .enumerate()
                 .map(|(i, v)| {
-                    v.map(|b| <Hash>::try_from(b.as_slice()).map_err(|_| corrupt(format!("log leaf {i}"))))
-                        .transpose()
+                    v.map(|b| <Hash>::try_from(b.as_slice()).map_err(|_| corrupt(format!("log leaf {i}")))).transpose()
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(LoadedLeaves(leaves))
@@ -258,12 +258,12 @@ impl RedisStore {
     fn purge_hash(
         &self,
         key: &str,
-        judge: &dyn Fn(&[u8], &[u8]) -> Result<Option<(&'static str, i64, Hash)>, StoreError>,
+        judge: &Judge<'_>,
         out: &mut PurgeOutcome,
         progress: &mut dyn FnMut(u64),
     ) -> Result<(), StoreError> {
         let mut cursor = "0".to_owned();
-        let mut batch: Vec<(Vec<u8>, Vec<u8>, (&'static str, i64, Hash))> = Vec::new();
+        let mut batch: Vec<(Vec<u8>, Vec<u8>, Deletion)> = Vec::new();
         loop {
             let (next, items): (String, Vec<Vec<u8>>) = self.with(|conn| {
                 redis::cmd("HSCAN").arg(key).arg(&cursor).arg("COUNT").arg(1000).query(conn).map_err(backend)
@@ -315,7 +315,11 @@ fn keys(prefix: &str) -> Keys {
     }
 }
 
-fn hget(conn: &mut redis::Connection, key: &str, field: impl redis::ToRedisArgs) -> Result<Option<Vec<u8>>, StoreError> {
+fn hget(
+    conn: &mut redis::Connection,
+    key: &str,
+    field: impl redis::ToRedisArgs,
+) -> Result<Option<Vec<u8>>, StoreError> {
     redis::cmd("HGET").arg(key).arg(field).query(conn).map_err(backend)
 }
 
@@ -330,7 +334,8 @@ fn hmget_range(
     let mut at = start;
     while at < end {
         let to = end.min(at + READ_CHUNK);
-        let part: Vec<Option<Vec<u8>>> = redis::cmd("HMGET").arg(key).arg((at..to).collect::<Vec<u64>>()).query(conn).map_err(backend)?;
+        let part: Vec<Option<Vec<u8>>> =
+            redis::cmd("HMGET").arg(key).arg((at..to).collect::<Vec<u64>>()).query(conn).map_err(backend)?;
         out.extend(part);
         at = to;
     }
@@ -521,8 +526,7 @@ impl NodeStore for RedisStore {
     }
 
     fn signed_sizes(&self) -> Result<Vec<u64>, StoreError> {
-        self.with(|conn| hget(conn, &self.keys().meta, "signed_sizes"))?
-            .map_or(Ok(Vec::new()), |b| decode_sizes(&b))
+        self.with(|conn| hget(conn, &self.keys().meta, "signed_sizes"))?.map_or(Ok(Vec::new()), |b| decode_sizes(&b))
     }
 
     fn consistency_proofs(&self, size: u64) -> Result<Vec<(u64, Vec<Hash>)>, StoreError> {
@@ -553,14 +557,14 @@ impl NodeStore for RedisStore {
     fn purge(&self, plan: &PurgePlan, progress: &mut dyn FnMut(u64)) -> Result<PurgeOutcome, StoreError> {
         let k = self.keys();
         let mut out = PurgeOutcome::default();
-        let statuses = |key: &[u8], value: &[u8]| -> Result<Option<(&'static str, i64, Hash)>, StoreError> {
+        let statuses = |key: &[u8], value: &[u8]| -> Result<Option<Deletion>, StoreError> {
             let record = StatusRecord::decode(value).map_err(corrupt)?;
             let subject = std::str::from_utf8(key).map_err(|_| corrupt("status key"))?;
             Ok((plan.everything || plan.statuses_changed_before.is_some_and(|t| record.updated_at < t))
                 .then(|| ("status", record.updated_at, deletion_leaf("status", &self.commitment(subject), value))))
         };
         self.purge_hash(&k.status, &statuses, &mut out, progress)?;
-        let tokens = |key: &[u8], value: &[u8]| -> Result<Option<(&'static str, i64, Hash)>, StoreError> {
+        let tokens = |key: &[u8], value: &[u8]| -> Result<Option<Deletion>, StoreError> {
             let record = TokenRecord::decode(value).map_err(corrupt)?;
             Ok((plan.everything || plan.tokens_expired_before.is_some_and(|t| record.expires_at < t))
                 .then(|| ("token", record.expires_at, deletion_leaf("token", key, value))))

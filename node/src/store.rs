@@ -279,7 +279,6 @@ impl Store {
         let tx = self.begin_read()?;
         Ok(TxLeaves { table: tx.open_table(LOG_HASHES).map_err(backend)?, size })
     }
-
 }
 
 /// What a purge deletes.
@@ -422,7 +421,8 @@ impl NodeStore for Store {
 
     /// RFC 9162 inclusion proof of entry `index` in the tree of `size` entries.
     fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, StoreError> {
-        huren_translog::inclusion_proof_from(index, &self.tx_leaves(size)?).map_err(|e| StoreError::Range(e.to_string()))
+        huren_translog::inclusion_proof_from(index, &self.tx_leaves(size)?)
+            .map_err(|e| StoreError::Range(e.to_string()))
     }
 
     /// RFC 9162 consistency proof between the trees of `old` and `new` entries.
@@ -797,7 +797,6 @@ impl Store {
         out.insert("salt", u64::from(tx.open_table(META).map_err(backend)?.get("salt").map_err(backend)?.is_some()));
         Ok(out)
     }
-
 }
 
 #[cfg(test)]
@@ -852,8 +851,7 @@ pub(crate) mod tests {
         }
 
         fn redis_keys(&self, conn: &mut redis::Connection) -> Vec<String> {
-            let mut keys: Vec<String> =
-                redis::cmd("KEYS").arg(format!("{}*", self.prefix)).query(conn).unwrap();
+            let mut keys: Vec<String> = redis::cmd("KEYS").arg(format!("{}*", self.prefix)).query(conn).unwrap();
             keys.sort();
             keys
         }
@@ -928,10 +926,7 @@ pub(crate) mod tests {
         assert_eq!(store.upsert_batch(batch).unwrap(), vec![1; 100]);
         assert_eq!(store.subject_count().unwrap(), 101);
         assert_eq!(store.log_head().unwrap().0, 102, "every change is logged");
-        let twice = vec![
-            ("s-1".to_owned(), StatusRecord::default()),
-            ("s-1".to_owned(), StatusRecord::default()),
-        ];
+        let twice = vec![("s-1".to_owned(), StatusRecord::default()), ("s-1".to_owned(), StatusRecord::default())];
         assert_eq!(store.upsert_batch(twice).unwrap(), vec![2, 3], "a batch naming a subject twice counts on");
     }
 
@@ -1010,12 +1005,8 @@ pub(crate) mod tests {
         let (size, root) = store.log_head().unwrap();
         assert_eq!(size, 20);
         assert_eq!(store.root_at(size).unwrap(), root);
-        let leaves: Vec<Hash> = store
-            .leaf_hashes(0, size)
-            .unwrap()
-            .into_iter()
-            .map(|h| <Hash>::try_from(h.as_slice()).unwrap())
-            .collect();
+        let leaves: Vec<Hash> =
+            store.leaf_hashes(0, size).unwrap().into_iter().map(|h| <Hash>::try_from(h.as_slice()).unwrap()).collect();
         for index in [0, 7, 19] {
             let proof = store.inclusion_proof(index, size).unwrap();
             huren_translog::verify_inclusion(&leaves[index as usize], index, size, &proof, &root).unwrap();
@@ -1031,7 +1022,8 @@ pub(crate) mod tests {
         assert_eq!((entry.index, entry.subject_commitment), (4, store.commitment("subject-1").to_vec()));
 
         // Retention: old entries go, their leaf hashes and the proofs stay.
-        let outcome = store.purge(&PurgePlan { log_entries_before: Some(5), ..Default::default() }, &mut |_| {}).unwrap();
+        let outcome =
+            store.purge(&PurgePlan { log_entries_before: Some(5), ..Default::default() }, &mut |_| {}).unwrap();
         assert_eq!(outcome.counts.get("log_entry"), Some(&5));
         assert_eq!(store.log_first_available().unwrap(), 5);
         assert_eq!(store.log_entries(0, 100).unwrap().len(), 15);

@@ -302,7 +302,8 @@ fn getrandom_bytes(out: &mut [u8]) {
 impl Drop for RedisPrefix {
     fn drop(&mut self) {
         let Ok(mut conn) = redis::Client::open(self.url.as_str()).and_then(|c| c.get_connection()) else { return };
-        let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{}*", self.prefix)).query(&mut conn).unwrap_or_default();
+        let keys: Vec<String> =
+            redis::cmd("KEYS").arg(format!("{}*", self.prefix)).query(&mut conn).unwrap_or_default();
         for key in keys {
             let _: redis::RedisResult<()> = redis::cmd("DEL").arg(key).query(&mut conn);
         }

@@ -531,7 +531,8 @@ async fn nodes_on_redis_keep_statuses_across_a_restart_and_leave_no_subject_key_
     f.restart_node(&anhui, addr).await.unwrap();
     let mut admin = f.admin_client(&anhui).unwrap();
     for i in 0..4 {
-        let token = pb::IssueTokenRequest { subject_ref: format!("ah-{i}"), lifetime_seconds: 600, purpose: String::new() };
+        let token =
+            pb::IssueTokenRequest { subject_ref: format!("ah-{i}"), lifetime_seconds: 600, purpose: String::new() };
         admin.issue_token(token).await.unwrap_or_else(|e| panic!("ah-{i} lost across the restart: {e}"));
     }
     admin.upsert_status(change("ah-4", pb::HealthStatus::Green, "", "")).await.unwrap();

@@ -344,6 +344,30 @@ mod tests {
     }
 
     #[test]
+    fn the_store_backend_is_redb_by_default_and_redis_needs_a_url() {
+        let c = load(FILE, &[]).unwrap();
+        assert_eq!((c.store, c.redis_prefix()), (StoreBackend::Redb, "huren-node:340000:".to_owned()));
+        let err = load(FILE, &[("HUREN_NODE_STORE", "redis")]).unwrap_err();
+        assert_eq!(err.to_string(), "invalid node config: store = \"redis\" needs store_redis_url");
+        let c = load(
+            FILE,
+            &[
+                ("HUREN_NODE_STORE", "redis"),
+                ("HUREN_NODE_STORE_REDIS_URL", "redis://:secret@10.0.0.5:6379/2"),
+                ("HUREN_NODE_STORE_REDIS_PREFIX", "ah:"),
+            ],
+        )
+        .unwrap();
+        assert_eq!((c.store, c.redis_prefix()), (StoreBackend::Redis, "ah:".to_owned()));
+        let err = load(FILE, &[("HUREN_NODE_STORE", "postgres")]).unwrap_err();
+        assert!(err.to_string().contains("redb") && err.to_string().contains("redis"), "{err}");
+        let err = load("province = \"340000\"\nstore_redis_url = \"http://:secret@x\"\n", &[]).unwrap_err();
+        assert_eq!(err.to_string(), "invalid node config: store_redis_url is not a redis:// or rediss:// URL");
+        let err = load(FILE, &[("HUREN_NODE_STORE_REDIS_PREFIX", "a b")]).unwrap_err();
+        assert!(err.to_string().contains("store_redis_prefix must be"), "{err}");
+    }
+
+    #[test]
     fn file_errors_name_the_file_and_line() {
         let err = load("province = \"340000\"\n\nlistne = \"127.0.0.1:1\"\n", &[]).unwrap_err();
         assert!(matches!(err, ConfigError::Parse { .. }), "{err:?}");

@@ -1,4 +1,5 @@
-//! The node's minimal status projection, in an embedded redb file.
+//! The node's minimal status projection: the [`NodeStore`] trait every backend serves,
+//! and [`Store`], its embedded redb file (the Redis backend is [`crate::redis_store`]).
 //!
 //! Two tables: `subjects` maps a province-internal pseudonymous reference to its current
 //! status (colour, rule, authority, validity, test-recency bucket); `tokens` maps the
@@ -8,7 +9,7 @@
 //! crash.
 //!
 //! redb reuses freed pages but never wipes them, so a deleted record's bytes can stay in
-//! the file. [`Store::rewrite`] (run after every manual purge and the sunset) copies what
+//! the file. [`NodeStore::rewrite`] (run after every manual purge and the sunset) copies what
 //! is still live into a fresh file, puts it in place and overwrites the old file's bytes.
 
 use std::path::{Path, PathBuf};

@@ -905,10 +905,14 @@ fn node_purge(config: &Path, before: Option<i64>, all: bool, receipt: Option<Pat
     let r = huren_proto::pb::DeletionReceipt::decode(signed.receipt.as_slice())?;
     let counts: Vec<String> = r.counts.iter().map(|c| format!("{} {}", c.count, c.kind)).collect();
     println!(
-        "deleted {} (changes from {} to {}); store file rewritten; receipt ({} consistency proofs): {}",
+        "deleted {} (changes from {} to {}); {}; receipt ({} consistency proofs): {}",
         if counts.is_empty() { "nothing".to_owned() } else { counts.join(", ") },
         r.range_start,
         r.range_end,
+        match config.store {
+            huren_node::config::StoreBackend::Redis => "deleted keys are gone from Redis",
+            _ => "store file rewritten",
+        },
         r.consistency.len(),
         path.display()
     );

@@ -44,6 +44,10 @@ pub const META_KEY: &str = "meta";
 
 /// How often a write transaction is retried when another writer changed what it read.
 const MAX_ATTEMPTS: usize = 64;
+/// Bound on connecting and on each reply: a hung Redis fails the call (the client is told
+/// to retry) instead of holding a blocking thread forever. A reply lost to it may still
+/// have been applied; a retried status change is then logged twice, never lost.
+const IO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Fields asked for per `HMGET`.
 const READ_CHUNK: u64 = 4096;
 
@@ -103,17 +107,58 @@ struct Keys {
     meta: String,
 }
 
-/// Leaf hashes of the first `size` entries, read at once (a missing one is an error only
-/// when a proof needs it).
-struct LoadedLeaves(Vec<Option<Hash>>);
+/// Leaf hashes of the first `size` entries, fetched a chunk at a time as a proof asks
+/// for them (so memory stays bounded however long the log). A missing leaf is an error
+/// only when a proof needs it; a Redis failure is kept apart in `failed`, so that it is
+/// never mistaken for a purged leaf.
+struct LazyLeaves<'a> {
+    store: &'a RedisStore,
+    size: u64,
+    chunk: std::cell::RefCell<(u64, Vec<Option<Hash>>)>,
+    failed: std::cell::RefCell<Option<StoreError>>,
+}
 
-impl LeafSource for LoadedLeaves {
+impl LazyLeaves<'_> {
+    fn fetch(&self, start: u64) -> Result<Vec<Option<Hash>>, StoreError> {
+        let end = self.size.min(start + READ_CHUNK);
+        let raw = self.store.with(|conn| hmget_range(conn, &self.store.keys().hashes, start, end))?;
+        raw.into_iter()
+            .zip(start..)
+            .map(|(v, i)| {
+                v.map(|b| <Hash>::try_from(b.as_slice()).map_err(|_| corrupt(format!("log leaf {i}")))).transpose()
+            })
+            .collect()
+    }
+
+    /// The proof's result, unless reading a leaf failed meanwhile.
+    fn checked<T>(&self, result: Result<T, ProofError>) -> Result<Result<T, ProofError>, StoreError> {
+        match self.failed.borrow_mut().take() {
+            Some(e) => Err(e),
+            None => Ok(result),
+        }
+    }
+}
+
+impl LeafSource for LazyLeaves<'_> {
     fn leaf_count(&self) -> u64 {
-        self.0.len() as u64
+        self.size
     }
     fn leaf_hash(&self, index: u64) -> Result<Hash, ProofError> {
-        self.0
-            .get(index as usize)
+        let mut chunk = self.chunk.borrow_mut();
+        let start = index - index % READ_CHUNK;
+        if chunk.0 != start || chunk.1.is_empty() {
+            match self.fetch(start) {
+                Ok(leaves) => *chunk = (start, leaves),
+                Err(e) => {
+                    let message = e.to_string();
+                    *self.failed.borrow_mut() = Some(e);
+                    return Err(ProofError::Source(message));
+                }
+            }
+        }
+        chunk
+            .1
+            .get((index - start) as usize)
             .copied()
             .flatten()
             .ok_or_else(|| ProofError::Source(format!("log leaf {index} is missing")))
@@ -139,7 +184,7 @@ impl RedisStore {
     pub fn open(url: &str, prefix: &str) -> Result<Self, StoreError> {
         let open_err = |m: String| StoreError::Open { path: format!("{url} {prefix}*"), message: m };
         let client = redis::Client::open(url).map_err(|e| open_err(e.to_string()))?;
-        let mut conn = client.get_connection().map_err(|e| open_err(e.to_string()))?;
+        let mut conn = connect(&client, prefix).map_err(|e| open_err(e.to_string()))?;
         let meta = format!("{prefix}{META_KEY}");
         let mut fresh = [0u8; 32];
         getrandom::getrandom(&mut fresh).map_err(|e| open_err(format!("randomness unavailable: {e}")))?;
@@ -156,7 +201,7 @@ impl RedisStore {
     /// (for `huren audit scan`).
     pub fn inspect(url: &str, prefix: &str) -> Result<BTreeMap<&'static str, u64>, StoreError> {
         let client = redis::Client::open(url).map_err(backend)?;
-        let mut conn = client.get_connection().map_err(backend)?;
+        let mut conn = connect(&client, prefix).map_err(backend)?;
         counts_in(&mut conn, &keys(prefix))
     }
 
@@ -173,7 +218,7 @@ impl RedisStore {
     fn with<T>(&self, f: impl FnOnce(&mut redis::Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
         let mut guard = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         if guard.is_none() {
-            *guard = Some(self.client.get_connection().map_err(backend)?);
+            *guard = Some(connect(&self.client, &self.prefix).map_err(backend)?);
         }
         let conn = guard.as_mut().ok_or_else(|| backend("no connection"))?;
         let out = f(conn);
@@ -184,23 +229,13 @@ impl RedisStore {
         out
     }
 
-    fn load_leaves(&self, size: u64) -> Result<LoadedLeaves, StoreError> {
-        self.with(|conn| {
-            let k = self.keys();
-            let frontier = frontier_of(hget(conn, &k.meta, "frontier")?)?;
-            if size > frontier.size() {
-                return Err(StoreError::Range(format!("tree size {size} exceeds the log size {}", frontier.size())));
-            }
-            let raw = hmget_range(conn, &k.hashes, 0, size)?;
-            let leaves = raw
-                .into_iter()
-                .enumerate()
-                .map(|(i, v)| {
-                    v.map(|b| <Hash>::try_from(b.as_slice()).map_err(|_| corrupt(format!("log leaf {i}")))).transpose()
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(LoadedLeaves(leaves))
-        })
+    fn leaves(&self, size: u64) -> Result<LazyLeaves<'_>, StoreError> {
+        let (current, _) = self.log_head()?;
+        if size > current {
+            return Err(StoreError::Range(format!("tree size {size} exceeds the log size {current}")));
+        }
+        let empty = std::cell::RefCell::new((0, Vec::new()));
+        Ok(LazyLeaves { store: self, size, chunk: empty, failed: std::cell::RefCell::new(None) })
     }
 
     /// Reads previous versions and the frontier under WATCH, then writes everything in
@@ -208,9 +243,17 @@ impl RedisStore {
     fn upsert_all(&self, batch: Vec<(String, StatusRecord)>) -> Result<Vec<u64>, StoreError> {
         let k = self.keys();
         self.with(|conn| {
+            let unwatch = |conn: &mut redis::Connection, e: StoreError| {
+                // A corrupt record ends the attempt: leave no WATCH behind on the connection.
+                let _ = redis::cmd("UNWATCH").exec(conn);
+                e
+            };
             for _ in 0..MAX_ATTEMPTS {
                 redis::cmd("WATCH").arg(&k.status).arg(&k.meta).exec(conn).map_err(backend)?;
-                let mut frontier = frontier_of(hget(conn, &k.meta, "frontier")?)?;
+                let mut frontier = match frontier_of(hget(conn, &k.meta, "frontier")?) {
+                    Ok(f) => f,
+                    Err(e) => return Err(unwatch(conn, e)),
+                };
                 let mut latest: BTreeMap<&str, u64> = BTreeMap::new();
                 let mut pipe = redis::pipe();
                 pipe.atomic();
@@ -219,7 +262,10 @@ impl RedisStore {
                     let previous = match latest.get(subject_ref.as_str()) {
                         Some(v) => *v,
                         None => match hget(conn, &k.status, subject_ref)? {
-                            Some(bytes) => StatusRecord::decode(bytes.as_slice()).map_err(corrupt)?.version,
+                            Some(bytes) => match StatusRecord::decode(bytes.as_slice()) {
+                                Ok(previous) => previous.version,
+                                Err(e) => return Err(unwatch(conn, corrupt(e))),
+                            },
                             None => 0,
                         },
                     };
@@ -302,6 +348,16 @@ impl From<RedisStore> for Arc<dyn NodeStore> {
     fn from(store: RedisStore) -> Self {
         Arc::new(store)
     }
+}
+
+/// A connection with [`IO_TIMEOUT`], named `huren-node:<prefix>` for `CLIENT LIST`.
+fn connect(client: &redis::Client, prefix: &str) -> redis::RedisResult<redis::Connection> {
+    let mut conn = client.get_connection_with_timeout(IO_TIMEOUT)?;
+    conn.set_read_timeout(Some(IO_TIMEOUT))?;
+    conn.set_write_timeout(Some(IO_TIMEOUT))?;
+    let name: String = format!("huren-node:{prefix}").chars().filter(|c| c.is_ascii_graphic()).collect();
+    redis::cmd("CLIENT").arg("SETNAME").arg(name).exec(&mut conn)?;
+    Ok(conn)
 }
 
 fn keys(prefix: &str) -> Keys {
@@ -390,16 +446,21 @@ impl NodeStore for RedisStore {
     }
 
     fn root_at(&self, size: u64) -> Result<Hash, StoreError> {
-        huren_translog::root_of(&self.load_leaves(size)?).map_err(corrupt)
+        let leaves = self.leaves(size)?;
+        leaves.checked(huren_translog::root_of(&leaves))?.map_err(corrupt)
     }
 
     fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, StoreError> {
-        huren_translog::inclusion_proof_from(index, &self.load_leaves(size)?)
+        let leaves = self.leaves(size)?;
+        leaves
+            .checked(huren_translog::inclusion_proof_from(index, &leaves))?
             .map_err(|e| StoreError::Range(e.to_string()))
     }
 
     fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>, StoreError> {
-        huren_translog::consistency_proof_from(old, &self.load_leaves(new)?)
+        let leaves = self.leaves(new)?;
+        leaves
+            .checked(huren_translog::consistency_proof_from(old, &leaves))?
             .map_err(|e| StoreError::Range(e.to_string()))
     }
 
@@ -530,10 +591,10 @@ impl NodeStore for RedisStore {
     }
 
     fn consistency_proofs(&self, size: u64) -> Result<Vec<(u64, Vec<Hash>)>, StoreError> {
-        let leaves = self.load_leaves(size)?;
+        let leaves = self.leaves(size)?;
         let mut out = Vec::new();
         for old in self.signed_sizes()?.into_iter().filter(|s| *s < size) {
-            match huren_translog::consistency_proof_from(old, &leaves) {
+            match leaves.checked(huren_translog::consistency_proof_from(old, &leaves))? {
                 Ok(proof) => out.push((old, proof)),
                 Err(ProofError::Source(e)) => {
                     tracing::warn!(old_size = old, error = %e, "no consistency proof from a signed size: leaves missing")
@@ -663,5 +724,29 @@ mod tests {
         assert_eq!(versions.len(), 200);
         let (size, root) = store.log_head().unwrap();
         assert_eq!(store.root_at(size).unwrap(), root, "the stored leaves and the frontier agree");
+    }
+
+    /// Redis drops the node's connection: the call that finds out fails (the client is
+    /// told to retry), the next one connects again and finds everything in place.
+    #[test]
+    fn a_dropped_connection_is_opened_again() {
+        let fixture = Fixture::new(Backend::Redis);
+        let store = RedisStore::open(&crate::store::tests::redis_url(), fixture.prefix()).unwrap();
+        store.upsert("subject-1", StatusRecord { status: 2, ..Default::default() }).unwrap();
+        let mut admin = redis::Client::open(crate::store::tests::redis_url()).unwrap().get_connection().unwrap();
+        let clients: String = redis::cmd("CLIENT").arg("LIST").query(&mut admin).unwrap();
+        let name = format!("name=huren-node:{}", fixture.prefix());
+        let ids: Vec<&str> = clients
+            .lines()
+            .filter(|l| l.split(' ').any(|f| f == name))
+            .filter_map(|l| l.split(' ').find_map(|f| f.strip_prefix("id=")))
+            .collect();
+        assert_eq!(ids.len(), 1, "the store's connection, by name: {clients}");
+        let killed: u64 = redis::cmd("CLIENT").arg("KILL").arg("ID").arg(ids[0]).query(&mut admin).unwrap();
+        assert_eq!(killed, 1);
+        let first = store.status("subject-1");
+        assert!(first.is_err() || first.as_ref().unwrap().is_some(), "{first:?}");
+        assert_eq!(store.status("subject-1").unwrap().unwrap().status, 2);
+        assert_eq!(store.upsert("subject-1", StatusRecord::default()).unwrap(), 2);
     }
 }

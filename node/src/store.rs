@@ -835,6 +835,10 @@ pub(crate) mod tests {
             self.dir.path().join("s.redb")
         }
 
+        pub(crate) fn prefix(&self) -> &str {
+            &self.prefix
+        }
+
         pub(crate) fn open(&self) -> Box<dyn NodeStore> {
             match self.backend {
                 Backend::Redb => Box::new(Store::open(&self.path()).unwrap()),
@@ -908,7 +912,26 @@ pub(crate) mod tests {
         signed_sizes_keep_the_newest_and_a_spread_of_older_ones,
         purge_and_rewrite_leave_no_byte_of_a_deleted_record,
         log_proofs_and_subject_index_agree,
+        proofs_hold_over_a_log_longer_than_one_read,
     );
+
+    fn proofs_hold_over_a_log_longer_than_one_read(fixture: &Fixture) {
+        let store = fixture.open();
+        let batch: Vec<(String, StatusRecord)> =
+            (0..9000).map(|i| (format!("s-{i}"), StatusRecord { status: 1, ..Default::default() })).collect();
+        store.upsert_batch(batch).unwrap();
+        let (size, root) = store.log_head().unwrap();
+        assert_eq!((size, store.root_at(size).unwrap()), (9000, root));
+        let leaves = store.leaf_hashes(0, size).unwrap();
+        for index in [0u64, 4095, 4096, 8999] {
+            let leaf = <Hash>::try_from(leaves[index as usize].as_slice()).unwrap();
+            let proof = store.inclusion_proof(index, size).unwrap();
+            huren_translog::verify_inclusion(&leaf, index, size, &proof, &root).unwrap();
+        }
+        let old = store.root_at(5000).unwrap();
+        let proof = store.consistency_proof(5000, size).unwrap();
+        huren_translog::verify_consistency(5000, size, &old, &root, &proof).unwrap();
+    }
 
     fn upsert_bumps_version_and_survives_reopen(fixture: &Fixture) {
         {

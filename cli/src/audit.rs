@@ -416,15 +416,30 @@ fn count_in_file<'a>(path: &std::path::Path, patterns: &[&'a [u8]]) -> Result<Ve
     Ok(patterns.iter().copied().zip(counts).filter(|(_, n)| *n > 0).collect())
 }
 
-/// Counts the keys under `prefix` on a Redis server.
+/// Counts the keys under `prefix` on a Redis server that can hold subject data: every
+/// key but a node store's metadata key once it no longer holds the commitment salt
+/// (after a sunset it keeps only the log's frontier, signed tree-head sizes and the
+/// deletion receipt; see [`huren_node::redis_store`]).
 pub async fn scan_redis(url: &str, prefix: &str) -> Result<u64> {
     let client = redis::Client::open(url).with_context(|| format!("redis url {url}"))?;
     let mut conn = client.get_multiplexed_async_connection().await.context("connecting to redis")?;
     let mut iter: redis::AsyncIter<String> =
         redis::AsyncCommands::scan_match(&mut conn, format!("{prefix}*")).await.context("SCAN")?;
-    let mut n = 0;
+    let mut keys = Vec::new();
     while let Some(item) = iter.next_item().await {
-        item.context("SCAN")?;
+        keys.push(item.context("SCAN")?);
+    }
+    drop(iter);
+    let meta = format!("{prefix}{}", huren_node::redis_store::META_KEY);
+    let mut n = 0;
+    for key in keys {
+        if key == meta {
+            let salt: bool =
+                redis::cmd("HEXISTS").arg(&key).arg("salt").query_async(&mut conn).await.context("HEXISTS")?;
+            if !salt {
+                continue;
+            }
+        }
         n += 1;
     }
     Ok(n)

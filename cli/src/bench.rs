@@ -822,7 +822,7 @@ fn record(i: u64, now: i64) -> huren_node::store::StatusRecord {
 }
 
 fn store(args: StoreArgs) -> Result<()> {
-    use huren_node::Store;
+    use huren_node::{NodeStore as _, Store};
     if args.subjects == 0 || args.batch == 0 {
         return Err(usage("--subjects and --batch must be positive"));
     }

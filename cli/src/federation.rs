@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context, Result};
 use huren_gateway::{Gateway, GatewaySettings};
-use huren_node::{KeyRing, Node, NodeSettings, Store};
+use huren_node::{KeyRing, Node, NodeSettings, RedisStore, Store};
 use huren_pki::attest::AttestationKey;
 use huren_pki::ca::Validity;
 use huren_pki::live::LiveTrust;
@@ -69,6 +69,22 @@ where
 pub struct FederationOptions {
     pub node: NodeSettings,
     pub gateway: GatewaySettings,
+    /// Keep the nodes' status stores in Redis instead of redb files.
+    pub node_redis: Option<NodeRedis>,
+}
+
+/// Redis for the nodes' status stores: each province's keys under `<prefix><code>:`.
+#[derive(Debug, Clone)]
+pub struct NodeRedis {
+    pub url: String,
+    pub prefix: String,
+}
+
+impl NodeRedis {
+    /// The key prefix of one province's store.
+    pub fn prefix_of(&self, code: &ProvinceCode) -> String {
+        format!("{}{code}:", self.prefix)
+    }
 }
 
 /// A running federation.
@@ -151,6 +167,11 @@ impl Federation {
         self.dir.join("nodes").join(code.as_str())
     }
 
+    /// The Redis key prefix of a province node's store, when the nodes keep it in Redis.
+    pub fn node_redis_prefix(&self, code: &ProvinceCode) -> Option<String> {
+        self.options.node_redis.as_ref().map(|r| r.prefix_of(code))
+    }
+
     /// The redb file of a province node.
     pub fn node_store_path(&self, code: &ProvinceCode) -> PathBuf {
         self.node_dir(code).join("status.redb")
@@ -166,7 +187,10 @@ impl Federation {
         let dir = self.node_dir(code);
         let trust =
             LiveTrust::open(tls.root.to_vec(), Some(dir.join("trust-list.bin")), Some(&self.pki.trust_list_path()))?;
-        let store = Store::open(&self.node_store_path(code))?;
+        let store: std::sync::Arc<dyn huren_node::NodeStore> = match &self.options.node_redis {
+            Some(redis) => std::sync::Arc::new(RedisStore::open(&redis.url, &redis.prefix_of(code))?),
+            None => std::sync::Arc::new(Store::open(&self.node_store_path(code))?),
+        };
         let node = Node::new(tls, keys, trust.clone(), store, self.options.node.clone())?
             .following(Some(self.gateway_addr().to_string()));
         let events = Events::Node { purges: node.purge_reports(), keys: node.held_keys() };

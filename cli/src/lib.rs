@@ -451,8 +451,11 @@ pub enum AuditCommand {
         /// Also look for each line of this file (subject references, say) in every raw file.
         #[arg(long)]
         patterns_file: Option<PathBuf>,
+        /// Redis server to scan, e.g. redis://127.0.0.1:6379.
         #[arg(long)]
         redis: Option<String>,
+        /// Key prefix to scan: the gateway's (default) or a node store's
+        /// (`store_redis_prefix`, by default `huren-node:<province>:`).
         #[arg(long, default_value = "huren:")]
         redis_prefix: String,
     },
@@ -873,7 +876,7 @@ async fn gateway(args: ServerArgs) -> Result<()> {
 fn node_purge(config: &Path, before: Option<i64>, all: bool, receipt: Option<PathBuf>) -> Result<()> {
     use prost::Message as _;
     let config = huren_node::NodeConfig::load(config).map_err(usage)?;
-    let store = huren_node::Store::open(&config.store_path())
+    let store = huren_node::open_store(&config)
         .map_err(|e| anyhow!("cannot open the status store (is the node still running? stop it first): {e}"))?;
     let tls = TlsIdentity::load(&config.cert, &config.key, &config.ca, &config.trust_domain).map_err(usage)?;
     let trust = huren_pki::live::LiveTrust::open(
@@ -899,7 +902,7 @@ fn node_purge(config: &Path, before: Option<i64>, all: bool, receipt: Option<Pat
     );
     let now = unix_now();
     let signed =
-        huren_node::retention::purge_with_receipt(&store, &keys, &trust, &province, &plan, "manual", now, &mut |n| {
+        huren_node::retention::purge_with_receipt(&*store, &keys, &trust, &province, &plan, "manual", now, &mut |n| {
             bar.set_position(n)
         })
         .map_err(|e| anyhow!("{e}"))?;
@@ -909,10 +912,14 @@ fn node_purge(config: &Path, before: Option<i64>, all: bool, receipt: Option<Pat
     let r = huren_proto::pb::DeletionReceipt::decode(signed.receipt.as_slice())?;
     let counts: Vec<String> = r.counts.iter().map(|c| format!("{} {}", c.count, c.kind)).collect();
     println!(
-        "deleted {} (changes from {} to {}); store file rewritten; receipt ({} consistency proofs): {}",
+        "deleted {} (changes from {} to {}); {}; receipt ({} consistency proofs): {}",
         if counts.is_empty() { "nothing".to_owned() } else { counts.join(", ") },
         r.range_start,
         r.range_end,
+        match config.store {
+            huren_node::config::StoreBackend::Redis => "deleted keys are gone from Redis",
+            _ => "store file rewritten",
+        },
         r.consistency.len(),
         path.display()
     );

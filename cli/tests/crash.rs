@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use huren_cli::audit::AuditClient;
+use huren_node::NodeStore as _;
 use huren_pki::tls::{self, ExpectedPeer, Revocations, TlsIdentity};
 use huren_pki::{Identity, ProvinceCode, Role, TrustList};
 use huren_proto::pb;

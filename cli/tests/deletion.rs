@@ -3,6 +3,7 @@
 //! auditor's checks of that receipt (and refusals of altered or unknown ones) and of the
 //! disk.
 
+use huren_node::NodeStore as _;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -259,5 +260,100 @@ fn a_manual_purge_receipt_verifies_and_altered_or_unknown_ones_are_refused() {
         (checked["deleted"]["token"].as_u64(), checked["consistent_with_saved_head"].as_u64()),
         (Some(1), Some(3))
     );
+    assert!(ok(&scan).contains("no subject records remain"));
+}
+
+/// Deletes every key under a test's own Redis prefix on drop.
+struct RedisKeys {
+    url: String,
+    prefix: String,
+}
+
+impl Drop for RedisKeys {
+    fn drop(&mut self) {
+        let Ok(mut conn) = redis::Client::open(self.url.as_str()).and_then(|c| c.get_connection()) else { return };
+        let keys: Vec<String> =
+            redis::cmd("KEYS").arg(format!("{}*", self.prefix)).query(&mut conn).unwrap_or_default();
+        for key in keys {
+            let _: redis::RedisResult<()> = redis::cmd("DEL").arg(key).query(&mut conn);
+        }
+    }
+}
+
+/// `store = "redis"`: the node command serves from Redis (its retention purge finds the
+/// statuses put there), statuses survive a restart, `huren node purge --all` empties the
+/// prefix and `huren audit scan --redis` says so (and refused before).
+#[test]
+fn a_node_on_redis_serves_survives_a_restart_and_its_purge_leaves_no_subject_key() {
+    let started = huren_pki::unix_now();
+    let dir = tempfile::tempdir().unwrap();
+    let d = |p: &str| dir.path().join(p).to_str().unwrap().to_owned();
+    let pki = d("pki");
+    ok(&["pki", "--dir", &pki, "init"]);
+    ok(&["pki", "--dir", &pki, "province", "add", "340000", "--name", "Anhui"]);
+    for (kind, name) in [("node", "340000"), ("admin", "340000")] {
+        ok(&["pki", "--dir", &pki, "issue", kind, name]);
+    }
+    ok(&["pki", "--dir", &pki, "trust-list", "sign"]);
+    let root = format!("{pki}/root/ca.pem");
+    let trust_list = format!("{pki}/trust-list.bin");
+    let key = std::fs::read_dir(format!("{pki}/provinces/340000"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_str().unwrap().starts_with("attestation-"))
+        .unwrap();
+    let url = std::env::var("HUREN_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let redis =
+        RedisKeys { url: url.clone(), prefix: format!("huren-test:cli-node:{}:{started}:", std::process::id()) };
+    {
+        let store = huren_node::RedisStore::open(&url, &redis.prefix).unwrap();
+        let record = huren_node::store::StatusRecord {
+            status: huren_proto::pb::HealthStatus::Green as i32,
+            authority: "spiffe://huren.gov/province/340000/admin".into(),
+            valid_until: started - 39 * 86_400,
+            updated_at: started - 40 * 86_400,
+            ..Default::default()
+        };
+        store.upsert("ah-old-1", record).unwrap();
+    }
+    let data = d("node-data");
+    let node_toml = dir.path().join("node.toml");
+    std::fs::write(
+        &node_toml,
+        format!(
+            "province = \"340000\"\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\ndata_dir = \"{data}\"\n\
+             cert = \"{pki}/issued/node-340000/cert.pem\"\nkey = \"{pki}/issued/node-340000/key.pem\"\nca = \"{root}\"\n\
+             attestation_key = \"{}\"\ntrust_list = \"{trust_list}\"\nstore = \"redis\"\n\
+             store_redis_url = \"{url}\"\nstore_redis_prefix = \"{}\"\n",
+            key.display(),
+            redis.prefix
+        ),
+    )
+    .unwrap();
+
+    let node = Node::spawn(&node_toml);
+    node.wait_for("retention purge", "the node's retention purge of the old status in Redis");
+    let (cert, admin_key) =
+        (format!("{pki}/issued/admin-340000/cert.pem"), format!("{pki}/issued/admin-340000/key.pem"));
+    let admin = |addr: &str, extra: &[&str]| {
+        let mut args = vec!["admin", extra[0], "--node", addr, "--ca", &root, "--cert", &cert, "--key", &admin_key];
+        args.extend(&extra[1..]);
+        ok(&args)
+    };
+    admin(&node.addr, &["status", "ah-0001", "GREEN"]);
+    assert!(node.terminate().success());
+    assert!(!Path::new(&data).join("status.redb").exists(), "no redb file when the store is in Redis");
+
+    let node = Node::spawn(&node_toml);
+    admin(&node.addr, &["token", "ah-0001"]);
+    assert!(node.terminate().success());
+
+    let scan = ["audit", "scan", "--redis", &url, "--redis-prefix", &redis.prefix];
+    let err = refused(&scan);
+    assert!(err.contains("remain"), "{err}");
+    let receipt = d("all.receipt");
+    let out = ok(&["node", "purge", "--config", node_toml.to_str().unwrap(), "--all", "--receipt", &receipt]);
+    assert!(out.contains("1 status") && out.contains("1 token") && out.contains("2 log_entry"), "{out}");
+    assert!(out.contains("gone from Redis"), "{out}");
     assert!(ok(&scan).contains("no subject records remain"));
 }

@@ -15,8 +15,15 @@ pub struct NodeConfig {
     pub listen: String,
     /// SPIFFE trust domain of the federation.
     pub trust_domain: String,
-    /// Folder for the status store (`status.redb`).
+    /// Folder for the status store (`status.redb`) and the persisted trust list.
     pub data_dir: PathBuf,
+    /// Where the status store lives: `redb` (a file in `data_dir`) or `redis`.
+    pub store: StoreBackend,
+    /// Redis server of the status store when `store = "redis"`, e.g. "redis://127.0.0.1:6379/0".
+    pub store_redis_url: Option<String>,
+    /// Prefix of every key of the status store in Redis (default `huren-node:<province>:`),
+    /// so several nodes can share one server.
+    pub store_redis_prefix: Option<String>,
     /// This node's certificate chain (leaf + province CA), PEM.
     pub cert: PathBuf,
     /// This node's TLS private key, PEM.
@@ -49,6 +56,9 @@ impl Default for NodeConfig {
             listen: "127.0.0.1:7443".into(),
             trust_domain: huren_pki::DEFAULT_TRUST_DOMAIN.into(),
             data_dir: PathBuf::from("data"),
+            store: StoreBackend::Redb,
+            store_redis_url: None,
+            store_redis_prefix: None,
             cert: PathBuf::from("node.pem"),
             key: PathBuf::from("node.key"),
             ca: PathBuf::from("root.pem"),
@@ -62,6 +72,17 @@ impl Default for NodeConfig {
             otlp_endpoint: None,
         }
     }
+}
+
+/// Backend of the status store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum StoreBackend {
+    /// An embedded redb file, `status.redb` in `data_dir`.
+    Redb,
+    /// A Redis server (`store_redis_url`), keys under `store_redis_prefix`.
+    Redis,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -91,7 +112,8 @@ impl NodeConfig {
     /// Prefix of the variables that override keys: `HUREN_NODE_<KEY>`.
     pub const ENV_PREFIX: &'static str = "HUREN_NODE_";
     /// Keys absent by default; read from the environment as strings, an empty value unsets them.
-    const OPTIONAL_KEYS: &'static [&'static str] = &["gateway", "otlp_endpoint"];
+    const OPTIONAL_KEYS: &'static [&'static str] =
+        &["gateway", "otlp_endpoint", "store_redis_url", "store_redis_prefix"];
 
     /// Reads a config file, applies the `HUREN_NODE_<KEY>` overrides from the process
     /// environment, resolves relative paths and validates (see [`Self::from_sources`]).
@@ -155,11 +177,36 @@ impl NodeConfig {
         if self.default_status_validity_seconds <= 0 {
             return Err(ConfigError::Invalid("default_status_validity_seconds must be positive".into()));
         }
+        if let Some(url) = &self.store_redis_url {
+            let parsed = redis::Client::open(url.as_str()).map(|c| c.get_connection_info().clone());
+            if parsed.is_err() {
+                // The URL may carry a password: never echo it.
+                return Err(ConfigError::Invalid("store_redis_url is not a redis:// or rediss:// URL".into()));
+            }
+        }
+        if self.store == StoreBackend::Redis && self.store_redis_url.is_none() {
+            return Err(ConfigError::Invalid("store = \"redis\" needs store_redis_url".into()));
+        }
+        if let Some(prefix) = &self.store_redis_prefix {
+            if prefix.is_empty()
+                || prefix.len() > 128
+                || prefix.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+            {
+                return Err(ConfigError::Invalid(
+                    "store_redis_prefix must be 1-128 characters without spaces or control characters".into(),
+                ));
+            }
+        }
         Ok(())
     }
 
     pub fn province_code(&self) -> Result<ProvinceCode, ConfigError> {
         self.province.parse().map_err(|e| ConfigError::Invalid(format!("province: {e}")))
+    }
+
+    /// Key prefix of the status store in Redis.
+    pub fn redis_prefix(&self) -> String {
+        self.store_redis_prefix.clone().unwrap_or_else(|| crate::redis_store::default_prefix(&self.province))
     }
 
     /// Path of the redb status store.
@@ -230,6 +277,9 @@ mod tests {
             listen: "0.0.0.0:17443".into(),
             trust_domain: "example.test".into(),
             data_dir: "/var/lib/x".into(),
+            store: StoreBackend::Redis,
+            store_redis_url: Some("redis://redis.example:6380/1".into()),
+            store_redis_prefix: Some("huren-node:test:".into()),
             cert: "/c/cert.pem".into(),
             key: "/c/key.pem".into(),
             ca: "/c/root.pem".into(),
@@ -258,7 +308,9 @@ mod tests {
                 other => other.to_string(),
             };
             // The file names a province (the default has none) unless the variable does.
-            let c = load("province = \"340000\"\n", &[(&var, &raw)]).unwrap_or_else(|e| panic!("{var}={raw}: {e}"));
+            // The file names a Redis URL too, so that `store = "redis"` alone validates.
+            let file = "province = \"340000\"\nstore_redis_url = \"redis://127.0.0.1:6379\"\n";
+            let c = load(file, &[(&var, &raw)]).unwrap_or_else(|e| panic!("{var}={raw}: {e}"));
             assert_eq!(toml::Table::try_from(c).unwrap().get(key), Some(value), "{var}");
         }
     }
@@ -289,6 +341,30 @@ mod tests {
         assert!(err.to_string().contains("token_lifetime_seconds must be within"), "{err}");
         let c = load("province = 340000\n", &[("HUREN_NODE_PROVINCE", "340000")]).unwrap();
         assert_eq!(c.province, "340000", "the environment fixes a bad file value");
+    }
+
+    #[test]
+    fn the_store_backend_is_redb_by_default_and_redis_needs_a_url() {
+        let c = load(FILE, &[]).unwrap();
+        assert_eq!((c.store, c.redis_prefix()), (StoreBackend::Redb, "huren-node:340000:".to_owned()));
+        let err = load(FILE, &[("HUREN_NODE_STORE", "redis")]).unwrap_err();
+        assert_eq!(err.to_string(), "invalid node config: store = \"redis\" needs store_redis_url");
+        let c = load(
+            FILE,
+            &[
+                ("HUREN_NODE_STORE", "redis"),
+                ("HUREN_NODE_STORE_REDIS_URL", "redis://:secret@10.0.0.5:6379/2"),
+                ("HUREN_NODE_STORE_REDIS_PREFIX", "ah:"),
+            ],
+        )
+        .unwrap();
+        assert_eq!((c.store, c.redis_prefix()), (StoreBackend::Redis, "ah:".to_owned()));
+        let err = load(FILE, &[("HUREN_NODE_STORE", "postgres")]).unwrap_err();
+        assert!(err.to_string().contains("redb") && err.to_string().contains("redis"), "{err}");
+        let err = load("province = \"340000\"\nstore_redis_url = \"http://:secret@x\"\n", &[]).unwrap_err();
+        assert_eq!(err.to_string(), "invalid node config: store_redis_url is not a redis:// or rediss:// URL");
+        let err = load(FILE, &[("HUREN_NODE_STORE_REDIS_PREFIX", "a b")]).unwrap_err();
+        assert!(err.to_string().contains("store_redis_prefix must be"), "{err}");
     }
 
     #[test]

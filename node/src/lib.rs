@@ -1,11 +1,11 @@
 //! A Huren province node.
 //!
 //! It holds the province's minimal status projection (pseudonymous subject reference →
-//! colour, rule, authority, validity) in an embedded redb file and answers over mutual
+//! colour, rule, authority, validity) in an embedded redb file (or in Redis) and answers over mutual
 //! TLS only: gateways get signed attestations for opaque tokens (`Attestation`), the
 //! province's own admin identity changes statuses and issues tokens (`StatusAdmin`).
 //!
-//! Layout: [`config`] (`node.toml`), [`store`] (redb tables), [`authz`] (who may call
+//! Layout: [`config`] (`node.toml`), [`store`] (the store trait and its redb tables), [`redis_store`] (the same in Redis), [`authz`] (who may call
 //! what, pure), [`service`] (the two gRPC services and their error mapping),
 //! [`transparency`] (the status-change log), [`retention`] (purges, the sunset, deletion
 //! receipts and their metrics), and here [`Node`], which ties them together and serves
@@ -16,6 +16,7 @@
 pub mod authz;
 pub mod config;
 pub mod keys;
+pub mod redis_store;
 pub mod retention;
 pub mod service;
 pub mod store;
@@ -37,7 +38,8 @@ pub use keys::KeyRing;
 use service::{AttestationService, Inner, StatusAdminService};
 pub use service::{NodeError, NodeSettings};
 
-pub use store::Store;
+pub use redis_store::RedisStore;
+pub use store::{NodeStore, Store};
 
 /// Largest gRPC message a node accepts.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
@@ -88,9 +90,10 @@ impl Node {
         tls: TlsIdentity,
         keys: KeyRing,
         trust: LiveTrust,
-        store: Store,
+        store: impl Into<Arc<dyn NodeStore>>,
         settings: NodeSettings,
     ) -> Result<Self, StartError> {
+        let store = store.into();
         let province = match &tls.identity.role {
             Role::Node(p) => p.clone(),
             _ => {
@@ -147,7 +150,7 @@ impl Node {
         let trust =
             LiveTrust::open(tls.root.to_vec(), Some(config.data_dir.join("trust-list.bin")), Some(&config.trust_list))?;
         let keys = KeyRing::load(&config.attestation_key)?;
-        let store = Store::open(&config.store_path())?;
+        let store = open_store(config)?;
         let settings = NodeSettings {
             attestation_ttl_seconds: config.attestation_ttl_seconds,
             token_lifetime_seconds: config.token_lifetime_seconds,
@@ -380,6 +383,17 @@ impl Node {
     }
 }
 
+/// Opens the status store the config names: the redb file in `data_dir`, or Redis.
+pub fn open_store(config: &NodeConfig) -> Result<Arc<dyn NodeStore>, store::StoreError> {
+    Ok(match config.store {
+        config::StoreBackend::Redb => Arc::new(Store::open(&config.store_path())?),
+        config::StoreBackend::Redis => {
+            let url = config.store_redis_url.as_deref().unwrap_or_default();
+            Arc::new(RedisStore::open(url, &config.redis_prefix())?)
+        }
+    })
+}
+
 /// Purges everything (once) and returns the sunset receipt, kept in the store.
 fn sunset(inner: &Inner, metrics: &retention::PurgeMetrics, now: i64) -> Result<pb::SignedDeletionReceipt, NodeError> {
     use prost::Message as _;
@@ -392,7 +406,7 @@ fn sunset(inner: &Inner, metrics: &retention::PurgeMetrics, now: i64) -> Result<
     let trust = inner.trust.current();
     let plan = store::PurgePlan { everything: true, ..Default::default() };
     let receipt = retention::purge_with_receipt(
-        &inner.store,
+        &*inner.store,
         &inner.keys,
         &trust,
         &inner.province,

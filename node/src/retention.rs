@@ -10,10 +10,10 @@
 //!   to the gateway until acknowledged. The receipt is kept in the store, so a restart
 //!   hands it in again rather than losing it.
 //! - Every receipt carries RFC 9162 consistency proofs from the sizes of the tree heads
-//!   the node signed before (see [`Store::record_signed_size`]) to its final head, so an
+//!   the node signed before (see [`NodeStore::record_signed_size`]) to its final head, so an
 //!   auditor's saved head can be checked against the final log after the leaf hashes are
-//!   gone; and after a receipted purge the store file is rewritten ([`Store::rewrite`]),
-//!   so no byte of a deleted record stays on disk in it.
+//!   gone; and after a receipted purge the store is rewritten ([`NodeStore::rewrite`]),
+//!   so no byte of a deleted record stays on disk in a redb file.
 //! - [`PurgeMetrics`]: what the purges did, as metrics (kinds, reasons, counts, times).
 
 use std::collections::BTreeMap;
@@ -25,7 +25,7 @@ use opentelemetry::KeyValue;
 
 use crate::keys::KeyRing;
 use crate::service::NodeError;
-use crate::store::{PurgeOutcome, PurgePlan, Store};
+use crate::store::{NodeStore, PurgeOutcome, PurgePlan};
 
 /// What one retention run (or sunset) deleted, for watchers and metrics.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -123,10 +123,10 @@ fn counts(map: &BTreeMap<&'static str, u64>) -> Vec<pb::DeletedCount> {
 }
 
 /// Signs a receipt for a purge that has happened (`consistency`: proofs from earlier
-/// signed sizes to `final_tree_head`, see [`Store::consistency_proofs`]).
+/// signed sizes to `final_tree_head`, see [`NodeStore::consistency_proofs`]).
 #[allow(clippy::too_many_arguments)]
 pub fn receipt(
-    store: &Store,
+    store: &dyn NodeStore,
     keys: &KeyRing,
     trust: &TrustList,
     province: &ProvinceCode,
@@ -156,9 +156,9 @@ pub fn receipt(
     }))
 }
 
-/// The log's tree head, signed (and its size remembered, see [`Store::record_signed_size`]).
+/// The log's tree head, signed (and its size remembered, see [`NodeStore::record_signed_size`]).
 pub fn tree_head(
-    store: &Store,
+    store: &dyn NodeStore,
     keys: &KeyRing,
     trust: &TrustList,
     province: &ProvinceCode,
@@ -184,7 +184,7 @@ pub fn tree_head(
 /// byte remains in it, and counts what is left.
 #[allow(clippy::too_many_arguments)]
 pub fn purge_with_receipt(
-    store: &Store,
+    store: &dyn NodeStore,
     keys: &KeyRing,
     trust: &TrustList,
     province: &ProvinceCode,

@@ -13,7 +13,7 @@ use tonic::{Request, Response};
 
 use crate::authz::{authorize, Call};
 use crate::keys::KeyRing;
-use crate::store::{StatusRecord, Store, StoreError, TokenRecord};
+use crate::store::{NodeStore, StatusRecord, StoreError, TokenRecord};
 
 /// Default purpose bound into a QR's embedded attestation.
 pub const DEFAULT_QR_PURPOSE: &str = "transit.general";
@@ -49,7 +49,7 @@ pub(crate) struct Inner {
     pub province: ProvinceCode,
     pub keys: KeyRing,
     pub trust: LiveTrust,
-    pub store: Store,
+    pub store: Arc<dyn NodeStore>,
     pub settings: NodeSettings,
     /// Set once the sunset purge has run: every call is refused from then on.
     pub sunset: std::sync::atomic::AtomicBool,

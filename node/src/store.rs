@@ -1,4 +1,5 @@
-//! The node's minimal status projection, in an embedded redb file.
+//! The node's minimal status projection: the [`NodeStore`] trait every backend serves,
+//! and [`Store`], its embedded redb file (the Redis backend is [`crate::redis_store`]).
 //!
 //! Two tables: `subjects` maps a province-internal pseudonymous reference to its current
 //! status (colour, rule, authority, validity, test-recency bucket); `tokens` maps the
@@ -8,7 +9,7 @@
 //! crash.
 //!
 //! redb reuses freed pages but never wipes them, so a deleted record's bytes can stay in
-//! the file. [`Store::rewrite`] (run after every manual purge and the sunset) copies what
+//! the file. [`NodeStore::rewrite`] (run after every manual purge and the sunset) copies what
 //! is still live into a fresh file, puts it in place and overwrites the old file's bytes.
 
 use std::path::{Path, PathBuf};
@@ -87,7 +88,7 @@ pub enum StoreError {
     Range(String),
 }
 
-fn backend(e: impl std::fmt::Display) -> StoreError {
+pub(crate) fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
@@ -98,6 +99,67 @@ pub struct Store {
     db: Arc<RwLock<Database>>,
     path: Arc<PathBuf>,
     salt: Arc<[u8; 32]>,
+}
+
+/// What a node needs of its status store, whichever backend holds it (redb here,
+/// Redis in [`crate::redis_store`]). Every method blocks: call it from a blocking task.
+/// Acknowledged means durable and logged: a status change returns only once it and its
+/// transparency-log entry are stored together.
+pub trait NodeStore: Send + Sync + std::fmt::Debug {
+    /// The subject commitment logged for `subject_ref`: SHA-256 over a domain label, the
+    /// node-secret salt and the reference. Links a subject's entries, reveals nothing.
+    fn commitment(&self, subject_ref: &str) -> [u8; 32];
+    /// Size and root of the transparency log.
+    fn log_head(&self) -> Result<(u64, Hash), StoreError>;
+    /// Root hash of the first `size` entries.
+    fn root_at(&self, size: u64) -> Result<Hash, StoreError>;
+    /// RFC 9162 inclusion proof of entry `index` in the tree of `size` entries.
+    fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, StoreError>;
+    /// RFC 9162 consistency proof between the trees of `old` and `new` entries.
+    fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>, StoreError>;
+    /// Encoded log entries `[start, end)` still held.
+    fn log_entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StoreError>;
+    /// Log indices of a subject's entries.
+    fn subject_log(&self, commitment: &[u8; 32]) -> Result<Vec<u64>, StoreError>;
+    /// Replaces a subject's status and logs it, atomically; returns the new version.
+    fn upsert(&self, subject_ref: &str, record: StatusRecord) -> Result<u64, StoreError>;
+    /// Replaces many subjects' statuses and logs them, atomically; returns each new
+    /// version, in order.
+    fn upsert_batch(&self, batch: Vec<(String, StatusRecord)>) -> Result<Vec<u64>, StoreError>;
+    fn status(&self, subject_ref: &str) -> Result<Option<StatusRecord>, StoreError>;
+    /// Records a token digest for a subject.
+    fn put_token(&self, digest: &[u8; 32], record: &TokenRecord) -> Result<(), StoreError>;
+    fn token(&self, digest: &[u8; 32]) -> Result<Option<TokenRecord>, StoreError>;
+    /// Number of subjects held.
+    fn subject_count(&self) -> Result<u64, StoreError>;
+    /// Keeps the sunset's deletion receipt (no subject data) so it survives restarts.
+    fn put_sunset_receipt(&self, receipt: &[u8]) -> Result<(), StoreError>;
+    fn sunset_receipt(&self) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Index of the oldest log entry still held (entries before it were purged).
+    fn log_first_available(&self) -> Result<u64, StoreError>;
+    /// Leaf hashes `[start, end)` (held even for purged entries, until a sunset).
+    fn leaf_hashes(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StoreError>;
+    /// Remembers that a tree head of `size` entries was signed: the newest
+    /// [`RECENT_SIGNED_SIZES`] all, at most [`OLDER_SIGNED_SIZES`] older ones, thinned.
+    fn record_signed_size(&self, size: u64) -> Result<(), StoreError>;
+    /// Sizes of signed tree heads remembered, ascending.
+    fn signed_sizes(&self) -> Result<Vec<u64>, StoreError>;
+    /// Consistency proofs from every remembered signed size below `size` to `size`
+    /// (sizes whose leaf hashes are gone are left out).
+    fn consistency_proofs(&self, size: u64) -> Result<Vec<(u64, Vec<Hash>)>, StoreError>;
+    /// Makes sure no byte of a deleted record stays in what the backend keeps.
+    fn rewrite(&self) -> Result<(), StoreError>;
+    /// Records held, by kind: status, token, log_entry, log_hash, subject_index, salt.
+    fn counts(&self) -> Result<std::collections::BTreeMap<&'static str, u64>, StoreError>;
+    /// Deletes what `plan` names, calling `progress` with the running total. Returns
+    /// what was deleted, committed to as a Merkle tree.
+    fn purge(&self, plan: &PurgePlan, progress: &mut dyn FnMut(u64)) -> Result<PurgeOutcome, StoreError>;
+}
+
+impl From<Store> for Arc<dyn NodeStore> {
+    fn from(store: Store) -> Self {
+        Arc::new(store)
+    }
 }
 
 /// Leaf hashes of the first `size` log entries, read in one transaction.
@@ -145,7 +207,7 @@ fn append_log(tx: &WriteTransaction, entries: Vec<pb::LogEntry>) -> Result<(), S
     Ok(())
 }
 
-fn log_entry(commitment: [u8; 32], record: &StatusRecord) -> pb::LogEntry {
+pub(crate) fn log_entry(commitment: [u8; 32], record: &StatusRecord) -> pb::LogEntry {
     pb::LogEntry {
         subject_commitment: commitment.to_vec(),
         status: record.status,
@@ -210,150 +272,13 @@ impl Store {
         self.db().begin_write().map_err(backend)
     }
 
-    /// The subject commitment logged for `subject_ref`: SHA-256 over a domain label, the
-    /// node-secret salt and the reference. Links a subject's entries, reveals nothing.
-    pub fn commitment(&self, subject_ref: &str) -> [u8; 32] {
-        let mut h = Sha256::new();
-        h.update(b"huren/subject-commitment/v1\0");
-        h.update(self.salt.as_slice());
-        h.update(subject_ref.as_bytes());
-        h.finalize().into()
-    }
-
-    /// Size and root of the transparency log.
-    pub fn log_head(&self) -> Result<(u64, Hash), StoreError> {
-        let tx = self.begin_read()?;
-        let meta = tx.open_table(META).map_err(backend)?;
-        let frontier = match meta.get("frontier").map_err(backend)? {
-            Some(v) => Frontier::from_bytes(v.value()).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-            None => Frontier::new(),
-        };
-        Ok((frontier.size(), frontier.root()))
-    }
-
-    fn leaves(&self, size: u64) -> Result<TxLeaves, StoreError> {
+    fn tx_leaves(&self, size: u64) -> Result<TxLeaves, StoreError> {
         let (current, _) = self.log_head()?;
         if size > current {
             return Err(StoreError::Range(format!("tree size {size} exceeds the log size {current}")));
         }
         let tx = self.begin_read()?;
         Ok(TxLeaves { table: tx.open_table(LOG_HASHES).map_err(backend)?, size })
-    }
-
-    /// Root hash of the first `size` entries.
-    pub fn root_at(&self, size: u64) -> Result<Hash, StoreError> {
-        huren_translog::root_of(&self.leaves(size)?).map_err(|e| StoreError::Corrupt(e.to_string()))
-    }
-
-    /// RFC 9162 inclusion proof of entry `index` in the tree of `size` entries.
-    pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, StoreError> {
-        huren_translog::inclusion_proof_from(index, &self.leaves(size)?).map_err(|e| StoreError::Range(e.to_string()))
-    }
-
-    /// RFC 9162 consistency proof between the trees of `old` and `new` entries.
-    pub fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>, StoreError> {
-        huren_translog::consistency_proof_from(old, &self.leaves(new)?).map_err(|e| StoreError::Range(e.to_string()))
-    }
-
-    /// Encoded log entries `[start, end)`.
-    pub fn log_entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StoreError> {
-        let tx = self.begin_read()?;
-        let table = tx.open_table(LOG_ENTRIES).map_err(backend)?;
-        let mut out = Vec::new();
-        for item in table.range(start..end).map_err(backend)? {
-            let (_, v) = item.map_err(backend)?;
-            out.push(v.value().to_vec());
-        }
-        Ok(out)
-    }
-
-    /// Log indices of a subject's entries.
-    pub fn subject_log(&self, commitment: &[u8; 32]) -> Result<Vec<u64>, StoreError> {
-        let tx = self.begin_read()?;
-        let table = tx.open_multimap_table(SUBJECT_LOG).map_err(backend)?;
-        let mut out = Vec::new();
-        for v in table.get(commitment.as_slice()).map_err(backend)? {
-            out.push(v.map_err(backend)?.value());
-        }
-        Ok(out)
-    }
-
-    /// Replaces a subject's status; returns the new per-subject version.
-    pub fn upsert(&self, subject_ref: &str, mut record: StatusRecord) -> Result<u64, StoreError> {
-        let tx = self.begin_write()?;
-        let version = {
-            let mut table = tx.open_table(SUBJECTS).map_err(backend)?;
-            let previous = match table.get(subject_ref).map_err(backend)? {
-                Some(v) => StatusRecord::decode(v.value()).map_err(|e| StoreError::Corrupt(e.to_string()))?.version,
-                None => 0,
-            };
-            record.version = previous + 1;
-            table.insert(subject_ref, record.encode_to_vec().as_slice()).map_err(backend)?;
-            record.version
-        };
-        // The status change and its log entry commit together: acknowledged means logged.
-        append_log(&tx, vec![log_entry(self.commitment(subject_ref), &record)])?;
-        tx.commit().map_err(backend)?;
-        Ok(version)
-    }
-
-    /// Replaces many subjects' statuses in one durable transaction (bulk ingest);
-    /// returns each subject's new version, in order.
-    pub fn upsert_batch(&self, batch: Vec<(String, StatusRecord)>) -> Result<Vec<u64>, StoreError> {
-        let tx = self.begin_write()?;
-        let mut versions = Vec::with_capacity(batch.len());
-        let mut entries = Vec::with_capacity(batch.len());
-        {
-            let mut table = tx.open_table(SUBJECTS).map_err(backend)?;
-            for (subject_ref, mut record) in batch {
-                let previous = match table.get(subject_ref.as_str()).map_err(backend)? {
-                    Some(v) => StatusRecord::decode(v.value()).map_err(|e| StoreError::Corrupt(e.to_string()))?.version,
-                    None => 0,
-                };
-                record.version = previous + 1;
-                table.insert(subject_ref.as_str(), record.encode_to_vec().as_slice()).map_err(backend)?;
-                versions.push(record.version);
-                entries.push(log_entry(self.commitment(&subject_ref), &record));
-            }
-        }
-        append_log(&tx, entries)?;
-        tx.commit().map_err(backend)?;
-        Ok(versions)
-    }
-
-    pub fn status(&self, subject_ref: &str) -> Result<Option<StatusRecord>, StoreError> {
-        let tx = self.begin_read()?;
-        let table = tx.open_table(SUBJECTS).map_err(backend)?;
-        match table.get(subject_ref).map_err(backend)? {
-            Some(v) => Ok(Some(StatusRecord::decode(v.value()).map_err(|e| StoreError::Corrupt(e.to_string()))?)),
-            None => Ok(None),
-        }
-    }
-
-    /// Records a token digest for a subject.
-    pub fn put_token(&self, digest: &[u8; 32], record: &TokenRecord) -> Result<(), StoreError> {
-        let tx = self.begin_write()?;
-        {
-            let mut table = tx.open_table(TOKENS).map_err(backend)?;
-            table.insert(digest.as_slice(), record.encode_to_vec().as_slice()).map_err(backend)?;
-        }
-        tx.commit().map_err(backend)
-    }
-
-    pub fn token(&self, digest: &[u8; 32]) -> Result<Option<TokenRecord>, StoreError> {
-        let tx = self.begin_read()?;
-        let table = tx.open_table(TOKENS).map_err(backend)?;
-        match table.get(digest.as_slice()).map_err(backend)? {
-            Some(v) => Ok(Some(TokenRecord::decode(v.value()).map_err(|e| StoreError::Corrupt(e.to_string()))?)),
-            None => Ok(None),
-        }
-    }
-
-    /// Number of subjects held.
-    pub fn subject_count(&self) -> Result<u64, StoreError> {
-        let tx = self.begin_read()?;
-        let table = tx.open_table(SUBJECTS).map_err(backend)?;
-        table.len().map_err(backend)
     }
 }
 
@@ -383,7 +308,7 @@ pub struct PurgeOutcome {
 }
 
 impl PurgeOutcome {
-    fn note(&mut self, kind: &'static str, time: i64, leaf: Hash) {
+    pub(crate) fn note(&mut self, kind: &'static str, time: i64, leaf: Hash) {
         *self.counts.entry(kind).or_default() += 1;
         self.range = Some(match self.range {
             Some((a, b)) => (a.min(time), b.max(time)),
@@ -398,7 +323,7 @@ impl PurgeOutcome {
 }
 
 /// One leaf of the deleted-set commitment: kind, a key commitment and the record bytes.
-fn deletion_leaf(kind: &str, key: &[u8], record: &[u8]) -> Hash {
+pub(crate) fn deletion_leaf(kind: &str, key: &[u8], record: &[u8]) -> Hash {
     let mut data = Vec::with_capacity(kind.len() + 1 + key.len() + record.len());
     data.extend_from_slice(kind.as_bytes());
     data.push(0);
@@ -442,11 +367,11 @@ fn wipe(mut file: std::fs::File) -> std::io::Result<()> {
     file.sync_all()
 }
 
-fn encode_sizes(sizes: &[u64]) -> Vec<u8> {
+pub(crate) fn encode_sizes(sizes: &[u64]) -> Vec<u8> {
     sizes.iter().flat_map(|s| s.to_be_bytes()).collect()
 }
 
-fn decode_sizes(bytes: &[u8]) -> Result<Vec<u64>, StoreError> {
+pub(crate) fn decode_sizes(bytes: &[u8]) -> Result<Vec<u64>, StoreError> {
     let chunks = bytes.chunks_exact(8);
     if !chunks.remainder().is_empty() {
         return Err(StoreError::Corrupt("signed_sizes".into()));
@@ -457,7 +382,7 @@ fn decode_sizes(bytes: &[u8]) -> Result<Vec<u64>, StoreError> {
 /// Keeps at most [`RECENT_SIGNED_SIZES`] + [`OLDER_SIGNED_SIZES`] sizes (ascending): the
 /// newest all, and of the older ones the first and those that leave the smallest gap
 /// when dropped go first, so what stays is spread over the log's history.
-fn thin_sizes(sizes: &mut Vec<u64>) {
+pub(crate) fn thin_sizes(sizes: &mut Vec<u64>) {
     while sizes.len() > RECENT_SIGNED_SIZES + OLDER_SIGNED_SIZES {
         let older = sizes.len() - RECENT_SIGNED_SIZES;
         let drop = (1..older).min_by_key(|&i| sizes[i + 1] - sizes[i - 1]).unwrap_or(0);
@@ -466,17 +391,155 @@ fn thin_sizes(sizes: &mut Vec<u64>) {
 }
 
 /// Deletions per write transaction during a purge.
-const PURGE_BATCH: usize = 10_000;
+pub(crate) const PURGE_BATCH: usize = 10_000;
 
-impl Store {
+impl NodeStore for Store {
+    /// The subject commitment logged for `subject_ref`: SHA-256 over a domain label, the
+    /// node-secret salt and the reference. Links a subject's entries, reveals nothing.
+    fn commitment(&self, subject_ref: &str) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(b"huren/subject-commitment/v1\0");
+        h.update(self.salt.as_slice());
+        h.update(subject_ref.as_bytes());
+        h.finalize().into()
+    }
+
+    /// Size and root of the transparency log.
+    fn log_head(&self) -> Result<(u64, Hash), StoreError> {
+        let tx = self.begin_read()?;
+        let meta = tx.open_table(META).map_err(backend)?;
+        let frontier = match meta.get("frontier").map_err(backend)? {
+            Some(v) => Frontier::from_bytes(v.value()).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            None => Frontier::new(),
+        };
+        Ok((frontier.size(), frontier.root()))
+    }
+
+    /// Root hash of the first `size` entries.
+    fn root_at(&self, size: u64) -> Result<Hash, StoreError> {
+        huren_translog::root_of(&self.tx_leaves(size)?).map_err(|e| StoreError::Corrupt(e.to_string()))
+    }
+
+    /// RFC 9162 inclusion proof of entry `index` in the tree of `size` entries.
+    fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, StoreError> {
+        huren_translog::inclusion_proof_from(index, &self.tx_leaves(size)?)
+            .map_err(|e| StoreError::Range(e.to_string()))
+    }
+
+    /// RFC 9162 consistency proof between the trees of `old` and `new` entries.
+    fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>, StoreError> {
+        huren_translog::consistency_proof_from(old, &self.tx_leaves(new)?).map_err(|e| StoreError::Range(e.to_string()))
+    }
+
+    /// Encoded log entries `[start, end)`.
+    fn log_entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StoreError> {
+        let tx = self.begin_read()?;
+        let table = tx.open_table(LOG_ENTRIES).map_err(backend)?;
+        let mut out = Vec::new();
+        for item in table.range(start..end).map_err(backend)? {
+            let (_, v) = item.map_err(backend)?;
+            out.push(v.value().to_vec());
+        }
+        Ok(out)
+    }
+
+    /// Log indices of a subject's entries.
+    fn subject_log(&self, commitment: &[u8; 32]) -> Result<Vec<u64>, StoreError> {
+        let tx = self.begin_read()?;
+        let table = tx.open_multimap_table(SUBJECT_LOG).map_err(backend)?;
+        let mut out = Vec::new();
+        for v in table.get(commitment.as_slice()).map_err(backend)? {
+            out.push(v.map_err(backend)?.value());
+        }
+        Ok(out)
+    }
+
+    /// Replaces a subject's status; returns the new per-subject version.
+    fn upsert(&self, subject_ref: &str, mut record: StatusRecord) -> Result<u64, StoreError> {
+        let tx = self.begin_write()?;
+        let version = {
+            let mut table = tx.open_table(SUBJECTS).map_err(backend)?;
+            let previous = match table.get(subject_ref).map_err(backend)? {
+                Some(v) => StatusRecord::decode(v.value()).map_err(|e| StoreError::Corrupt(e.to_string()))?.version,
+                None => 0,
+            };
+            record.version = previous + 1;
+            table.insert(subject_ref, record.encode_to_vec().as_slice()).map_err(backend)?;
+            record.version
+        };
+        // The status change and its log entry commit together: acknowledged means logged.
+        append_log(&tx, vec![log_entry(self.commitment(subject_ref), &record)])?;
+        tx.commit().map_err(backend)?;
+        Ok(version)
+    }
+
+    /// Replaces many subjects' statuses in one durable transaction (bulk ingest);
+    /// returns each subject's new version, in order.
+    fn upsert_batch(&self, batch: Vec<(String, StatusRecord)>) -> Result<Vec<u64>, StoreError> {
+        let tx = self.begin_write()?;
+        let mut versions = Vec::with_capacity(batch.len());
+        let mut entries = Vec::with_capacity(batch.len());
+        {
+            let mut table = tx.open_table(SUBJECTS).map_err(backend)?;
+            for (subject_ref, mut record) in batch {
+                let previous = match table.get(subject_ref.as_str()).map_err(backend)? {
+                    Some(v) => StatusRecord::decode(v.value()).map_err(|e| StoreError::Corrupt(e.to_string()))?.version,
+                    None => 0,
+                };
+                record.version = previous + 1;
+                table.insert(subject_ref.as_str(), record.encode_to_vec().as_slice()).map_err(backend)?;
+                versions.push(record.version);
+                entries.push(log_entry(self.commitment(&subject_ref), &record));
+            }
+        }
+        append_log(&tx, entries)?;
+        tx.commit().map_err(backend)?;
+        Ok(versions)
+    }
+
+    fn status(&self, subject_ref: &str) -> Result<Option<StatusRecord>, StoreError> {
+        let tx = self.begin_read()?;
+        let table = tx.open_table(SUBJECTS).map_err(backend)?;
+        match table.get(subject_ref).map_err(backend)? {
+            Some(v) => Ok(Some(StatusRecord::decode(v.value()).map_err(|e| StoreError::Corrupt(e.to_string()))?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Records a token digest for a subject.
+    fn put_token(&self, digest: &[u8; 32], record: &TokenRecord) -> Result<(), StoreError> {
+        let tx = self.begin_write()?;
+        {
+            let mut table = tx.open_table(TOKENS).map_err(backend)?;
+            table.insert(digest.as_slice(), record.encode_to_vec().as_slice()).map_err(backend)?;
+        }
+        tx.commit().map_err(backend)
+    }
+
+    fn token(&self, digest: &[u8; 32]) -> Result<Option<TokenRecord>, StoreError> {
+        let tx = self.begin_read()?;
+        let table = tx.open_table(TOKENS).map_err(backend)?;
+        match table.get(digest.as_slice()).map_err(backend)? {
+            Some(v) => Ok(Some(TokenRecord::decode(v.value()).map_err(|e| StoreError::Corrupt(e.to_string()))?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Number of subjects held.
+    fn subject_count(&self) -> Result<u64, StoreError> {
+        let tx = self.begin_read()?;
+        let table = tx.open_table(SUBJECTS).map_err(backend)?;
+        table.len().map_err(backend)
+    }
+
     /// Keeps the sunset's deletion receipt (no subject data) so it survives restarts.
-    pub fn put_sunset_receipt(&self, receipt: &[u8]) -> Result<(), StoreError> {
+    fn put_sunset_receipt(&self, receipt: &[u8]) -> Result<(), StoreError> {
         let tx = self.begin_write()?;
         tx.open_table(META).map_err(backend)?.insert("sunset_receipt", receipt).map_err(backend)?;
         tx.commit().map_err(backend)
     }
 
-    pub fn sunset_receipt(&self) -> Result<Option<Vec<u8>>, StoreError> {
+    fn sunset_receipt(&self) -> Result<Option<Vec<u8>>, StoreError> {
         let tx = self.begin_read()?;
         let meta = tx.open_table(META).map_err(backend)?;
         let value = meta.get("sunset_receipt").map_err(backend)?.map(|v| v.value().to_vec());
@@ -484,7 +547,7 @@ impl Store {
     }
 
     /// Index of the oldest log entry still held (entries before it were purged).
-    pub fn log_first_available(&self) -> Result<u64, StoreError> {
+    fn log_first_available(&self) -> Result<u64, StoreError> {
         let tx = self.begin_read()?;
         let meta = tx.open_table(META).map_err(backend)?;
         let value = meta.get("first_available").map_err(backend)?.map(|v| v.value().to_vec());
@@ -497,7 +560,7 @@ impl Store {
     }
 
     /// Leaf hashes `[start, end)` (held even for purged entries, until a sunset).
-    pub fn leaf_hashes(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StoreError> {
+    fn leaf_hashes(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StoreError> {
         let tx = self.begin_read()?;
         let table = tx.open_table(LOG_HASHES).map_err(backend)?;
         let mut out = Vec::new();
@@ -511,7 +574,7 @@ impl Store {
     /// receipt can prove consistency from it. Sizes only; the newest
     /// [`RECENT_SIGNED_SIZES`] are all kept and at most [`OLDER_SIGNED_SIZES`] older ones,
     /// thinned where they lie closest together. Writes only for a size not yet kept.
-    pub fn record_signed_size(&self, size: u64) -> Result<(), StoreError> {
+    fn record_signed_size(&self, size: u64) -> Result<(), StoreError> {
         if size == 0 || self.signed_sizes()?.contains(&size) {
             return Ok(());
         }
@@ -532,7 +595,7 @@ impl Store {
     }
 
     /// Sizes of signed tree heads remembered, ascending.
-    pub fn signed_sizes(&self) -> Result<Vec<u64>, StoreError> {
+    fn signed_sizes(&self) -> Result<Vec<u64>, StoreError> {
         let tx = self.begin_read()?;
         let meta = tx.open_table(META).map_err(backend)?;
         let value = meta.get("signed_sizes").map_err(backend)?.map(|v| v.value().to_vec());
@@ -542,8 +605,8 @@ impl Store {
     /// RFC 9162 consistency proofs from every remembered signed size below `size` to the
     /// tree of `size` entries, read in one transaction. A size whose leaf hashes are gone
     /// (after an earlier purge of everything) is left out.
-    pub fn consistency_proofs(&self, size: u64) -> Result<Vec<(u64, Vec<Hash>)>, StoreError> {
-        let leaves = self.leaves(size)?;
+    fn consistency_proofs(&self, size: u64) -> Result<Vec<(u64, Vec<Hash>)>, StoreError> {
+        let leaves = self.tx_leaves(size)?;
         let mut out = Vec::new();
         for old in self.signed_sizes()?.into_iter().filter(|s| *s < size) {
             match huren_translog::consistency_proof_from(old, &leaves) {
@@ -562,7 +625,7 @@ impl Store {
     /// without this a deleted record's bytes would stay in the file until reused. Runs
     /// exclusively (calls wait); crash-safe (the fresh file is complete before an atomic
     /// rename puts it in place). Copies everything still held, so it costs a full pass.
-    pub fn rewrite(&self) -> Result<(), StoreError> {
+    fn rewrite(&self) -> Result<(), StoreError> {
         let mut db = self.db.write().unwrap_or_else(|e| e.into_inner());
         let path = self.path.as_path();
         let fresh_path = rewrite_path(path);
@@ -602,34 +665,14 @@ impl Store {
         wipe(old).map_err(|e| io("overwriting the old file", e))
     }
 
-    /// What a store file holds, read without changing it (for `huren audit scan`: the
-    /// node must be stopped).
-    pub fn inspect(path: &Path) -> Result<std::collections::BTreeMap<&'static str, u64>, StoreError> {
-        let db = Database::open(path)
-            .map_err(|e| StoreError::Open { path: path.display().to_string(), message: e.to_string() })?;
-        Self::counts_in(&db)
-    }
-
     /// Records held, by kind: status, token, log_entry, log_hash, subject_index, salt.
-    pub fn counts(&self) -> Result<std::collections::BTreeMap<&'static str, u64>, StoreError> {
+    fn counts(&self) -> Result<std::collections::BTreeMap<&'static str, u64>, StoreError> {
         Self::counts_in(&self.db())
-    }
-
-    fn counts_in(db: &Database) -> Result<std::collections::BTreeMap<&'static str, u64>, StoreError> {
-        let tx = db.begin_read().map_err(backend)?;
-        let mut out = std::collections::BTreeMap::new();
-        out.insert("status", tx.open_table(SUBJECTS).map_err(backend)?.len().map_err(backend)?);
-        out.insert("token", tx.open_table(TOKENS).map_err(backend)?.len().map_err(backend)?);
-        out.insert("log_entry", tx.open_table(LOG_ENTRIES).map_err(backend)?.len().map_err(backend)?);
-        out.insert("log_hash", tx.open_table(LOG_HASHES).map_err(backend)?.len().map_err(backend)?);
-        out.insert("subject_index", tx.open_multimap_table(SUBJECT_LOG).map_err(backend)?.len().map_err(backend)?);
-        out.insert("salt", u64::from(tx.open_table(META).map_err(backend)?.get("salt").map_err(backend)?.is_some()));
-        Ok(out)
     }
 
     /// Deletes what `plan` names, in batches of durable transactions, calling `progress`
     /// with the running total. Returns what was deleted, committed to as a Merkle tree.
-    pub fn purge(&self, plan: &PurgePlan, progress: &mut dyn FnMut(u64)) -> Result<PurgeOutcome, StoreError> {
+    fn purge(&self, plan: &PurgePlan, progress: &mut dyn FnMut(u64)) -> Result<PurgeOutcome, StoreError> {
         let mut out = PurgeOutcome::default();
         // Statuses.
         loop {
@@ -735,22 +778,170 @@ impl Store {
     }
 }
 
+impl Store {
+    /// What a store file holds, read without changing it (for `huren audit scan`: the
+    /// node must be stopped).
+    pub fn inspect(path: &Path) -> Result<std::collections::BTreeMap<&'static str, u64>, StoreError> {
+        let db = Database::open(path)
+            .map_err(|e| StoreError::Open { path: path.display().to_string(), message: e.to_string() })?;
+        Self::counts_in(&db)
+    }
+
+    fn counts_in(db: &Database) -> Result<std::collections::BTreeMap<&'static str, u64>, StoreError> {
+        let tx = db.begin_read().map_err(backend)?;
+        let mut out = std::collections::BTreeMap::new();
+        out.insert("status", tx.open_table(SUBJECTS).map_err(backend)?.len().map_err(backend)?);
+        out.insert("token", tx.open_table(TOKENS).map_err(backend)?.len().map_err(backend)?);
+        out.insert("log_entry", tx.open_table(LOG_ENTRIES).map_err(backend)?.len().map_err(backend)?);
+        out.insert("log_hash", tx.open_table(LOG_HASHES).map_err(backend)?.len().map_err(backend)?);
+        out.insert("subject_index", tx.open_multimap_table(SUBJECT_LOG).map_err(backend)?.len().map_err(backend)?);
+        out.insert("salt", u64::from(tx.open_table(META).map_err(backend)?.get("salt").map_err(backend)?.is_some()));
+        Ok(out)
+    }
+}
+
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    #[test]
-    fn upsert_bumps_version_and_survives_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.redb");
+    /// The Redis server of the tests (`HUREN_TEST_REDIS`, else the local default).
+    pub(crate) fn redis_url() -> String {
+        std::env::var("HUREN_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+    }
+
+    #[derive(Clone, Copy)]
+    pub(crate) enum Backend {
+        Redb,
+        Redis,
+    }
+
+    /// A store location of one backend: a temporary folder, or a unique key prefix on the
+    /// test Redis whose keys are deleted when the fixture drops.
+    pub(crate) struct Fixture {
+        backend: Backend,
+        dir: tempfile::TempDir,
+        prefix: String,
+    }
+
+    impl Fixture {
+        pub(crate) fn new(backend: Backend) -> Self {
+            let mut random = [0u8; 8];
+            getrandom::getrandom(&mut random).unwrap();
+            let suffix: String = random.iter().map(|b| format!("{b:02x}")).collect();
+            Self { backend, dir: tempfile::tempdir().unwrap(), prefix: format!("huren-test:{suffix}:") }
+        }
+
+        fn path(&self) -> PathBuf {
+            self.dir.path().join("s.redb")
+        }
+
+        pub(crate) fn prefix(&self) -> &str {
+            &self.prefix
+        }
+
+        pub(crate) fn open(&self) -> Box<dyn NodeStore> {
+            match self.backend {
+                Backend::Redb => Box::new(Store::open(&self.path()).unwrap()),
+                Backend::Redis => Box::new(crate::redis_store::RedisStore::open(&redis_url(), &self.prefix).unwrap()),
+            }
+        }
+
+        /// Whether redb leaves a deleted record's bytes behind until a rewrite.
+        fn keeps_freed_bytes(&self) -> bool {
+            matches!(self.backend, Backend::Redb)
+        }
+
+        fn connection(&self) -> redis::Connection {
+            redis::Client::open(redis_url()).unwrap().get_connection().unwrap()
+        }
+
+        fn redis_keys(&self, conn: &mut redis::Connection) -> Vec<String> {
+            let mut keys: Vec<String> = redis::cmd("KEYS").arg(format!("{}*", self.prefix)).query(conn).unwrap();
+            keys.sort();
+            keys
+        }
+
+        /// Whether what the store keeps (the redb file's bytes; every key, field, member
+        /// and value under the Redis prefix) contains `needle`.
+        fn holds(&self, needle: &[u8]) -> bool {
+            let contains = |bytes: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+            match self.backend {
+                Backend::Redb => contains(&std::fs::read(self.path()).unwrap()),
+                Backend::Redis => {
+                    let mut conn = self.connection();
+                    self.redis_keys(&mut conn).into_iter().any(|key| {
+                        let kind: String = redis::cmd("TYPE").arg(&key).query(&mut conn).unwrap();
+                        let parts: Vec<Vec<u8>> = match kind.as_str() {
+                            "hash" => redis::cmd("HGETALL").arg(&key).query(&mut conn).unwrap(),
+                            "zset" => redis::cmd("ZRANGE").arg(&key).arg(0).arg(-1).query(&mut conn).unwrap(),
+                            "string" => vec![redis::cmd("GET").arg(&key).query(&mut conn).unwrap()],
+                            other => panic!("unexpected {other} key {key}"),
+                        };
+                        contains(key.as_bytes()) || parts.iter().any(|p| contains(p))
+                    })
+                }
+            }
+        }
+    }
+
+    impl Drop for Fixture {
+        fn drop(&mut self) {
+            if let Backend::Redis = self.backend {
+                let mut conn = self.connection();
+                for key in self.redis_keys(&mut conn) {
+                    let _: () = redis::cmd("DEL").arg(key).query(&mut conn).unwrap();
+                }
+            }
+        }
+    }
+
+    /// Runs each named test body against both backends: `on_redb::<name>`, `on_redis::<name>`.
+    macro_rules! on_both_backends {
+        ($($name:ident),* $(,)?) => {
+            mod on_redb {
+                $(#[test] fn $name() { super::$name(&super::Fixture::new(super::Backend::Redb)) })*
+            }
+            mod on_redis {
+                $(#[test] fn $name() { super::$name(&super::Fixture::new(super::Backend::Redis)) })*
+            }
+        };
+    }
+
+    on_both_backends!(
+        upsert_bumps_version_and_survives_reopen,
+        signed_sizes_keep_the_newest_and_a_spread_of_older_ones,
+        purge_and_rewrite_leave_no_byte_of_a_deleted_record,
+        log_proofs_and_subject_index_agree,
+        proofs_hold_over_a_log_longer_than_one_read,
+    );
+
+    fn proofs_hold_over_a_log_longer_than_one_read(fixture: &Fixture) {
+        let store = fixture.open();
+        let batch: Vec<(String, StatusRecord)> =
+            (0..9000).map(|i| (format!("s-{i}"), StatusRecord { status: 1, ..Default::default() })).collect();
+        store.upsert_batch(batch).unwrap();
+        let (size, root) = store.log_head().unwrap();
+        assert_eq!((size, store.root_at(size).unwrap()), (9000, root));
+        let leaves = store.leaf_hashes(0, size).unwrap();
+        for index in [0u64, 4095, 4096, 8999] {
+            let leaf = <Hash>::try_from(leaves[index as usize].as_slice()).unwrap();
+            let proof = store.inclusion_proof(index, size).unwrap();
+            huren_translog::verify_inclusion(&leaf, index, size, &proof, &root).unwrap();
+        }
+        let old = store.root_at(5000).unwrap();
+        let proof = store.consistency_proof(5000, size).unwrap();
+        huren_translog::verify_consistency(5000, size, &old, &root, &proof).unwrap();
+    }
+
+    fn upsert_bumps_version_and_survives_reopen(fixture: &Fixture) {
         {
-            let store = Store::open(&path).unwrap();
+            let store = fixture.open();
             let rec = StatusRecord { status: 3, rule_id: "r".into(), ..Default::default() };
             assert_eq!(store.upsert("subj-1", rec.clone()).unwrap(), 1);
             assert_eq!(store.upsert("subj-1", rec).unwrap(), 2);
             store.put_token(&[7; 32], &TokenRecord { subject_ref: "subj-1".into(), expires_at: 9 }).unwrap();
         }
-        let store = Store::open(&path).unwrap();
+        let store = fixture.open();
         assert_eq!(store.status("subj-1").unwrap().unwrap().version, 2);
         assert_eq!(store.token(&[7; 32]).unwrap().unwrap().subject_ref, "subj-1");
         assert!(store.status("nobody").unwrap().is_none());
@@ -758,12 +949,13 @@ mod tests {
         let batch = (0..100).map(|i| (format!("s-{i}"), StatusRecord { status: 1, ..Default::default() })).collect();
         assert_eq!(store.upsert_batch(batch).unwrap(), vec![1; 100]);
         assert_eq!(store.subject_count().unwrap(), 101);
+        assert_eq!(store.log_head().unwrap().0, 102, "every change is logged");
+        let twice = vec![("s-1".to_owned(), StatusRecord::default()), ("s-1".to_owned(), StatusRecord::default())];
+        assert_eq!(store.upsert_batch(twice).unwrap(), vec![2, 3], "a batch naming a subject twice counts on");
     }
 
-    #[test]
-    fn signed_sizes_keep_the_newest_and_a_spread_of_older_ones() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("s.redb")).unwrap();
+    fn signed_sizes_keep_the_newest_and_a_spread_of_older_ones(fixture: &Fixture) {
+        let store = fixture.open();
         store.record_signed_size(0).unwrap();
         assert!(store.signed_sizes().unwrap().is_empty(), "the empty tree needs no proof");
         for size in 1..=1000 {
@@ -779,11 +971,8 @@ mod tests {
         assert!(widest <= 64, "older sizes are spread out, not bunched: widest gap {widest}");
     }
 
-    #[test]
-    fn rewrite_leaves_no_byte_of_a_deleted_record_in_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.redb");
-        let store = Store::open(&path).unwrap();
+    fn purge_and_rewrite_leave_no_byte_of_a_deleted_record(fixture: &Fixture) {
+        let store = fixture.open();
         let record = StatusRecord {
             status: 1,
             authority: "spiffe://huren.gov/province/340000/admin".into(),
@@ -798,31 +987,75 @@ mod tests {
             store.put_token(&digest, &TokenRecord { subject_ref: format!("token-ref-{i:04}"), expires_at: 5 }).unwrap();
         }
         store.record_signed_size(50).unwrap();
-        let holds = |needle: &[u8]| std::fs::read(&path).unwrap().windows(needle.len()).any(|w| w == needle);
+        let keeps = fixture.keeps_freed_bytes();
 
-        // A partial purge: the tokens go, their bytes stay in freed pages until the rewrite.
+        // A partial purge: the tokens go (redb keeps their bytes in freed pages until the rewrite).
         let plan = PurgePlan { tokens_expired_before: Some(10), ..Default::default() };
-        store.purge(&plan, &mut |_| {}).unwrap();
-        assert!(holds(b"token-ref-"), "redb keeps freed bytes, or this test would prove nothing");
+        let outcome = store.purge(&plan, &mut |_| {}).unwrap();
+        assert_eq!(outcome.counts.get("token"), Some(&300));
+        assert_eq!(fixture.holds(b"token-ref-"), keeps, "redb keeps freed bytes, or this test would prove nothing");
         store.rewrite().unwrap();
-        assert!(!holds(b"token-ref-"), "a deleted token's bytes remain in the file");
-        assert!(holds(b"subject-ref-0049"), "live records are carried over");
+        assert!(!fixture.holds(b"token-ref-"), "a deleted token's bytes remain");
+        assert!(fixture.holds(b"subject-ref-0049"), "live records are carried over");
         assert_eq!((store.subject_count().unwrap(), store.log_head().unwrap().0), (50, 50));
 
-        // Everything: no subject reference, no record is left in the file.
-        store.purge(&PurgePlan { everything: true, ..Default::default() }, &mut |_| {}).unwrap();
-        assert!(holds(RECORD_MARKERS[0]), "redb keeps freed bytes, or this test would prove nothing");
+        // Everything: no subject reference, no record is left.
+        let outcome = store.purge(&PurgePlan { everything: true, ..Default::default() }, &mut |_| {}).unwrap();
+        assert_eq!((outcome.counts.get("status"), outcome.counts.get("log_entry")), (Some(&50), Some(&50)));
+        assert_eq!(fixture.holds(RECORD_MARKERS[0]), keeps, "redb keeps freed bytes, or this test would prove nothing");
         store.rewrite().unwrap();
         for needle in [&b"subject-ref-00"[..], RECORD_MARKERS[0]] {
-            assert!(!holds(needle), "{} remains in the file", String::from_utf8_lossy(needle));
+            assert!(!fixture.holds(needle), "{} remains", String::from_utf8_lossy(needle));
         }
+        assert!(store.counts().unwrap().values().all(|n| *n == 0), "{:?}", store.counts().unwrap());
         assert_eq!(store.log_head().unwrap().0, 50, "the log's frontier stays");
         assert_eq!(store.signed_sizes().unwrap(), [50]);
+        store.put_sunset_receipt(b"receipt").unwrap();
 
         // The store works on after a rewrite, and across a reopen.
         store.upsert("after", record).unwrap();
         drop(store);
-        let reopened = Store::open(&path).unwrap();
+        let reopened = fixture.open();
         assert_eq!((reopened.subject_count().unwrap(), reopened.log_head().unwrap().0), (1, 51));
+        assert_eq!(reopened.sunset_receipt().unwrap().as_deref(), Some(&b"receipt"[..]));
+    }
+
+    fn log_proofs_and_subject_index_agree(fixture: &Fixture) {
+        let store = fixture.open();
+        for i in 0..20 {
+            let record = StatusRecord { status: 1, updated_at: i, ..Default::default() };
+            store.upsert(&format!("subject-{}", i % 3), record).unwrap();
+        }
+        let (size, root) = store.log_head().unwrap();
+        assert_eq!(size, 20);
+        assert_eq!(store.root_at(size).unwrap(), root);
+        let leaves: Vec<Hash> =
+            store.leaf_hashes(0, size).unwrap().into_iter().map(|h| <Hash>::try_from(h.as_slice()).unwrap()).collect();
+        for index in [0, 7, 19] {
+            let proof = store.inclusion_proof(index, size).unwrap();
+            huren_translog::verify_inclusion(&leaves[index as usize], index, size, &proof, &root).unwrap();
+        }
+        let old_root = store.root_at(9).unwrap();
+        let proof = store.consistency_proof(9, size).unwrap();
+        huren_translog::verify_consistency(9, size, &old_root, &root, &proof).unwrap();
+        assert!(matches!(store.root_at(21), Err(StoreError::Range(_))));
+        assert_eq!(store.subject_log(&store.commitment("subject-1")).unwrap(), [1, 4, 7, 10, 13, 16, 19]);
+        let entries = store.log_entries(0, 100).unwrap();
+        assert_eq!(entries.len(), 20);
+        let entry = pb::LogEntry::decode(entries[4].as_slice()).unwrap();
+        assert_eq!((entry.index, entry.subject_commitment), (4, store.commitment("subject-1").to_vec()));
+
+        // Retention: old entries go, their leaf hashes and the proofs stay.
+        let outcome =
+            store.purge(&PurgePlan { log_entries_before: Some(5), ..Default::default() }, &mut |_| {}).unwrap();
+        assert_eq!(outcome.counts.get("log_entry"), Some(&5));
+        assert_eq!(store.log_first_available().unwrap(), 5);
+        assert_eq!(store.log_entries(0, 100).unwrap().len(), 15);
+        assert_eq!(store.subject_log(&store.commitment("subject-1")).unwrap(), [7, 10, 13, 16, 19]);
+        let proof_1 = store.inclusion_proof(1, size).unwrap();
+        huren_translog::verify_inclusion(&leaves[1], 1, size, &proof_1, &root).unwrap();
+        assert!(store.consistency_proofs(size).unwrap().is_empty());
+        store.record_signed_size(9).unwrap();
+        assert_eq!(store.consistency_proofs(size).unwrap(), [(9, proof)]);
     }
 }

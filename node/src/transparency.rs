@@ -27,7 +27,7 @@ impl Inner {
     /// proves consistency from it (see [`crate::retention`]).
     pub(crate) fn signed_tree_head(&self) -> Result<pb::SignedTreeHead, NodeError> {
         crate::retention::tree_head(
-            &self.store,
+            &*self.store,
             &self.keys,
             &self.trust.current(),
             &self.province,

@@ -268,3 +268,44 @@ pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
         .unwrap();
     out
 }
+
+/// The shared Redis of the tests (`HUREN_TEST_REDIS`, else the local default).
+pub fn redis_url() -> String {
+    std::env::var("HUREN_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// A key prefix on the test Redis unique to one test; every key under it is deleted on drop.
+pub struct RedisPrefix {
+    pub url: String,
+    pub prefix: String,
+}
+
+impl RedisPrefix {
+    pub fn new(label: &str) -> Self {
+        let mut random = [0u8; 8];
+        getrandom_bytes(&mut random);
+        let suffix: String = random.iter().map(|b| format!("{b:02x}")).collect();
+        Self { url: redis_url(), prefix: format!("huren-test:{label}:{suffix}:") }
+    }
+}
+
+fn getrandom_bytes(out: &mut [u8]) {
+    use std::hash::{BuildHasher, Hasher};
+    for chunk in out.chunks_mut(8) {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
+        let bytes = h.finish().to_le_bytes();
+        chunk.copy_from_slice(&bytes[..chunk.len()]);
+    }
+}
+
+impl Drop for RedisPrefix {
+    fn drop(&mut self) {
+        let Ok(mut conn) = redis::Client::open(self.url.as_str()).and_then(|c| c.get_connection()) else { return };
+        let keys: Vec<String> =
+            redis::cmd("KEYS").arg(format!("{}*", self.prefix)).query(&mut conn).unwrap_or_default();
+        for key in keys {
+            let _: redis::RedisResult<()> = redis::cmd("DEL").arg(key).query(&mut conn);
+        }
+    }
+}

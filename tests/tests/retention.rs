@@ -5,13 +5,13 @@ use std::time::Duration;
 
 use huren_cli::audit::{scan_node_data, scan_node_data_raw, verify_receipt, AuditClient};
 use huren_cli::demo::{demo_rules, demo_subjects, seed, RED_RULE};
-use huren_cli::federation::{Federation, FederationOptions, DEMO_PROVINCES};
+use huren_cli::federation::{Federation, FederationOptions, NodeRedis, DEMO_PROVINCES};
 use huren_pki::clock::Clock;
 use huren_pki::qr::Scanned;
 use huren_pki::registry::RegistryRetention;
 use huren_pki::unix_now;
 use huren_proto::pb;
-use huren_tests::{change, code, http_get, Deadline};
+use huren_tests::{change, code, http_get, Deadline, RedisPrefix};
 use prost::Message;
 use tonic::Code;
 
@@ -490,4 +490,88 @@ async fn node_metrics_count_purges_and_readyz_says_when_the_trust_list_is_stale(
     let _ = stop.send(());
     serving.await.unwrap().unwrap();
     let _ = stop_admin.send(());
+}
+
+/// A federation whose nodes keep their stores in Redis: statuses survive a node restart,
+/// the log verifies, and after the sunset `huren audit scan --redis` finds no subject key.
+#[tokio::test]
+async fn nodes_on_redis_keep_statuses_across_a_restart_and_leave_no_subject_key_after_a_sunset() {
+    use clap::Parser as _;
+    let redis = RedisPrefix::new("node-store");
+    let (mut f, _dir) = start_with(FederationOptions {
+        node: huren_node::NodeSettings { retention_interval: Duration::from_millis(20), ..Default::default() },
+        node_redis: Some(NodeRedis { url: redis.url.clone(), prefix: redis.prefix.clone() }),
+        ..Default::default()
+    })
+    .await;
+    let anhui = code("340000");
+    let prefix = f.node_redis_prefix(&anhui).unwrap();
+    let mut cdc = f.authority_client("340000/hefei-cdc").unwrap();
+    for i in 0..3 {
+        cdc.upsert_status(change(&format!("ah-{i}"), pb::HealthStatus::Red, RED_RULE, "")).await.unwrap();
+    }
+    let mut admin = f.admin_client(&anhui).unwrap();
+    admin.upsert_status(change("ah-3", pb::HealthStatus::Green, "", "")).await.unwrap();
+    assert!(!f.node_store_path(&anhui).exists(), "the node keeps no redb file when its store is in Redis");
+    let auditor = f.identity("auditor", "a").unwrap();
+    let audit_client = |f: &Federation| {
+        AuditClient::connect(
+            Some(&f.node_addr(&anhui).unwrap().to_string()),
+            &anhui,
+            &auditor,
+            f.gateway_trust().unwrap().current().as_ref().clone(),
+        )
+        .unwrap()
+    };
+    let (before_signed, before) = audit_client(&f).tree_head().await.unwrap();
+    assert_eq!(before.tree_size, 4);
+
+    // A restart: the statuses and the log are still there (read back from Redis).
+    let addr = f.stop_node(&anhui).deadline("Anhui's node to stop (graceful drain)").await.unwrap();
+    f.restart_node(&anhui, addr).await.unwrap();
+    let mut admin = f.admin_client(&anhui).unwrap();
+    for i in 0..4 {
+        let token =
+            pb::IssueTokenRequest { subject_ref: format!("ah-{i}"), lifetime_seconds: 600, purpose: String::new() };
+        admin.issue_token(token).await.unwrap_or_else(|e| panic!("ah-{i} lost across the restart: {e}"));
+    }
+    admin.upsert_status(change("ah-4", pb::HealthStatus::Green, "", "")).await.unwrap();
+    let mut audit = audit_client(&f);
+    let (after_signed, after) = audit.tree_head().await.unwrap();
+    assert_eq!(after.tree_size, 5);
+    audit.verify_consistency(&before_signed, &after_signed).await.unwrap();
+    let entries = audit.fetch_verified(&after).await.unwrap();
+    assert_eq!(entries.len(), 5);
+    assert_eq!(entries.iter().filter(|e| e.status == pb::HealthStatus::Red as i32).count(), 3);
+    assert!(huren_cli::audit::scan_redis(&redis.url, &prefix).await.unwrap() > 0, "the store is in Redis");
+
+    // The sunset: every node purges, Anhui's Redis keys included.
+    let mut receipts = f.gateway_receipts().unwrap();
+    f.pki.set_sunset(unix_now(), "the epidemic-control mandate has ended").unwrap();
+    let seq = f.publish().await.unwrap();
+    f.until_everyone_has(seq).deadline(&format!("every server to hold the sunset trust list {seq}")).await.unwrap();
+    receipts.wait_for(|n| *n == 3).deadline("the gateway to hold all three sunset deletion receipts").await.unwrap();
+    let trust = f.gateway_trust().unwrap().current();
+    let coordinator = f.identity("coordinator", "nhc").unwrap();
+    let channel = huren_tests::client_channel(&coordinator, huren_pki::tls::ExpectedPeer::AnyGateway, f.gateway_addr());
+    let list = pb::trust_registry_client::TrustRegistryClient::new(channel)
+        .list_receipts(pb::ListReceiptsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let anhui_receipt =
+        list.receipts.iter().find(|r| verify_receipt(&trust, r, None).unwrap().province == "340000").unwrap();
+    let checked = verify_receipt(&trust, anhui_receipt, Some(&before_signed)).unwrap();
+    assert_eq!((checked.deleted.get("status"), checked.deleted.get("log_entry")), (Some(&5), Some(&5)));
+    assert!(checked.remaining.is_empty(), "{checked:?}");
+    assert_eq!(checked.consistent_with_saved_head, Some(4));
+
+    let scan = ["huren", "audit", "scan", "--redis", &redis.url, "--redis-prefix", &prefix];
+    huren_cli::run(huren_cli::Cli::try_parse_from(scan).unwrap()).await.unwrap();
+    assert_eq!(huren_cli::audit::scan_redis(&redis.url, &prefix).await.unwrap(), 0);
+    // The receipt survives a restart (it is kept in Redis), so the node stays sunset.
+    let addr = f.stop_node(&anhui).deadline("Anhui's node to stop after the sunset").await.unwrap();
+    f.restart_node(&anhui, addr).await.unwrap();
+    let err = f.admin_client(&anhui).unwrap().upsert_status(change("ah-new", pb::HealthStatus::Green, "", "")).await;
+    assert_eq!(err.unwrap_err().code(), Code::Unavailable);
 }

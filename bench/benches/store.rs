@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use huren_node::store::{StatusRecord, Store, TokenRecord};
+use huren_node::store::{NodeStore, StatusRecord, Store, TokenRecord};
 use huren_pki::unix_now;
 
 fn subject(i: u64) -> String {

@@ -31,7 +31,6 @@ use std::sync::{Arc, Mutex};
 use huren_proto::pb;
 use huren_translog::{Frontier, Hash, LeafSource, ProofError};
 use prost::Message;
-use sha2::{Digest, Sha256};
 
 use crate::store::{
     decode_sizes, deletion_leaf, encode_sizes, log_entry, thin_sizes, NodeStore, PurgeOutcome, PurgePlan, StatusRecord,
@@ -433,11 +432,7 @@ fn warn_if_not_durable(conn: &mut redis::Connection) {
 
 impl NodeStore for RedisStore {
     fn commitment(&self, subject_ref: &str) -> [u8; 32] {
-        let mut h = Sha256::new();
-        h.update(b"huren/subject-commitment/v1\0");
-        h.update(self.salt.as_slice());
-        h.update(subject_ref.as_bytes());
-        h.finalize().into()
+        crate::store::subject_commitment(self.salt.as_slice(), subject_ref)
     }
 
     fn log_head(&self) -> Result<(u64, Hash), StoreError> {

@@ -393,15 +393,21 @@ pub(crate) fn thin_sizes(sizes: &mut Vec<u64>) {
 /// Deletions per write transaction during a purge.
 pub(crate) const PURGE_BATCH: usize = 10_000;
 
+/// SHA-256 over a domain label, the node-secret `salt` and the subject reference: what
+/// every backend logs for a subject (links its entries, reveals nothing without the salt).
+pub(crate) fn subject_commitment(salt: &[u8], subject_ref: &str) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"huren/subject-commitment/v1\0");
+    h.update(salt);
+    h.update(subject_ref.as_bytes());
+    h.finalize().into()
+}
+
 impl NodeStore for Store {
     /// The subject commitment logged for `subject_ref`: SHA-256 over a domain label, the
     /// node-secret salt and the reference. Links a subject's entries, reveals nothing.
     fn commitment(&self, subject_ref: &str) -> [u8; 32] {
-        let mut h = Sha256::new();
-        h.update(b"huren/subject-commitment/v1\0");
-        h.update(self.salt.as_slice());
-        h.update(subject_ref.as_bytes());
-        h.finalize().into()
+        subject_commitment(self.salt.as_slice(), subject_ref)
     }
 
     /// Size and root of the transparency log.

@@ -126,3 +126,39 @@ pub fn register_gauges(meter: &opentelemetry::metrics::Meter, own: Option<TlsIde
         .with_callback(move |observer| observer.observe(live_seq.current().sequence(), &[]))
         .build();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ca::Validity;
+    use crate::registry::PkiDir;
+
+    #[test]
+    fn warns_within_fourteen_days_of_an_expiry_and_once_the_list_is_stale() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = PkiDir::init(dir.path(), "huren.gov", Validity::days(365)).unwrap();
+        let code = "340000".parse().unwrap();
+        pki.add_province(&code, "Anhui", &[], Validity::days(365)).unwrap();
+        let key = pki.add_key(&code, Validity::days(30)).unwrap();
+        let trust = pki.sign_trust_list().unwrap();
+        let key_ends = trust.province(&code).unwrap().keys[&key.kid()].not_after;
+        let now = crate::unix_now();
+
+        // A fresh federation: nothing is near its end.
+        assert_eq!(warn(None, &trust, now), 0, "{:?}", report(None, &trust, now));
+        // Thirteen days before the 30-day key ends, it (and only it) is due a warning.
+        let soon = key_ends - 13 * 86_400;
+        let due: Vec<_> = report(None, &trust, soon).into_iter().filter(|e| e.seconds_left <= e.warn_within).collect();
+        assert_eq!(due.len(), 2, "the key, and the list past its next_update a week in: {due:?}");
+        assert!(due.iter().any(|e| e.what == format!("attestation key 340000/{}", key.kid())), "{due:?}");
+        assert!(due.iter().any(|e| e.what == "trust list (next_update)" && e.seconds_left < 0), "{due:?}");
+        assert_eq!(warn(None, &trust, soon), 2);
+        // Fifteen days before, the key is not yet due; only the (by then stale) list is.
+        let early = key_ends - 15 * 86_400;
+        assert!(trust.raw().next_update < early, "the list's next_update is a week out");
+        let due_early: Vec<_> =
+            report(None, &trust, early).into_iter().filter(|e| e.seconds_left <= e.warn_within).collect();
+        assert_eq!(due_early.len(), 1, "{due_early:?}");
+        assert_eq!(due_early[0].what, "trust list (next_update)");
+    }
+}

@@ -12,7 +12,7 @@ use huren_pki::policy::{present_fields, FieldPolicy, DEFAULT_PURPOSES};
 use huren_pki::qr::{self, Scanned};
 use huren_pki::unix_now;
 use huren_proto::pb;
-use huren_tests::{code, replace_node_with_fake, signing_script, RED_RULE};
+use huren_tests::{code, replace_node_with_fake, signing_script, Deadline, RED_RULE};
 use prost::Message;
 use tonic::Code;
 
@@ -426,6 +426,9 @@ async fn violating_attestations_are_never_cached_and_are_logged_without_personal
     }
     assert_eq!(calls_now() - before, 1, "a valid attestation is served from the cache the second time");
     assert_eq!(redis_keys(&cached).await.len(), 1, "the valid attestation is cached in Redis");
+    // Stop the servers first, so that nothing writes under the prefix after the clean-up.
+    drop(_fake);
+    f.shutdown().deadline("the federation to shut down").await.unwrap();
     let client = redis::Client::open(REDIS).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     for k in redis_keys(&format!("{prefix}*")).await {

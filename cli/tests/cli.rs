@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 mod common;
-use common::{huren, ok, HUREN};
+use common::{attestation_key_file, huren, ok, HUREN};
 
 #[test]
 fn demo_once_json_reports_every_step_as_expected() {
@@ -193,11 +193,7 @@ fn a_federation_of_processes_set_up_with_the_cli() {
     assert!(ok(&["pki", "--dir", &pki, "trust-list", "sign"]).contains("sequence 1"));
 
     let root = format!("{pki}/root/ca.pem");
-    let key = std::fs::read_dir(format!("{pki}/provinces/340000"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.file_name().unwrap().to_str().unwrap().starts_with("attestation-"))
-        .unwrap();
+    let key = attestation_key_file(&pki);
     let node_toml = dir.path().join("node.toml");
     std::fs::write(
         &node_toml,

@@ -17,6 +17,9 @@ use huren_proto::pb;
 use pb::status_admin_client::StatusAdminClient;
 use tonic::transport::Channel;
 
+mod common;
+use common::attestation_key_file;
+
 const HUREN: &str = env!("CARGO_BIN_EXE_huren");
 /// Crash cycles in one test.
 const CYCLES: usize = 5;
@@ -117,11 +120,7 @@ fn setup() -> Setup {
     }
     ok(&["pki", "--dir", &pki, "trust-list", "sign"]);
     let root = format!("{pki}/root/ca.pem");
-    let key = std::fs::read_dir(format!("{pki}/provinces/340000"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.file_name().unwrap().to_str().unwrap().starts_with("attestation-"))
-        .unwrap();
+    let key = attestation_key_file(&pki);
     let node_toml = dir.path().join("node.toml");
     std::fs::write(
         &node_toml,

@@ -11,7 +11,7 @@ use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{ok, refused, HUREN};
+use common::{attestation_key_file, ok, one_province_pki, refused, HUREN};
 
 /// Bound on every wait for a server event: against hangs, not a performance assertion.
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -114,19 +114,10 @@ fn a_manual_purge_receipt_verifies_and_altered_or_unknown_ones_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let d = |p: &str| dir.path().join(p).to_str().unwrap().to_owned();
     let pki = d("pki");
-    ok(&["pki", "--dir", &pki, "init"]);
-    ok(&["pki", "--dir", &pki, "province", "add", "340000", "--name", "Anhui"]);
-    for (kind, name) in [("node", "340000"), ("admin", "340000"), ("auditor", "a1")] {
-        ok(&["pki", "--dir", &pki, "issue", kind, name]);
-    }
-    ok(&["pki", "--dir", &pki, "trust-list", "sign"]);
+    one_province_pki(&pki, &[("node", "340000"), ("admin", "340000"), ("auditor", "a1")]);
     let root = format!("{pki}/root/ca.pem");
     let trust_list = format!("{pki}/trust-list.bin");
-    let key = std::fs::read_dir(format!("{pki}/provinces/340000"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.file_name().unwrap().to_str().unwrap().starts_with("attestation-"))
-        .unwrap();
+    let key = attestation_key_file(&pki);
 
     // Two statuses last changed 40 days ago: past the default 30-day window.
     let data = d("node-data");
@@ -289,19 +280,10 @@ fn a_node_on_redis_serves_survives_a_restart_and_its_purge_leaves_no_subject_key
     let dir = tempfile::tempdir().unwrap();
     let d = |p: &str| dir.path().join(p).to_str().unwrap().to_owned();
     let pki = d("pki");
-    ok(&["pki", "--dir", &pki, "init"]);
-    ok(&["pki", "--dir", &pki, "province", "add", "340000", "--name", "Anhui"]);
-    for (kind, name) in [("node", "340000"), ("admin", "340000")] {
-        ok(&["pki", "--dir", &pki, "issue", kind, name]);
-    }
-    ok(&["pki", "--dir", &pki, "trust-list", "sign"]);
+    one_province_pki(&pki, &[("node", "340000"), ("admin", "340000")]);
     let root = format!("{pki}/root/ca.pem");
     let trust_list = format!("{pki}/trust-list.bin");
-    let key = std::fs::read_dir(format!("{pki}/provinces/340000"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.file_name().unwrap().to_str().unwrap().starts_with("attestation-"))
-        .unwrap();
+    let key = attestation_key_file(&pki);
     let url = std::env::var("HUREN_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let redis =
         RedisKeys { url: url.clone(), prefix: format!("huren-test:cli-node:{}:{started}:", std::process::id()) };

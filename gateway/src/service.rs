@@ -270,10 +270,18 @@ fn hub_id(caller: &Identity) -> &str {
 }
 
 impl LookupService {
-    async fn lookup_inner(&self, request: Request<pb::LookupRequest>) -> Result<pb::LookupResponse, GatewayError> {
+    /// `from` is set to the province the calling hub's registration names, once the caller
+    /// is authenticated (the other end of the province pair in the lookup metrics).
+    async fn lookup_inner(
+        &self,
+        request: Request<pb::LookupRequest>,
+        from: &mut Option<ProvinceCode>,
+    ) -> Result<pb::LookupResponse, GatewayError> {
         let state = &self.0;
         let caller = authorized(&request, Call::Lookup)?;
         let hub = hub_id(&caller);
+        let trust = state.trust();
+        *from = trust.hub_province(hub).cloned();
         let req = request.into_inner();
         state.capture("Lookup", "hub->gateway", &req);
         let code: ProvinceCode = req.province.parse().map_err(|e| GatewayError::InvalidArgument(format!("{e}")))?;
@@ -288,7 +296,6 @@ impl LookupService {
                 "purpose must be dotted lowercase words, e.g. transit.highway".into(),
             ));
         }
-        let trust = state.trust();
         if let Some(sunset) = trust.sunset_in_force(state.clock.now()) {
             return Err(GatewayError::Unavailable(format!(
                 "federation sunset since {}: {}; lookups are no longer routed",
@@ -435,23 +442,23 @@ impl pb::lookup_server::Lookup for LookupService {
         let started = std::time::Instant::now();
         let province = request.get_ref().province.clone();
         let province = if province.parse::<ProvinceCode>().is_ok() { province } else { "invalid".into() };
-        // The other end of the province pair: where the calling hub checks travellers.
-        let from = huren_pki::tls::peer(&request)
-            .ok()
-            .and_then(|caller| match &caller.role {
-                Role::Hub(id) => self.0.trust().hub_province(id).map(ToString::to_string),
-                _ => None,
-            })
-            .unwrap_or_else(|| "unknown".into());
-        let span = tracing::info_span!("huren.gateway.lookup", from = %from, province = %province, outcome = tracing::field::Empty);
+        let span = tracing::info_span!(
+            "huren.gateway.lookup",
+            from = tracing::field::Empty,
+            province = %province,
+            outcome = tracing::field::Empty
+        );
         huren_pki::tracectx::adopt(&span, &request);
-        let result = tracing::Instrument::instrument(self.lookup_inner(request), span.clone()).await;
+        let mut from = None;
+        let result = tracing::Instrument::instrument(self.lookup_inner(request, &mut from), span.clone()).await;
         let outcome = match &result {
             Ok(_) => "ok",
             Err(e) => e.outcome(),
         };
+        let from = from.as_ref().map_or("unknown", ProvinceCode::as_str);
+        span.record("from", from);
         span.record("outcome", outcome);
-        self.0.metrics.lookup(&from, &province, outcome, started.elapsed().as_secs_f64());
+        self.0.metrics.lookup(from, &province, outcome, started.elapsed().as_secs_f64());
         Ok(Response::new(result?))
     }
 }

@@ -84,7 +84,7 @@ pub fn parse<T: DeserializeOwned + serde::Serialize + Default>(
         let optional = optional_strings.contains(&key.as_str());
         let known = rest == key.to_ascii_uppercase() && (optional || defaults.contains_key(&key));
         if !known {
-            if is_kubernetes_service_link(rest) {
+            if is_kubernetes_service_link(rest, &raw) {
                 continue;
             }
             let mut keys: Vec<&str> =
@@ -173,27 +173,43 @@ fn expected(default: &toml::Value) -> &'static str {
     }
 }
 
-/// `<rest>` of a variable Kubernetes sets for a Service named like the prefix:
-/// `SERVICE_HOST`, `SERVICE_PORT`, `SERVICE_PORT_<NAME>`, `PORT`, `PORT_<n>_<PROTO>` and
-/// `PORT_<n>_<PROTO>_{PROTO,PORT,ADDR}`.
-fn is_kubernetes_service_link(rest: &str) -> bool {
-    if matches!(rest, "SERVICE_HOST" | "SERVICE_PORT" | "PORT") {
-        return true;
+/// Whether `<rest>` = `value` is a variable Kubernetes sets for a Service named like the
+/// prefix, by name *and* value (so that a mistaken `HUREN_GATEWAY_PORT=9443` is refused
+/// as no setting rather than skipped): `SERVICE_HOST` (an address), `SERVICE_PORT` and
+/// `SERVICE_PORT_<NAME>` (a port), `PORT` and `PORT_<n>_<PROTO>` (`tcp://…`), and
+/// `PORT_<n>_<PROTO>_PROTO` (`tcp`), `…_PORT` (a port), `…_ADDR` (an address).
+fn is_kubernetes_service_link(rest: &str, value: &str) -> bool {
+    let port = || !value.is_empty() && value.len() <= 5 && value.bytes().all(|b| b.is_ascii_digit());
+    let address = || !value.is_empty() && value.bytes().all(|b| b.is_ascii_hexdigit() || b == b'.' || b == b':');
+    let url = || ["tcp://", "udp://", "sctp://"].iter().any(|scheme| value.starts_with(scheme));
+    match rest {
+        "SERVICE_HOST" => return address(),
+        "SERVICE_PORT" => return port(),
+        "PORT" => return url(),
+        _ => {}
     }
     if let Some(name) = rest.strip_prefix("SERVICE_PORT_") {
-        return !name.is_empty() && name.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+        return !name.is_empty()
+            && name.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+            && port();
     }
-    let Some(port) = rest.strip_prefix("PORT_") else { return false };
-    let parts: Vec<&str> = port.split('_').collect();
+    let Some(rest) = rest.strip_prefix("PORT_") else { return false };
+    let parts: Vec<&str> = rest.split('_').collect();
     let (number, protocol, suffix) = match parts.as_slice() {
         [n, p] => (n, p, None),
         [n, p, s] => (n, p, Some(*s)),
         _ => return false,
     };
-    !number.is_empty()
-        && number.bytes().all(|b| b.is_ascii_digit())
-        && matches!(*protocol, "TCP" | "UDP" | "SCTP")
-        && matches!(suffix, None | Some("PROTO" | "PORT" | "ADDR"))
+    let named =
+        !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()) && matches!(*protocol, "TCP" | "UDP" | "SCTP");
+    named
+        && match suffix {
+            None => url(),
+            Some("PROTO") => value.eq_ignore_ascii_case(protocol),
+            Some("PORT") => port(),
+            Some("ADDR") => address(),
+            Some(_) => false,
+        }
 }
 
 /// "line L" of byte offset `at` in `text`.
@@ -355,6 +371,17 @@ mod tests {
         assert_eq!(var, "HUREN_X_PORT", "{message}");
         let links: Vec<_> = links.into_iter().filter(|(k, _)| *k != "HUREN_X_PORT").collect();
         assert_eq!(parse_c("", &links).unwrap(), C::default());
+        // The same names with values Kubernetes would not set are settings mistakes, refused.
+        for (name, value) in [
+            ("HUREN_X_PORT_8443_TCP", "9443"),
+            ("HUREN_X_SERVICE_HOST", "gateway.example"),
+            ("HUREN_X_PORT_8443_TCP_PROTO", "udp"),
+            ("HUREN_X_SERVICE_PORT", "eight"),
+        ] {
+            let (var, message) = var_error("", &[(name, value)]);
+            assert_eq!(var, name);
+            assert!(message.starts_with("not a setting"), "{name}={value}: {message}");
+        }
     }
 
     #[test]

@@ -37,3 +37,23 @@ fn one_line_cause(args: &[&str], out: Output) -> String {
     assert!(err.starts_with("huren: "), "{err}");
     err
 }
+
+/// A coordinator PKI in folder `pki` with one province (340000 Anhui), the role
+/// certificates `issue` names, and a signed trust list.
+pub fn one_province_pki(pki: &str, issue: &[(&str, &str)]) {
+    ok(&["pki", "--dir", pki, "init"]);
+    ok(&["pki", "--dir", pki, "province", "add", "340000", "--name", "Anhui"]);
+    for (kind, name) in issue {
+        ok(&["pki", "--dir", pki, "issue", kind, name]);
+    }
+    ok(&["pki", "--dir", pki, "trust-list", "sign"]);
+}
+
+/// Anhui's (first) attestation key file in the PKI folder `pki`.
+pub fn attestation_key_file(pki: &str) -> std::path::PathBuf {
+    std::fs::read_dir(format!("{pki}/provinces/340000"))
+        .expect("province folder")
+        .map(|e| e.expect("folder entry").path())
+        .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("attestation-")))
+        .expect("an attestation key")
+}

@@ -33,6 +33,10 @@ pub struct GatewayConfig {
     /// Serve repeated lookups from the attestation cache (bounded by each attestation's
     /// expiry and the trust list's cache retention).
     pub cache: bool,
+    /// Seconds after its issue that a cached attestation is served without asking the
+    /// node. Older ones are served only when the node fails (stale-if-error), while still
+    /// valid and within the trust list's cache retention cap. 0 = ask the node every time.
+    pub cache_fresh_seconds: u64,
     /// Redis shared by the gateway replicas; absent = in-process cache and local limits.
     pub redis_url: Option<String>,
     /// Prefix of every Redis key.
@@ -74,6 +78,7 @@ impl Default for GatewayConfig {
             node_timeout_ms: 2_000,
             connect_timeout_ms: 1_000,
             cache: true,
+            cache_fresh_seconds: 10,
             redis_url: None,
             redis_prefix: "huren:".into(),
             hub_rate_per_sec: 200,
@@ -174,6 +179,11 @@ impl GatewayConfig {
                     "province_timeout_ms: the deadline for {province} must be within 1..=60000"
                 )));
             }
+        }
+        if self.cache_fresh_seconds > 86_400 {
+            return Err(ConfigError::Invalid(
+                "cache_fresh_seconds must be within 0..=86400 (the trust list's cache retention caps it anyway)".into(),
+            ));
         }
         if !(1..=1_000_000).contains(&self.miss_burst) {
             return Err(ConfigError::Invalid("miss_burst must be within 1..=1000000".into()));
@@ -289,6 +299,7 @@ mod tests {
             node_timeout_ms: 1234,
             connect_timeout_ms: 567,
             cache: false,
+            cache_fresh_seconds: 3,
             redis_url: Some("redis://redis:6379/".into()),
             redis_prefix: "x:".into(),
             hub_rate_per_sec: 7,

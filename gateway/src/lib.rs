@@ -5,7 +5,11 @@
 //! (mTLS, node identity pinned to `province/<code>/node`, per-call deadline), verifies
 //! the returned attestation against the trust list (key scoped by province, signature
 //! over the exact bytes, validity, token binding, purpose, registered rule) and only
-//! then passes it on. It publishes the trust list it holds (`TrustRegistry`) but has no
+//! then passes it on. Each province has its own deadline, concurrency limit and circuit
+//! breaker; a call that fails in a way a retry can cure is retried once, on the next listed
+//! endpoint, within the same deadline. With the cache on, attestations younger than
+//! `cache_fresh` are served from it, and older ones it still holds only when the node fails
+//! (stale-if-error, bounded by each attestation's expiry and the retention cap). It publishes the trust list it holds (`TrustRegistry`) but has no
 //! key to sign one.
 //!
 //! Layout: [`config`] (`gateway.toml`), [`authz`] (pure), [`service`] (Lookup,
@@ -80,6 +84,11 @@ pub struct GatewaySettings {
     pub receipts_dir: Option<std::path::PathBuf>,
     /// Serve repeated lookups from the attestation cache (valid signed attestations only).
     pub cache: bool,
+    /// How long after its issue a cached attestation is served without asking the node.
+    /// Past that, the node is asked and the cached one is served only if the node fails
+    /// (stale-if-error), for as long as the cache holds it: never past the attestation's
+    /// expiry nor the trust list's cache retention cap. Zero asks the node every time.
+    pub cache_fresh: Duration,
     /// Redis shared by the replicas (cache, per-hub limits, trust-list fan-out); none =
     /// in-process cache and local limits.
     pub redis_url: Option<String>,
@@ -119,6 +128,7 @@ impl Default for GatewaySettings {
             capture: None,
             receipts_dir: None,
             cache: false,
+            cache_fresh: Duration::from_secs(10),
             redis_url: None,
             redis_prefix: "huren:".into(),
             hub_rate_per_sec: 0,
@@ -243,6 +253,7 @@ impl Gateway {
                 node_concurrency: config.node_concurrency as usize,
                 receipts_dir: Some(config.data_dir.join("receipts")),
                 cache: config.cache,
+                cache_fresh: Duration::from_secs(config.cache_fresh_seconds),
                 redis_url: config.redis_url.clone(),
                 redis_prefix: config.redis_prefix.clone(),
                 hub_rate_per_sec: config.hub_rate_per_sec,

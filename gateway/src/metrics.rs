@@ -20,6 +20,7 @@ pub struct Metrics {
     violations: Counter<u64>,
     throttled: Counter<u64>,
     cache: Counter<u64>,
+    retries: Counter<u64>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -50,7 +51,15 @@ impl Metrics {
                 .build(),
             cache: meter
                 .u64_counter("huren_gateway_cache_lookups")
-                .with_description("Attestation cache lookups by result (hit, miss)")
+                .with_description(
+                    "Attestation cache lookups by result (hit: served fresh from the cache; miss: none \
+                     cached; revalidated: cached but aged, the node answered; stale: the node failed \
+                     and a cached attestation still valid was served)",
+                )
+                .build(),
+            retries: meter
+                .u64_counter("huren_gateway_node_retries")
+                .with_description("Node calls retried after a failure a retry can cure, by province")
                 .build(),
         }
     }
@@ -69,8 +78,13 @@ impl Metrics {
         self.violations.add(1, &[KeyValue::new("province", province.to_owned()), KeyValue::new("reason", reason)]);
     }
 
-    pub fn cache(&self, hit: bool) {
-        self.cache.add(1, &[KeyValue::new("result", if hit { "hit" } else { "miss" })]);
+    /// One attestation cache use: `hit`, `miss`, `revalidated` or `stale`.
+    pub fn cache(&self, result: &'static str) {
+        self.cache.add(1, &[KeyValue::new("result", result)]);
+    }
+
+    pub fn retry(&self, province: &str) {
+        self.retries.add(1, &[KeyValue::new("province", province.to_owned())]);
     }
 
     pub fn throttled(&self, hub: &str) {

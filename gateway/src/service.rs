@@ -88,9 +88,34 @@ impl From<GatewayError> for tonic::Status {
     }
 }
 
+/// A province's node endpoints, in the trust list's order, one client each.
 struct Route {
-    endpoint: String,
-    client: AttestationClient<ConcurrencyLimit<Channel>>,
+    endpoints: Vec<String>,
+    clients: Vec<AttestationClient<ConcurrencyLimit<Channel>>>,
+}
+
+impl Route {
+    /// The client for attempt `attempt` (0 = first): the listed endpoints in turn, so a
+    /// retry goes to the next endpoint when the province lists more than one.
+    fn client(&self, attempt: usize) -> AttestationClient<ConcurrencyLimit<Channel>> {
+        self.clients[attempt % self.clients.len()].clone()
+    }
+}
+
+/// Attempts per lookup at most: the first, and one retry after a failure a retry can cure.
+const ATTEMPTS: usize = 2;
+
+/// Whether a failed Attest call may be retried: the node could not be reached or said it
+/// cannot serve now (UNAVAILABLE, e.g. draining for a restart), which a second attempt,
+/// on the next endpoint or a new connection, can cure. A lookup changes nothing at the
+/// node, so repeating it is safe. A missed deadline is not retried (no time is left), and
+/// neither is any answer about the token itself.
+fn retryable(status: &tonic::Status) -> bool {
+    match status.code() {
+        Code::Unavailable => true,
+        Code::DeadlineExceeded | Code::Cancelled => false,
+        _ => transport_cause(status).is_some(),
+    }
 }
 
 /// Routes built for one trust-list sequence; rebuilt when the list changes so that
@@ -116,6 +141,7 @@ pub(crate) struct State {
     hub_rate_per_sec: u64,
     node_concurrency: usize,
     cache: bool,
+    cache_fresh_seconds: i64,
     pub shared: Arc<Shared>,
     pub breakers: Arc<Breakers>,
     pub metrics: Metrics,
@@ -147,6 +173,7 @@ impl State {
             hub_rate_per_sec: settings.hub_rate_per_sec,
             node_concurrency: settings.node_concurrency.max(1),
             cache: settings.cache,
+            cache_fresh_seconds: i64::try_from(settings.cache_fresh.as_secs()).unwrap_or(i64::MAX),
             shared,
             breakers: Arc::new(Breakers::new(settings.breaker)),
             metrics,
@@ -181,25 +208,27 @@ impl State {
         let entry = trust
             .province(code)
             .ok_or_else(|| GatewayError::NotFound(format!("province {code} is not in the trust list")))?;
-        let endpoint = entry
-            .endpoints
-            .first()
-            .ok_or_else(|| GatewayError::Unavailable(format!("province {code} lists no node endpoint")))?;
+        if entry.endpoints.is_empty() {
+            return Err(GatewayError::Unavailable(format!("province {code} lists no node endpoint")));
+        }
         let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
         if routes.sequence != trust.sequence() {
             *routes = Routes { sequence: trust.sequence(), by_province: HashMap::new() };
         }
-        if let Some(route) = routes.by_province.get(code).filter(|r| &r.endpoint == endpoint) {
+        if let Some(route) = routes.by_province.get(code).filter(|r| r.endpoints == entry.endpoints) {
             return Ok(route.clone());
         }
         let expected = ExpectedPeer::Exactly(Identity::new(trust.trust_domain(), Role::Node(code.clone())));
         let config = tls::client_config(&self.tls, expected, self.trust.revocations())
             .map_err(|e| GatewayError::Unavailable(format!("cannot build TLS client for province {code}: {e}")))?;
-        let channel = tls::channel(endpoint, config, self.connect_timeout)
-            .map_err(|e| GatewayError::Unavailable(format!("province {code}: {e}")))?;
-        // Bounded in-flight calls per province: a slow province queues its own lookups only.
-        let limited = ConcurrencyLimit::new(channel, self.node_concurrency);
-        let route = Arc::new(Route { endpoint: endpoint.clone(), client: AttestationClient::new(limited) });
+        let mut clients = Vec::with_capacity(entry.endpoints.len());
+        for endpoint in &entry.endpoints {
+            let channel = tls::channel(endpoint, config.clone(), self.connect_timeout)
+                .map_err(|e| GatewayError::Unavailable(format!("province {code}: {e}")))?;
+            // Bounded in-flight calls per endpoint: a slow province queues its own lookups only.
+            clients.push(AttestationClient::new(ConcurrencyLimit::new(channel, self.node_concurrency)));
+        }
+        let route = Arc::new(Route { endpoints: entry.endpoints.clone(), clients });
         routes.by_province.insert(code.clone(), route.clone());
         Ok(route)
     }
@@ -331,51 +360,125 @@ impl LookupService {
         }
         let now = unix_now();
         let key = cache_key(state.shared.prefix(), code.as_str(), &req.purpose, &req.token);
+        // A cached attestation still valid now (re-verified on every use: a key revoked
+        // since it was cached fails here), and whether it is fresh enough to serve without
+        // asking the node.
+        let mut cached = None;
         if state.cache {
             if let Some(bytes) = state.shared.cache_get(&key).await {
-                // Re-verified on every hit: a key revoked since it was cached fails here.
-                let hit = pb::SignedAttestation::decode(bytes.as_slice())
-                    .ok()
-                    .filter(|signed| check(&trust, signed, &code, &req, now).is_ok());
-                if let Some(signed) = hit {
-                    state.metrics.cache(true);
-                    let response = pb::LookupResponse { attestation: Some(signed) };
-                    state.capture("Lookup", "gateway->hub", &response);
-                    return Ok(response);
+                cached = pb::SignedAttestation::decode(bytes.as_slice()).ok().and_then(|signed| {
+                    check(&trust, &signed, &code, &req, now).ok().map(|attestation| (signed, attestation.issued_at))
+                });
+            }
+            if let Some((signed, issued_at)) = &cached {
+                if now.saturating_sub(*issued_at) < state.cache_fresh_seconds {
+                    state.metrics.cache("hit");
+                    return Ok(self.answer(signed.clone()));
                 }
             }
-            state.metrics.cache(false);
         }
+        match self.ask_node(&trust, &code, &req, hub, &key, now).await {
+            Ok(signed) => {
+                if state.cache {
+                    state.metrics.cache(if cached.is_some() { "revalidated" } else { "miss" });
+                }
+                Ok(self.answer(signed))
+            }
+            // Stale-if-error: the province cannot answer now, and what it signed earlier is
+            // still valid and within the retention cap (the cache holds nothing longer).
+            Err(e @ (GatewayError::Unavailable(_) | GatewayError::DeadlineExceeded(_))) => match cached {
+                Some((signed, _)) => {
+                    state.metrics.cache("stale");
+                    tracing::info!(province = %code, outcome = e.outcome(), "province failing: served a cached attestation still valid");
+                    Ok(self.answer(signed))
+                }
+                None => {
+                    if state.cache {
+                        state.metrics.cache("miss");
+                    }
+                    Err(e)
+                }
+            },
+            // The province has answered about this token (unknown, lapsed) or answered
+            // with something refused: what was cached no longer stands.
+            Err(e) => {
+                if state.cache {
+                    state.metrics.cache("miss");
+                    if cached.is_some() {
+                        state.shared.cache_delete(&key).await;
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// The hub's answer carrying `signed`.
+    fn answer(&self, signed: pb::SignedAttestation) -> pb::LookupResponse {
+        let response = pb::LookupResponse { attestation: Some(signed) };
+        self.0.capture("Lookup", "gateway->hub", &response);
+        response
+    }
+
+    /// Asks `code`'s node for an attestation answering `req` under the province's breaker,
+    /// deadline and concurrency limit, retrying once where safe ([`retryable`]), checks
+    /// what comes back and caches it under `key`.
+    async fn ask_node(
+        &self,
+        trust: &TrustList,
+        code: &ProvinceCode,
+        req: &pb::LookupRequest,
+        hub: &str,
+        key: &str,
+        now: i64,
+    ) -> Result<pb::SignedAttestation, GatewayError> {
+        let state = &self.0;
         if let Err(wait) = state.breakers.allow(code.as_str(), std::time::Instant::now()) {
             return Err(GatewayError::Unavailable(format!(
                 "province {code} is failing: circuit open for another {} ms; retry later",
                 wait.as_millis()
             )));
         }
-        let route = match state.route(&trust, &code) {
+        let route = match state.route(trust, code) {
             Ok(route) => route,
             Err(e) => {
                 state.breakers.record(code.as_str(), true, std::time::Instant::now());
                 return Err(e);
             }
         };
-        let mut client = route.client.clone();
         let attest = pb::AttestRequest { token: req.token.clone(), purpose: req.purpose.clone() };
-        state.capture("Attest", "gateway->node", &attest);
-        let mut call = Request::new(attest);
-        let deadline = state.node_timeout_for(&code);
-        call.set_timeout(deadline);
-        huren_pki::tracectx::inject(&mut call);
-        // The deadline covers the wait for a slot under the province's concurrency limit too.
-        let outcome = tokio::time::timeout(deadline, client.attest(call)).await;
+        // One deadline for the lookup, retry included; it covers the wait for a slot under
+        // the province's concurrency limit too.
+        let deadline = tokio::time::Instant::now() + state.node_timeout_for(code);
+        let mut attempt = 0;
+        let outcome = loop {
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if remaining.is_zero() {
+                break None;
+            }
+            state.capture("Attest", "gateway->node", &attest);
+            let mut call = Request::new(attest.clone());
+            call.set_timeout(remaining);
+            huren_pki::tracectx::inject(&mut call);
+            let mut client = route.client(attempt);
+            match tokio::time::timeout_at(deadline, client.attest(call)).await {
+                Ok(Err(status)) if attempt + 1 < ATTEMPTS && retryable(&status) => {
+                    attempt += 1;
+                    state.metrics.retry(code.as_str());
+                    tracing::info!(province = %code, code = ?status.code(), "node call failed; retrying once");
+                }
+                Ok(result) => break Some(result),
+                Err(_) => break None,
+            }
+        };
         // A node that answers (even "not found") is healthy; silence and transport errors are not.
-        let healthy = matches!(&outcome, Ok(Ok(_)))
-            || matches!(&outcome, Ok(Err(s)) if matches!(s.code(), Code::NotFound | Code::FailedPrecondition | Code::InvalidArgument | Code::PermissionDenied));
+        let healthy = matches!(&outcome, Some(Ok(_)))
+            || matches!(&outcome, Some(Err(s)) if matches!(s.code(), Code::NotFound | Code::FailedPrecondition | Code::InvalidArgument | Code::PermissionDenied));
         state.breakers.record(code.as_str(), healthy, std::time::Instant::now());
         let answer = match outcome {
-            Ok(Ok(answer)) => answer.into_inner(),
-            Ok(Err(status)) => {
-                let failure = node_failure(&code, status);
+            Some(Ok(answer)) => answer.into_inner(),
+            Some(Err(status)) => {
+                let failure = node_failure(code, status);
                 if matches!(failure, GatewayError::NotFound(_))
                     && state.shared.incr("miss", hub, state.misses.window()).await == state.misses.limit()
                 {
@@ -384,7 +487,7 @@ impl LookupService {
                 }
                 return Err(failure);
             }
-            Err(_) => {
+            None => {
                 return Err(GatewayError::DeadlineExceeded(format!(
                     "province {code} node did not answer in time; retrying is safe (a lookup changes nothing)"
                 )))
@@ -399,16 +502,13 @@ impl LookupService {
         };
         let signed =
             answer.attestation.ok_or_else(|| violation("node answered without an attestation".into(), "empty"))?;
-        let attestation =
-            check(&trust, &signed, &code, &req, now).map_err(|(reason, label)| violation(reason, label))?;
+        let attestation = check(trust, &signed, code, req, now).map_err(|(reason, label)| violation(reason, label))?;
         if state.cache {
             // Never longer than the attestation itself, nor than the retention policy allows.
             let ttl = (attestation.expires_at - now).min(trust.retention().cache_max).max(0);
-            state.shared.cache_put(&key, &signed.encode_to_vec(), std::time::Duration::from_secs(ttl as u64)).await;
+            state.shared.cache_put(key, &signed.encode_to_vec(), std::time::Duration::from_secs(ttl as u64)).await;
         }
-        let response = pb::LookupResponse { attestation: Some(signed) };
-        state.capture("Lookup", "gateway->hub", &response);
-        Ok(response)
+        Ok(signed)
     }
 }
 

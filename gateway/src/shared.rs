@@ -352,6 +352,16 @@ impl Shared {
         }
     }
 
+    /// Drops a cached attestation (here and in Redis) that the node's answer overturned.
+    pub async fn cache_delete(&self, key: &str) {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+        if self.redis.is_some() {
+            let mut p = redis::pipe();
+            p.del(key).ignore();
+            let _ = self.run::<()>(&p).await;
+        }
+    }
+
     fn window_key(&self, kind: &str, subject: &str, window: Duration) -> String {
         let now_ms = u128::try_from(self.clock.now()).unwrap_or(0) * 1000;
         let index = now_ms / window.as_millis().max(1);

@@ -1,5 +1,7 @@
 //! Resilience: a hanging province is bounded by its own deadline and concurrency limit and
-//! slows no other province; shutdown drains the calls in flight and takes no new ones.
+//! slows no other province; shutdown drains the calls in flight and takes no new ones; a
+//! failed node call is retried once where safe (and on a standby endpoint if listed); the
+//! cache answers within its fresh window and, past it, only when the node fails.
 //! Every wait is on a channel (a call arriving at a held node, the gateway stopping), never
 //! a sleep; deadlines only bound "does not hang".
 
@@ -146,4 +148,179 @@ async fn shutdown_drains_the_lookup_in_flight_and_refuses_new_connections() {
     server.deadline("the gateway to finish draining").await.unwrap().unwrap();
     let refused = tokio::net::TcpStream::connect(addr).await;
     assert!(refused.is_err(), "the listener is closed once the gateway has stopped");
+}
+
+/// What a planned node answers: the codes in `next` first (one per call), then
+/// `otherwise` on every call (`None`: a valid GREEN attestation).
+#[derive(Default)]
+struct Plan {
+    next: std::collections::VecDeque<Code>,
+    otherwise: Option<Code>,
+}
+
+/// A node of `province` answering by `plan`, counting the calls that reach it.
+fn planned_node(
+    f: &Federation,
+    province: &str,
+) -> (huren_tests::Script, Arc<std::sync::Mutex<Plan>>, Arc<std::sync::atomic::AtomicUsize>) {
+    let green = green_node(f, province);
+    let plan = Arc::new(std::sync::Mutex::new(Plan::default()));
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (planned, counted) = (plan.clone(), calls.clone());
+    let script: huren_tests::Script = Arc::new(move |req| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        let mut plan = planned.lock().unwrap();
+        match plan.next.pop_front().or(plan.otherwise) {
+            None => green(req),
+            Some(code) => Err(tonic::Status::new(code, "planned failure")),
+        }
+    });
+    (script, plan, calls)
+}
+
+#[tokio::test]
+async fn a_failed_node_call_is_retried_once_and_only_where_a_retry_is_safe() {
+    let (mut f, _dir) = start_with(FederationOptions::default()).await;
+    let mut hub = f.hub("retrying").deadline("hub retrying registered on every server").await.unwrap();
+    let (script, plan, calls) = planned_node(&f, "340000");
+    let _anhui = huren_tests::replace_node_with_fake(&mut f, &code("340000"), script).await;
+    let token = huren_pki::qr::new_token().unwrap();
+    let mut lookup = async |next: &[Code]| {
+        plan.lock().unwrap().next = next.iter().copied().collect();
+        let before = calls.load(Ordering::SeqCst);
+        let result = hub.lookup(&code("340000"), &token, "transit.rail").await;
+        (result, calls.load(Ordering::SeqCst) - before)
+    };
+
+    // A node that cannot serve for a moment (UNAVAILABLE, e.g. draining): the second try answers.
+    let (result, made) = lookup(&[Code::Unavailable]).await;
+    assert_eq!(result.unwrap().status, "GREEN");
+    assert_eq!(made, 2, "one retry after UNAVAILABLE");
+
+    // Only one retry: twice unavailable is the hub's UNAVAILABLE.
+    let (result, made) = lookup(&[Code::Unavailable, Code::Unavailable]).await;
+    let err = result.unwrap_err();
+    assert_eq!(err.code(), Some(Code::Unavailable), "{err}");
+    assert_eq!(made, 2, "no second retry");
+
+    // Answers about the token, and node faults that a retry cannot cure, are not retried.
+    for (answer, seen) in [
+        (Code::NotFound, Code::NotFound),
+        (Code::FailedPrecondition, Code::FailedPrecondition),
+        (Code::InvalidArgument, Code::Unavailable),
+        (Code::PermissionDenied, Code::Unavailable),
+        (Code::Internal, Code::Unavailable),
+    ] {
+        let (result, made) = lookup(&[answer]).await;
+        let err = result.unwrap_err();
+        assert_eq!(err.code(), Some(seen), "node answered {answer:?}: {err}");
+        assert_eq!(made, 1, "node answered {answer:?}: not retried");
+    }
+}
+
+#[tokio::test]
+async fn a_dead_first_endpoint_fails_over_to_the_province_standby() {
+    let (f, _dir) = start_with(FederationOptions::default()).await;
+    let anhui = Scanned::parse(&seed(&f, &demo_subjects()[0], 600).await.unwrap().qr).unwrap();
+    // The primary accepts connections and drops them at once (a crashed host behind a
+    // load balancer); the real node is listed second.
+    let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dead_addr = dead.local_addr().unwrap();
+    let _dead = tokio::spawn(async move {
+        while let Ok((socket, _)) = dead.accept().await {
+            drop(socket);
+        }
+    });
+    let real = f.node_addr(&code("340000")).unwrap();
+    f.pki.set_endpoints(&code("340000"), &[format!("https://{dead_addr}"), format!("https://{real}")]).unwrap();
+    let mut hub = f.hub("failover").deadline("hub failover registered on every server").await.unwrap();
+    assert_eq!(f.trust_list().unwrap().province(&code("340000")).unwrap().endpoints.len(), 2);
+
+    // More lookups than the breaker tolerates failures: every one is served, by the standby.
+    for _ in 0..8 {
+        let status = hub.lookup(anhui.province(), anhui.token(), "transit.rail").await.unwrap();
+        assert_eq!(status.status, "GREEN");
+    }
+}
+
+#[tokio::test]
+async fn past_its_fresh_window_a_cached_attestation_is_served_only_when_the_node_fails() {
+    let mut options = FederationOptions::default();
+    options.gateway.cache = true;
+    // Nothing is fresh: every lookup asks the node, the cache answers only when it fails.
+    options.gateway.cache_fresh = Duration::ZERO;
+    let metrics = huren_cli::telemetry::PrometheusMetrics::new().unwrap();
+    options.gateway.meter = Some(metrics.meter("huren-gateway"));
+    let (mut f, _dir) = start_with(options).await;
+    let mut hub = f.hub("stale").deadline("hub stale registered on every server").await.unwrap();
+    let (script, plan, calls) = planned_node(&f, "340000");
+    let _anhui = huren_tests::replace_node_with_fake(&mut f, &code("340000"), script).await;
+    let token = huren_pki::qr::new_token().unwrap();
+    let anhui = code("340000");
+
+    // Cached, then revalidated: the node is asked each time.
+    for asked in 1..=2 {
+        assert_eq!(hub.lookup(&anhui, &token, "transit.rail").await.unwrap().status, "GREEN");
+        assert_eq!(calls.load(Ordering::SeqCst), asked, "past the fresh window the node is asked");
+    }
+
+    // The node fails on every call: the cached attestation is served, through the retries,
+    // the breaker opening and its fail-fast period.
+    plan.lock().unwrap().otherwise = Some(Code::Unavailable);
+    for _ in 0..8 {
+        assert_eq!(hub.lookup(&anhui, &token, "transit.rail").await.unwrap().status, "GREEN");
+    }
+    let reached = calls.load(Ordering::SeqCst);
+    assert!(reached < 2 + 8 * 2, "the open breaker spared the node some calls ({reached})");
+    // A token never cached gets the failure.
+    let err = hub.lookup(&anhui, &huren_pki::qr::new_token().unwrap(), "transit.rail").await.unwrap_err();
+    assert_eq!(err.code(), Some(Code::Unavailable), "{err}");
+
+    let cache = |result| metrics.value("huren_gateway_cache_lookups_total", &[("result", result)]);
+    assert_eq!((cache("miss"), cache("revalidated"), cache("stale"), cache("hit")), (2.0, 1.0, 8.0, 0.0));
+    assert!(metrics.value("huren_gateway_node_retries_total", &[("province", "340000")]) >= 1.0);
+}
+
+#[tokio::test]
+async fn within_its_fresh_window_a_cached_attestation_is_served_without_asking_the_node() {
+    let mut options = FederationOptions::default();
+    options.gateway.cache = true;
+    options.gateway.cache_fresh = Duration::from_secs(3600);
+    let (mut f, _dir) = start_with(options).await;
+    let mut hub = f.hub("fresh").deadline("hub fresh registered on every server").await.unwrap();
+    let (script, _plan, calls) = planned_node(&f, "340000");
+    let _anhui = huren_tests::replace_node_with_fake(&mut f, &code("340000"), script).await;
+    let token = huren_pki::qr::new_token().unwrap();
+    for _ in 0..3 {
+        assert_eq!(hub.lookup(&code("340000"), &token, "transit.rail").await.unwrap().status, "GREEN");
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "the cache answered the repeats");
+}
+
+#[tokio::test]
+async fn a_node_answer_about_the_token_overrules_the_cache() {
+    let mut options = FederationOptions::default();
+    options.gateway.cache = true;
+    options.gateway.cache_fresh = Duration::ZERO;
+    let (mut f, _dir) = start_with(options).await;
+    let mut hub = f.hub("overruled").deadline("hub overruled registered on every server").await.unwrap();
+    let (script, plan, _calls) = planned_node(&f, "340000");
+    let _anhui = huren_tests::replace_node_with_fake(&mut f, &code("340000"), script).await;
+    let anhui = code("340000");
+    for answer in [Code::NotFound, Code::FailedPrecondition] {
+        let token = huren_pki::qr::new_token().unwrap();
+        plan.lock().unwrap().otherwise = None;
+        assert_eq!(hub.lookup(&anhui, &token, "transit.rail").await.unwrap().status, "GREEN");
+
+        // The province now says the token is unknown (revoked) or its status lapsed: that
+        // is the answer, not the cached GREEN.
+        plan.lock().unwrap().next = [answer].into();
+        let err = hub.lookup(&anhui, &token, "transit.rail").await.unwrap_err();
+        assert_eq!(err.code(), Some(answer), "{err}");
+
+        // And the cached GREEN is gone: a failing node afterwards leaves nothing to serve.
+        plan.lock().unwrap().next = [Code::Unavailable, Code::Unavailable].into();
+        let err = hub.lookup(&anhui, &token, "transit.rail").await.unwrap_err();
+        assert_eq!(err.code(), Some(Code::Unavailable), "{answer:?} dropped the cached attestation: {err}");
+    }
 }

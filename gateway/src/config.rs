@@ -56,6 +56,12 @@ pub struct GatewayConfig {
     pub breaker_failures: u32,
     /// How long an open breaker fails fast before one trial call is let through, milliseconds.
     pub breaker_open_ms: u64,
+    /// Share of a province's lookups (0 to 1) whose failed node call may be retried once
+    /// (connection failures and UNAVAILABLE only; on the next listed endpoint, within the
+    /// same deadline), on top of `retry_min_per_sec`. Both 0: no retries.
+    pub retry_ratio: f32,
+    /// Retries per second a province may get whatever its traffic (0 to 1000).
+    pub retry_min_per_sec: u32,
     /// Plain HTTP for /metrics, /healthz, /readyz (no personal data is ever exposed).
     pub admin_listen: String,
     /// OTLP/gRPC collector for traces and metrics, e.g. "http://otel-collector:4317".
@@ -87,6 +93,8 @@ impl Default for GatewayConfig {
             node_concurrency: 256,
             breaker_failures: 5,
             breaker_open_ms: 5_000,
+            retry_ratio: 0.2,
+            retry_min_per_sec: 10,
             admin_listen: "127.0.0.1:9090".into(),
             otlp_endpoint: None,
             province_timeout_ms: BTreeMap::new(),
@@ -180,6 +188,9 @@ impl GatewayConfig {
                 )));
             }
         }
+        self.retry_budget()
+            .validate()
+            .map_err(|e| ConfigError::Invalid(format!("retry_ratio/retry_min_per_sec: {e}")))?;
         if self.cache_fresh_seconds > 86_400 {
             return Err(ConfigError::Invalid(
                 "cache_fresh_seconds must be within 0..=86400 (the trust list's cache retention caps it anyway)".into(),
@@ -219,6 +230,11 @@ impl GatewayConfig {
             failures: self.breaker_failures,
             open_for: Duration::from_millis(self.breaker_open_ms),
         }
+    }
+
+    /// How many failed node calls may be retried, per province.
+    pub fn retry_budget(&self) -> crate::retry::RetryBudget {
+        crate::retry::RetryBudget { min_per_sec: self.retry_min_per_sec, ratio: self.retry_ratio }
     }
 
     pub fn node_timeout(&self) -> Duration {
@@ -308,6 +324,8 @@ mod tests {
             node_concurrency: 16,
             breaker_failures: 3,
             breaker_open_ms: 750,
+            retry_ratio: 0.5,
+            retry_min_per_sec: 3,
             admin_listen: "0.0.0.0:19090".into(),
             otlp_endpoint: Some("http://otel:4317".into()),
             province_timeout_ms: BTreeMap::from([("650000".to_owned(), 4000)]),
@@ -389,6 +407,8 @@ mod tests {
         assert_eq!(c.node_timeout(), embedded.node_timeout);
         assert_eq!(c.miss_policy(), embedded.miss_policy);
         assert_eq!(c.breaker_policy(), embedded.breaker);
+        assert_eq!(c.retry_budget(), embedded.retry_budget);
+        assert_eq!(Duration::from_secs(c.cache_fresh_seconds), embedded.cache_fresh);
         assert_eq!(c.node_concurrency as usize, embedded.node_concurrency);
         assert!(c.province_timeouts().is_empty() && embedded.province_timeouts.is_empty());
     }

@@ -25,6 +25,7 @@ pub mod config;
 pub mod limits;
 pub mod metrics;
 pub mod receipts;
+pub mod retry;
 pub mod service;
 pub mod shared;
 
@@ -100,6 +101,8 @@ pub struct GatewaySettings {
     pub breaker: breaker::BreakerPolicy,
     /// Calls in flight to one province at most.
     pub node_concurrency: usize,
+    /// How many failed node calls may be retried, per province.
+    pub retry_budget: retry::RetryBudget,
     /// Source of time (the system clock outside tests).
     pub clock: huren_pki::clock::Clock,
 }
@@ -134,6 +137,7 @@ impl Default for GatewaySettings {
             hub_rate_per_sec: 0,
             breaker: breaker::BreakerPolicy::default(),
             node_concurrency: 256,
+            retry_budget: retry::RetryBudget::default(),
             clock: huren_pki::clock::Clock::system(),
         }
     }
@@ -251,6 +255,7 @@ impl Gateway {
                 miss_policy: config.miss_policy(),
                 breaker: config.breaker_policy(),
                 node_concurrency: config.node_concurrency as usize,
+                retry_budget: config.retry_budget(),
                 receipts_dir: Some(config.data_dir.join("receipts")),
                 cache: config.cache,
                 cache_fresh: Duration::from_secs(config.cache_fresh_seconds),

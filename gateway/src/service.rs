@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -23,8 +24,10 @@ use crate::capture::CaptureSink;
 use crate::limits::MissPolicy;
 use crate::metrics::Metrics;
 use crate::receipts::ReceiptStore;
+use crate::retry::{retryable, RetryBudget};
 use crate::shared::{cache_key, Shared};
 use tower::limit::ConcurrencyLimit;
+use tower::retry::budget::{Budget as _, TpsBudget};
 
 /// Failures of a gateway call, each mapped to one gRPC status.
 #[derive(Debug, thiserror::Error)]
@@ -92,31 +95,23 @@ impl From<GatewayError> for tonic::Status {
 struct Route {
     endpoints: Vec<String>,
     clients: Vec<AttestationClient<ConcurrencyLimit<Channel>>>,
+    /// The province's retry budget (every lookup deposits, every retry withdraws).
+    budget: TpsBudget,
+    /// The endpoint that answered last: lookups go there first, so a dead endpoint costs
+    /// one retry, not one per lookup.
+    preferred: AtomicUsize,
 }
 
 impl Route {
-    /// The client for attempt `attempt` (0 = first): the listed endpoints in turn, so a
-    /// retry goes to the next endpoint when the province lists more than one.
-    fn client(&self, attempt: usize) -> AttestationClient<ConcurrencyLimit<Channel>> {
-        self.clients[attempt % self.clients.len()].clone()
+    /// The endpoint index for attempt `attempt` (0 = first): the one that answered last,
+    /// then the next listed, so a retry goes to another endpoint when there is one.
+    fn endpoint(&self, attempt: usize) -> usize {
+        (self.preferred.load(Ordering::Relaxed) + attempt) % self.clients.len()
     }
 }
 
 /// Attempts per lookup at most: the first, and one retry after a failure a retry can cure.
 const ATTEMPTS: usize = 2;
-
-/// Whether a failed Attest call may be retried: the node could not be reached or said it
-/// cannot serve now (UNAVAILABLE, e.g. draining for a restart), which a second attempt,
-/// on the next endpoint or a new connection, can cure. A lookup changes nothing at the
-/// node, so repeating it is safe. A missed deadline is not retried (no time is left), and
-/// neither is any answer about the token itself.
-fn retryable(status: &tonic::Status) -> bool {
-    match status.code() {
-        Code::Unavailable => true,
-        Code::DeadlineExceeded | Code::Cancelled => false,
-        _ => transport_cause(status).is_some(),
-    }
-}
 
 /// Routes built for one trust-list sequence; rebuilt when the list changes so that
 /// moved endpoints and revoked node certificates take effect on new connections.
@@ -140,6 +135,7 @@ pub(crate) struct State {
     misses: MissPolicy,
     hub_rate_per_sec: u64,
     node_concurrency: usize,
+    retry_budget: RetryBudget,
     cache: bool,
     cache_fresh_seconds: i64,
     pub shared: Arc<Shared>,
@@ -172,6 +168,7 @@ impl State {
             misses: settings.miss_policy,
             hub_rate_per_sec: settings.hub_rate_per_sec,
             node_concurrency: settings.node_concurrency.max(1),
+            retry_budget: settings.retry_budget,
             cache: settings.cache,
             cache_fresh_seconds: i64::try_from(settings.cache_fresh.as_secs()).unwrap_or(i64::MAX),
             shared,
@@ -228,7 +225,12 @@ impl State {
             // Bounded in-flight calls per endpoint: a slow province queues its own lookups only.
             clients.push(AttestationClient::new(ConcurrencyLimit::new(channel, self.node_concurrency)));
         }
-        let route = Arc::new(Route { endpoints: entry.endpoints.clone(), clients });
+        let route = Arc::new(Route {
+            endpoints: entry.endpoints.clone(),
+            clients,
+            budget: self.retry_budget.start(),
+            preferred: AtomicUsize::new(0),
+        });
         routes.by_province.insert(code.clone(), route.clone());
         Ok(route)
     }
@@ -460,14 +462,32 @@ impl LookupService {
             let mut call = Request::new(attest.clone());
             call.set_timeout(remaining);
             huren_pki::tracectx::inject(&mut call);
-            let mut client = route.client(attempt);
+            let endpoint = route.endpoint(attempt);
+            let mut client = route.clients[endpoint].clone();
+            if attempt == 0 {
+                route.budget.deposit();
+            }
             match tokio::time::timeout_at(deadline, client.attest(call)).await {
-                Ok(Err(status)) if attempt + 1 < ATTEMPTS && retryable(&status) => {
+                Ok(Err(status))
+                    if attempt + 1 < ATTEMPTS
+                        && retryable(status.code(), transport_cause(&status).is_some())
+                        && route.budget.withdraw() =>
+                {
                     attempt += 1;
                     state.metrics.retry(code.as_str());
                     tracing::info!(province = %code, code = ?status.code(), "node call failed; retrying once");
                 }
-                Ok(result) => break Some(result),
+                Ok(result) => {
+                    // An endpoint that answered (anything but a failure to serve) is kept.
+                    let answered = match &result {
+                        Ok(_) => true,
+                        Err(status) => !retryable(status.code(), transport_cause(status).is_some()),
+                    };
+                    if answered {
+                        route.preferred.store(endpoint, Ordering::Relaxed);
+                    }
+                    break Some(result);
+                }
                 Err(_) => break None,
             }
         };

@@ -219,8 +219,31 @@ async fn a_failed_node_call_is_retried_once_and_only_where_a_retry_is_safe() {
 }
 
 #[tokio::test]
-async fn a_dead_first_endpoint_fails_over_to_the_province_standby() {
-    let (f, _dir) = start_with(FederationOptions::default()).await;
+async fn retries_stay_within_the_province_retry_budget() {
+    let mut options = FederationOptions::default();
+    // No floor; one retry per two lookups.
+    options.gateway.retry_budget = huren_gateway::retry::RetryBudget { min_per_sec: 0, ratio: 0.5 };
+    let (mut f, _dir) = start_with(options).await;
+    let mut hub = f.hub("budgeted").deadline("hub budgeted registered on every server").await.unwrap();
+    let (script, plan, calls) = planned_node(&f, "340000");
+    let _anhui = huren_tests::replace_node_with_fake(&mut f, &code("340000"), script).await;
+    let token = huren_pki::qr::new_token().unwrap();
+    // Every first call fails: the first lookup has not earned a retry yet, the second has.
+    for (lookup, retried) in [(1, false), (2, true)] {
+        plan.lock().unwrap().next = [Code::Unavailable].into();
+        let before = calls.load(Ordering::SeqCst);
+        let result = hub.lookup(&code("340000"), &token, "transit.rail").await;
+        assert_eq!(result.is_ok(), retried, "lookup {lookup}: {result:?}");
+        assert_eq!(calls.load(Ordering::SeqCst) - before, if retried { 2 } else { 1 }, "lookup {lookup}");
+    }
+}
+
+#[tokio::test]
+async fn a_dead_first_endpoint_fails_over_to_the_province_standby_and_stays_there() {
+    let mut options = FederationOptions::default();
+    let metrics = huren_cli::telemetry::PrometheusMetrics::new().unwrap();
+    options.gateway.meter = Some(metrics.meter("huren-gateway"));
+    let (f, _dir) = start_with(options).await;
     let anhui = Scanned::parse(&seed(&f, &demo_subjects()[0], 600).await.unwrap().qr).unwrap();
     // The primary accepts connections and drops them at once (a crashed host behind a
     // load balancer); the real node is listed second.
@@ -241,6 +264,8 @@ async fn a_dead_first_endpoint_fails_over_to_the_province_standby() {
         let status = hub.lookup(anhui.province(), anhui.token(), "transit.rail").await.unwrap();
         assert_eq!(status.status, "GREEN");
     }
+    // Only the first lookup paid for the dead primary: the others went to the standby first.
+    assert_eq!(metrics.value("huren_gateway_node_retries_total", &[("province", "340000")]), 1.0);
 }
 
 #[tokio::test]

@@ -6,17 +6,20 @@ every huren service of the compose file runs as the image would run it, from the
 file itself (entrypoint, command, environment, volumes, depends_on conditions and
 healthchecks), each in its own network namespace on one bridge, with its own mount
 namespace (named volumes and bind mounts at their container paths, an /etc/hosts naming
-the services and their aliases) and as the image's user 10001. The image's binary is the
-locally built `huren`; Redis is the machine's redis-server, run with the official image's
-`--protected-mode no`. Not rehearsed: the image build itself, read-only root filesystems,
-and the OpenTelemetry Collector (no binary here: its name resolves and nothing listens,
-which the servers must survive; they do).
+the services and their aliases) and as the image's user 10001. With --image, the servers
+run in the Dockerfile's image, made here: its base (debian:<suite>-slim) by debootstrap,
+then its last stage's RUN, COPY, USER and WORKDIR; the build stage's `cargo build` is the
+one run here. They run chrooted in it, with a read-only root and tmpfs where the compose
+file says so. Without --image, on the host's filesystem. Redis is the machine's
+redis-server, run with the official image's `--protected-mode no`. Not rehearsed: the
+build stage inside rust:1-bookworm, and the OpenTelemetry Collector (no binary here: its
+name resolves and nothing listens, which the servers must survive; they do).
 
 Then the README's "Use it", "Coordinator changes" and "Failure drills" run against it,
 each step checked; any failure exits 1 with the step named. Needs root, iproute2,
 util-linux (unshare, setpriv), redis-server/redis-cli, and `cargo build --release`.
 
-    sudo python3 deploy/compose/rehearse.py [--huren target/release/huren] [--keep]
+    sudo python3 deploy/compose/rehearse.py [--image] [--huren target/release/huren] [--keep]
 """
 
 import argparse
@@ -59,6 +62,7 @@ class Rehearsal:
         self.procs = {}
         self.made = []  # mount points created on the host, removed at the end
         self.ips = {name: f"{NET}.{10 + i}" for i, name in enumerate(self.services)}
+        self.rootfs, self.image = "", {}
 
     # -- namespaces ------------------------------------------------------------------
     @staticmethod
@@ -121,30 +125,97 @@ class Rehearsal:
         argv, as_root = self.command(name, entrypoint, command)
         spec = self.services[name]
         script = ["set -e"]
+        # In an image, as a container: its root filesystem (read-only if the service says
+        # so, with a tmpfs where asked), the volumes on top. On the host: the volumes at
+        # their paths, in this mount namespace only.
+        root = self.rootfs if (self.rootfs and not as_root) else ""
+        if root:
+            script.append(f"mount --bind {q(root)} {q(root)}")
+            points = [(src, t) for src, t, _ in self.mounts(name)] + [(None, t) for t in spec.get("tmpfs", [])]
+            for source, target in points:
+                if not os.path.exists(root + target):  # the engine creates missing mount points
+                    if source is None or os.path.isdir(source):
+                        os.makedirs(root + target)
+                    else:
+                        os.makedirs(os.path.dirname(root + target), exist_ok=True)
+                        open(root + target, "w").close()
+            if spec.get("read_only"):
+                script.append(f"mount -o remount,bind,ro {q(root)}")
+            for target in spec.get("tmpfs", []):
+                script.append(f"mount -t tmpfs tmpfs {q(root + target)}")
         for source, target, ro in self.mounts(name):
-            if not os.path.exists(target):
+            if root and target == "/usr/local/bin/huren":
+                continue  # the image carries its binary
+            if not root and not os.path.exists(target):
                 if os.path.isdir(source):
                     self.mkdirs(target)
                 else:
                     self.mkdirs(os.path.dirname(target))
                     open(target, "w").close()
                     self.made.append(target)
-            script.append(f"mount --bind {q(source)} {q(target)}")
+            script.append(f"mount --bind {q(source)} {q(root + target)}")
             if ro:
-                script.append(f"mount -o remount,bind,ro {q(target)}")
-        workdir = spec.get("working_dir", "/var/lib/huren")
-        self.mkdirs(workdir)
-        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/var/lib/huren"}
+                script.append(f"mount -o remount,bind,ro {q(root + target)}")
+        workdir = spec.get("working_dir", self.image.get("workdir", "/var/lib/huren"))
+        if not root:
+            self.mkdirs(workdir)
+        env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/var/lib/huren"}
         env.update({k: str(v) for k, v in (spec.get("environment") or {}).items()})
-        user = [] if as_root else ["setpriv", f"--reuid={UID}", f"--regid={UID}", "--clear-groups"]
-        script.append(f"cd {q(workdir)}")
-        script.append("exec " + " ".join(q(a) for a in ["env", "-i", *[f"{k}={v}" for k, v in env.items()], *user, *argv]))
+        if as_root:
+            user = []
+        elif root:
+            user = ["chroot", f"--userspec={self.image.get('user', f'{UID}:{UID}')}", root]
+        else:
+            user = ["setpriv", f"--reuid={UID}", f"--regid={UID}", "--clear-groups"]
+        script.append("exec " + " ".join(q(a) for a in [*user, "env", "-i", "-C", workdir,
+                                                         *[f"{k}={v}" for k, v in env.items()], *argv]))
         full = ["ip", "netns", "exec", self.ns(name), "unshare", "--mount", "--propagation", "private",
                 "sh", "-c", "\n".join(script)]
         if wait:
             return subprocess.run(full, text=True, capture_output=True)
         out = open(log or os.path.join(self.work, f"{name}.log"), "a")
         return subprocess.Popen(full, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+    # -- the image ---------------------------------------------------------------------
+    def build_image(self, cache):
+        """The Dockerfile's last stage as a root filesystem: its FROM (debian:<suite>-slim)
+        by debootstrap --variant=minbase, then its RUN, COPY --from=build (the binary built
+        here by the build stage's own command), USER and WORKDIR."""
+        with open(os.path.join(REPO, "deploy", "docker", "Dockerfile")) as f:
+            lines = f.read().replace("\\\n", " ").splitlines()
+        stages = [i for i, l in enumerate(lines) if l.startswith("FROM ")]
+        final = [l.strip() for l in lines[stages[-1]:] if l.strip() and not l.lstrip().startswith("#")]
+        base = final[0].split()[1]
+        suite = re.fullmatch(r"debian:(\w+)-slim", base)
+        if not suite:
+            raise Failed(f"the rehearsal knows how to make debian:<suite>-slim, not {base}")
+        base_dir = os.path.join(cache, suite.group(1))
+        if not os.path.exists(os.path.join(base_dir, "etc", "debian_version")):
+            step(f"image: debootstrap {suite.group(1)} into {base_dir} (once; cached)")
+            sh("debootstrap", "--variant=minbase", suite.group(1), base_dir, "http://deb.debian.org/debian")
+        self.rootfs = os.path.join(self.work, "image")
+        sh("cp", "-a", base_dir, self.rootfs)
+        shutil.copy("/etc/resolv.conf", os.path.join(self.rootfs, "etc", "resolv.conf"))  # for apt-get in RUN
+        for line in final[1:]:
+            op, _, rest = line.partition(" ")
+            if op == "RUN":
+                run = subprocess.run(["chroot", self.rootfs, "sh", "-c", rest], text=True, capture_output=True)
+                if run.returncode != 0:
+                    raise Failed(f"image: RUN failed: {rest}\n{run.stdout}{run.stderr}")
+            elif op == "COPY" and rest.startswith("--from=build "):
+                source, target = rest.split()[1:3]
+                if source != "/usr/local/bin/huren":
+                    raise Failed(f"image: unknown COPY from the build stage: {source}")
+                shutil.copy2(self.huren, self.rootfs + target)
+            elif op == "USER":
+                self.image["user"] = rest.strip()
+            elif op == "WORKDIR":
+                self.image["workdir"] = rest.strip()
+            elif op in ("EXPOSE", "ENTRYPOINT", "CMD", "ENV", "LABEL"):
+                pass
+            else:
+                raise Failed(f"image: the rehearsal does not know {op}")
+        step(f"image: {base} + the Dockerfile's last stage, user {self.image.get('user')}")
 
     # -- compose semantics -------------------------------------------------------------
     def healthy(self, name, within=60):
@@ -154,7 +225,8 @@ class Rehearsal:
         while time.monotonic() < deadline:
             if self.procs[name].poll() is not None:
                 raise Failed(f"{name} exited with {self.procs[name].returncode} before it was healthy; see {self.log(name)}")
-            if subprocess.run(["ip", "netns", "exec", self.ns(name), *test[1:]], capture_output=True).returncode == 0:
+            inside = ["chroot", self.rootfs] if self.rootfs and name != "redis" else []
+            if subprocess.run(["ip", "netns", "exec", self.ns(name), *inside, *test[1:]], capture_output=True).returncode == 0:
                 return
             time.sleep(0.5)  # compose's healthcheck interval, shortened; a rehearsal, not a test
         raise Failed(f"{name} not healthy within {within} s; see {self.log(name)}")
@@ -356,6 +428,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--huren", default=os.path.join(REPO, "target", "release", "huren"))
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, volumes)")
+    parser.add_argument("--image", action="store_true",
+                        help="run the servers in the Dockerfile's image (debootstrapped; read-only root, tmpfs)")
+    parser.add_argument("--image-cache", default="/var/cache/huren-rehearsal",
+                        help="where the debootstrapped base is kept between runs")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("rehearse.py: needs root (network and mount namespaces)")
@@ -364,6 +440,8 @@ def main():
     r = Rehearsal(args.huren, args.keep)
     print(f"compose rehearsal in {r.work}")
     try:
+        if args.image:
+            r.build_image(args.image_cache)
         r.network()
         r.up()
         runbook(r)

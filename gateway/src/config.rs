@@ -59,7 +59,7 @@ pub struct GatewayConfig {
     /// Share of a province's lookups (0 to 1) whose failed node call may be retried once
     /// (connection failures and UNAVAILABLE only; on the next listed endpoint, within the
     /// same deadline), on top of `retry_min_per_sec`. Both 0: no retries.
-    pub retry_ratio: f32,
+    pub retry_ratio: f64,
     /// Retries per second a province may get whatever its traffic (0 to 1000).
     pub retry_min_per_sec: u32,
     /// Plain HTTP for /metrics, /healthz, /readyz (no personal data is ever exposed).
@@ -234,7 +234,7 @@ impl GatewayConfig {
 
     /// How many failed node calls may be retried, per province.
     pub fn retry_budget(&self) -> crate::retry::RetryBudget {
-        crate::retry::RetryBudget { min_per_sec: self.retry_min_per_sec, ratio: self.retry_ratio }
+        crate::retry::RetryBudget { min_per_sec: self.retry_min_per_sec, ratio: self.retry_ratio as f32 }
     }
 
     pub fn node_timeout(&self) -> Duration {
@@ -440,6 +440,10 @@ mod tests {
             ("breaker_failures = 0", "breaker_failures must be within"),
             ("breaker_open_ms = 0", "breaker_open_ms must be within"),
             ("miss_burst = 0", "miss_burst must be within"),
+            ("retry_ratio = 1.5", "retry_ratio/retry_min_per_sec: retry ratio must be within 0..=1, got 1.5"),
+            ("retry_ratio = -0.1", "retry ratio must be within 0..=1"),
+            ("retry_min_per_sec = 5000", "retry minimum must be within 0..=1000 per second, got 5000"),
+            ("cache_fresh_seconds = 100000", "cache_fresh_seconds must be within 0..=86400"),
             ("miss_refill_per_sec = -1.0", "miss_refill_per_sec must be a number within"),
             ("miss_refill_per_sec = nan", "miss_refill_per_sec must be a number within"),
         ] {

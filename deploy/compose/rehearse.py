@@ -54,8 +54,7 @@ def sh(*args, check=True, **kw):
 class Rehearsal:
     def __init__(self, huren, keep):
         with open(os.path.join(HERE, "docker-compose.yml")) as f:
-            self.compose = yaml.safe_load(f)
-        self.services = self.compose["services"]
+            self.services = yaml.safe_load(f)["services"]
         self.huren = os.path.abspath(huren)
         self.keep = keep
         self.work = tempfile.mkdtemp(prefix="huren-rehearsal-")
@@ -121,7 +120,7 @@ class Rehearsal:
         entry = entrypoint or spec.get("entrypoint") or ["huren"]
         return list(entry) + list(command if command is not None else spec.get("command", [])), False
 
-    def spawn(self, name, entrypoint=None, command=None, log=None, wait=False):
+    def spawn(self, name, entrypoint=None, command=None, wait=False):
         argv, as_root = self.command(name, entrypoint, command)
         spec = self.services[name]
         script = ["set -e"]
@@ -173,7 +172,7 @@ class Rehearsal:
                 "sh", "-c", "\n".join(script)]
         if wait:
             return subprocess.run(full, text=True, capture_output=True)
-        out = open(log or os.path.join(self.work, f"{name}.log"), "a")
+        out = open(self.log(name), "a")
         return subprocess.Popen(full, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
     # -- the image ---------------------------------------------------------------------
@@ -253,8 +252,13 @@ class Rehearsal:
                 step(f"{name}: skipped (no collector binary; the name resolves and nothing listens)")
                 continue
             for dep, cond in self.services[name].get("depends_on", {}).items():
-                if cond["condition"] == "service_completed_successfully" and self.procs[dep].wait(120) != 0:
-                    raise Failed(f"{dep} exited with {self.procs[dep].returncode}; see {self.log(dep)}")
+                if cond["condition"] == "service_completed_successfully":
+                    try:
+                        code = self.procs[dep].wait(120)
+                    except subprocess.TimeoutExpired:
+                        raise Failed(f"{dep} did not complete within 120 s; see {self.log(dep)}") from None
+                    if code != 0:
+                        raise Failed(f"{dep} exited with {code}; see {self.log(dep)}")
                 if cond["condition"] == "service_healthy":
                     self.healthy(dep)
             self.procs[name] = self.spawn(name)

@@ -391,7 +391,8 @@ impl LookupService {
             Err(e @ (GatewayError::Unavailable(_) | GatewayError::DeadlineExceeded(_))) => match cached {
                 Some((signed, _)) => {
                     state.metrics.cache("stale");
-                    tracing::info!(province = %code, outcome = e.outcome(), "province failing: served a cached attestation still valid");
+                    // Per lookup, so debug: during an outage the `stale` cache metric is the signal.
+                    tracing::debug!(province = %code, outcome = e.outcome(), "province failing: served a cached attestation still valid");
                     Ok(self.answer(signed))
                 }
                 None => {
@@ -475,7 +476,8 @@ impl LookupService {
                 {
                     attempt += 1;
                     state.metrics.retry(code.as_str());
-                    tracing::info!(province = %code, code = ?status.code(), "node call failed; retrying once");
+                    // Per lookup, so debug: `huren_gateway_node_retries_total` is the signal.
+                    tracing::debug!(province = %code, code = ?status.code(), "node call failed; retrying once");
                 }
                 Ok(result) => {
                     // An endpoint that answered (anything but a failure to serve) is kept.

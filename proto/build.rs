@@ -10,6 +10,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let fds = protox::compile(files, ["proto"])?;
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(out.join("huren_descriptor.bin"), fds.encode_to_vec())?;
-    tonic_prost_build::configure().compile_fds(fds)?;
+    // Clients and servers only with the `grpc` feature: the messages alone need just prost.
+    tonic_prost_build::configure()
+        .client_mod_attribute("huren.v1", "#[cfg(feature = \"grpc\")]")
+        .server_mod_attribute("huren.v1", "#[cfg(feature = \"grpc\")]")
+        .compile_fds(fds)?;
     Ok(())
 }

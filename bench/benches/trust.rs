@@ -1,4 +1,4 @@
-//! Trust-list work on every lookup: `TrustList::verify_attestation` (strict field-policy
+//! Trust-list work on every lookup: `huren_pki::verify_attestation` (strict field-policy
 //! check: wire-level field scan and per-purpose allowed fields; payload decoding,
 //! structural checks, key lookup scoped by province, key status and validity, strict
 //! Ed25519 signature, time window, rule registration), the lookups it is made of, the
@@ -18,8 +18,18 @@ fn trust(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("trust_list_verify_attestation");
     g.throughput(Throughput::Elements(1));
-    g.bench_function("green", |b| b.iter(|| f.trust.verify_attestation(black_box(&f.green), f.now).expect("ok")));
-    g.bench_function("red_with_rule", |b| b.iter(|| f.trust.verify_attestation(black_box(&f.red), f.now).expect("ok")));
+    g.bench_function("green", |b| {
+        b.iter(|| {
+            huren_pki::verify_attestation(&f.trust, black_box(&f.green), &huren_pki::Expected::default(), f.now)
+                .expect("ok")
+        })
+    });
+    g.bench_function("red_with_rule", |b| {
+        b.iter(|| {
+            huren_pki::verify_attestation(&f.trust, black_box(&f.red), &huren_pki::Expected::default(), f.now)
+                .expect("ok")
+        })
+    });
     // The strict field-policy check on its own: wire-level field scan (unknown, repeated,
     // oversized) and the per-purpose allowed-field set.
     let decoded = <pb::AttestationPayload as prost::Message>::decode(f.green.payload.as_slice()).expect("payload");
@@ -32,7 +42,10 @@ fn trust(c: &mut Criterion) {
     let mut forged = f.green.clone();
     forged.signature[0] ^= 1;
     g.bench_function("bad_signature_refused", |b| {
-        b.iter(|| f.trust.verify_attestation(black_box(&forged), f.now).expect_err("refused"))
+        b.iter(|| {
+            huren_pki::verify_attestation(&f.trust, black_box(&forged), &huren_pki::Expected::default(), f.now)
+                .expect_err("refused")
+        })
     });
     g.finish();
 
@@ -62,7 +75,13 @@ fn trust(c: &mut Criterion) {
         b.iter(|| {
             let scanned = Scanned::parse(black_box(&text)).expect("ok");
             let Scanned::Qr { qr, .. } = scanned else { unreachable!() };
-            f.trust.verify_attestation(qr.attestation.as_ref().expect("attestation"), f.now).expect("ok")
+            huren_pki::verify_attestation(
+                &f.trust,
+                qr.attestation.as_ref().expect("attestation"),
+                &huren_pki::Expected::default(),
+                f.now,
+            )
+            .expect("ok")
         })
     });
     g.finish();

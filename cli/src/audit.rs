@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use huren_pki::tls::{self, ExpectedPeer, Revocations, TlsIdentity};
 use huren_pki::{Identity, ProvinceCode, Role, TrustList};
 use huren_proto::pb;
+use huren_runtime::tls::{self, ExpectedPeer, Revocations, TlsIdentity};
 use huren_translog::Hash;
 use pb::transparency_client::TransparencyClient;
 use prost::Message;

@@ -2,7 +2,7 @@
 //!
 //! - [`BenchCommand::Lookup`]: a gRPC load generator over mutual TLS. N concurrent tasks
 //!   share M persistent HTTP/2 connections (tonic channels built with
-//!   [`huren_pki::tls::channel`]); each request is a real `Lookup` (through a gateway) or
+//!   [`huren_runtime::tls::channel`]); each request is a real `Lookup` (through a gateway) or
 //!   `Attest` (straight to a node, or through a proxy). Closed loop by default; `--rate`
 //!   paces requests open-loop from a dedicated thread and measures latency from each
 //!   request's scheduled time too (no coordinated omission). Latencies go into an HDR
@@ -29,9 +29,9 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use hdrhistogram::Histogram;
 use huren_pki::qr::{token_from_text, token_to_text};
-use huren_pki::tls::{self, ExpectedPeer, Revocations, TlsIdentity};
 use huren_pki::{unix_now, Identity, ProvinceCode, Role, TrustList};
 use huren_proto::pb;
+use huren_runtime::tls::{self, ExpectedPeer, Revocations, TlsIdentity};
 use pb::attestation_client::AttestationClient;
 use pb::lookup_client::LookupClient;
 use pb::status_admin_client::StatusAdminClient;
@@ -379,7 +379,8 @@ impl Shared {
         .map_err(|s| format!("{:?}", s.code()))?;
         let signed = signed.ok_or_else(|| "EmptyAnswer".to_owned())?;
         if let Some(trust) = &self.verify {
-            crate::hub::verify_for(trust, &signed, &token.province, &token.bytes, unix_now())
+            let expected = huren_pki::Expected::lookup(&token.province, &token.bytes, &self.purpose);
+            huren_pki::verify_attestation(trust, &signed, &expected, unix_now())
                 .map_err(|_| "VerifyFailed".to_owned())?;
         }
         Ok(())

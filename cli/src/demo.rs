@@ -6,9 +6,9 @@ use anyhow::{Context, Result};
 use huren_pki::ca::{self, Validity};
 use huren_pki::qr::{self, Scanned};
 use huren_pki::registry::RegistryRule;
-use huren_pki::tls::TlsIdentity;
 use huren_pki::{unix_now, ProvinceCode};
 use huren_proto::pb;
+use huren_runtime::tls::TlsIdentity;
 use serde::Serialize;
 
 use crate::federation::{Federation, FederationOptions, DEMO_PROVINCES};

@@ -7,12 +7,12 @@
 use std::path::Path;
 use std::time::Duration;
 
-use huren_pki::attest::{token_digest, Attestation};
+use huren_pki::attest::Attestation;
 use huren_pki::qr::{QrError, Scanned};
-use huren_pki::tls::{self, ExpectedPeer, Revocations, TlsIdentity};
 use huren_pki::trust::{AttestationError, TrustListError};
-use huren_pki::{unix_now, ProvinceCode, TrustList};
+use huren_pki::{unix_now, verify_attestation, Expected, ProvinceCode, TrustList, VerifyError};
 use huren_proto::pb;
+use huren_runtime::tls::{self, ExpectedPeer, Revocations, TlsIdentity};
 use pb::lookup_client::LookupClient;
 use pb::trust_registry_client::TrustRegistryClient;
 use serde::Serialize;
@@ -29,17 +29,13 @@ pub enum HubError {
     #[error("gateway refused: {code:?}: {message}")]
     Refused { code: tonic::Code, message: String },
     #[error("attestation did not verify: {0}")]
-    Verify(#[from] AttestationError),
+    Verify(#[from] VerifyError),
     #[error("trust list: {0}")]
     TrustList(#[from] TrustListError),
     #[error("trust list from the gateway is older (sequence {got}) than the one held ({held}); refused")]
     Rollback { got: u64, held: u64 },
     #[error("{0}")]
     Input(#[from] QrError),
-    #[error("attestation is bound to a different token")]
-    TokenBinding,
-    #[error("attestation is for province {got}, not {expected}")]
-    Province { got: ProvinceCode, expected: ProvinceCode },
     #[error("gateway answered without an attestation")]
     Empty,
     #[error(transparent)]
@@ -151,31 +147,13 @@ pub fn rfc3339(unix: i64) -> String {
         .unwrap_or_else(|| unix.to_string())
 }
 
-/// Verifies a signed attestation for `token` and `province` against a trust list.
-pub fn verify_for(
-    trust: &TrustList,
-    signed: &pb::SignedAttestation,
-    province: &ProvinceCode,
-    token: &[u8],
-    now: i64,
-) -> Result<Attestation, HubError> {
-    let attestation = trust.verify_attestation(signed, now)?;
-    if &attestation.province != province {
-        return Err(HubError::Province { got: attestation.province, expected: province.clone() });
-    }
-    if attestation.token_digest != token_digest(token) {
-        return Err(HubError::TokenBinding);
-    }
-    Ok(attestation)
-}
-
 /// Verifies a scanned QR offline against a saved trust list.
 pub fn verify_offline(trust: &TrustList, qr: &str, now: i64) -> Result<VerifiedStatus, HubError> {
     let Scanned::Qr { province, token, qr } = Scanned::parse(qr)? else {
         return Err(HubError::Input(QrError::Prefix));
     };
     let signed = qr.attestation.ok_or(HubError::Empty)?;
-    let attestation = verify_for(trust, &signed, &province, &token, now)?;
+    let attestation = verify_attestation(trust, &signed, &Expected::scanned(&province, &token), now)?;
     Ok(VerifiedStatus::describe(&attestation, trust))
 }
 
@@ -277,17 +255,18 @@ impl HubClient {
             token: token.to_vec(),
             purpose: purpose.into(),
         });
-        span.in_scope(|| huren_pki::tracectx::inject(&mut request));
+        span.in_scope(|| huren_runtime::tracectx::inject(&mut request));
         let response = tracing::Instrument::instrument(self.lookup.lookup(request), span).await?.into_inner();
         let signed = response.attestation.ok_or(HubError::Empty)?;
         let trust = self.trust.as_ref().ok_or(HubError::Empty)?;
-        let attestation = match verify_for(trust, &signed, province, token, unix_now()) {
+        let expected = Expected::lookup(province, token, purpose);
+        let attestation = match verify_attestation(trust, &signed, &expected, unix_now()) {
             // A key we have not seen yet: the province may have rotated since our copy of
             // the trust list; fetch the current one once and verify again.
-            Err(HubError::Verify(AttestationError::UnknownKey { .. })) => {
+            Err(VerifyError::Attestation(AttestationError::UnknownKey { .. })) => {
                 self.refresh_trust_list().await?;
                 let trust = self.trust.as_ref().ok_or(HubError::Empty)?;
-                verify_for(trust, &signed, province, token, unix_now())?
+                verify_attestation(trust, &signed, &expected, unix_now())?
             }
             other => other?,
         };

@@ -25,8 +25,8 @@ use clap::{Args, Parser, Subcommand};
 use huren_pki::ca::Validity;
 use huren_pki::qr::Scanned;
 use huren_pki::registry::{PkiDir, RegistryRule};
-use huren_pki::tls::TlsIdentity;
 use huren_pki::{unix_now, ProvinceCode, TrustList};
+use huren_runtime::tls::TlsIdentity;
 
 /// Marks an error as a usage/configuration error (exit code 64).
 #[derive(Debug, thiserror::Error)]
@@ -710,13 +710,13 @@ async fn pki(args: PkiArgs) -> Result<()> {
             let identity = TlsIdentity::load(&tls.cert, &tls.key, &tls.ca, &tls.trust_domain).map_err(usage)?;
             let list = TrustList::load(&file, identity.root.as_ref())?;
             // The list being uploaded is the newest: refuse a gateway certificate it revokes.
-            let config = huren_pki::tls::client_config(
+            let config = huren_runtime::tls::client_config(
                 &identity,
-                huren_pki::tls::ExpectedPeer::AnyGateway,
-                huren_pki::tls::Revocations::new(list.revoked_serials().clone()),
+                huren_runtime::tls::ExpectedPeer::AnyGateway,
+                huren_runtime::tls::Revocations::new(list.revoked_serials().clone()),
             )?;
             let channel =
-                huren_pki::tls::channel(&gateway, config, std::time::Duration::from_secs(3)).map_err(usage)?;
+                huren_runtime::tls::channel(&gateway, config, std::time::Duration::from_secs(3)).map_err(usage)?;
             let response = huren_proto::pb::trust_registry_client::TrustRegistryClient::new(channel)
                 .upload(list.signed().clone())
                 .await
@@ -879,7 +879,7 @@ fn node_purge(config: &Path, before: Option<i64>, all: bool, receipt: Option<Pat
     let store = huren_node::open_store(&config)
         .map_err(|e| anyhow!("cannot open the status store (is the node still running? stop it first): {e}"))?;
     let tls = TlsIdentity::load(&config.cert, &config.key, &config.ca, &config.trust_domain).map_err(usage)?;
-    let trust = huren_pki::live::LiveTrust::open(
+    let trust = huren_runtime::live::LiveTrust::open(
         tls.root.to_vec(),
         Some(config.data_dir.join("trust-list.bin")),
         Some(&config.trust_list),
@@ -908,7 +908,7 @@ fn node_purge(config: &Path, before: Option<i64>, all: bool, receipt: Option<Pat
         .map_err(|e| anyhow!("{e}"))?;
     bar.finish_and_clear();
     let path = receipt.unwrap_or_else(|| config.data_dir.join("receipts").join(format!("manual-{now}.receipt")));
-    huren_pki::trust::write_atomic(&path, &signed.encode_to_vec())?;
+    huren_pki::fsio::write_atomic(&path, &signed.encode_to_vec())?;
     let r = huren_proto::pb::DeletionReceipt::decode(signed.receipt.as_slice())?;
     let counts: Vec<String> = r.counts.iter().map(|c| format!("{} {}", c.count, c.kind)).collect();
     println!(
@@ -929,7 +929,7 @@ fn node_purge(config: &Path, before: Option<i64>, all: bool, receipt: Option<Pat
 fn admin_client(
     target: &AdminTarget,
 ) -> Result<huren_proto::pb::status_admin_client::StatusAdminClient<tonic::transport::Channel>> {
-    use huren_pki::tls::{self, ExpectedPeer, Revocations};
+    use huren_runtime::tls::{self, ExpectedPeer, Revocations};
     let t = &target.tls;
     let identity = TlsIdentity::load(&t.cert, &t.key, &t.ca, &t.trust_domain).map_err(usage)?;
     let province = identity
@@ -1019,7 +1019,7 @@ async fn audit_command(command: AuditCommand) -> Result<()> {
             let mut client = audit_client(&target)?;
             let (signed, head) = client.tree_head().await?;
             if let Some(out) = out {
-                huren_pki::trust::write_atomic(&out, &signed.encode_to_vec())?;
+                huren_pki::fsio::write_atomic(&out, &signed.encode_to_vec())?;
             }
             println!(
                 "{}",
@@ -1141,7 +1141,7 @@ async fn hub_command(command: HubCommand) -> Result<()> {
         HubCommand::Watch { tls, gateway, trust_list_cache } => {
             let identity = TlsIdentity::load(&tls.cert, &tls.key, &tls.ca, &tls.trust_domain).map_err(usage)?;
             let live = match TrustList::load(&trust_list_cache, identity.root.as_ref()) {
-                Ok(list) => huren_pki::live::LiveTrust::new(list, identity.root.to_vec(), Some(trust_list_cache))?,
+                Ok(list) => huren_runtime::live::LiveTrust::new(list, identity.root.to_vec(), Some(trust_list_cache))?,
                 Err(cache_error) => {
                     // No usable cache: the gateway is the only source, and if it fails too
                     // both causes are reported.
@@ -1161,11 +1161,11 @@ async fn hub_command(command: HubCommand) -> Result<()> {
                             None => return Err(e.into()),
                         },
                     };
-                    huren_pki::live::LiveTrust::new(list, identity.root.to_vec(), Some(trust_list_cache))?
+                    huren_runtime::live::LiveTrust::new(list, identity.root.to_vec(), Some(trust_list_cache))?
                 }
             };
             eprintln!("following {gateway}; trust list sequence {}", live.current().sequence());
-            let _follow = huren_pki::live::follow(live.clone(), &gateway, &identity)?;
+            let _follow = huren_runtime::live::follow(live.clone(), &gateway, &identity)?;
             let mut updates = live.subscribe();
             tokio::select! {
                 _ = shutdown_signal() => {}

@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use huren_cli::audit::AuditClient;
 use huren_node::NodeStore as _;
-use huren_pki::tls::{self, ExpectedPeer, Revocations, TlsIdentity};
 use huren_pki::{Identity, ProvinceCode, Role, TrustList};
 use huren_proto::pb;
+use huren_runtime::tls::{self, ExpectedPeer, Revocations, TlsIdentity};
 use pb::status_admin_client::StatusAdminClient;
 use tonic::transport::Channel;
 
@@ -276,7 +276,13 @@ async fn verify_served(setup: &Setup, addr: &str, acked: &Acked, log_size: u64) 
                 .unwrap_or_else(|e| panic!("{subject} acknowledged, not served after restart: {e}"));
             let qr = huren_pki::qr::decode_qr(&issued.into_inner().qr).unwrap();
             let signed = qr.attestation.unwrap();
-            let attestation = setup.trust.verify_attestation(&signed, huren_pki::unix_now()).unwrap();
+            let attestation = huren_pki::verify_attestation(
+                &setup.trust,
+                &signed,
+                &huren_pki::Expected::default(),
+                huren_pki::unix_now(),
+            )
+            .unwrap();
             assert_eq!(attestation.status.to_pb() as i32, *status, "{subject}");
         }
     }

@@ -17,7 +17,7 @@ use libfuzzer_sys::fuzz_target;
 use prost::Message;
 
 fn check(f: &Fixture, signed: &pb::SignedAttestation, now: i64) {
-    match f.trust.verify_attestation(signed, now) {
+    match huren_pki::verify_attestation(&f.trust, signed, &huren_pki::Expected::default(), now) {
         Ok(a) => {
             assert!(policy::wire_fields(&signed.payload).is_ok());
             let p = pb::AttestationPayload::decode(signed.payload.as_slice()).expect("verified payload decodes");

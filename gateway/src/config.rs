@@ -117,9 +117,9 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
-    fn from_envcfg(path: &Path, e: huren_pki::envcfg::Error) -> Self {
+    fn from_envcfg(path: &Path, e: huren_runtime::config::Error) -> Self {
         match e {
-            huren_pki::envcfg::Error::Var { var, message } => Self::Env { var, message },
+            huren_runtime::config::Error::Var { var, message } => Self::Env { var, message },
             other => Self::Parse { path: path.to_owned(), message: other.to_string() },
         }
     }
@@ -136,20 +136,21 @@ impl GatewayConfig {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text =
             std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-        let vars = huren_pki::envcfg::environment(Self::ENV_PREFIX).map_err(|e| ConfigError::from_envcfg(path, e))?;
+        let vars =
+            huren_runtime::config::environment(Self::ENV_PREFIX).map_err(|e| ConfigError::from_envcfg(path, e))?;
         Self::from_sources(path, &text, vars)
     }
 
     /// The configuration from `text` (the file at `path`, which only names errors and
     /// anchors relative paths) and the variables `vars`: `HUREN_GATEWAY_<KEY>` wins over
     /// the file, the file over the defaults; other variables are ignored (rules in
-    /// [`huren_pki::envcfg`]). No I/O: a pure function of its arguments.
+    /// [`huren_runtime::config`]). No I/O: a pure function of its arguments.
     pub fn from_sources(
         path: &Path,
         text: &str,
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let mut config: Self = huren_pki::envcfg::parse(Self::ENV_PREFIX, text, vars, Self::OPTIONAL_KEYS)
+        let mut config: Self = huren_runtime::config::parse(Self::ENV_PREFIX, text, vars, Self::OPTIONAL_KEYS)
             .map_err(|e| ConfigError::from_envcfg(path, e))?;
         if let Some(base) = path.parent() {
             for p in [&mut config.cert, &mut config.key, &mut config.ca, &mut config.trust_list, &mut config.data_dir] {

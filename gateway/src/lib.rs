@@ -33,11 +33,12 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use huren_pki::expiry;
-use huren_pki::live::LiveTrust;
-use huren_pki::tls::{self, TlsIdentity};
 use huren_pki::Role;
 use huren_proto::pb;
+use huren_runtime::expiry;
+use huren_runtime::live::LiveTrust;
+use huren_runtime::serve::Services;
+use huren_runtime::tls::{self, TlsIdentity};
 use tokio::net::TcpListener;
 
 pub use capture::{CaptureSink, FileCapture};
@@ -63,8 +64,8 @@ pub enum StartError {
     TrustList(#[from] huren_pki::trust::TrustListError),
     #[error("{0}")]
     Identity(String),
-    #[error("server failed: {0}")]
-    Serve(#[from] tonic::transport::Error),
+    #[error(transparent)]
+    Serve(#[from] huren_runtime::serve::ServeError),
 }
 
 /// Knobs of the gateway.
@@ -104,7 +105,7 @@ pub struct GatewaySettings {
     /// How many failed node calls may be retried, per province.
     pub retry_budget: retry::RetryBudget,
     /// Source of time (the system clock outside tests).
-    pub clock: huren_pki::clock::Clock,
+    pub clock: huren_runtime::clock::Clock,
 }
 
 impl std::fmt::Debug for GatewaySettings {
@@ -138,7 +139,7 @@ impl Default for GatewaySettings {
             breaker: breaker::BreakerPolicy::default(),
             node_concurrency: 256,
             retry_budget: retry::RetryBudget::default(),
-            clock: huren_pki::clock::Clock::system(),
+            clock: huren_runtime::clock::Clock::system(),
         }
     }
 }
@@ -296,9 +297,9 @@ impl Gateway {
 
     /// Once a sunset order is in force, deletes every cached attestation and counter (in
     /// process and in Redis under this gateway's prefix).
-    fn spawn_sunset_purge(&self) -> huren_pki::live::TaskGuard {
+    fn spawn_sunset_purge(&self) -> huren_runtime::live::TaskGuard {
         let state = self.state.clone();
-        huren_pki::live::TaskGuard::spawn(async move {
+        huren_runtime::live::TaskGuard::spawn(async move {
             let mut updates = state.trust.subscribe();
             let mut tick = tokio::time::interval(Duration::from_secs(5));
             loop {
@@ -339,46 +340,27 @@ impl Gateway {
     /// Serves `Lookup` and `TrustRegistry` over mTLS on `listener` until `shutdown`
     /// resolves, then drains in-flight calls.
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
-        let revocations = self.state.trust.revocations();
-        let config = tls::server_config(&self.tls, revocations.clone())?;
-        let incoming =
-            tls::incoming(listener, config, self.tls.root.clone(), self.tls.identity.trust_domain.clone(), revocations);
         let _expiry = expiry::spawn_monitor(Some((*self.tls).clone()), self.state.trust.clone(), EXPIRY_CHECK_EVERY);
         let _redis = self.state.shared.spawn(self.state.trust.clone());
         let _sweeper = self.state.shared.spawn_sweeper();
         let _sunset = self.spawn_sunset_purge();
-        let (health, health_service) = tonic_health::server::health_reporter();
-        health.set_serving::<pb::lookup_server::LookupServer<LookupService>>().await;
-        health.set_serving::<pb::trust_registry_server::TrustRegistryServer<TrustRegistryService>>().await;
-        // Advertise what this server serves, not every service of the descriptor set.
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(huren_proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .with_service_name(pb::lookup_server::SERVICE_NAME)
-            .with_service_name(pb::trust_registry_server::SERVICE_NAME)
-            .with_service_name("grpc.health.v1.Health")
-            .with_service_name("grpc.reflection.v1.ServerReflection")
-            .build_v1()
-            .map_err(|e| StartError::Identity(format!("reflection: {e}")))?;
-        let lookup = pb::lookup_server::LookupServer::new(LookupService(self.state.clone()))
-            .max_decoding_message_size(MAX_MESSAGE_BYTES);
-        let registry = pb::trust_registry_server::TrustRegistryServer::new(TrustRegistryService(self.state.clone()))
-            .max_decoding_message_size(MAX_TRUST_LIST_BYTES);
+        let services = Services::new()
+            .add(
+                pb::lookup_server::LookupServer::new(LookupService(self.state.clone()))
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES),
+            )
+            .add(
+                pb::trust_registry_server::TrustRegistryServer::new(TrustRegistryService(self.state.clone()))
+                    .max_decoding_message_size(MAX_TRUST_LIST_BYTES),
+            );
         tracing::info!(identity = %self.tls.identity, "gateway serving");
-        tonic::transport::Server::builder()
-            // Back-pressure per connection, as on the nodes (see huren_pki::tls).
-            .max_concurrent_streams(Some(huren_pki::tls::MAX_CONCURRENT_STREAMS))
-            .layer(huren_pki::oversize::OversizeLayer)
-            .add_service(health_service)
-            .add_service(reflection)
-            .add_service(lookup)
-            .add_service(registry)
-            .serve_with_incoming_shutdown(incoming, async move {
-                shutdown.await;
-                // Watch streams never end by themselves; end them so draining completes.
-                self.state.stopping.send_replace(true);
-            })
-            .await?;
+        let state = self.state.clone();
+        let shutdown = async move {
+            shutdown.await;
+            // Watch streams never end by themselves; end them so draining completes.
+            state.stopping.send_replace(true);
+        };
+        services.serve(listener, &self.tls, self.state.trust.revocations(), shutdown).await?;
         Ok(())
     }
 }

@@ -45,7 +45,7 @@ impl ReceiptStore {
         if let Some(dir) = &self.dir {
             let digest = huren_translog::leaf_hash(&signed.receipt);
             let name = format!("{province}-{}.receipt", data_encoding::HEXLOWER.encode(&digest[..8]));
-            huren_pki::trust::write_atomic(&dir.join(name), &signed.encode_to_vec())?;
+            huren_pki::fsio::write_atomic(&dir.join(name), &signed.encode_to_vec())?;
         }
         receipts.push(signed);
         self.count.send_replace(receipts.len());

@@ -7,12 +7,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use huren_pki::attest::{token_digest, valid_purpose};
-use huren_pki::live::{LiveTrust, OfferError};
+use huren_pki::attest::valid_purpose;
 use huren_pki::qr::TOKEN_LEN;
-use huren_pki::tls::{self, ExpectedPeer, TlsIdentity};
 use huren_pki::{unix_now, Identity, ProvinceCode, Role, TrustList};
 use huren_proto::pb;
+use huren_runtime::live::{LiveTrust, OfferError};
+use huren_runtime::tls::{self, ExpectedPeer, TlsIdentity};
 use pb::attestation_client::AttestationClient;
 use prost::Message as _;
 use tonic::transport::Channel;
@@ -143,7 +143,7 @@ pub(crate) struct State {
     pub metrics: Metrics,
     capture: Option<Arc<dyn CaptureSink>>,
     pub receipts: ReceiptStore,
-    clock: huren_pki::clock::Clock,
+    clock: huren_runtime::clock::Clock,
     pub sunset_purged: tokio::sync::watch::Sender<bool>,
 }
 
@@ -462,7 +462,7 @@ impl LookupService {
             state.capture("Attest", "gateway->node", &attest);
             let mut call = Request::new(attest.clone());
             call.set_timeout(remaining);
-            huren_pki::tracectx::inject(&mut call);
+            huren_runtime::tracectx::inject(&mut call);
             let endpoint = route.endpoint(attempt);
             let mut client = route.clients[endpoint].clone();
             if attempt == 0 {
@@ -534,7 +534,8 @@ impl LookupService {
     }
 }
 
-/// Everything the gateway checks on an attestation before passing it on.
+/// Everything the gateway checks on an attestation before passing it on: the one verifier,
+/// bound to the province routed to, the hub's token and the purpose asked.
 fn check(
     trust: &TrustList,
     signed: &pb::SignedAttestation,
@@ -542,20 +543,8 @@ fn check(
     req: &pb::LookupRequest,
     now: i64,
 ) -> Result<huren_pki::attest::Attestation, (String, &'static str)> {
-    let attestation = trust.verify_attestation(signed, now).map_err(|e| (e.to_string(), e.reason()))?;
-    if &attestation.province != code {
-        return Err((format!("attestation claims province {}", attestation.province), "province_mismatch"));
-    }
-    if attestation.token_digest != token_digest(&req.token) {
-        return Err(("attestation is bound to a different token".into(), "token_binding"));
-    }
-    if attestation.purpose != req.purpose {
-        return Err((
-            format!("attestation is for purpose {:?}, not the one asked", attestation.purpose),
-            "purpose_mismatch",
-        ));
-    }
-    Ok(attestation)
+    let expected = huren_pki::Expected::lookup(code, &req.token, &req.purpose);
+    huren_pki::verify_attestation(trust, signed, &expected, now).map_err(|e| (e.to_string(), e.reason()))
 }
 
 #[tonic::async_trait]
@@ -570,7 +559,7 @@ impl pb::lookup_server::Lookup for LookupService {
             province = %province,
             outcome = tracing::field::Empty
         );
-        huren_pki::tracectx::adopt(&span, &request);
+        huren_runtime::tracectx::adopt(&span, &request);
         let mut from = None;
         let result = tracing::Instrument::instrument(self.lookup_inner(request, &mut from), span.clone()).await;
         let outcome = match &result {

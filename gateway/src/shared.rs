@@ -18,8 +18,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use huren_pki::live::{LiveTrust, TaskGuard};
 use huren_proto::pb;
+use huren_runtime::live::{LiveTrust, TaskGuard};
 use prost::Message;
 use redis::aio::ConnectionManager;
 use sha2::{Digest, Sha256};
@@ -130,7 +130,7 @@ pub struct Shared {
     cache: Mutex<HashMap<String, (Vec<u8>, Instant)>>,
     counters: Mutex<HashMap<String, (u64, Instant)>>,
     /// Time for the counting windows (shared by replicas through Redis, so wall-clock).
-    clock: huren_pki::clock::Clock,
+    clock: huren_runtime::clock::Clock,
 }
 
 impl std::fmt::Debug for Shared {
@@ -159,7 +159,7 @@ impl Shared {
             redis: None,
             cache: Mutex::default(),
             counters: Mutex::default(),
-            clock: huren_pki::clock::Clock::system(),
+            clock: huren_runtime::clock::Clock::system(),
         }
     }
 
@@ -178,7 +178,7 @@ impl Shared {
     }
 
     /// Counts windows on `clock` instead of the system clock.
-    pub fn with_clock(mut self, clock: huren_pki::clock::Clock) -> Self {
+    pub fn with_clock(mut self, clock: huren_runtime::clock::Clock) -> Self {
         self.clock = clock;
         self
     }
@@ -458,7 +458,7 @@ fn offer(live: &LiveTrust, bytes: &[u8]) {
     match pb::SignedTrustList::decode(bytes) {
         Ok(signed) => match live.offer(signed) {
             Ok(seq) => tracing::info!(sequence = seq, "trust list taken from fan-out"),
-            Err(huren_pki::live::OfferError::Rollback { .. }) => {}
+            Err(huren_runtime::live::OfferError::Rollback { .. }) => {}
             Err(e) => tracing::warn!(error = %e, "trust list from fan-out refused"),
         },
         Err(e) => tracing::warn!(error = %e, "undecodable trust list on fan-out channel"),

@@ -100,9 +100,9 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
-    fn from_envcfg(path: &Path, e: huren_pki::envcfg::Error) -> Self {
+    fn from_envcfg(path: &Path, e: huren_runtime::config::Error) -> Self {
         match e {
-            huren_pki::envcfg::Error::Var { var, message } => Self::Env { var, message },
+            huren_runtime::config::Error::Var { var, message } => Self::Env { var, message },
             other => Self::Parse { path: path.to_owned(), message: other.to_string() },
         }
     }
@@ -120,20 +120,21 @@ impl NodeConfig {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text =
             std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-        let vars = huren_pki::envcfg::environment(Self::ENV_PREFIX).map_err(|e| ConfigError::from_envcfg(path, e))?;
+        let vars =
+            huren_runtime::config::environment(Self::ENV_PREFIX).map_err(|e| ConfigError::from_envcfg(path, e))?;
         Self::from_sources(path, &text, vars)
     }
 
     /// The configuration from `text` (the file at `path`, which only names errors and
     /// anchors relative paths) and the variables `vars`: `HUREN_NODE_<KEY>` wins over the
     /// file, the file over the defaults; other variables are ignored (rules in
-    /// [`huren_pki::envcfg`]). No I/O: a pure function of its arguments.
+    /// [`huren_runtime::config`]). No I/O: a pure function of its arguments.
     pub fn from_sources(
         path: &Path,
         text: &str,
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let mut config: Self = huren_pki::envcfg::parse(Self::ENV_PREFIX, text, vars, Self::OPTIONAL_KEYS)
+        let mut config: Self = huren_runtime::config::parse(Self::ENV_PREFIX, text, vars, Self::OPTIONAL_KEYS)
             .map_err(|e| ConfigError::from_envcfg(path, e))?;
         if let Some(base) = path.parent() {
             config.resolve_relative(base);
@@ -172,7 +173,8 @@ impl NodeConfig {
             return Err(ConfigError::Invalid("token_lifetime_seconds must be within 1..=86400".into()));
         }
         if let Some(gateway) = &self.gateway {
-            huren_pki::tls::endpoint_authority(gateway).map_err(|e| ConfigError::Invalid(format!("gateway: {e}")))?;
+            huren_runtime::tls::endpoint_authority(gateway)
+                .map_err(|e| ConfigError::Invalid(format!("gateway: {e}")))?;
         }
         if self.default_status_validity_seconds <= 0 {
             return Err(ConfigError::Invalid("default_status_validity_seconds must be positive".into()));

@@ -27,10 +27,12 @@ use std::sync::Arc;
 
 use std::time::Duration;
 
-use huren_pki::live::{self, LiveTrust, TaskGuard};
-use huren_pki::tls::{self, TlsIdentity};
-use huren_pki::{expiry, ProvinceCode, Role};
+use huren_pki::{ProvinceCode, Role};
 use huren_proto::pb;
+use huren_runtime::expiry;
+use huren_runtime::live::{self, LiveTrust, TaskGuard};
+use huren_runtime::serve::Services;
+use huren_runtime::tls::{self, TlsIdentity};
 use tokio::net::TcpListener;
 
 pub use config::{ConfigError, NodeConfig};
@@ -60,8 +62,8 @@ pub enum StartError {
     Store(#[from] store::StoreError),
     #[error("{0}")]
     Identity(String),
-    #[error("server failed: {0}")]
-    Serve(#[from] tonic::transport::Error),
+    #[error(transparent)]
+    Serve(#[from] huren_runtime::serve::ServeError),
 }
 
 /// A province node, ready to serve.
@@ -155,7 +157,7 @@ impl Node {
             attestation_ttl_seconds: config.attestation_ttl_seconds,
             token_lifetime_seconds: config.token_lifetime_seconds,
             default_status_validity_seconds: config.default_status_validity_seconds,
-            clock: huren_pki::clock::Clock::system(),
+            clock: huren_runtime::clock::Clock::system(),
             ..NodeSettings::default()
         };
         Ok(Self::new(tls, keys, trust, store, settings)?.following(config.gateway.clone()))
@@ -326,10 +328,6 @@ impl Node {
     /// Serves `Attestation` and `StatusAdmin` over mTLS on `listener` until `shutdown`
     /// resolves, then drains in-flight calls and returns (releasing the store).
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
-        let revocations = self.inner.trust.revocations();
-        let config = tls::server_config(&self.tls, revocations.clone())?;
-        let incoming =
-            tls::incoming(listener, config, self.tls.root.clone(), self.tls.identity.trust_domain.clone(), revocations);
         let _follow = match &self.gateway {
             Some(gateway) => Some(live::follow(self.inner.trust.clone(), gateway, &self.tls)?),
             None => None,
@@ -340,40 +338,21 @@ impl Node {
         let _keys = self.spawn_key_watcher();
         let _retention = self.spawn_retention(metrics)?;
         let _expiry = expiry::spawn_monitor(Some((*self.tls).clone()), self.inner.trust.clone(), EXPIRY_CHECK_EVERY);
-        let (health, health_service) = tonic_health::server::health_reporter();
-        health.set_serving::<pb::attestation_server::AttestationServer<AttestationService>>().await;
-        health.set_serving::<pb::status_admin_server::StatusAdminServer<StatusAdminService>>().await;
-        // Reflection lists what this server serves, and only that.
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(huren_proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .with_service_name(pb::attestation_server::SERVICE_NAME)
-            .with_service_name(pb::status_admin_server::SERVICE_NAME)
-            .with_service_name(pb::transparency_server::SERVICE_NAME)
-            .with_service_name("grpc.health.v1.Health")
-            .with_service_name("grpc.reflection.v1.ServerReflection")
-            .build_v1()
-            .map_err(|e| StartError::Identity(format!("reflection: {e}")))?;
-        let attestation = pb::attestation_server::AttestationServer::new(AttestationService(self.inner.clone()))
-            .max_decoding_message_size(MAX_MESSAGE_BYTES);
-        let admin = pb::status_admin_server::StatusAdminServer::new(StatusAdminService(self.inner.clone()))
-            .max_decoding_message_size(MAX_MESSAGE_BYTES);
-        let transparency =
-            pb::transparency_server::TransparencyServer::new(transparency::TransparencyService(self.inner.clone()))
-                .max_decoding_message_size(MAX_MESSAGE_BYTES);
+        let services = Services::new()
+            .add(
+                pb::attestation_server::AttestationServer::new(AttestationService(self.inner.clone()))
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES),
+            )
+            .add(
+                pb::status_admin_server::StatusAdminServer::new(StatusAdminService(self.inner.clone()))
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES),
+            )
+            .add(
+                pb::transparency_server::TransparencyServer::new(transparency::TransparencyService(self.inner.clone()))
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES),
+            );
         tracing::info!(province = %self.inner.province, "node serving");
-        tonic::transport::Server::builder()
-            // Back-pressure: a client with more calls in flight waits for stream capacity
-            // (HTTP/2 flow control); nothing is refused or dropped for it.
-            .max_concurrent_streams(Some(huren_pki::tls::MAX_CONCURRENT_STREAMS))
-            .layer(huren_pki::oversize::OversizeLayer)
-            .add_service(health_service)
-            .add_service(reflection)
-            .add_service(attestation)
-            .add_service(admin)
-            .add_service(transparency)
-            .serve_with_incoming_shutdown(incoming, shutdown)
-            .await?;
+        services.serve(listener, &self.tls, self.inner.trust.revocations(), shutdown).await?;
         // Wait for the background tasks to end: they hold the store, which must be closed
         // (its file lock released) when `serve` returns.
         for guard in [Some(_retention), Some(_keys), Some(_expiry), _follow].into_iter().flatten() {

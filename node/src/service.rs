@@ -4,11 +4,11 @@
 use std::sync::Arc;
 
 use huren_pki::attest::{token_digest, valid_purpose, Status, PAYLOAD_VERSION};
-use huren_pki::clock::Clock;
-use huren_pki::live::LiveTrust;
 use huren_pki::qr::{self, TOKEN_LEN};
 use huren_pki::{Identity, ProvinceCode, TrustList};
 use huren_proto::pb;
+use huren_runtime::clock::Clock;
+use huren_runtime::live::LiveTrust;
 use tonic::{Request, Response};
 
 use crate::authz::{authorize, Call};
@@ -97,7 +97,7 @@ impl From<NodeError> for tonic::Status {
 }
 
 pub(crate) fn authorized<T>(request: &Request<T>, call: Call, own: &ProvinceCode) -> Result<Identity, NodeError> {
-    let caller = huren_pki::tls::peer(request).map_err(NodeError::Unauthenticated)?;
+    let caller = huren_runtime::tls::peer(request).map_err(NodeError::Unauthenticated)?;
     authorize(call, &caller, own).map_err(NodeError::PermissionDenied)?;
     Ok(caller)
 }
@@ -306,7 +306,7 @@ pub struct AttestationService(pub(crate) Arc<Inner>);
 impl pb::attestation_server::Attestation for AttestationService {
     async fn attest(&self, request: Request<pb::AttestRequest>) -> Result<Response<pb::AttestResponse>, tonic::Status> {
         let span = tracing::info_span!("huren.node.attest", province = %self.0.province);
-        huren_pki::tracectx::adopt(&span, &request);
+        huren_runtime::tracectx::adopt(&span, &request);
         tracing::Instrument::instrument(self.attest_inner(request), span).await
     }
 }

@@ -158,9 +158,8 @@ pub fn sign_with_ca_key(ca: &CaMaterial, message: &[u8]) -> Result<Vec<u8>, CaEr
 
 /// First certificate of a PEM bundle, as DER.
 pub fn pem_to_der(pem: &str) -> Result<Vec<u8>, CaError> {
-    let mut reader = std::io::BufReader::new(pem.as_bytes());
-    let first = rustls_pemfile::certs(&mut reader).next();
-    match first {
+    use rustls_pki_types::pem::PemObject as _;
+    match rustls_pki_types::CertificateDer::pem_slice_iter(pem.as_bytes()).next() {
         Some(Ok(der)) => Ok(der.to_vec()),
         Some(Err(e)) => Err(CaError::Parse(e.to_string())),
         None => Err(CaError::Parse("no CERTIFICATE block in PEM".into())),

@@ -1,37 +1,35 @@
-//! Huren's trust plumbing: who is who, and what may be believed.
+//! Huren's trust core: who is who, and what may be believed. Pure: no async runtime, no
+//! network, no gRPC server — it parses, signs and verifies, so it can be fuzzed and embedded
+//! anywhere (the server runtime, TLS and config loading live in `huren-runtime`).
 //!
 //! Layout:
 //! - [`identity`]: SPIFFE-style identities (`spiffe://<td>/province/<code>/node`, …) and their parsing.
 //! - [`ca`]: the national root CA, province CAs and role leaf certificates (rcgen), PEM on disk.
-//! - [`attest`]: Ed25519 attestation keys, key ids, signing and verifying attestations.
+//! - [`attest`]: Ed25519 attestation keys, key ids, signing attestations, tree heads and receipts.
+//! - [`policy`]: the minimum-field policy, as data plus pure checks over the payload's wire fields.
 //! - [`trust`]: the signed, sequenced trust list (the federation's only source of truth).
+//! - [`verify`]: the one attestation verifier every party runs (gateway, offline hub, client library).
+//! - [`endpoint`]: `host:port` endpoints as the trust list writes them.
 //! - [`qr`]: the `HRN1:` QR string and opaque tokens.
-//! - [`tls`]: rustls server/client configurations with client-certificate authentication,
-//!   identity-checking server verification, revocation, peer authentication and the
-//!   TLS accept loop / connector used by every Huren server and client.
 //! - [`registry`]: the coordinator's on-disk PKI directory and the registry the trust list is built from.
-//! - [`oversize`]: the tower layer every Huren server uses to answer oversized requests with
-//!   RESOURCE_EXHAUSTED (tonic says OUT_OF_RANGE), sizes kept.
+//! - [`fsio`]: durable file replacement (temporary file, fsync, rename, directory fsync).
 
 #![forbid(unsafe_code)]
 
 pub mod attest;
 pub mod ca;
-pub mod clock;
-pub mod envcfg;
-pub mod expiry;
+pub mod endpoint;
+pub mod fsio;
 pub mod identity;
-pub mod live;
-pub mod oversize;
 pub mod policy;
 pub mod qr;
 pub mod registry;
-pub mod tls;
-pub mod tracectx;
 pub mod trust;
+pub mod verify;
 
 pub use identity::{AuthorityRef, Identity, ProvinceCode, Role, DEFAULT_TRUST_DOMAIN};
 pub use trust::TrustList;
+pub use verify::{verify_attestation, Expected, VerifyError};
 
 /// Seconds since the Unix epoch, now.
 pub fn unix_now() -> i64 {

@@ -12,10 +12,10 @@ use ed25519_dalek::{Signature, VerifyingKey};
 use huren_proto::pb;
 use prost::Message;
 
-use crate::attest::{signing_input, Attestation, InvalidAttestation, Kid, Status};
+use crate::attest::{InvalidAttestation, Kid};
 use crate::ca::{sign_with_ca_key, CaError, CaMaterial};
 use crate::identity::ProvinceCode;
-use crate::policy::{self, FieldPolicy, Violation};
+use crate::policy::{FieldPolicy, Violation};
 
 /// Domain-separation prefix of the trust-list signature.
 pub const TRUST_LIST_CONTEXT: &[u8] = b"huren/trust-list/v1\0";
@@ -256,7 +256,7 @@ impl TrustList {
 
     /// Writes the signed form atomically (temp file + rename).
     pub fn save(&self, path: &Path) -> Result<(), TrustListError> {
-        write_atomic(path, &self.signed.encode_to_vec())
+        crate::fsio::write_atomic(path, &self.signed.encode_to_vec())
             .map_err(|source| TrustListError::Io { path: path.display().to_string(), source })
     }
 
@@ -298,52 +298,6 @@ impl TrustList {
     /// The province a registered hub checks travellers in, if its registration names one.
     pub fn hub_province(&self, hub_id: &str) -> Option<&ProvinceCode> {
         self.hub_provinces.get(hub_id)
-    }
-
-    /// Verifies a signed attestation: size and wire fields, field policy for its purpose,
-    /// key lookup scoped by the payload's province,
-    /// key status and validity, signature over the exact payload bytes, structure,
-    /// time window and rule registration.
-    pub fn verify_attestation(
-        &self,
-        signed: &pb::SignedAttestation,
-        now: i64,
-    ) -> Result<Attestation, AttestationError> {
-        let kid = Kid::from_slice(&signed.kid).ok_or(AttestationError::KidLength)?;
-        // Strict first: size, then every field number on the wire (prost would skip unknown ones).
-        policy::wire_fields(&signed.payload)?;
-        let payload =
-            pb::AttestationPayload::decode(signed.payload.as_slice()).map_err(|_| AttestationError::Malformed)?;
-        self.policy.check(&payload)?;
-        let attestation = Attestation::try_from(payload)?;
-        let province = &attestation.province;
-        let entry = self.province(province).ok_or_else(|| AttestationError::UnknownProvince(province.clone()))?;
-        let key =
-            entry.keys.get(&kid).ok_or_else(|| AttestationError::UnknownKey { province: province.clone(), kid })?;
-        if key.status == pb::KeyStatus::Revoked {
-            return Err(AttestationError::KeyRevoked { province: province.clone(), kid });
-        }
-        if now < key.not_before || now >= key.not_after {
-            return Err(AttestationError::KeyNotValid { province: province.clone(), kid });
-        }
-        let signature = Signature::from_slice(&signed.signature)
-            .map_err(|_| AttestationError::BadSignature { province: province.clone(), kid })?;
-        key.public_key
-            .verify_strict(&signing_input(&signed.payload), &signature)
-            .map_err(|_| AttestationError::BadSignature { province: province.clone(), kid })?;
-        if attestation.issued_at > now + MAX_CLOCK_SKEW_SECS {
-            return Err(AttestationError::FutureDated(attestation.issued_at));
-        }
-        if attestation.expires_at <= now {
-            return Err(AttestationError::Expired(attestation.expires_at));
-        }
-        if attestation.status != Status::Green {
-            let rule = attestation.rule_id.as_deref().unwrap_or_default();
-            if self.rule(rule).is_none() {
-                return Err(AttestationError::UnregisteredRule(rule.to_owned()));
-            }
-        }
-        Ok(attestation)
     }
 }
 
@@ -539,20 +493,4 @@ pub fn diff(old: &TrustList, new: &TrustList) -> Vec<String> {
         out.push(format!("~ sunset {:?} -> {:?}", o.sunset, n.sunset));
     }
     out
-}
-
-/// Writes a file atomically: temp file in the same directory, fsync, rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = std::path::PathBuf::from(tmp);
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)
 }

@@ -6,10 +6,10 @@
 
 #![forbid(unsafe_code)]
 
-/// Generated `huren.v1` types, clients and servers.
+/// Generated `huren.v1` types, and (feature `grpc`, on by default) clients and servers.
 #[allow(clippy::all, clippy::pedantic, missing_docs, rustdoc::invalid_html_tags, rustdoc::bare_urls)]
 pub mod pb {
-    tonic::include_proto!("huren.v1");
+    include!(concat!(env!("OUT_DIR"), "/huren.v1.rs"));
 }
 
 /// Encoded `FileDescriptorSet` of `huren.v1`.

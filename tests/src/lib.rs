@@ -15,9 +15,9 @@ use std::time::Duration;
 
 use huren_cli::federation::{Federation, DEMO_PROVINCES};
 use huren_pki::ca::{self, Validity};
-use huren_pki::tls::{self, ExpectedPeer, Revocations, TlsIdentity};
 use huren_pki::{Identity, ProvinceCode, Role};
 use huren_proto::pb;
+use huren_runtime::tls::{self, ExpectedPeer, Revocations, TlsIdentity};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tonic::transport::Channel;

@@ -23,10 +23,10 @@ use huren_cli::hub::HubClient;
 use huren_pki::attest::AttestationKey;
 use huren_pki::ca::{self, Validity};
 use huren_pki::qr::{self, Scanned};
-use huren_pki::tls::{self, ExpectedPeer, Revocations, TlsIdentity, HANDSHAKE_TIMEOUT};
 use huren_pki::trust;
 use huren_pki::{unix_now, Identity, ProvinceCode};
 use huren_proto::pb;
+use huren_runtime::tls::{self, ExpectedPeer, Revocations, TlsIdentity, HANDSHAKE_TIMEOUT};
 use huren_tests::{
     change, client_channel, code, green_payload, identity_from_province_ca, node_peer, replace_node_with_fake,
     serve_fake_node, signing_script, start, TestFederation, RED_RULE,
@@ -1730,7 +1730,13 @@ async fn a_burst_of_concurrent_upserts_loses_nothing_acknowledged() {
             let request = pb::IssueTokenRequest { subject_ref: subject.clone(), ..Default::default() };
             let issued = admin.issue_token(request).await.unwrap_or_else(|e| panic!("{subject} lost: {e}"));
             let code = qr::decode_qr(&issued.into_inner().qr).unwrap();
-            let attestation = list.verify_attestation(code.attestation.as_ref().unwrap(), unix_now()).unwrap();
+            let attestation = huren_pki::verify_attestation(
+                &list,
+                code.attestation.as_ref().unwrap(),
+                &huren_pki::Expected::default(),
+                unix_now(),
+            )
+            .unwrap();
             assert_eq!(attestation.status.to_pb() as i32, status, "{subject}");
         }));
     }

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use huren_cli::demo::{demo_subjects, seed};
 use huren_pki::attest::{token_digest, AttestationKey};
 use huren_pki::qr::{self, Scanned};
-use huren_pki::tls::ExpectedPeer;
 use huren_pki::unix_now;
 use huren_proto::pb;
+use huren_runtime::tls::ExpectedPeer;
 use huren_tests::{
     client_channel, code, identity_from_province_ca, node_peer, replace_node_with_fake, signing_script, start,
     Deadline, RED_RULE,
@@ -64,7 +64,13 @@ async fn cross_province_lookup_succeeds_and_verifies() {
         .await
         .unwrap();
     let trust = f.trust_list().unwrap();
-    let attestation = trust.verify_attestation(raw.attestation.as_ref().unwrap(), unix_now()).unwrap();
+    let attestation = huren_pki::verify_attestation(
+        &trust,
+        raw.attestation.as_ref().unwrap(),
+        &huren_pki::Expected::default(),
+        unix_now(),
+    )
+    .unwrap();
     assert_eq!(attestation.token_digest, token_digest(&token));
     assert_eq!(attestation.purpose, "venue.entry");
 }
@@ -517,7 +523,7 @@ async fn tokens_live_five_minutes_unless_asked_otherwise() {
     assert_eq!(huren_node::NodeConfig::default().token_lifetime_seconds, 300);
     assert_eq!(huren_node::NodeSettings::default().token_lifetime_seconds, 300);
 
-    let (clock, hand) = huren_pki::clock::Clock::manual(unix_now());
+    let (clock, hand) = huren_runtime::clock::Clock::manual(unix_now());
     let mut options = huren_cli::federation::FederationOptions::default();
     options.node.clock = clock;
     let dir = tempfile::tempdir().unwrap();

@@ -8,10 +8,10 @@ use huren_cli::federation::{Federation, FederationOptions, DEMO_PROVINCES};
 use huren_cli::telemetry::PrometheusMetrics;
 use huren_gateway::shared::RedisState;
 use huren_gateway::{Gateway, GatewaySettings, MissPolicy};
-use huren_pki::live::LiveTrust;
 use huren_pki::qr::{self, Scanned};
-use huren_pki::tls::ExpectedPeer;
 use huren_proto::pb;
+use huren_runtime::live::LiveTrust;
+use huren_runtime::tls::ExpectedPeer;
 use huren_tests::{code, http_get, Deadline};
 use tonic::Code;
 
@@ -425,7 +425,7 @@ async fn redis_killed_mid_load_fails_no_lookup_and_is_reconnected_when_it_return
 async fn two_replicas_share_the_request_rate_limit_through_redis() {
     let prefix = prefix("rate");
     // One counting window for the whole test: the windows follow the gateways' clock.
-    let (clock, hand) = huren_pki::clock::Clock::manual(huren_pki::unix_now());
+    let (clock, hand) = huren_runtime::clock::Clock::manual(huren_pki::unix_now());
     let settings = || GatewaySettings {
         redis_url: Some(REDIS.into()),
         redis_prefix: prefix.clone(),

@@ -7,10 +7,10 @@ use huren_cli::demo::{demo_subjects, seed};
 use huren_pki::attest::Kid;
 use huren_pki::ca::Validity;
 use huren_pki::qr::Scanned;
-use huren_pki::tls::ExpectedPeer;
 use huren_pki::trust::{self, TrustList};
 use huren_pki::unix_now;
 use huren_proto::pb;
+use huren_runtime::tls::ExpectedPeer;
 use huren_tests::{client_channel, code, replace_node_with_fake, signing_script, start, Deadline};
 use prost::Message;
 use tonic::Code;
@@ -55,9 +55,9 @@ async fn attest_at(channel: tonic::transport::Channel, token: &[u8]) -> Result<p
 
 /// The TLS identity last issued for `kind`/`name`, as the server holding it loaded it
 /// (without issuing a new certificate, which [`huren_cli::federation::Federation::identity`] would).
-fn issued_identity(f: &huren_tests::TestFederation, kind: &str, name: &str) -> huren_pki::tls::TlsIdentity {
+fn issued_identity(f: &huren_tests::TestFederation, kind: &str, name: &str) -> huren_runtime::tls::TlsIdentity {
     let dir = f.pki.issued_dir(kind, name);
-    huren_pki::tls::TlsIdentity::load(
+    huren_runtime::tls::TlsIdentity::load(
         &dir.join("cert.pem"),
         &dir.join("key.pem"),
         &f.pki.root_cert_path(),
@@ -596,15 +596,18 @@ async fn revoked_node_certificate_is_refused_by_the_gateway() {
     // ... because the gateway's TLS client refuses the node's certificate: a client that
     // follows the same list refuses it at the handshake too.
     let gateway = issued_identity(&f, "gateway", huren_cli::federation::GATEWAY_NAME);
-    let config = huren_pki::tls::client_config(
+    let config = huren_runtime::tls::client_config(
         &gateway,
         huren_tests::node_peer(&f, &anhui),
-        huren_pki::tls::Revocations::new(f.gateway_trust().unwrap().current().revoked_serials().clone()),
+        huren_runtime::tls::Revocations::new(f.gateway_trust().unwrap().current().revoked_serials().clone()),
     )
     .unwrap();
-    let channel =
-        huren_pki::tls::channel(&f.node_addr(&anhui).unwrap().to_string(), config, std::time::Duration::from_secs(3))
-            .unwrap();
+    let channel = huren_runtime::tls::channel(
+        &f.node_addr(&anhui).unwrap().to_string(),
+        config,
+        std::time::Duration::from_secs(3),
+    )
+    .unwrap();
     let err = attest_at(channel, scanned.token()).await.unwrap_err();
     let (transport, text) = causes(&err);
     assert!(transport && text.contains("Revoked"), "the node's revoked certificate was not refused: {text}");
@@ -638,7 +641,7 @@ impl pb::trust_registry_server::TrustRegistry for StaleRegistry {
         &self,
         request: tonic::Request<pb::WatchTrustListRequest>,
     ) -> Result<tonic::Response<ListStream>, tonic::Status> {
-        let caller = huren_pki::tls::peer(&request)?;
+        let caller = huren_runtime::tls::peer(&request)?;
         let _ = self.asked.send((caller.to_string(), request.get_ref().known_sequence));
         Ok(tonic::Response::new(Box::pin(tokio_stream::iter([Ok(self.old.clone())]))))
     }
@@ -680,13 +683,13 @@ async fn a_node_refuses_an_older_trust_list_from_its_watch_stream() {
     let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
     let identity = f.identity("gateway", "restored-from-backup").unwrap();
     let (asked, mut asks) = tokio::sync::mpsc::unbounded_channel();
-    let config = huren_pki::tls::server_config(&identity, huren_pki::tls::Revocations::default()).unwrap();
-    let incoming = huren_pki::tls::incoming(
+    let config = huren_runtime::tls::server_config(&identity, huren_runtime::tls::Revocations::default()).unwrap();
+    let incoming = huren_runtime::tls::incoming(
         listener,
         config,
         identity.root.clone(),
         identity.identity.trust_domain.clone(),
-        huren_pki::tls::Revocations::default(),
+        huren_runtime::tls::Revocations::default(),
     );
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(
@@ -716,7 +719,7 @@ async fn a_node_refuses_an_older_trust_list_from_its_watch_stream() {
     assert_eq!(TrustList::load(&persisted, &f.pki.root_cert_der().unwrap()).unwrap().sequence(), held);
     // Offered directly, the node's live copy refuses it with a rollback error.
     match f.node_trust(&anhui).unwrap().offer(old.signed().clone()) {
-        Err(huren_pki::live::OfferError::Rollback { offered: 1, held: h }) if h == held => {}
+        Err(huren_runtime::live::OfferError::Rollback { offered: 1, held: h }) if h == held => {}
         other => panic!("the node's live copy took an older list: {other:?}"),
     }
     let _ = stop.send(());

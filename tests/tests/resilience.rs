@@ -13,8 +13,8 @@ use huren_cli::demo::{demo_rules, demo_subjects, seed};
 use huren_cli::federation::{Federation, FederationOptions, DEMO_PROVINCES};
 use huren_cli::hub::HubClient;
 use huren_gateway::{Gateway, GatewaySettings};
-use huren_pki::live::LiveTrust;
 use huren_pki::qr::Scanned;
+use huren_runtime::live::LiveTrust;
 use huren_tests::{code, green_payload, held_script, replace_node_with_async_fake, signing_script, Deadline};
 use tonic::Code;
 

@@ -6,11 +6,11 @@ use std::time::Duration;
 use huren_cli::audit::{scan_node_data, scan_node_data_raw, verify_receipt, AuditClient};
 use huren_cli::demo::{demo_rules, demo_subjects, seed, RED_RULE};
 use huren_cli::federation::{Federation, FederationOptions, NodeRedis, DEMO_PROVINCES};
-use huren_pki::clock::Clock;
 use huren_pki::qr::Scanned;
 use huren_pki::registry::RegistryRetention;
 use huren_pki::unix_now;
 use huren_proto::pb;
+use huren_runtime::clock::Clock;
 use huren_tests::{change, code, http_get, Deadline, RedisPrefix};
 use prost::Message;
 use tonic::Code;
@@ -204,7 +204,8 @@ async fn sunset_stops_the_federation_and_every_province_proves_its_deletion() {
 
     // Coordinators collect the receipts; each verifies against the trust list.
     let coordinator = f.identity("coordinator", "nhc").unwrap();
-    let channel = huren_tests::client_channel(&coordinator, huren_pki::tls::ExpectedPeer::AnyGateway, f.gateway_addr());
+    let channel =
+        huren_tests::client_channel(&coordinator, huren_runtime::tls::ExpectedPeer::AnyGateway, f.gateway_addr());
     let list = pb::trust_registry_client::TrustRegistryClient::new(channel)
         .list_receipts(pb::ListReceiptsRequest {})
         .await
@@ -251,14 +252,14 @@ async fn sunset_stops_the_federation_and_every_province_proves_its_deletion() {
     }
     // Hubs may not read receipts; a node cannot hand one in for another province.
     let hub_id = f.identity("hub", "last-checkpoint").unwrap();
-    let channel = huren_tests::client_channel(&hub_id, huren_pki::tls::ExpectedPeer::AnyGateway, f.gateway_addr());
+    let channel = huren_tests::client_channel(&hub_id, huren_runtime::tls::ExpectedPeer::AnyGateway, f.gateway_addr());
     let err = pb::trust_registry_client::TrustRegistryClient::new(channel)
         .list_receipts(pb::ListReceiptsRequest {})
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
     let node = f.identity("node", "440000").unwrap();
-    let channel = huren_tests::client_channel(&node, huren_pki::tls::ExpectedPeer::AnyGateway, f.gateway_addr());
+    let channel = huren_tests::client_channel(&node, huren_runtime::tls::ExpectedPeer::AnyGateway, f.gateway_addr());
     let err = pb::trust_registry_client::TrustRegistryClient::new(channel)
         .submit_receipt(
             list.receipts
@@ -415,9 +416,12 @@ async fn node_metrics_count_purges_and_readyz_says_when_the_trust_list_is_stale(
     let (clock, hand) = Clock::manual(t0);
     let metrics = huren_cli::telemetry::PrometheusMetrics::new().unwrap();
     let tls = f.identity("node", "340000").unwrap();
-    let trust =
-        huren_pki::live::LiveTrust::new(f.gateway_trust().unwrap().current().as_ref().clone(), tls.root.to_vec(), None)
-            .unwrap();
+    let trust = huren_runtime::live::LiveTrust::new(
+        f.gateway_trust().unwrap().current().as_ref().clone(),
+        tls.root.to_vec(),
+        None,
+    )
+    .unwrap();
     let next_update = trust.current().raw().next_update;
     let node = huren_node::Node::new(
         tls,
@@ -553,7 +557,8 @@ async fn nodes_on_redis_keep_statuses_across_a_restart_and_leave_no_subject_key_
     receipts.wait_for(|n| *n == 3).deadline("the gateway to hold all three sunset deletion receipts").await.unwrap();
     let trust = f.gateway_trust().unwrap().current();
     let coordinator = f.identity("coordinator", "nhc").unwrap();
-    let channel = huren_tests::client_channel(&coordinator, huren_pki::tls::ExpectedPeer::AnyGateway, f.gateway_addr());
+    let channel =
+        huren_tests::client_channel(&coordinator, huren_runtime::tls::ExpectedPeer::AnyGateway, f.gateway_addr());
     let list = pb::trust_registry_client::TrustRegistryClient::new(channel)
         .list_receipts(pb::ListReceiptsRequest {})
         .await

@@ -3,10 +3,10 @@
 use huren_cli::audit::{stats, verify_subject_entries, AuditClient};
 use huren_cli::demo::{demo_rules, RED_RULE, YELLOW_RULE};
 use huren_cli::federation::{Federation, FederationOptions, DEMO_PROVINCES};
-use huren_pki::clock::Clock;
 use huren_pki::qr::Scanned;
 use huren_pki::unix_now;
 use huren_proto::pb;
+use huren_runtime::clock::Clock;
 use huren_tests::{change, code, start};
 use prost::Message;
 use redb::ReadableTable as _;

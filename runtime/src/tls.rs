@@ -26,6 +26,7 @@ use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme};
+use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -33,7 +34,7 @@ use tokio_rustls::server::TlsStream;
 use tokio_stream::wrappers::ReceiverStream;
 use x509_parser::extensions::GeneralName;
 
-use crate::identity::{Identity, InvalidIdentity, Role};
+use huren_pki::identity::{Identity, InvalidIdentity, Role};
 
 /// Time allowed for a TLS handshake before the connection is dropped.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -53,7 +54,7 @@ pub enum TlsError {
     #[error("{path}: no PEM private key found")]
     NoKey { path: PathBuf },
     #[error("{what}: invalid PEM: {source}")]
-    Pem { what: String, source: io::Error },
+    Pem { what: String, source: rustls_pki_types::pem::Error },
     #[error("own certificate is unusable: {0}")]
     OwnCertificate(#[from] AuthError),
     #[error("TLS configuration rejected: {0}")]
@@ -106,7 +107,7 @@ impl Revocations {
     /// Whether any certificate of the chain is revoked. Unparseable certificates count as revoked.
     pub fn any_revoked<'a>(&self, chain: impl IntoIterator<Item = &'a CertificateDer<'a>>) -> bool {
         let set = self.current();
-        chain.into_iter().any(|c| match crate::ca::serial_hex(c.as_ref()) {
+        chain.into_iter().any(|c| match huren_pki::ca::serial_hex(c.as_ref()) {
             Ok(serial) => set.contains(&serial),
             Err(_) => true,
         })
@@ -138,9 +139,26 @@ fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
 }
 
 fn parse_certs(pem: &[u8], what: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    rustls_pemfile::certs(&mut io::BufReader::new(pem))
+    CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|source| TlsError::Pem { what: what.to_owned(), source })
+}
+
+/// The first private key in `pem` (PKCS#8, SEC1 or PKCS#1).
+fn parse_key(pem: &[u8], what: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    match PrivateKeyDer::from_pem_slice(pem) {
+        Ok(key) => Ok(key),
+        Err(rustls_pki_types::pem::Error::NoItemsFound) => Err(TlsError::NoKey { path: what.to_owned() }),
+        Err(source) => Err(TlsError::Pem { what: what.display().to_string(), source }),
+    }
+}
+
+/// The first certificate in `pem`, the national root.
+fn parse_root(pem: &[u8], what: &Path) -> Result<CertificateDer<'static>, TlsError> {
+    parse_certs(pem, &what.display().to_string())?
+        .into_iter()
+        .next()
+        .ok_or_else(|| TlsError::NoCertificate { path: what.to_owned() })
 }
 
 impl TlsIdentity {
@@ -150,26 +168,16 @@ impl TlsIdentity {
         if chain.is_empty() {
             return Err(TlsError::NoCertificate { path: cert.to_owned() });
         }
-        let key_der = rustls_pemfile::private_key(&mut io::BufReader::new(read(key)?.as_slice()))
-            .map_err(|source| TlsError::Pem { what: key.display().to_string(), source })?
-            .ok_or_else(|| TlsError::NoKey { path: key.to_owned() })?;
-        let root = parse_certs(&read(ca)?, &ca.display().to_string())?
-            .into_iter()
-            .next()
-            .ok_or_else(|| TlsError::NoCertificate { path: ca.to_owned() })?;
+        let key_der = parse_key(&read(key)?, key)?;
+        let root = parse_root(&read(ca)?, ca)?;
         Self::new(chain, key_der, root, trust_domain)
     }
 
     /// Builds from PEM strings (tests and the demo keep material in memory).
     pub fn from_pem(cert_pem: &str, key_pem: &str, root_pem: &str, trust_domain: &str) -> Result<Self, TlsError> {
         let chain = parse_certs(cert_pem.as_bytes(), "certificate")?;
-        let key = rustls_pemfile::private_key(&mut io::BufReader::new(key_pem.as_bytes()))
-            .map_err(|source| TlsError::Pem { what: "key".into(), source })?
-            .ok_or_else(|| TlsError::NoKey { path: "key".into() })?;
-        let root = parse_certs(root_pem.as_bytes(), "root")?
-            .into_iter()
-            .next()
-            .ok_or_else(|| TlsError::NoCertificate { path: "root".into() })?;
+        let key = parse_key(key_pem.as_bytes(), Path::new("key"))?;
+        let root = parse_root(root_pem.as_bytes(), Path::new("root"))?;
         Self::new(chain, key, root, trust_domain)
     }
 
@@ -183,13 +191,8 @@ impl TlsIdentity {
         identity: Identity,
     ) -> Result<Self, TlsError> {
         let chain = parse_certs(cert_pem.as_bytes(), "certificate")?;
-        let key = rustls_pemfile::private_key(&mut io::BufReader::new(key_pem.as_bytes()))
-            .map_err(|source| TlsError::Pem { what: "key".into(), source })?
-            .ok_or_else(|| TlsError::NoKey { path: "key".into() })?;
-        let root = parse_certs(root_pem.as_bytes(), "root")?
-            .into_iter()
-            .next()
-            .ok_or_else(|| TlsError::NoCertificate { path: "root".into() })?;
+        let key = parse_key(key_pem.as_bytes(), Path::new("key"))?;
+        let root = parse_root(root_pem.as_bytes(), Path::new("root"))?;
         Ok(Self { chain, key, root, identity })
     }
 
@@ -440,7 +443,7 @@ pub fn incoming(
                     Ok(Ok(tls)) => {
                         let chain = tls.get_ref().1.peer_certificates().unwrap_or_default();
                         let identity = authenticate_chain(chain, &root, &td);
-                        let serials = chain.iter().filter_map(|c| crate::ca::serial_hex(c.as_ref()).ok()).collect();
+                        let serials = chain.iter().filter_map(|c| huren_pki::ca::serial_hex(c.as_ref()).ok()).collect();
                         let peer =
                             PeerInfo { remote_addr: Some(remote), identity, serials: Arc::new(serials), revocations };
                         let _ = tx.send(Ok(AuthenticatedStream { inner: tls, peer })).await;
@@ -592,12 +595,7 @@ pub fn client_config(
 
 /// `host:port` of an endpoint written as `https://host:port` or `host:port`.
 pub fn endpoint_authority(endpoint: &str) -> Result<String, TlsError> {
-    let rest = endpoint.strip_prefix("https://").unwrap_or(endpoint).trim_end_matches('/');
-    let uri: http::uri::Authority = rest.parse().map_err(|_| TlsError::Endpoint(endpoint.to_owned()))?;
-    if uri.port_u16().is_none() || rest.contains('/') {
-        return Err(TlsError::Endpoint(endpoint.to_owned()));
-    }
-    Ok(uri.to_string())
+    huren_pki::endpoint::endpoint_authority(endpoint).map_err(|_| TlsError::Endpoint(endpoint.to_owned()))
 }
 
 /// A lazily connecting gRPC channel to `endpoint` over mTLS. The channel reconnects

@@ -15,7 +15,7 @@ use huren_proto::pb;
 use tokio::sync::watch;
 
 use crate::tls::{self, ExpectedPeer, Revocations, TlsIdentity};
-use crate::trust::{TrustList, TrustListError};
+use huren_pki::trust::{TrustList, TrustListError};
 
 /// Why an offered trust list was not taken.
 #[derive(Debug, thiserror::Error)]
@@ -204,8 +204,8 @@ pub fn follow(live: LiveTrust, endpoint: &str, identity: &TlsIdentity) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ca::Validity;
-    use crate::registry::PkiDir as Pki;
+    use huren_pki::ca::Validity;
+    use huren_pki::registry::PkiDir as Pki;
 
     struct Fixture {
         _dir: tempfile::TempDir,
@@ -267,7 +267,7 @@ mod tests {
 
         let issued = f.pki.issue("hub", "lost-scanner", Validity::days(1)).unwrap();
         let cert = rustls_pki_types::CertificateDer::from(
-            crate::ca::pem_to_der(&std::fs::read_to_string(&issued.cert).unwrap()).unwrap(),
+            huren_pki::ca::pem_to_der(&std::fs::read_to_string(&issued.cert).unwrap()).unwrap(),
         );
         assert!(!live.revocations().any_revoked([&cert]));
         assert_eq!(f.pki.revoke_issued("hub", "lost-scanner").unwrap(), issued.serial_hex);

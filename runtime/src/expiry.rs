@@ -10,7 +10,7 @@ use std::time::Duration;
 use huren_proto::pb;
 
 use crate::tls::TlsIdentity;
-use crate::trust::TrustList;
+use huren_pki::trust::TrustList;
 
 /// Warn this long before a certificate or key expires.
 pub const WARN_AHEAD_SECS: i64 = 14 * 86_400;
@@ -32,13 +32,13 @@ pub fn report(own: Option<&TlsIdentity>, trust: &TrustList, now: i64) -> Vec<Exp
     let mut out = Vec::new();
     if let Some(own) = own {
         for (i, cert) in own.chain.iter().enumerate() {
-            if let Ok(not_after) = crate::ca::not_after(cert.as_ref()) {
+            if let Ok(not_after) = huren_pki::ca::not_after(cert.as_ref()) {
                 let what =
                     if i == 0 { format!("certificate {}", own.identity) } else { "issuing CA certificate".into() };
                 out.push(Expiry { what, seconds_left: not_after - now, warn_within: WARN_AHEAD_SECS });
             }
         }
-        if let Ok(not_after) = crate::ca::not_after(own.root.as_ref()) {
+        if let Ok(not_after) = huren_pki::ca::not_after(own.root.as_ref()) {
             out.push(Expiry {
                 what: "national root certificate".into(),
                 seconds_left: not_after - now,
@@ -47,7 +47,7 @@ pub fn report(own: Option<&TlsIdentity>, trust: &TrustList, now: i64) -> Vec<Exp
         }
     }
     for p in trust.provinces() {
-        if let Ok(not_after) = crate::ca::not_after(&p.ca_cert_der) {
+        if let Ok(not_after) = huren_pki::ca::not_after(&p.ca_cert_der) {
             out.push(Expiry {
                 what: format!("province CA {}", p.code),
                 seconds_left: not_after - now,
@@ -101,7 +101,7 @@ pub fn spawn_monitor(
         let mut tick = tokio::time::interval(every);
         loop {
             tick.tick().await;
-            warn(own.as_ref(), &live.current(), crate::unix_now());
+            warn(own.as_ref(), &live.current(), huren_pki::unix_now());
         }
     })
 }
@@ -115,7 +115,7 @@ pub fn register_gauges(meter: &opentelemetry::metrics::Meter, own: Option<TlsIde
         .with_description("Seconds until a certificate, attestation key or the trust list expires")
         .with_unit("s")
         .with_callback(move |observer| {
-            for e in report(own.as_ref(), &live.current(), crate::unix_now()) {
+            for e in report(own.as_ref(), &live.current(), huren_pki::unix_now()) {
                 observer.observe(e.seconds_left, &[opentelemetry::KeyValue::new("what", e.what)]);
             }
         })
@@ -130,8 +130,8 @@ pub fn register_gauges(meter: &opentelemetry::metrics::Meter, own: Option<TlsIde
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ca::Validity;
-    use crate::registry::PkiDir;
+    use huren_pki::ca::Validity;
+    use huren_pki::registry::PkiDir;
 
     #[test]
     fn warns_within_fourteen_days_of_an_expiry_and_once_the_list_is_stale() {
@@ -142,7 +142,7 @@ mod tests {
         let key = pki.add_key(&code, Validity::days(30)).unwrap();
         let trust = pki.sign_trust_list().unwrap();
         let key_ends = trust.province(&code).unwrap().keys[&key.kid()].not_after;
-        let now = crate::unix_now();
+        let now = huren_pki::unix_now();
 
         // A fresh federation: nothing is near its end.
         assert_eq!(warn(None, &trust, now), 0, "{:?}", report(None, &trust, now));

@@ -23,7 +23,7 @@ impl Default for Clock {
 impl Clock {
     /// The system clock.
     pub fn system() -> Self {
-        Self(Arc::new(crate::unix_now))
+        Self(Arc::new(huren_pki::unix_now))
     }
 
     /// A clock that only moves when told to, starting at `start`.

@@ -2,7 +2,7 @@
 //!
 //! A signature is Ed25519 over [`ATTESTATION_CONTEXT`] followed by the exact encoded
 //! [`pb::AttestationPayload`] bytes; the payload is never re-encoded before verifying.
-//! Verification against the trust list lives in [`crate::trust`].
+//! Verification against the trust list lives in [`crate::verify`].
 
 use std::fmt;
 
@@ -24,6 +24,7 @@ pub const PAYLOAD_VERSION: u32 = 1;
 pub struct Kid(pub [u8; 8]);
 
 impl Kid {
+    /// The key id of a raw 32-byte Ed25519 public key.
     pub fn of(public_key: &[u8]) -> Self {
         let digest = Sha256::digest(public_key);
         let mut kid = [0u8; 8];
@@ -31,10 +32,12 @@ impl Kid {
         Self(kid)
     }
 
+    /// Reads a key id off the wire; `None` unless it is exactly 8 bytes.
     pub fn from_slice(bytes: &[u8]) -> Option<Self> {
         <[u8; 8]>::try_from(bytes).ok().map(Self)
     }
 
+    /// Lowercase hex, as the registry, key file names and logs write it.
     pub fn hex(&self) -> String {
         data_encoding::HEXLOWER.encode(&self.0)
     }
@@ -52,11 +55,14 @@ impl fmt::Debug for Kid {
     }
 }
 
+/// Why an attestation key could not be generated, read or written.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum KeyError {
+    /// The operating system's random source failed while generating a key.
     #[error("randomness unavailable: {0}")]
     Random(String),
+    /// The PEM is not a PKCS#8 Ed25519 private key, or the key could not be encoded as one.
     #[error("attestation key is not a PKCS#8 Ed25519 PEM: {0}")]
     Pem(String),
 }
@@ -74,6 +80,7 @@ impl fmt::Debug for AttestationKey {
 }
 
 impl AttestationKey {
+    /// A fresh key from the operating system's random source.
     pub fn generate() -> Result<Self, KeyError> {
         let mut seed = [0u8; 32];
         getrandom::getrandom(&mut seed).map_err(|e| KeyError::Random(e.to_string()))?;
@@ -85,19 +92,23 @@ impl AttestationKey {
         Self { signing, kid }
     }
 
+    /// Reads a key from PKCS#8 PEM (the registry's `attestation-<kid>.key` files).
     pub fn from_pkcs8_pem(pem: &str) -> Result<Self, KeyError> {
         let signing = SigningKey::from_pkcs8_pem(pem).map_err(|e| KeyError::Pem(e.to_string()))?;
         Ok(Self::from_signing_key(signing))
     }
 
+    /// The private key as PKCS#8 PEM, for writing a key file (keep it owner-readable only).
     pub fn to_pkcs8_pem(&self) -> Result<String, KeyError> {
         self.signing.to_pkcs8_pem(Default::default()).map(|p| p.to_string()).map_err(|e| KeyError::Pem(e.to_string()))
     }
 
+    /// This key's id, carried in every signature it makes.
     pub fn kid(&self) -> Kid {
         self.kid
     }
 
+    /// The raw 32-byte Ed25519 public key, as the trust list publishes it.
     pub fn public_key(&self) -> [u8; 32] {
         self.signing.verifying_key().to_bytes()
     }
@@ -164,12 +175,16 @@ pub fn token_digest(token: &[u8]) -> [u8; 32] {
 /// Health status colour.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Status {
+    /// No restriction; cites no rule.
     Green,
+    /// A restricted status; must cite a registered rule.
     Yellow,
+    /// The most restricted status; must cite a registered rule.
     Red,
 }
 
 impl Status {
+    /// Upper-case name (`GREEN`, `YELLOW`, `RED`), as the registry and logs write it.
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Green => "GREEN",
@@ -178,6 +193,7 @@ impl Status {
         }
     }
 
+    /// The wire value.
     pub fn to_pb(self) -> pb::HealthStatus {
         match self {
             Status::Green => pb::HealthStatus::Green,
@@ -206,36 +222,53 @@ impl fmt::Display for Status {
 /// A decoded, structurally valid attestation payload (signature not implied).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attestation {
+    /// The issuing (home) province; its keys are the only ones that may sign this.
     pub province: ProvinceCode,
+    /// The health status attested.
     pub status: Status,
+    /// When the node signed it, Unix seconds.
     pub issued_at: i64,
+    /// When it stops being believed, Unix seconds; always after `issued_at`.
     pub expires_at: i64,
+    /// SHA-256 of the opaque token it answers for (see [`token_digest`]).
     pub token_digest: [u8; 32],
     /// Rule that assigned a non-green status; `None` for green.
     pub rule_id: Option<String>,
+    /// Coarse test-recency bucket: the only test information that may cross a border.
     pub test_recency: pb::TestRecency,
+    /// Why the hub asked (dotted lowercase words, e.g. `transit.highway`); selects the field policy.
     pub purpose: String,
 }
 
+/// Why a decoded payload is not a structurally valid [`Attestation`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum InvalidAttestation {
+    /// The payload version is not [`PAYLOAD_VERSION`].
     #[error("unsupported attestation payload version {0}")]
     Version(u32),
+    /// The province field is not a valid province code.
     #[error("attestation names an invalid province: {0}")]
     Province(#[from] crate::identity::InvalidProvinceCode),
+    /// The status is `UNSPECIFIED` or a value this version does not know.
     #[error("attestation status is unspecified or unknown")]
     Status,
+    /// `expires_at` is not after `issued_at`.
     #[error("attestation expires_at is not after issued_at")]
     Window,
+    /// The token digest is not 32 bytes.
     #[error("attestation token digest must be 32 bytes")]
     TokenDigest,
+    /// A yellow or red status with an empty `rule_id`.
     #[error("non-green attestation cites no rule")]
     MissingRule,
+    /// A green status with a `rule_id`.
     #[error("green attestation must not cite a rule")]
     UnexpectedRule,
+    /// The test-recency value is not one this version knows.
     #[error("attestation test recency is unknown")]
     TestRecency,
+    /// The purpose fails [`valid_purpose`].
     #[error("attestation purpose is empty or malformed")]
     Purpose,
 }

@@ -13,13 +13,17 @@ use time::{Duration, OffsetDateTime};
 
 use crate::identity::{Identity, ProvinceCode};
 
+/// Why a certificate could not be generated, signed or read.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CaError {
+    /// rcgen refused: a key or PEM it was given is unusable, or signing failed.
     #[error("certificate generation failed: {0}")]
     Rcgen(#[from] rcgen::Error),
+    /// The operating system's random source failed while drawing a serial number.
     #[error("randomness unavailable: {0}")]
     Random(String),
+    /// A PEM or DER certificate could not be parsed.
     #[error("invalid certificate: {0}")]
     Parse(String),
 }
@@ -27,7 +31,9 @@ pub enum CaError {
 /// A CA certificate and its private key, both PEM.
 #[derive(Clone)]
 pub struct CaMaterial {
+    /// The CA certificate, PEM.
     pub cert_pem: String,
+    /// The CA's private key, PEM; never logged (`Debug` hides it).
     pub key_pem: String,
 }
 
@@ -40,8 +46,11 @@ impl std::fmt::Debug for CaMaterial {
 /// A freshly issued leaf: certificate (PEM), key (PEM) and serial (lowercase hex).
 #[derive(Clone)]
 pub struct IssuedCert {
+    /// The leaf certificate alone, PEM (no chain).
     pub cert_pem: String,
+    /// The leaf's private key, PEM; never logged (`Debug` hides it).
     pub key_pem: String,
+    /// Serial number, lowercase hex: what a revocation names.
     pub serial_hex: String,
 }
 
@@ -54,7 +63,9 @@ impl std::fmt::Debug for IssuedCert {
 /// Validity window of a certificate.
 #[derive(Debug, Clone, Copy)]
 pub struct Validity {
+    /// First instant the certificate or key is valid.
     pub not_before: OffsetDateTime,
+    /// Instant it stops being valid.
     pub not_after: OffsetDateTime,
 }
 
@@ -130,7 +141,7 @@ pub fn new_province_ca(
 /// Issues a leaf certificate for `identity`, signed by `ca`.
 ///
 /// The caller chooses the CA; whether that CA may vouch for the identity is enforced
-/// by every verifier ([`crate::tls::authenticate_chain`]), not here, so tests can build
+/// by every verifier (`huren_runtime::tls::authenticate_chain`), not here, so tests can build
 /// deliberately wrong certificates.
 pub fn issue_leaf(ca: &CaMaterial, identity: &Identity, validity: Validity) -> Result<IssuedCert, CaError> {
     let key = KeyPair::generate()?;

@@ -10,11 +10,13 @@ pub const DEFAULT_TRUST_DOMAIN: &str = "huren.gov";
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ProvinceCode(String);
 
+/// A string that is not a province code; holds (at most 16 characters of) the input.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid province code {0:?}: expected six digits (GB/T 2260), e.g. 340000")]
 pub struct InvalidProvinceCode(pub String);
 
 impl ProvinceCode {
+    /// The six digits.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -49,7 +51,12 @@ pub enum Role {
     /// A public-health authority of a province (a city CDC, say): the only identity that
     /// may assign a non-green status, and only under a rule that names it. Issued by its
     /// province's CA; written `<code>/<name>` on the command line and in rules.
-    Authority { province: ProvinceCode, name: String },
+    Authority {
+        /// The province whose CA issued it and whose statuses it may assign.
+        province: ProvinceCode,
+        /// Its name within the province, e.g. `hefei-cdc`.
+        name: String,
+    },
     /// A national gateway replica.
     Gateway(String),
     /// A transport hub (calls gateway Lookup).
@@ -86,7 +93,9 @@ impl Role {
 /// An authority as rules name it: `<province code>/<name>`, e.g. `340000/hefei-cdc`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct AuthorityRef {
+    /// The authority's province.
     pub province: ProvinceCode,
+    /// Its name within the province, e.g. `hefei-cdc`.
     pub name: String,
 }
 
@@ -117,25 +126,35 @@ impl Role {
 /// A parsed identity: trust domain plus role.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Identity {
+    /// The SPIFFE trust domain, e.g. `huren.gov`; every party checks it against its own.
     pub trust_domain: String,
+    /// What the identity is and, for province roles, which province it belongs to.
     pub role: Role,
 }
 
+/// Why a URI, role kind or name is not a valid Huren identity.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum InvalidIdentity {
+    /// The URI does not start with `spiffe://`.
     #[error("identity must be a spiffe:// URI")]
     NotSpiffe,
+    /// The trust domain is missing, empty or not lowercase DNS characters.
     #[error("identity has an empty or invalid trust domain")]
     TrustDomain,
+    /// The path after the trust domain is not one of the known role paths.
     #[error("identity path {0:?} is not one of province/<code>/node, province/<code>/admin, province/<code>/authority/<name>, gateway/<name>, hub/<id>, coordinator/<name>, auditor/<name>")]
     Path(String),
+    /// The province code in the path or argument is invalid.
     #[error(transparent)]
     Province(#[from] InvalidProvinceCode),
+    /// A role name fails [`valid_name`].
     #[error("identity name {0:?} must be 1-64 characters of a-z, 0-9, '-', '_' or '.'")]
     Name(String),
+    /// [`Identity::from_kind`] was given a kind it does not know.
     #[error("unknown role {0:?}: expected node, admin, authority, gateway, hub, coordinator or auditor")]
     UnknownRole(String),
+    /// An authority reference without the `/` between province code and name.
     #[error("authority {0:?} must be written <province code>/<name>, e.g. 340000/hefei-cdc")]
     Authority(String),
 }
@@ -174,6 +193,8 @@ impl Identity {
         Ok(Self { trust_domain: trust_domain.to_owned(), role })
     }
 
+    /// Builds an identity without checking the trust domain or role names; untrusted
+    /// input goes through [`Identity::from_kind`] or [`str::parse`] instead.
     pub fn new(trust_domain: &str, role: Role) -> Self {
         Self { trust_domain: trust_domain.to_owned(), role }
     }

@@ -15,6 +15,8 @@
 //! - [`fsio`]: durable file replacement (temporary file, fsync, rename, directory fsync).
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 pub mod attest;
 pub mod ca;

@@ -3,7 +3,7 @@
 //! Policy is data (in the signed trust list, [`FieldPolicy`]) checked by pure functions:
 //! [`wire_fields`] reads the encoded payload's field numbers straight off the wire (prost
 //! would silently skip unknown ones), and [`present_fields`] lists the fields a decoded
-//! payload actually carries. [`crate::trust::TrustList::verify_attestation`] applies
+//! payload actually carries. [`crate::verify::verify_attestation`] applies
 //! both, so gateways and offline verifiers fail closed on anything outside the policy.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -40,21 +40,33 @@ pub const DEFAULT_PURPOSES: [&str; 5] =
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Violation {
+    /// The encoded payload is longer than [`MAX_PAYLOAD_BYTES`] (its length in bytes).
     #[error("payload of {0} bytes exceeds the {MAX_PAYLOAD_BYTES}-byte limit")]
     Oversized(usize),
+    /// A field number `AttestationPayload` does not define: possibly smuggled data.
     #[error("payload carries unknown protobuf field number {0}")]
     UnknownField(u32),
+    /// A field number that occurs twice (prost would silently keep the last).
     #[error("payload repeats protobuf field number {0}")]
     DuplicateField(u32),
+    /// Bad varint, truncated field or a field with the wrong wire type.
     #[error("payload is not well-formed protobuf")]
     Malformed,
+    /// The payload's purpose has no entry in the policy.
     #[error("purpose {0:?} is not in the field policy")]
     PurposeNotInPolicy(String),
+    /// The payload carries a field its purpose does not allow.
     #[error("field {field} is not allowed for purpose {purpose:?}")]
-    FieldNotAllowed { field: &'static str, purpose: String },
+    FieldNotAllowed {
+        /// Name of the offending field.
+        field: &'static str,
+        /// The payload's purpose.
+        purpose: String,
+    },
 }
 
 impl Violation {
+    /// Short, data-free label for metrics and logs.
     pub fn reason(&self) -> &'static str {
         match self {
             Violation::Oversized(_) => "oversized",
@@ -170,6 +182,7 @@ impl FieldPolicy {
         Ok(Self { purposes })
     }
 
+    /// The wire form, as carried in the trust list.
     pub fn to_pb(&self) -> pb::FieldPolicy {
         pb::FieldPolicy {
             purposes: self
@@ -183,10 +196,12 @@ impl FieldPolicy {
         }
     }
 
+    /// Fields allowed for `purpose`; `None` if the policy does not know the purpose.
     pub fn allowed(&self, purpose: &str) -> Option<&BTreeSet<&'static str>> {
         self.purposes.get(purpose)
     }
 
+    /// The purposes the policy knows, in sorted order.
     pub fn purposes(&self) -> impl Iterator<Item = &str> {
         self.purposes.keys().map(String::as_str)
     }

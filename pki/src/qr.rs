@@ -17,23 +17,32 @@ pub const TOKEN_LEN: usize = 16;
 /// Longest QR string accepted (a version-25 QR holds about 1,800 alphanumerics).
 pub const MAX_QR_CHARS: usize = 1024;
 
+/// Why a scanned or typed string is not a usable QR string, token or `<province>:<token>`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum QrError {
+    /// The string does not start with [`QR_PREFIX`] (in either case).
     #[error("QR string does not start with {QR_PREFIX}")]
     Prefix,
+    /// The string is longer than [`MAX_QR_CHARS`]; refused before decoding.
     #[error("QR string is longer than {MAX_QR_CHARS} characters")]
     TooLong,
+    /// The body after the prefix is not unpadded base32.
     #[error("QR body is not base32")]
     Encoding,
+    /// The decoded body, or the attestation payload inside it, is not valid protobuf.
     #[error("QR body is not a valid QrCode message")]
     Decode,
+    /// The QR message has no signed attestation.
     #[error("QR carries no attestation")]
     MissingAttestation,
+    /// The token is not [`TOKEN_LEN`] bytes (or, typed, not base32).
     #[error("token must be {TOKEN_LEN} bytes written as 26 base32 characters")]
     Token,
+    /// Input that is neither a QR string nor contains the `:` of `<province>:<token>`.
     #[error("expected a QR string (HRN1:...) or <province>:<token>")]
     Form,
+    /// The province (typed, or read from the QR's payload) is not a valid code.
     #[error(transparent)]
     Province(#[from] crate::identity::InvalidProvinceCode),
 }
@@ -60,10 +69,13 @@ pub fn token_from_text(text: &str) -> Result<Vec<u8>, QrError> {
     Ok(bytes)
 }
 
+/// The `HRN1:` string of a QR message, ready to render in alphanumeric mode.
 pub fn encode_qr(qr: &pb::QrCode) -> String {
     format!("{QR_PREFIX}{}", data_encoding::BASE32_NOPAD.encode(&qr.encode_to_vec()))
 }
 
+/// Decodes a QR string (prefix in either case, surrounding whitespace ignored) and checks
+/// that it carries an attestation and a token of the right length. Nothing is verified.
 pub fn decode_qr(text: &str) -> Result<pb::QrCode, QrError> {
     let text = text.trim();
     if text.len() > MAX_QR_CHARS {
@@ -95,12 +107,25 @@ pub fn decode_qr(text: &str) -> Result<pb::QrCode, QrError> {
 #[derive(Debug, Clone)]
 pub enum Scanned {
     /// A QR string; the province is read from its (still unverified) payload.
-    Qr { province: ProvinceCode, token: Vec<u8>, qr: pb::QrCode },
+    Qr {
+        /// The province the payload claims; unverified until the attestation is.
+        province: ProvinceCode,
+        /// The opaque token carried next to the attestation.
+        token: Vec<u8>,
+        /// The whole decoded QR message.
+        qr: pb::QrCode,
+    },
     /// `<province>:<token>` typed by an operator.
-    Pair { province: ProvinceCode, token: Vec<u8> },
+    Pair {
+        /// The province typed before the `:`.
+        province: ProvinceCode,
+        /// The token typed after it, decoded from base32.
+        token: Vec<u8>,
+    },
 }
 
 impl Scanned {
+    /// Reads a QR string (`HRN1:…`, either case) or a typed `<province>:<token>`.
     pub fn parse(input: &str) -> Result<Self, QrError> {
         let input = input.trim();
         if input.get(..QR_PREFIX.len()).is_some_and(|p| p.eq_ignore_ascii_case(QR_PREFIX)) {
@@ -115,12 +140,14 @@ impl Scanned {
         Ok(Scanned::Pair { province: province.parse()?, token: token_from_text(token)? })
     }
 
+    /// The province to ask (for a QR, as its unverified payload claims).
     pub fn province(&self) -> &ProvinceCode {
         match self {
             Scanned::Qr { province, .. } | Scanned::Pair { province, .. } => province,
         }
     }
 
+    /// The opaque token to look up or bind the attestation to.
     pub fn token(&self) -> &[u8] {
         match self {
             Scanned::Qr { token, .. } | Scanned::Pair { token, .. } => token,

@@ -21,39 +21,73 @@ use crate::policy::FieldPolicy;
 use crate::trust::{self, TrustList, TrustListError, TRUST_LIST_VERSION};
 use crate::unix_now;
 
+/// Why an operation on the PKI directory failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RegistryError {
+    /// Reading or writing a file of the directory failed.
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        /// The file concerned.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// `init` on a directory that already has a root certificate.
     #[error("{0} already holds a national root; refusing to overwrite it")]
     AlreadyInitialised(PathBuf),
+    /// `open` on a directory without a root certificate or `registry.toml`.
     #[error("{0} is not a Huren PKI directory (run `huren pki init` first)")]
     NotInitialised(PathBuf),
+    /// `registry.toml` could not be parsed (or serialised).
     #[error("{path}: invalid registry: {message}")]
-    Parse { path: PathBuf, message: String },
+    Parse {
+        /// Path of `registry.toml`.
+        path: PathBuf,
+        /// What the TOML parser or serialiser said.
+        message: String,
+    },
+    /// Adding a province whose code is already registered.
     #[error("province {0} is already registered")]
     ProvinceExists(ProvinceCode),
+    /// The province has no entry (or no CA) in the directory.
     #[error("province {0} is not registered (run `huren pki province add` first)")]
     UnknownProvince(ProvinceCode),
+    /// A trust domain, role kind, name or province code is invalid.
     #[error(transparent)]
     Identity(#[from] InvalidIdentity),
+    /// Generating, signing or reading a certificate failed.
     #[error(transparent)]
     Ca(#[from] CaError),
+    /// Generating or encoding an attestation key failed.
     #[error(transparent)]
     Key(#[from] KeyError),
+    /// Signing, verifying or saving the trust list failed.
     #[error(transparent)]
     TrustList(#[from] TrustListError),
+    /// A node endpoint is not `https://host:port` or `host:port`.
     #[error("invalid endpoint: {0}")]
     Endpoint(String),
+    /// A rule is incomplete, or a registry entry (status name, key status, hex value) is
+    /// malformed, or a province has no active attestation key.
     #[error("invalid rule: {0}")]
     Rule(String),
+    /// The province has no key with that id.
     #[error("province {province} has no attestation key {kid}")]
-    UnknownKey { province: ProvinceCode, kid: String },
+    UnknownKey {
+        /// The province asked.
+        province: ProvinceCode,
+        /// The key id asked, lowercase hex.
+        kid: String,
+    },
+    /// A key status change that is not allowed (a revoked key cannot come back).
     #[error("{0}")]
     KeyState(String),
+    /// A serial to revoke that is empty or not hex.
     #[error("invalid serial {0:?}: expected lowercase hex")]
     Serial(String),
+    /// The field policy, a hub registration, retention windows or a sunset order is
+    /// invalid, or the hub named is not registered.
     #[error("field policy: {0}")]
     Policy(String),
 }
@@ -74,8 +108,10 @@ pub struct Registry {
     /// How long a signed list is current before a new one is expected (seconds).
     #[serde(default = "default_next_update")]
     pub next_update_seconds: i64,
+    /// Admitted provinces (`[[province]]` tables).
     #[serde(default, rename = "province")]
     pub provinces: Vec<RegistryProvince>,
+    /// The rule registry: rules under which a non-green status may be assigned (`[[rule]]`).
     #[serde(default, rename = "rule")]
     pub rules: Vec<RegistryRule>,
     /// Revoked certificate serials (lowercase hex).
@@ -98,35 +134,48 @@ pub struct Registry {
     pub sunset: Option<RegistrySunset>,
 }
 
+/// Retention windows in seconds; 0 means the built-in default ([`trust::DEFAULT_RETENTION`]).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegistryRetention {
+    /// How long a status record is kept after its last change.
     #[serde(default)]
     pub status_max_age_seconds: i64,
+    /// How long transparency-log entries are kept.
     #[serde(default)]
     pub audit_max_age_seconds: i64,
+    /// How long a gateway may cache an attestation (never beyond its own expiry).
     #[serde(default)]
     pub cache_max_seconds: i64,
 }
 
+/// The order to end the federation.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegistrySunset {
+    /// When the federation ends, Unix seconds.
     pub effective_at: i64,
+    /// Why, as given by the coordinator; never empty.
     pub reason: String,
 }
 
+/// One purpose of the field policy (`[[purpose]]`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegistryPurpose {
+    /// The purpose, dotted lowercase words, e.g. `transit.highway`.
     pub name: String,
+    /// `AttestationPayload` field names that may be sent for it; must include the required ones.
     pub fields: Vec<String>,
 }
 
+/// A registered transport hub (`[[hub]]`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegistryHub {
+    /// The `<id>` of the hub's identity `spiffe://<td>/hub/<id>`.
     pub id: String,
+    /// Purposes the hub may declare in a lookup; each must be in the field policy.
     pub purposes: Vec<String>,
     /// Where the hub checks travellers (for lookup counts by province pair).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -137,17 +186,23 @@ fn default_next_update() -> i64 {
     7 * 24 * 3600
 }
 
+/// An admitted province (`[[province]]`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegistryProvince {
+    /// GB/T 2260 code, e.g. `340000`.
     pub code: String,
+    /// Human-readable name, e.g. `Anhui`.
     pub name: String,
+    /// The province node's endpoints (`https://host:port`), where gateways route lookups.
     #[serde(default)]
     pub endpoints: Vec<String>,
+    /// Its attestation keys, oldest first (`[[province.key]]`).
     #[serde(default, rename = "key")]
     pub keys: Vec<RegistryKey>,
 }
 
+/// A province attestation key as the registry records it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegistryKey {
@@ -155,26 +210,35 @@ pub struct RegistryKey {
     pub kid: String,
     /// Hex raw Ed25519 public key.
     pub public_key: String,
+    /// Start of the key's validity, Unix seconds.
     pub not_before: i64,
+    /// End of the key's validity, Unix seconds: nothing it signed dated later is believed.
     pub not_after: i64,
     /// published, active, retired or revoked.
     pub status: String,
 }
 
+/// A rule under which an authority may assign a non-green status (`[[rule]]`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegistryRule {
+    /// The id attestations cite in `rule_id`.
     pub id: String,
+    /// Short human-readable title; required.
     pub title: String,
+    /// The law or order the rule rests on (free text).
     #[serde(default)]
     pub legal_basis: String,
     /// Statuses the rule may assign: YELLOW, RED.
     #[serde(default)]
     pub may_assign: Vec<String>,
+    /// Longest a status assigned under the rule may last, seconds; must be positive.
     #[serde(default)]
     pub max_duration_seconds: i64,
+    /// What ends the status, in words (free text).
     #[serde(default)]
     pub exit_condition: String,
+    /// Authorities allowed to apply the rule, `<province code>/<name>`; at least one.
     #[serde(default)]
     pub authorities: Vec<String>,
     /// What the status becomes when it lapses: GREEN, YELLOW (or none: no current status).
@@ -185,9 +249,13 @@ pub struct RegistryRule {
 /// Paths of an issued leaf.
 #[derive(Debug, Clone)]
 pub struct IssuedPaths {
+    /// The identity the certificate carries.
     pub identity: Identity,
+    /// `cert.pem`: the leaf, followed by its province CA for province roles.
     pub cert: PathBuf,
+    /// `key.pem`: the leaf's private key (mode 0600 on Unix).
     pub key: PathBuf,
+    /// The leaf's serial, lowercase hex: what `revoke_serial` takes.
     pub serial_hex: String,
 }
 
@@ -223,9 +291,11 @@ fn hex_decode(s: &str) -> Result<Vec<u8>, RegistryError> {
 }
 
 impl PkiDir {
+    /// The directory itself.
     pub fn path(&self) -> &Path {
         &self.dir
     }
+    /// `root/ca.pem`: the national root certificate every party trusts.
     pub fn root_cert_path(&self) -> PathBuf {
         self.dir.join("root/ca.pem")
     }
@@ -235,12 +305,15 @@ impl PkiDir {
     fn registry_path(&self) -> PathBuf {
         self.dir.join("registry.toml")
     }
+    /// `trust-list.bin`: the last signed trust list.
     pub fn trust_list_path(&self) -> PathBuf {
         self.dir.join("trust-list.bin")
     }
+    /// `provinces/<code>`: a province's CA and attestation keys.
     pub fn province_dir(&self, code: &ProvinceCode) -> PathBuf {
         self.dir.join("provinces").join(code.as_str())
     }
+    /// `provinces/<code>/attestation-<kid>.key`: one attestation key (PKCS#8 PEM).
     pub fn attestation_key_path(&self, code: &ProvinceCode, kid_hex: &str) -> PathBuf {
         self.province_dir(code).join(format!("attestation-{kid_hex}.key"))
     }
@@ -278,6 +351,7 @@ impl PkiDir {
         Ok(pki)
     }
 
+    /// Opens an initialised directory (root certificate and `registry.toml` present).
     pub fn open(dir: &Path) -> Result<Self, RegistryError> {
         let pki = Self { dir: dir.to_owned() };
         if !pki.root_cert_path().exists() || !pki.registry_path().exists() {
@@ -286,12 +360,14 @@ impl PkiDir {
         Ok(pki)
     }
 
+    /// Reads `registry.toml`.
     pub fn registry(&self) -> Result<Registry, RegistryError> {
         let path = self.registry_path();
         let text = std::fs::read_to_string(&path).map_err(io(&path))?;
         toml::from_str(&text).map_err(|e| RegistryError::Parse { path, message: e.to_string() })
     }
 
+    /// Writes `registry.toml` atomically, without validating its content.
     pub fn save_registry(&self, registry: &Registry) -> Result<(), RegistryError> {
         let path = self.registry_path();
         let text = toml::to_string_pretty(registry)
@@ -299,14 +375,17 @@ impl PkiDir {
         crate::fsio::write_atomic(&path, text.as_bytes()).map_err(io(&path))
     }
 
+    /// The national root certificate and private key.
     pub fn root(&self) -> Result<CaMaterial, RegistryError> {
         Ok(CaMaterial { cert_pem: read(&self.root_cert_path())?, key_pem: read(&self.root_key_path())? })
     }
 
+    /// The national root certificate, DER: what trust lists are verified against.
     pub fn root_cert_der(&self) -> Result<Vec<u8>, RegistryError> {
         Ok(ca::pem_to_der(&read(&self.root_cert_path())?)?)
     }
 
+    /// A province's CA certificate and private key.
     pub fn province_ca(&self, code: &ProvinceCode) -> Result<CaMaterial, RegistryError> {
         let dir = self.province_dir(code);
         if !dir.join("ca.pem").exists() {
@@ -747,7 +826,7 @@ mod tests {
         // A hub is vouched for by the root directly; a node's chain carries its province CA.
         let chain_len = |path: &Path| {
             use rustls_pki_types::pem::PemObject as _;
-            rustls_pki_types::CertificateDer::pem_file_iter(path).unwrap().count()
+            rustls_pki_types::CertificateDer::pem_slice_iter(&std::fs::read(path).unwrap()).count()
         };
         assert_eq!(chain_len(&hub.cert), 1);
         assert_eq!(chain_len(&issued.cert), 2);

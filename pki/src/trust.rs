@@ -24,19 +24,32 @@ pub const TRUST_LIST_VERSION: u32 = 1;
 /// Clock skew tolerated for attestations issued "in the future".
 pub const MAX_CLOCK_SKEW_SECS: i64 = 60;
 
+/// Why a trust list could not be signed, read, verified or saved.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TrustListError {
+    /// The root signature does not verify: the list is forged, damaged or for another root.
     #[error("trust list signature does not verify against the national root certificate")]
     BadSignature,
+    /// The root certificate given to verify against cannot be parsed.
     #[error("national root certificate is unusable: {0}")]
     Root(String),
+    /// The file or the signed payload is not valid protobuf.
     #[error("trust list payload is not a valid TrustList message: {0}")]
     Decode(#[from] prost::DecodeError),
+    /// The signature verifies but the content breaks an invariant (version, duplicate
+    /// province, key or rule, malformed key, invalid field policy or hub registration).
     #[error("trust list content is invalid: {0}")]
     Content(String),
+    /// Reading or writing a trust list file failed.
     #[error("trust list file {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        /// The file concerned, for the message.
+        path: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// Signing with the root key failed.
     #[error("cannot sign trust list: {0}")]
     Sign(#[from] CaError),
 }
@@ -45,41 +58,87 @@ pub enum TrustListError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum AttestationError {
+    /// The payload (or receipt, tree head) does not decode, or a decoded receipt or tree
+    /// head is inconsistent (hash length, province mismatch).
     #[error("attestation payload is not a valid AttestationPayload message")]
     Malformed,
+    /// The signature's key id is not 8 bytes.
     #[error("attestation kid must be 8 bytes")]
     KidLength,
+    /// The payload decodes but is not a valid attestation.
     #[error("attestation is structurally invalid: {0}")]
     Invalid(#[from] InvalidAttestation),
+    /// The province named is not in the trust list (never admitted, or retired).
     #[error("province {0} is not in the trust list")]
     UnknownProvince(ProvinceCode),
+    /// The key id is not one of the province's keys.
     #[error("key {kid} is not an attestation key of province {province} in the trust list")]
-    UnknownKey { province: ProvinceCode, kid: Kid },
+    UnknownKey {
+        /// The province the document names.
+        province: ProvinceCode,
+        /// The key id it was signed with.
+        kid: Kid,
+    },
+    /// The key is listed but revoked: nothing it signed is believed.
     #[error("key {kid} of province {province} is revoked")]
-    KeyRevoked { province: ProvinceCode, kid: Kid },
+    KeyRevoked {
+        /// The province the document names.
+        province: ProvinceCode,
+        /// The revoked key.
+        kid: Kid,
+    },
+    /// The verifier's clock is outside the key's validity window.
     #[error("key {kid} of province {province} is not valid at this time")]
-    KeyNotValid { province: ProvinceCode, kid: Kid },
+    KeyNotValid {
+        /// The province the attestation names.
+        province: ProvinceCode,
+        /// The key it was signed with.
+        kid: Kid,
+    },
+    /// The Ed25519 signature is malformed or does not verify with the key.
     #[error("attestation signature does not verify with key {kid} of province {province}")]
-    BadSignature { province: ProvinceCode, kid: Kid },
+    BadSignature {
+        /// The province the document names.
+        province: ProvinceCode,
+        /// The key it claims to be signed with.
+        kid: Kid,
+    },
+    /// The attestation's `expires_at` (Unix seconds) has passed.
     #[error("attestation expired at {0}")]
     Expired(i64),
+    /// `issued_at` (Unix seconds) is later than now plus [`MAX_CLOCK_SKEW_SECS`].
     #[error("attestation is dated in the future ({0})")]
     FutureDated(i64),
+    /// A non-green status cites a rule id the trust list does not carry.
     #[error("attestation cites rule {0:?}, which is not in the rule registry")]
     UnregisteredRule(String),
+    /// The payload breaks the minimum-fields policy.
     #[error("attestation breaks the field policy: {0}")]
     Policy(#[from] Violation),
+    /// A receipt or tree head is dated outside the validity window of the key that signed it.
     #[error("{what} dated {time} was signed by key {province}/{kid}, valid only from {not_before} until {not_after}")]
     OutsideKeyWindow {
+        /// What was signed (`tree head`, `deletion receipt`, …), for the message.
         what: &'static str,
+        /// The document's own time, Unix seconds.
         time: i64,
+        /// The province it names.
         province: ProvinceCode,
+        /// The key that signed it.
         kid: Kid,
+        /// Start of the key's window, Unix seconds.
         not_before: i64,
+        /// End of the key's window (exclusive), Unix seconds.
         not_after: i64,
     },
+    /// A sunset deletion receipt that still counts remaining records.
     #[error("sunset receipt of province {province} says records remain: {left}")]
-    SunsetLeftovers { province: String, left: String },
+    SunsetLeftovers {
+        /// The province whose receipt it is.
+        province: String,
+        /// What remains, as `<count> <kind>` items separated by commas.
+        left: String,
+    },
 }
 
 impl AttestationError {
@@ -108,19 +167,28 @@ impl AttestationError {
 /// A verified province entry.
 #[derive(Debug, Clone)]
 pub struct ProvinceEntry {
+    /// The province's code.
     pub code: ProvinceCode,
+    /// Human-readable name.
     pub name: String,
+    /// Node endpoints (`https://host:port`) gateways route lookups to.
     pub endpoints: Vec<String>,
+    /// The province CA certificate, DER.
     pub ca_cert_der: Vec<u8>,
+    /// Attestation keys by id; each id checked against its key.
     pub keys: HashMap<Kid, KeyEntry>,
 }
 
 /// A verified attestation key entry.
 #[derive(Debug, Clone)]
 pub struct KeyEntry {
+    /// The Ed25519 public key (a valid curve point).
     pub public_key: VerifyingKey,
+    /// Start of the key's validity, Unix seconds.
     pub not_before: i64,
+    /// End of the key's validity (exclusive), Unix seconds.
     pub not_after: i64,
+    /// Where the key is in its rotation; never `Unspecified`.
     pub status: pb::KeyStatus,
 }
 
@@ -260,30 +328,39 @@ impl TrustList {
             .map_err(|source| TrustListError::Io { path: path.display().to_string(), source })
     }
 
+    /// The signed form, exactly as received: what is persisted and passed on.
     pub fn signed(&self) -> &pb::SignedTrustList {
         &self.signed
     }
+    /// The decoded content.
     pub fn raw(&self) -> &pb::TrustList {
         &self.list
     }
+    /// Sequence number; a newer list always has a greater one (rollback protection).
     pub fn sequence(&self) -> u64 {
         self.list.sequence
     }
+    /// The SPIFFE trust domain of every identity in the federation.
     pub fn trust_domain(&self) -> &str {
         &self.list.trust_domain
     }
+    /// A member province, if listed.
     pub fn province(&self, code: &ProvinceCode) -> Option<&ProvinceEntry> {
         self.provinces.get(code)
     }
+    /// All member provinces, in no particular order.
     pub fn provinces(&self) -> impl Iterator<Item = &ProvinceEntry> {
         self.provinces.values()
     }
+    /// A registered rule by id.
     pub fn rule(&self, id: &str) -> Option<&pb::Rule> {
         self.rules.get(id)
     }
+    /// Whether a certificate serial (lowercase hex) is revoked.
     pub fn is_revoked(&self, serial_hex: &str) -> bool {
         self.revoked.contains(serial_hex)
     }
+    /// All revoked certificate serials, lowercase hex.
     pub fn revoked_serials(&self) -> &HashSet<String> {
         &self.revoked
     }
@@ -308,8 +385,11 @@ pub const DEFAULT_RETENTION: (i64, i64, i64) = (30 * 86_400, 180 * 86_400, 30);
 /// Effective retention windows, seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Retention {
+    /// How long a status record is kept after its last change.
     pub status_max_age: i64,
+    /// How long transparency-log entries are kept.
     pub audit_max_age: i64,
+    /// How long a gateway may cache an attestation (never beyond its own expiry).
     pub cache_max: i64,
 }
 

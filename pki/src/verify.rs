@@ -54,12 +54,25 @@ pub enum VerifyError {
     /// The attestation itself fails against the trust list.
     #[error(transparent)]
     Attestation(#[from] AttestationError),
+    /// The attestation is valid but for another province than the one asked or scanned.
     #[error("attestation claims province {got}, not {expected}")]
-    Province { expected: ProvinceCode, got: ProvinceCode },
+    Province {
+        /// The province the caller asked or scanned.
+        expected: ProvinceCode,
+        /// The province the attestation claims.
+        got: ProvinceCode,
+    },
+    /// The attestation's token digest is not the SHA-256 of the caller's token.
     #[error("attestation is bound to a different token")]
     TokenBinding,
+    /// The attestation was issued for another purpose than the one asked.
     #[error("attestation is for purpose {got:?}, not the one asked ({expected:?})")]
-    Purpose { expected: String, got: String },
+    Purpose {
+        /// The purpose the caller asked for.
+        expected: String,
+        /// The purpose the attestation carries.
+        got: String,
+    },
 }
 
 impl VerifyError {

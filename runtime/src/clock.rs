@@ -33,6 +33,7 @@ impl Clock {
         (Self(Arc::new(move || read.load(Ordering::SeqCst))), ManualClock(t))
     }
 
+    /// The current time, Unix seconds.
     pub fn now(&self) -> i64 {
         (self.0)()
     }
@@ -43,14 +44,17 @@ impl Clock {
 pub struct ManualClock(Arc<AtomicI64>);
 
 impl ManualClock {
+    /// Moves the clock by `seconds` (backwards if negative).
     pub fn advance(&self, seconds: i64) {
         self.0.fetch_add(seconds, Ordering::SeqCst);
     }
 
+    /// Sets the clock to `unix`, Unix seconds.
     pub fn set(&self, unix: i64) {
         self.0.store(unix, Ordering::SeqCst);
     }
 
+    /// The time the clock shows, Unix seconds.
     pub fn now(&self) -> i64 {
         self.0.load(Ordering::SeqCst)
     }

@@ -17,6 +17,8 @@
 //! - [`clock`]: wall-clock time as a value, so tests move time instead of waiting.
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 pub mod clock;
 pub mod config;

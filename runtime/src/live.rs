@@ -21,12 +21,26 @@ use huren_pki::trust::{TrustList, TrustListError};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum OfferError {
+    /// The list does not verify against the national root, or its content is invalid.
     #[error(transparent)]
     Invalid(#[from] TrustListError),
+    /// The list's sequence is not greater than the held one's: a replay or a rollback.
     #[error("trust list sequence {offered} is not newer than the held sequence {held} (rollback refused)")]
-    Rollback { offered: u64, held: u64 },
+    Rollback {
+        /// Sequence of the list offered.
+        offered: u64,
+        /// Sequence of the list held.
+        held: u64,
+    },
+    /// The list is for another federation.
     #[error("trust list is for trust domain {offered:?}, not {held:?}")]
-    TrustDomain { offered: String, held: String },
+    TrustDomain {
+        /// Trust domain of the list offered.
+        offered: String,
+        /// Trust domain of the list held.
+        held: String,
+    },
+    /// The list is valid and newer but could not be written to the persist path.
     #[error("cannot persist the trust list, so it was not taken: {0}")]
     Persist(TrustListError),
 }
@@ -92,10 +106,12 @@ impl LiveTrust {
         Self::new(initial, root_der, persist)
     }
 
+    /// The newest accepted list.
     pub fn current(&self) -> Arc<TrustList> {
         self.0.tx.borrow().clone()
     }
 
+    /// A receiver that sees every list accepted from now on.
     pub fn subscribe(&self) -> watch::Receiver<Arc<TrustList>> {
         self.0.tx.subscribe()
     }
@@ -105,6 +121,7 @@ impl LiveTrust {
         self.0.revocations.clone()
     }
 
+    /// The national root certificate (DER) every offered list must be signed by.
     pub fn root_der(&self) -> &[u8] {
         &self.0.root_der
     }

@@ -20,10 +20,13 @@ use crate::tls::{self, Revocations, TlsIdentity};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ServeError {
+    /// The TLS server configuration could not be built from the identity.
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    /// The reflection service could not be built from the file descriptor sets.
     #[error("gRPC reflection could not be built: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    /// The HTTP/2 server failed while serving.
     #[error("server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
 }
@@ -42,12 +45,15 @@ impl std::fmt::Debug for Services {
 }
 
 impl Services {
+    /// No services yet.
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Adds a generated tonic server (`FooServer::new(...)`), reported healthy and listed
     /// by reflection under its full name.
+    // A builder step taking a service, not another `Services`: not `std::ops::Add`.
+    #[allow(clippy::should_implement_trait)]
     pub fn add<S>(mut self, service: S) -> Self
     where
         S: tower::Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>

@@ -44,23 +44,48 @@ pub const MAX_CONCURRENT_STREAMS: u32 = 128;
 /// Handshakes in progress at once per server; further connections wait to be accepted.
 pub const MAX_CONCURRENT_HANDSHAKES: usize = 512;
 
+/// Why TLS material could not be loaded or a TLS configuration or channel built.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TlsError {
+    /// A certificate, key or root file could not be read.
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: io::Error },
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// The certificate or root file holds no PEM certificate.
     #[error("{path}: no PEM certificate found")]
-    NoCertificate { path: PathBuf },
+    NoCertificate {
+        /// The file (or `root` for in-memory PEM).
+        path: PathBuf,
+    },
+    /// The key file holds no PEM private key.
     #[error("{path}: no PEM private key found")]
-    NoKey { path: PathBuf },
+    NoKey {
+        /// The file (or `key` for in-memory PEM).
+        path: PathBuf,
+    },
+    /// PEM that does not parse.
     #[error("{what}: invalid PEM: {source}")]
-    Pem { what: String, source: rustls_pki_types::pem::Error },
+    Pem {
+        /// Which input: a file path, or `certificate`, `key`, `root`.
+        what: String,
+        /// The parser's error.
+        source: rustls_pki_types::pem::Error,
+    },
+    /// The party's own chain does not authenticate as a Huren identity of the trust domain.
     #[error("own certificate is unusable: {0}")]
     OwnCertificate(#[from] AuthError),
+    /// rustls refused the material, e.g. a key that does not match the certificate.
     #[error("TLS configuration rejected: {0}")]
     Rustls(#[from] rustls::Error),
+    /// The client-certificate verifier could not be built from the root.
     #[error("client verifier: {0}")]
     Verifier(#[from] rustls::server::VerifierBuilderError),
+    /// An endpoint that is not `https://host:port` or `host:port`.
     #[error("invalid endpoint {0:?}: expected https://host:port or host:port")]
     Endpoint(String),
 }
@@ -69,18 +94,30 @@ pub enum TlsError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum AuthError {
+    /// The chain is empty: the peer presented no certificate.
     #[error("no client certificate presented")]
     NoCertificate,
+    /// A certificate of the chain, or the root, is not valid X.509.
     #[error("certificate is not valid X.509")]
     Parse,
+    /// The leaf carries no URI SAN or several (the number found).
     #[error("certificate must carry exactly one URI SAN (found {0})")]
     UriSanCount(usize),
+    /// The leaf's URI SAN does not parse as an identity.
     #[error("certificate URI SAN is not a Huren identity: {0}")]
     Identity(#[from] InvalidIdentity),
+    /// The identity belongs to another trust domain.
     #[error("identity {identity} is outside trust domain {expected}")]
-    TrustDomain { identity: String, expected: String },
+    TrustDomain {
+        /// The identity presented.
+        identity: String,
+        /// The trust domain required.
+        expected: String,
+    },
+    /// A province identity whose chain is not leaf + the CA of that same province.
     #[error("identity {0} must be issued by its own province CA (chain: leaf + province CA)")]
     ProvinceIssuer(String),
+    /// A national identity (gateway, hub, …) not issued directly by the root.
     #[error("identity {0} must be issued directly by the national root")]
     RootIssuer(String),
 }
@@ -90,6 +127,7 @@ pub enum AuthError {
 pub struct Revocations(Arc<RwLock<Arc<HashSet<String>>>>);
 
 impl Revocations {
+    /// A live set starting with `serials` (lowercase hex).
     pub fn new(serials: HashSet<String>) -> Self {
         Self(Arc::new(RwLock::new(Arc::new(serials))))
     }
@@ -117,9 +155,14 @@ impl Revocations {
 /// A party's TLS material.
 #[derive(Debug)]
 pub struct TlsIdentity {
+    /// Own certificate chain, leaf first (then the province CA for province roles).
     pub chain: Vec<CertificateDer<'static>>,
+    /// The leaf's private key.
     pub key: PrivateKeyDer<'static>,
+    /// The national root certificate: the only trust anchor for peers.
     pub root: CertificateDer<'static>,
+    /// Who this party is, as authenticated from `chain` (taken on trust by
+    /// [`TlsIdentity::from_pem_unchecked`]).
     pub identity: Identity,
 }
 
@@ -345,7 +388,10 @@ pub fn server_config(id: &TlsIdentity, revocations: Revocations) -> Result<Arc<S
 /// request's extensions.
 #[derive(Debug, Clone)]
 pub struct PeerInfo {
+    /// The peer's TCP address, if known.
     pub remote_addr: Option<SocketAddr>,
+    /// The peer's identity, or why its chain yields none; [`peer`] turns an error into
+    /// UNAUTHENTICATED.
     pub identity: Result<Identity, AuthError>,
     /// Serials of the presented chain, checked against `revocations` on every request so
     /// a certificate revoked while its connection is open stops working at once.

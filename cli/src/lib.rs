@@ -1,9 +1,10 @@
 //! The `huren` command line: one binary for every party of the federation.
 //!
 //! Layout: [`Cli`] (clap definitions) and [`run`] (dispatch) here; [`hub`] the transport
-//! hub's client; [`federation`] an in-process loopback federation (demo and tests);
-//! [`demo`] the story `huren demo` tells. `main.rs` only sets up logging and maps errors
-//! to exit codes (64 for bad configuration or usage, 1 otherwise).
+//! hub's client and [`audit`] the auditor's, from [`huren_client`]; [`federation`] an
+//! in-process loopback federation (demo and tests); [`demo`] the story `huren demo`
+//! tells. `main.rs` only sets up logging and maps errors to exit codes (64 for bad
+//! configuration or usage, 1 otherwise).
 
 #![forbid(unsafe_code)]
 // Doc comments on the clap types are `--help` text, where `<name>` is the convention.
@@ -16,6 +17,10 @@ pub mod demo;
 pub mod federation;
 pub mod hub;
 pub mod telemetry;
+
+/// The client library that the `hub` and `audit` commands are built on, for code that
+/// links huren-cli only.
+pub use huren_client;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -1001,7 +1006,7 @@ fn audit_client(target: &AuditTarget) -> Result<audit::AuditClient> {
     let identity = TlsIdentity::load(&t.cert, &t.key, &t.ca, &t.trust_domain).map_err(usage)?;
     let trust = TrustList::load(&target.trust_list, identity.root.as_ref()).map_err(usage)?;
     let province: ProvinceCode = target.province.parse().map_err(usage)?;
-    audit::AuditClient::connect(target.node.as_deref(), &province, &identity, trust)
+    Ok(audit::AuditClient::connect(target.node.as_deref(), &province, &identity, trust)?)
 }
 
 fn read_head(path: &Path) -> Result<huren_proto::pb::SignedTreeHead> {

@@ -14,7 +14,8 @@ use anyhow::{bail, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use huren_bench::{BenchError, LookupOptions, SeedOptions, StoreOptions, TlsFiles};
 
-use crate::{usage, TlsArgs};
+use crate::cmd::TlsArgs;
+use crate::usage;
 
 /// `huren bench …`
 #[derive(Debug, Subcommand)]

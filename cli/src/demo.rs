@@ -12,7 +12,7 @@ use huren_runtime::tls::TlsIdentity;
 use serde::Serialize;
 
 use crate::federation::{Federation, FederationOptions, DEMO_PROVINCES};
-use crate::hub::{self, HubClient};
+use huren_client::{verify_offline, HubClient, HubError, VerifiedStatus};
 
 /// Rule under which the demo's red code is assigned.
 pub const RED_RULE: &str = "NHC-CC-2022-9";
@@ -146,7 +146,7 @@ pub struct Step {
     pub outcome: String,
     pub ok: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub status: Option<hub::VerifiedStatus>,
+    pub status: Option<VerifiedStatus>,
 }
 
 /// The whole run.
@@ -158,7 +158,7 @@ pub struct Report {
     pub steps: Vec<Step>,
 }
 
-fn refused(expected: tonic::Code, result: Result<hub::VerifiedStatus, hub::HubError>) -> (String, bool) {
+fn refused(expected: tonic::Code, result: Result<VerifiedStatus, HubError>) -> (String, bool) {
     match result {
         Ok(s) => (format!("accepted: {}", s.status), false),
         Err(e) => {
@@ -173,7 +173,7 @@ fn status_step(
     story: &'static str,
     want_status: &str,
     want_rule: Option<&str>,
-    result: Result<hub::VerifiedStatus, hub::HubError>,
+    result: Result<VerifiedStatus, HubError>,
 ) -> Step {
     let expected = match want_rule {
         Some(r) => format!("{want_status} citing rule {r}"),
@@ -234,7 +234,7 @@ pub async fn story(federation: &Federation, qrs: &[(Subject, pb::IssueTokenRespo
 
     // 3. Offline verification of a QR against the saved trust list.
     let trust = rail.trust_list().cloned().context("hub holds no trust list")?;
-    let result = hub::verify_offline(&trust, &qr_of("gd-resident-0003")?, unix_now());
+    let result = verify_offline(&trust, &qr_of("gd-resident-0003")?, unix_now());
     steps.push(status_step(
         "offline_qr_verify",
         "With the network down, the rail hub verifies a Guangdong resident's QR against its saved trust list.",

@@ -22,7 +22,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 
-use crate::hub::HubClient;
+use huren_client::HubClient;
 
 /// The three provinces of the demo: Anhui, Shandong, Guangdong.
 pub const DEMO_PROVINCES: [(&str, &str); 3] = [("340000", "Anhui"), ("370000", "Shandong"), ("440000", "Guangdong")];

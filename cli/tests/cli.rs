@@ -1,12 +1,8 @@
 //! The `huren` binary end to end: the demo, and a federation of real processes set up
 //! only with CLI commands and TOML files.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-
 mod common;
-use common::{attestation_key_file, huren, ok, HUREN};
+use common::{anhui_with_rule_r1, audit_target, huren, ok, scratch, signal, spawn_server, write_node_toml};
 
 #[test]
 fn demo_once_json_reports_every_step_as_expected() {
@@ -83,74 +79,11 @@ fn bad_config_and_bad_input_exit_nonzero_with_one_line() {
     assert_eq!(String::from_utf8_lossy(&out.stderr).trim().lines().count(), 1);
 }
 
-/// A server process; killed on drop if still running.
-struct Server {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn spawn_server(role: &str, config: &Path) -> Server {
-    let mut child = Command::new(HUREN)
-        .args([role, "--config", config.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut addr = None;
-    let mut seen = String::new();
-    let mut line = String::new();
-    while stderr.read_line(&mut line).unwrap_or(0) > 0 {
-        seen.push_str(&line);
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            addr = Some(rest.split_whitespace().next().unwrap().to_owned());
-            break;
-        }
-        line.clear();
-    }
-    // Keep draining so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in stderr.lines() {});
-    let addr = addr.unwrap_or_else(|| panic!("{role} did not start: {seen}"));
-    Server { child, addr }
-}
-
-fn terminate(mut server: Server) -> std::process::ExitStatus {
-    let status = Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status().unwrap();
-    assert!(status.success());
-    server.child.wait().unwrap()
-}
-
 #[test]
 fn a_federation_of_processes_set_up_with_the_cli() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = |p: &str| dir.path().join(p).to_str().unwrap().to_owned();
+    let (dir, d) = scratch();
     let pki = d("pki");
-    ok(&["pki", "--dir", &pki, "init"]);
-    ok(&["pki", "--dir", &pki, "province", "add", "340000", "--name", "Anhui"]);
-    ok(&[
-        "pki",
-        "--dir",
-        &pki,
-        "rule",
-        "add",
-        "--id",
-        "R1",
-        "--title",
-        "Close contact",
-        "--may-assign",
-        "RED",
-        "--max-duration-seconds",
-        "1209600",
-        "--authority",
-        "340000/hefei-cdc",
-    ]);
+    anhui_with_rule_r1(&pki);
     // A rule must say who may apply it, as <province>/<name>.
     let out = huren(&[
         "pki",
@@ -193,18 +126,8 @@ fn a_federation_of_processes_set_up_with_the_cli() {
     assert!(ok(&["pki", "--dir", &pki, "trust-list", "sign"]).contains("sequence 1"));
 
     let root = format!("{pki}/root/ca.pem");
-    let key = attestation_key_file(&pki);
     let node_toml = dir.path().join("node.toml");
-    std::fs::write(
-        &node_toml,
-        format!(
-            "province = \"340000\"\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\ncert = \"{pki}/issued/node-340000/cert.pem\"\n\
-             key = \"{pki}/issued/node-340000/key.pem\"\nca = \"{root}\"\nattestation_key = \"{}\"\ntrust_list = \"{pki}/trust-list.bin\"\n",
-            d("node-data"),
-            key.display()
-        ),
-    )
-    .unwrap();
+    write_node_toml(&node_toml, &pki, &d("node-data"), "");
     let node = spawn_server("node", &node_toml);
 
     ok(&["pki", "--dir", &pki, "province", "set-endpoint", "340000", &format!("https://{}", node.addr)]);
@@ -255,69 +178,31 @@ fn a_federation_of_processes_set_up_with_the_cli() {
     let hub_key = format!("{pki}/issued/hub-h1/key.pem");
     let saved = d("hub-trust-list.bin");
     let pair = format!("340000:{}", token["token"].as_str().unwrap());
-    let looked_up = ok(&[
-        "hub",
-        "lookup",
-        "--gateway",
-        &gateway.addr,
-        "--cert",
-        &hub_cert,
-        "--key",
-        &hub_key,
-        "--ca",
-        &root,
-        "--purpose",
-        "transit.highway",
-        "--trust-list-cache",
-        &saved,
-        "--json",
-        &pair,
-    ]);
-    let status: serde_json::Value = serde_json::from_str(&looked_up).unwrap();
+    // The hub `h1` asks the gateway.
+    let lookup = |extra: &[&str]| {
+        let mut args = vec!["hub", "lookup", "--gateway", &gateway.addr, "--ca", &root];
+        args.extend(["--cert", &hub_cert, "--key", &hub_key]);
+        args.extend(extra);
+        huren(&args)
+    };
+    let looked_up = lookup(&["--purpose", "transit.highway", "--trust-list-cache", &saved, "--json", &pair]);
+    assert!(looked_up.status.success(), "{}", String::from_utf8_lossy(&looked_up.stderr));
+    let status: serde_json::Value = serde_json::from_slice(&looked_up.stdout).unwrap();
     assert_eq!((status["status"].as_str(), status["rule_id"].as_str()), (Some("RED"), Some("R1")));
     assert_eq!(status["trust_list_sequence"], 2);
 
     let verified = ok(&["hub", "verify", "--trust-list", &saved, "--ca", &root, token["qr"].as_str().unwrap()]);
     assert!(verified.starts_with("RED — issued by 340000 Anhui"), "{verified}");
 
-    let unknown = huren(&[
-        "hub",
-        "lookup",
-        "--gateway",
-        &gateway.addr,
-        "--cert",
-        &hub_cert,
-        "--key",
-        &hub_key,
-        "--ca",
-        &root,
-        "--purpose",
-        "transit.highway",
-        "340000:AAAAAAAAAAAAAAAAAAAAAAAAAA",
-    ]);
+    let unknown = lookup(&["--purpose", "transit.highway", "340000:AAAAAAAAAAAAAAAAAAAAAAAAAA"]);
     assert_eq!(unknown.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("NotFound"));
 
     // Auditor: tree head, consistency after more changes, statistics.
+    let target = audit_target(&pki, &node.addr, "a1");
     let audit = |extra: &[&str]| {
-        let mut args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        for a in [
-            "--province",
-            "340000",
-            "--node",
-            &node.addr,
-            "--trust-list",
-            &format!("{pki}/trust-list.bin"),
-            "--ca",
-            &root,
-            "--cert",
-            &format!("{pki}/issued/auditor-a1/cert.pem"),
-            "--key",
-            &format!("{pki}/issued/auditor-a1/key.pem"),
-        ] {
-            args.push(a.to_owned());
-        }
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut args = extra.to_vec();
+        args.extend(target.iter().map(String::as_str));
         huren(&args)
     };
     let head1 = d("head1.bin");
@@ -370,25 +255,13 @@ fn a_federation_of_processes_set_up_with_the_cli() {
     assert_eq!(again.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&again.stderr).contains("not newer than the held sequence 3"));
     // The revoked hub is now refused at the handshake.
-    let revoked = huren(&[
-        "hub",
-        "lookup",
-        "--gateway",
-        &gateway.addr,
-        "--cert",
-        &hub_cert,
-        "--key",
-        &hub_key,
-        "--ca",
-        &root,
-        &pair,
-    ]);
+    let revoked = lookup(&[&pair]);
     assert_eq!(revoked.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&revoked.stderr).contains("could not reach the gateway over mutual TLS"));
 
     // SIGTERM stops both servers cleanly.
-    assert!(terminate(gateway).success());
-    assert!(terminate(node).success());
+    assert!(signal(gateway, "-TERM").success());
+    assert!(signal(node, "-TERM").success());
 
     // Province IT purges everything with a receipt; an auditor checks it and the disk.
     let receipt = d("purge.receipt");

@@ -3,9 +3,7 @@
 //! survived — in the store, in the signed transparency log, and as served afterwards.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,64 +16,16 @@ use pb::status_admin_client::StatusAdminClient;
 use tonic::transport::Channel;
 
 mod common;
-use common::attestation_key_file;
+use common::{anhui_with_rule_r1, ok, scratch, signal, spawn_server, write_node_toml, Server};
 
-const HUREN: &str = env!("CARGO_BIN_EXE_huren");
 /// Crash cycles in one test.
 const CYCLES: usize = 5;
 /// Requests in flight at once while the node is killed.
 const IN_FLIGHT: usize = 12;
 
-fn ok(args: &[&str]) -> String {
-    let out = Command::new(HUREN).args(args).env_remove("HUREN_PKI_DIR").output().expect("huren runs");
-    assert!(out.status.success(), "huren {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).expect("utf-8")
-}
-
-/// A node process; killed on drop if still running.
-struct Server {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `huren node` and waits for its "listening on" line.
-fn spawn_node(config: &Path) -> Server {
-    let mut child = Command::new(HUREN)
-        .args(["node", "--config", config.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut addr = None;
-    let mut seen = String::new();
-    let mut line = String::new();
-    while stderr.read_line(&mut line).unwrap_or(0) > 0 {
-        seen.push_str(&line);
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            addr = Some(rest.split_whitespace().next().unwrap().to_owned());
-            break;
-        }
-        line.clear();
-    }
-    // Keep draining so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in stderr.lines() {});
-    let addr = addr.unwrap_or_else(|| panic!("node did not start: {seen}"));
-    Server { child, addr }
-}
-
 /// `kill -9`, then reap.
-fn kill_9(mut server: Server) {
-    let status = Command::new("kill").args(["-9", &server.child.id().to_string()]).status().unwrap();
-    assert!(status.success());
-    let exit = server.child.wait().unwrap();
+fn kill_9(server: Server) {
+    let exit = signal(server, "-9");
     assert!(!exit.success(), "the node exited normally instead of being killed: {exit:?}");
 }
 
@@ -91,28 +41,9 @@ struct Setup {
 }
 
 fn setup() -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let d = |p: &str| dir.path().join(p).to_str().unwrap().to_owned();
+    let (dir, d) = scratch();
     let pki = d("pki");
-    ok(&["pki", "--dir", &pki, "init"]);
-    ok(&["pki", "--dir", &pki, "province", "add", "340000", "--name", "Anhui"]);
-    ok(&[
-        "pki",
-        "--dir",
-        &pki,
-        "rule",
-        "add",
-        "--id",
-        "R1",
-        "--title",
-        "Close contact",
-        "--may-assign",
-        "RED",
-        "--max-duration-seconds",
-        "1209600",
-        "--authority",
-        "340000/hefei-cdc",
-    ]);
+    anhui_with_rule_r1(&pki);
     for (kind, name) in
         [("node", "340000"), ("admin", "340000"), ("authority", "340000/hefei-cdc"), ("auditor", "crash-auditor")]
     {
@@ -120,18 +51,8 @@ fn setup() -> Setup {
     }
     ok(&["pki", "--dir", &pki, "trust-list", "sign"]);
     let root = format!("{pki}/root/ca.pem");
-    let key = attestation_key_file(&pki);
     let node_toml = dir.path().join("node.toml");
-    std::fs::write(
-        &node_toml,
-        format!(
-            "province = \"340000\"\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\ncert = \"{pki}/issued/node-340000/cert.pem\"\n\
-             key = \"{pki}/issued/node-340000/key.pem\"\nca = \"{root}\"\nattestation_key = \"{}\"\ntrust_list = \"{pki}/trust-list.bin\"\n",
-            d("node-data"),
-            key.display()
-        ),
-    )
-    .unwrap();
+    write_node_toml(&node_toml, &pki, &d("node-data"), "");
     let load = |kind: &str, name: &str| {
         let issued = Path::new(&pki).join("issued").join(format!("{kind}-{}", name.replace('/', "-")));
         TlsIdentity::load(&issued.join("cert.pem"), &issued.join("key.pem"), Path::new(&root), "huren.gov").unwrap()
@@ -225,7 +146,7 @@ async fn every_acknowledged_upsert_survives_kill_9() {
     let mut all = Acked::new();
     let mut log_size = 0u64;
     for cycle in 0..CYCLES {
-        let server = spawn_node(&setup.node_toml);
+        let server = spawn_server("node", &setup.node_toml);
         // The restarted node serves every change acknowledged before any earlier kill.
         verify_served(&setup, &server.addr, &all, log_size).await;
         let kill_after = 40 + 35 * cycle;
@@ -251,7 +172,7 @@ async fn every_acknowledged_upsert_survives_kill_9() {
         log_size = size;
         all.extend(acked);
     }
-    let server = spawn_node(&setup.node_toml);
+    let server = spawn_server("node", &setup.node_toml);
     verify_served(&setup, &server.addr, &all, log_size).await;
 }
 

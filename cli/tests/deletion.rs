@@ -11,7 +11,7 @@ use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{attestation_key_file, ok, one_province_pki, refused, HUREN};
+use common::{audit_target, ok, one_province_pki, refused, scratch, write_node_toml, HUREN};
 
 /// Bound on every wait for a server event: against hangs, not a performance assertion.
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -108,43 +108,36 @@ fn series(body: &str, name: &str, labels: &[&str]) -> f64 {
     found[0]
 }
 
+/// A GREEN status set by Anhui's admin, last changed 40 days before `now` (past the
+/// default 30-day retention window) and lapsed a day later.
+fn green_40_days_before(now: i64) -> huren_node::store::StatusRecord {
+    huren_node::store::StatusRecord {
+        status: huren_proto::pb::HealthStatus::Green as i32,
+        authority: "spiffe://huren.gov/province/340000/admin".into(),
+        valid_until: now - 39 * 86_400,
+        updated_at: now - 40 * 86_400,
+        ..Default::default()
+    }
+}
+
 #[test]
 fn a_manual_purge_receipt_verifies_and_altered_or_unknown_ones_are_refused() {
     let started = huren_pki::unix_now();
-    let dir = tempfile::tempdir().unwrap();
-    let d = |p: &str| dir.path().join(p).to_str().unwrap().to_owned();
+    let (dir, d) = scratch();
     let pki = d("pki");
-    one_province_pki(&pki, &[("node", "340000"), ("admin", "340000"), ("auditor", "a1")]);
-    let root = format!("{pki}/root/ca.pem");
+    let root = one_province_pki(&pki, &[("node", "340000"), ("admin", "340000"), ("auditor", "a1")]);
     let trust_list = format!("{pki}/trust-list.bin");
-    let key = attestation_key_file(&pki);
 
     // Two statuses last changed 40 days ago: past the default 30-day window.
     let data = d("node-data");
     {
         let store = huren_node::Store::open(&Path::new(&data).join("status.redb")).unwrap();
         for subject in ["ah-old-1", "ah-old-2"] {
-            let record = huren_node::store::StatusRecord {
-                status: huren_proto::pb::HealthStatus::Green as i32,
-                authority: "spiffe://huren.gov/province/340000/admin".into(),
-                valid_until: started - 39 * 86_400,
-                updated_at: started - 40 * 86_400,
-                ..Default::default()
-            };
-            store.upsert(subject, record).unwrap();
+            store.upsert(subject, green_40_days_before(started)).unwrap();
         }
     }
     let node_toml = dir.path().join("node.toml");
-    std::fs::write(
-        &node_toml,
-        format!(
-            "province = \"340000\"\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\ndata_dir = \"{data}\"\n\
-             cert = \"{pki}/issued/node-340000/cert.pem\"\nkey = \"{pki}/issued/node-340000/key.pem\"\nca = \"{root}\"\n\
-             attestation_key = \"{}\"\ntrust_list = \"{trust_list}\"\n",
-            key.display()
-        ),
-    )
-    .unwrap();
+    write_node_toml(&node_toml, &pki, &data, "admin_listen = \"127.0.0.1:0\"\n");
 
     // The running node purges them at once and says so on /metrics; /readyz is fine.
     let node = Node::spawn(&node_toml);
@@ -178,24 +171,9 @@ fn a_manual_purge_receipt_verifies_and_altered_or_unknown_ones_are_refused() {
     admin(&["status", "ah-0001", "GREEN"]);
     admin(&["token", "ah-0001"]);
     let head = d("head.bin");
-    ok(&[
-        "audit",
-        "tree-head",
-        "--province",
-        "340000",
-        "--node",
-        &node.addr,
-        "--trust-list",
-        &trust_list,
-        "--ca",
-        &root,
-        "--cert",
-        &format!("{pki}/issued/auditor-a1/cert.pem"),
-        "--key",
-        &format!("{pki}/issued/auditor-a1/key.pem"),
-        "--out",
-        &head,
-    ]);
+    let mut tree_head = vec!["audit".to_owned(), "tree-head".into(), "--out".into(), head.clone()];
+    tree_head.extend(audit_target(&pki, &node.addr, "a1"));
+    ok(&strs(&tree_head));
     admin(&["status", "ah-0002", "GREEN"]);
     assert!(node.terminate().success());
 
@@ -262,12 +240,17 @@ struct RedisKeys {
 
 impl Drop for RedisKeys {
     fn drop(&mut self) {
-        let Ok(mut conn) = redis::Client::open(self.url.as_str()).and_then(|c| c.get_connection()) else { return };
-        let keys: Vec<String> =
-            redis::cmd("KEYS").arg(format!("{}*", self.prefix)).query(&mut conn).unwrap_or_default();
-        for key in keys {
-            let _: redis::RedisResult<()> = redis::cmd("DEL").arg(key).query(&mut conn);
-        }
+        use redis::Commands as _;
+        let cleanup = || -> redis::RedisResult<()> {
+            let mut conn = redis::Client::open(self.url.as_str())?.get_connection()?;
+            let keys =
+                conn.scan_match::<_, String>(format!("{}*", self.prefix))?.collect::<redis::RedisResult<Vec<_>>>()?;
+            if !keys.is_empty() {
+                conn.del::<_, ()>(keys)?;
+            }
+            Ok(())
+        };
+        let _ = cleanup();
     }
 }
 
@@ -277,41 +260,21 @@ impl Drop for RedisKeys {
 #[test]
 fn a_node_on_redis_serves_survives_a_restart_and_its_purge_leaves_no_subject_key() {
     let started = huren_pki::unix_now();
-    let dir = tempfile::tempdir().unwrap();
-    let d = |p: &str| dir.path().join(p).to_str().unwrap().to_owned();
+    let (dir, d) = scratch();
     let pki = d("pki");
-    one_province_pki(&pki, &[("node", "340000"), ("admin", "340000")]);
-    let root = format!("{pki}/root/ca.pem");
-    let trust_list = format!("{pki}/trust-list.bin");
-    let key = attestation_key_file(&pki);
+    let root = one_province_pki(&pki, &[("node", "340000"), ("admin", "340000")]);
     let url = std::env::var("HUREN_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let redis =
         RedisKeys { url: url.clone(), prefix: format!("huren-test:cli-node:{}:{started}:", std::process::id()) };
     {
         let store = huren_node::RedisStore::open(&url, &redis.prefix).unwrap();
-        let record = huren_node::store::StatusRecord {
-            status: huren_proto::pb::HealthStatus::Green as i32,
-            authority: "spiffe://huren.gov/province/340000/admin".into(),
-            valid_until: started - 39 * 86_400,
-            updated_at: started - 40 * 86_400,
-            ..Default::default()
-        };
-        store.upsert("ah-old-1", record).unwrap();
+        store.upsert("ah-old-1", green_40_days_before(started)).unwrap();
     }
     let data = d("node-data");
     let node_toml = dir.path().join("node.toml");
-    std::fs::write(
-        &node_toml,
-        format!(
-            "province = \"340000\"\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\ndata_dir = \"{data}\"\n\
-             cert = \"{pki}/issued/node-340000/cert.pem\"\nkey = \"{pki}/issued/node-340000/key.pem\"\nca = \"{root}\"\n\
-             attestation_key = \"{}\"\ntrust_list = \"{trust_list}\"\nstore = \"redis\"\n\
-             store_redis_url = \"{url}\"\nstore_redis_prefix = \"{}\"\n",
-            key.display(),
-            redis.prefix
-        ),
-    )
-    .unwrap();
+    let redis_store =
+        format!("store = \"redis\"\nstore_redis_url = \"{url}\"\nstore_redis_prefix = \"{}\"\n", redis.prefix);
+    write_node_toml(&node_toml, &pki, &data, &format!("admin_listen = \"127.0.0.1:0\"\n{redis_store}"));
 
     let node = Node::spawn(&node_toml);
     node.wait_for("retention purge", "the node's retention purge of the old status in Redis");

@@ -1,0 +1,243 @@
+//! `huren audit`: the auditor's tools — a node's signed tree heads and log consistency,
+//! deletion receipts, non-green statistics (all on [`huren_client`]) and scans of a
+//! stopped node's data for records left behind ([`crate::audit`]).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use huren_client::AuditClient;
+use huren_pki::{unix_now, ProvinceCode, TrustList};
+use huren_proto::pb;
+use prost::Message as _;
+
+use crate::cmd::{read_root, TlsArgs};
+use crate::{audit, usage};
+
+#[derive(Debug, Args)]
+pub struct AuditTarget {
+    #[command(flatten)]
+    pub tls: TlsArgs,
+    /// Province whose node to audit.
+    #[arg(long)]
+    pub province: String,
+    /// The node's address (default: its endpoint in the trust list).
+    #[arg(long)]
+    pub node: Option<String>,
+    /// Trust list file used to check the node's signatures.
+    #[arg(long)]
+    pub trust_list: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Fetch and verify the node's signed tree head; print it (and save it with --out).
+    TreeHead {
+        #[command(flatten)]
+        target: AuditTarget,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Transparency log checks.
+    Log {
+        #[command(subcommand)]
+        command: AuditLogCommand,
+    },
+    /// Check a deletion receipt: signature, province key and its validity, final tree
+    /// head, nothing left after a sunset, consistency with a saved tree head.
+    VerifyReceipt {
+        receipt: PathBuf,
+        #[arg(long)]
+        trust_list: PathBuf,
+        /// National root certificate, PEM.
+        #[arg(long)]
+        ca: PathBuf,
+        /// A tree head saved earlier (`audit tree-head --out`): the receipt must carry a
+        /// consistency proof from its size to the final log, and the proof must verify.
+        #[arg(long)]
+        tree_head: Option<PathBuf>,
+    },
+    /// Confirm that no subject record remains in a node's data folder (node stopped):
+    /// none in its store, and no record bytes left anywhere in the raw files; with
+    /// --redis, no key under the Huren prefix of a Redis server.
+    Scan {
+        #[arg(long)]
+        node_data: Option<PathBuf>,
+        /// Also look for these bytes in every raw file, e.g. subject references (repeatable).
+        #[arg(long = "pattern")]
+        patterns: Vec<String>,
+        /// Also look for each line of this file (subject references, say) in every raw file.
+        #[arg(long)]
+        patterns_file: Option<PathBuf>,
+        /// Redis server to scan, e.g. redis://127.0.0.1:6379.
+        #[arg(long)]
+        redis: Option<String>,
+        /// Key prefix to scan: the gateway's (default) or a node store's
+        /// (`store_redis_prefix`, by default `huren-node:<province>:`).
+        #[arg(long, default_value = "huren:")]
+        redis_prefix: String,
+    },
+    /// Non-green status changes per rule and authority in a time window.
+    Stats {
+        #[command(flatten)]
+        target: AuditTarget,
+        /// Window start, Unix seconds (default: the beginning).
+        #[arg(long, default_value_t = 0)]
+        since: i64,
+        /// Window end, Unix seconds (default: now).
+        #[arg(long)]
+        until: Option<i64>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditLogCommand {
+    /// Check that the log only grew between two tree heads (and that every entry matches
+    /// the newer one): `--old` a saved head, `--new` another or (default) the current one.
+    Verify {
+        #[command(flatten)]
+        target: AuditTarget,
+        #[arg(long)]
+        old: PathBuf,
+        #[arg(long)]
+        new: Option<PathBuf>,
+        /// Also download every entry and recompute the root.
+        #[arg(long)]
+        full: bool,
+    },
+}
+
+/// Runs `huren audit …`.
+pub async fn run(command: AuditCommand) -> Result<()> {
+    match command {
+        AuditCommand::TreeHead { target, out } => {
+            let mut client = client(&target)?;
+            let (signed, head) = client.tree_head().await?;
+            if let Some(out) = out {
+                huren_pki::fsio::write_atomic(&out, &signed.encode_to_vec())?;
+            }
+            println!(
+                "{}",
+                serde_json::json!({
+                    "province": head.province,
+                    "tree_size": head.tree_size,
+                    "root_hash": data_encoding::HEXLOWER.encode(&head.root_hash),
+                    "timestamp": head.timestamp,
+                    "kid": data_encoding::HEXLOWER.encode(&signed.kid),
+                })
+            );
+        }
+        AuditCommand::Log { command: AuditLogCommand::Verify { target, old, new, full } } => {
+            let mut client = client(&target)?;
+            let old = read_head(&old)?;
+            let new = match new {
+                Some(path) => read_head(&path)?,
+                None => client.tree_head().await?.0,
+            };
+            client.verify_consistency(&old, &new).await?;
+            let (old_head, new_head) = (client.verify_head(&old)?, client.verify_head(&new)?);
+            if full {
+                client.fetch_verified(&new_head).await?;
+            }
+            println!(
+                "consistent: the log of province {} grew from {} to {} entries without rewriting history{}",
+                new_head.province,
+                old_head.tree_size,
+                new_head.tree_size,
+                if full { "; every entry matches the signed root" } else { "" }
+            );
+        }
+        AuditCommand::VerifyReceipt { receipt, trust_list, ca, tree_head } => {
+            let trust = TrustList::load(&trust_list, &read_root(&ca)?).map_err(usage)?;
+            let bytes = std::fs::read(&receipt).with_context(|| format!("reading {}", receipt.display()))?;
+            let signed = pb::SignedDeletionReceipt::decode(bytes.as_slice())
+                .map_err(|e| usage(format!("{}: not a deletion receipt: {e}", receipt.display())))?;
+            let saved = tree_head.as_deref().map(read_head).transpose()?;
+            let checked = huren_client::verify_receipt(&trust, &signed, saved.as_ref())?;
+            println!("{}", serde_json::to_string(&checked)?);
+        }
+        AuditCommand::Scan { node_data, patterns, patterns_file, redis, redis_prefix } => {
+            scan(node_data, patterns, patterns_file, redis, redis_prefix).await?
+        }
+        AuditCommand::Stats { target, since, until, json } => {
+            let mut client = client(&target)?;
+            let (_, head) = client.tree_head().await?;
+            let entries = client.fetch_verified(&head).await?;
+            let stats = huren_client::stats(&entries, since, until.unwrap_or_else(|| unix_now() + 1));
+            if json {
+                println!("{}", serde_json::to_string(&stats)?);
+            } else {
+                println!(
+                    "province {}: {} status changes in the window (log verified, {} entries)",
+                    head.province, stats.entries, head.tree_size
+                );
+                println!("{:<8} {:<24} {:<24} {:>8} {:>9}", "status", "rule", "authority", "changes", "subjects");
+                for r in &stats.non_green {
+                    println!(
+                        "{:<8} {:<24} {:<24} {:>8} {:>9}",
+                        r.status, r.rule_id, r.authority, r.count, r.distinct_subjects
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `huren audit scan`: fails when any subject record or record fragment remains.
+async fn scan(
+    node_data: Option<PathBuf>,
+    patterns: Vec<String>,
+    patterns_file: Option<PathBuf>,
+    redis: Option<String>,
+    redis_prefix: String,
+) -> Result<()> {
+    if node_data.is_none() && redis.is_none() {
+        return Err(usage("give --node-data <dir> and/or --redis <url>"));
+    }
+    let mut patterns: Vec<Vec<u8>> = patterns.into_iter().map(String::into_bytes).collect();
+    if let Some(path) = &patterns_file {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        patterns.extend(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(|l| l.as_bytes().to_vec()));
+    }
+    if node_data.is_none() && !patterns.is_empty() {
+        return Err(usage("--pattern and --patterns-file need --node-data <dir>"));
+    }
+    let mut remaining = 0u64;
+    if let Some(dir) = node_data {
+        let counts = audit::scan_node_data(&dir)?;
+        println!("{}: {}", dir.display(), serde_json::to_string(&counts)?);
+        remaining += counts.values().sum::<u64>();
+        let raw = audit::scan_node_data_raw(&dir, &patterns)?;
+        for f in &raw {
+            println!("{}: {} occurrence(s) of {:?} in the raw bytes", f.file, f.occurrences, f.pattern);
+        }
+        remaining += raw.iter().map(|f| f.occurrences).sum::<u64>();
+    }
+    if let Some(url) = redis {
+        let keys = audit::scan_redis(&url, &redis_prefix).await?;
+        println!("redis {redis_prefix}*: {keys} keys");
+        remaining += keys;
+    }
+    if remaining > 0 {
+        bail!("{remaining} subject records or record fragments remain");
+    }
+    println!("no subject records remain");
+    Ok(())
+}
+
+/// An auditor's client for the target node, checking signatures with its trust list.
+fn client(target: &AuditTarget) -> Result<AuditClient> {
+    let identity = target.tls.load()?;
+    let trust = TrustList::load(&target.trust_list, identity.root.as_ref()).map_err(usage)?;
+    let province: ProvinceCode = target.province.parse().map_err(usage)?;
+    Ok(AuditClient::connect(target.node.as_deref(), &province, &identity, trust)?)
+}
+
+/// A signed tree head saved by `audit tree-head --out`.
+fn read_head(path: &Path) -> Result<pb::SignedTreeHead> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    pb::SignedTreeHead::decode(bytes.as_slice()).map_err(|e| usage(format!("{}: {e}", path.display())))
+}

@@ -1,0 +1,175 @@
+//! `huren pki`: the coordinator's national PKI — root, provinces, role certificates,
+//! revocations — and the registry it signs into the trust list. Registry edits live in
+//! [`registry`], the signed list itself in [`trust_list`].
+
+pub mod registry;
+pub mod trust_list;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Args, Subcommand};
+use huren_pki::ca::Validity;
+use huren_pki::registry::PkiDir;
+use huren_pki::unix_now;
+
+use crate::usage;
+use registry::{HubRegistryCommand, KeyCommand, ProvinceCommand, PurposeCommand, RuleCommand};
+use trust_list::TrustListCommand;
+
+#[derive(Debug, Args)]
+pub struct PkiArgs {
+    /// The coordinator's PKI directory.
+    #[arg(long, global = true, env = "HUREN_PKI_DIR", default_value = "huren-pki")]
+    pub dir: PathBuf,
+    #[command(subcommand)]
+    pub command: PkiCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PkiCommand {
+    /// Create the national root CA.
+    Init {
+        #[arg(long, default_value = huren_pki::DEFAULT_TRUST_DOMAIN)]
+        trust_domain: String,
+        #[arg(long, default_value_t = 3650)]
+        days: i64,
+    },
+    /// Provinces of the federation.
+    Province {
+        #[command(subcommand)]
+        command: ProvinceCommand,
+    },
+    /// The rule registry.
+    Rule {
+        #[command(subcommand)]
+        command: RuleCommand,
+    },
+    /// Issue a role certificate: node|admin <province-code>, authority <province-code>/<name>,
+    /// gateway|hub|coordinator|auditor <name>.
+    Issue {
+        kind: String,
+        name: String,
+        #[arg(long, default_value_t = 365)]
+        days: i64,
+        /// For hubs: register the hub for this purpose too (repeatable).
+        #[arg(long = "purpose")]
+        purposes: Vec<String>,
+    },
+    /// Transport hub registrations (which purposes each hub may declare).
+    Hub {
+        #[command(subcommand)]
+        command: HubRegistryCommand,
+    },
+    /// The field policy: which attestation fields may cross a border, per purpose.
+    Purpose {
+        #[command(subcommand)]
+        command: PurposeCommand,
+    },
+    /// Retention windows (0 = built-in default).
+    Retention {
+        #[arg(long, default_value_t = 0)]
+        status_max_age_seconds: i64,
+        #[arg(long, default_value_t = 0)]
+        audit_max_age_seconds: i64,
+        #[arg(long, default_value_t = 0)]
+        cache_max_seconds: i64,
+    },
+    /// Order the federation to end: gateways stop routing, nodes purge and hand in receipts.
+    Sunset {
+        /// Effective time, Unix seconds (default: now).
+        #[arg(long)]
+        at: Option<i64>,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Attestation keys: add (published), activate, retire, revoke.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+    /// Revoke a certificate: by role and name as issued here, or by serial.
+    Revoke {
+        /// node|admin|gateway|hub|coordinator|auditor
+        kind: Option<String>,
+        /// Province code (node, admin) or name.
+        name: Option<String>,
+        /// Serial number (hex) instead of kind and name.
+        #[arg(long, conflicts_with_all = ["kind", "name"])]
+        serial: Option<String>,
+    },
+    /// The signed trust list.
+    TrustList {
+        #[command(subcommand)]
+        command: TrustListCommand,
+    },
+}
+
+/// Runs `huren pki …`.
+pub async fn run(args: PkiArgs) -> Result<()> {
+    let dir = args.dir;
+    match args.command {
+        PkiCommand::Init { trust_domain, days } => {
+            let pki = PkiDir::init(&dir, &trust_domain, validity(days)?)?;
+            println!("national root created: {}", pki.root_cert_path().display());
+            println!("keep {} offline", dir.join("root/ca.key").display());
+        }
+        PkiCommand::Province { command } => registry::province(&dir, command)?,
+        PkiCommand::Rule { command } => registry::rule(&dir, command)?,
+        PkiCommand::Key { command } => registry::key(&dir, command)?,
+        PkiCommand::Hub { command } => registry::hub(&dir, command)?,
+        PkiCommand::Purpose { command } => registry::purpose(&dir, command)?,
+        PkiCommand::Revoke { kind, name, serial } => {
+            let pki = PkiDir::open(&dir)?;
+            let serial = match (kind, name, serial) {
+                (_, _, Some(serial)) => {
+                    pki.revoke_serial(&serial)?;
+                    serial
+                }
+                (Some(kind), Some(name), None) => pki.revoke_issued(&kind, &name)?,
+                _ => return Err(usage("give <kind> <name> or --serial <hex>")),
+            };
+            println!("certificate {serial} revoked; sign and upload a new trust list to publish it");
+        }
+        PkiCommand::Retention { status_max_age_seconds, audit_max_age_seconds, cache_max_seconds } => {
+            PkiDir::open(&dir)?.set_retention(huren_pki::registry::RegistryRetention {
+                status_max_age_seconds,
+                audit_max_age_seconds,
+                cache_max_seconds,
+            })?;
+            println!("retention set; sign and upload a new trust list to publish it");
+        }
+        PkiCommand::Sunset { at, reason } => {
+            let at = at.unwrap_or_else(unix_now);
+            PkiDir::open(&dir)?.set_sunset(at, &reason)?;
+            println!(
+                "sunset ordered for {}; sign and upload a new trust list to publish it",
+                huren_client::rfc3339(at)
+            );
+        }
+        PkiCommand::Issue { kind, name, days, purposes } => {
+            let pki = PkiDir::open(&dir)?;
+            if !purposes.is_empty() {
+                if kind != "hub" {
+                    return Err(usage("--purpose is for hub certificates"));
+                }
+                pki.register_hub(&name, &purposes)?;
+            }
+            let issued = pki.issue(&kind, &name, validity(days)?)?;
+            println!("{}", issued.identity);
+            println!("cert:   {}", issued.cert.display());
+            println!("key:    {}", issued.key.display());
+            println!("serial: {}", issued.serial_hex);
+        }
+        PkiCommand::TrustList { command } => trust_list::run(&dir, command).await?,
+    }
+    Ok(())
+}
+
+/// A certificate or key validity of `days` (1 to 36500).
+pub(crate) fn validity(days: i64) -> Result<Validity> {
+    if !(1..=36_500).contains(&days) {
+        return Err(usage("--days must be within 1..=36500"));
+    }
+    Ok(Validity::days(days))
+}

@@ -1,0 +1,197 @@
+//! `huren pki province|rule|key|hub|purpose`: edits to the registry that the next
+//! signed trust list publishes.
+
+use std::path::Path;
+
+use anyhow::Result;
+use clap::{Args, Subcommand};
+use huren_pki::registry::{PkiDir, RegistryRule};
+use huren_pki::ProvinceCode;
+
+use super::validity;
+use crate::usage;
+
+#[derive(Debug, Subcommand)]
+pub enum ProvinceCommand {
+    /// Admit a province: create its CA and first attestation key.
+    Add {
+        code: String,
+        #[arg(long)]
+        name: String,
+        /// Node endpoint, e.g. https://10.0.0.5:7443 (repeatable).
+        #[arg(long = "endpoint")]
+        endpoints: Vec<String>,
+        #[arg(long, default_value_t = 1825)]
+        days: i64,
+    },
+    /// Replace a province's node endpoints.
+    SetEndpoint { code: String, endpoints: Vec<String> },
+    /// Remove a province from the federation (its CA certificate is revoked).
+    Retire { code: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RuleCommand {
+    /// Add or replace a rule.
+    Add(RuleArgs),
+}
+
+// The registry entry of one rule: `huren pki rule add`.
+#[derive(Debug, Args)]
+pub struct RuleArgs {
+    #[arg(long)]
+    pub id: String,
+    #[arg(long)]
+    pub title: String,
+    #[arg(long, default_value = "")]
+    pub legal_basis: String,
+    /// Status the rule may assign: YELLOW or RED (repeatable).
+    #[arg(long = "may-assign")]
+    pub may_assign: Vec<String>,
+    #[arg(long, default_value_t = 0)]
+    pub max_duration_seconds: i64,
+    #[arg(long, default_value = "")]
+    pub exit_condition: String,
+    /// Authority allowed to apply the rule, as <province-code>/<name> (repeatable; at
+    /// least one). Only that authority's own certificate can then assign the status.
+    #[arg(long = "authority")]
+    pub authorities: Vec<String>,
+    /// What the status becomes once it lapses (GREEN or YELLOW); default: no current status.
+    #[arg(long)]
+    pub lapses_to: Option<String>,
+}
+
+impl From<RuleArgs> for RegistryRule {
+    fn from(a: RuleArgs) -> Self {
+        RegistryRule {
+            id: a.id,
+            title: a.title,
+            legal_basis: a.legal_basis,
+            may_assign: a.may_assign,
+            max_duration_seconds: a.max_duration_seconds,
+            exit_condition: a.exit_condition,
+            authorities: a.authorities,
+            lapses_to: a.lapses_to,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HubRegistryCommand {
+    /// Register (or re-register) a hub with the purposes it may declare.
+    Register {
+        id: String,
+        #[arg(long = "purpose", required = true)]
+        purposes: Vec<String>,
+        /// The province (code) where the hub checks travellers: lookups are then counted by
+        /// province pair.
+        #[arg(long)]
+        province: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PurposeCommand {
+    /// Set the attestation fields allowed for a purpose (adds the purpose if new).
+    Set {
+        name: String,
+        #[arg(long = "field", required = true)]
+        fields: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Prepare a rotation: generate a key and publish it (verifies, does not sign yet).
+    Add {
+        code: String,
+        #[arg(long, default_value_t = 365)]
+        days: i64,
+    },
+    /// Make a key the one nodes sign with; the previously active key is retired.
+    Activate { code: String, kid: String },
+    /// Stop signing with a key; it verifies until its not_after.
+    Retire { code: String, kid: String },
+    /// Revoke a key: nothing it signed verifies any more, online or offline.
+    Revoke { code: String, kid: String },
+}
+
+fn province_code(code: &str) -> Result<ProvinceCode> {
+    code.parse().map_err(usage)
+}
+
+/// `huren pki province …`
+pub(crate) fn province(dir: &Path, command: ProvinceCommand) -> Result<()> {
+    match command {
+        ProvinceCommand::Add { code, name, endpoints, days } => {
+            let code = province_code(&code)?;
+            let pki = PkiDir::open(dir)?;
+            let key = pki.add_province(&code, &name, &endpoints, validity(days)?)?;
+            println!("province {code} {name} admitted; attestation key {} (active)", key.kid());
+            println!("sign a new trust list to publish it: huren pki trust-list sign");
+        }
+        ProvinceCommand::SetEndpoint { code, endpoints } => {
+            let code = province_code(&code)?;
+            PkiDir::open(dir)?.set_endpoints(&code, &endpoints)?;
+            println!("province {code} endpoints set; sign a new trust list to publish them");
+        }
+        ProvinceCommand::Retire { code } => {
+            let code = province_code(&code)?;
+            PkiDir::open(dir)?.retire_province(&code)?;
+            println!("province {code} retired and its CA revoked; sign and upload a new trust list to publish it");
+        }
+    }
+    Ok(())
+}
+
+/// `huren pki rule …`
+pub(crate) fn rule(dir: &Path, command: RuleCommand) -> Result<()> {
+    let RuleCommand::Add(rule) = command;
+    let id = rule.id.clone();
+    PkiDir::open(dir)?.put_rule(rule.into())?;
+    println!("rule {id} registered; sign a new trust list to publish it");
+    Ok(())
+}
+
+/// `huren pki key …`
+pub(crate) fn key(dir: &Path, command: KeyCommand) -> Result<()> {
+    let pki = PkiDir::open(dir)?;
+    let (code, kid, status) = match command {
+        KeyCommand::Add { code, days } => {
+            let code = province_code(&code)?;
+            let key = pki.add_key(&code, validity(days)?)?;
+            println!("key {} of province {code} published (not yet signing)", key.kid());
+            println!(
+                "give {} to the province node, then activate it",
+                pki.attestation_key_path(&code, &key.kid().hex()).display()
+            );
+            return Ok(());
+        }
+        KeyCommand::Activate { code, kid } => (code, kid, "active"),
+        KeyCommand::Retire { code, kid } => (code, kid, "retired"),
+        KeyCommand::Revoke { code, kid } => (code, kid, "revoked"),
+    };
+    let code = province_code(&code)?;
+    pki.set_key_status(&code, &kid, status)?;
+    println!("key {kid} of province {code} is now {status}; sign and upload a new trust list to publish it");
+    Ok(())
+}
+
+/// `huren pki hub …`
+pub(crate) fn hub(dir: &Path, command: HubRegistryCommand) -> Result<()> {
+    let HubRegistryCommand::Register { id, purposes, province } = command;
+    let province = province.as_deref().map(province_code).transpose()?;
+    let pki = PkiDir::open(dir)?;
+    pki.register_hub(&id, &purposes)?;
+    pki.set_hub_province(&id, province.as_ref())?;
+    println!("hub {id} registered for {}; sign and upload a new trust list to publish it", purposes.join(", "));
+    Ok(())
+}
+
+/// `huren pki purpose …`
+pub(crate) fn purpose(dir: &Path, command: PurposeCommand) -> Result<()> {
+    let PurposeCommand::Set { name, fields } = command;
+    PkiDir::open(dir)?.set_purpose(&name, &fields)?;
+    println!("purpose {name} allows {}; sign and upload a new trust list to publish it", fields.join(", "));
+    Ok(())
+}

@@ -606,64 +606,72 @@ async fn metrics_expose_violations_throttling_redis_and_breaker_state() {
     delete_keys(&prefix).await;
 }
 
-/// The services a server lists over `grpc.reflection.v1`.
-async fn reflected_services(channel: tonic::transport::Channel) -> Vec<String> {
-    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
-    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
-    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-    use tonic_reflection::pb::v1::ServerReflectionRequest;
-    let mut client = ServerReflectionClient::new(channel);
-    let requests = [
-        ServerReflectionRequest {
-            host: String::new(),
-            message_request: Some(MessageRequest::ListServices(String::new())),
-        },
-        ServerReflectionRequest {
-            host: String::new(),
-            message_request: Some(MessageRequest::FileContainingSymbol("huren.v1.LookupRequest".into())),
-        },
-    ];
-    let mut answers = client.server_reflection_info(tokio_stream::iter(requests)).await.unwrap().into_inner();
-    let listed = match answers.message().await.unwrap().unwrap().message_response {
-        Some(MessageResponse::ListServicesResponse(list)) => list.service.into_iter().map(|s| s.name).collect(),
-        other => panic!("not a service list: {other:?}"),
+/// `async fn $name(channel) -> Vec<String>`: the services a server lists over the reflection
+/// protocol version `$version` (stock clients speak either), after checking that it also
+/// answers a descriptor request.
+macro_rules! reflected_services {
+    ($name:ident, $version:ident) => {
+        async fn $name(channel: tonic::transport::Channel) -> Vec<String> {
+            use tonic_reflection::pb::$version::server_reflection_client::ServerReflectionClient;
+            use tonic_reflection::pb::$version::server_reflection_request::MessageRequest;
+            use tonic_reflection::pb::$version::server_reflection_response::MessageResponse;
+            use tonic_reflection::pb::$version::ServerReflectionRequest;
+            let mut client = ServerReflectionClient::new(channel);
+            let requests = [
+                ServerReflectionRequest {
+                    host: String::new(),
+                    message_request: Some(MessageRequest::ListServices(String::new())),
+                },
+                ServerReflectionRequest {
+                    host: String::new(),
+                    message_request: Some(MessageRequest::FileContainingSymbol("huren.v1.LookupRequest".into())),
+                },
+            ];
+            let mut answers = client.server_reflection_info(tokio_stream::iter(requests)).await.unwrap().into_inner();
+            let mut listed: Vec<String> = match answers.message().await.unwrap().unwrap().message_response {
+                Some(MessageResponse::ListServicesResponse(list)) => list.service.into_iter().map(|s| s.name).collect(),
+                other => panic!("not a service list: {other:?}"),
+            };
+            match answers.message().await.unwrap().unwrap().message_response {
+                Some(MessageResponse::FileDescriptorResponse(files)) => {
+                    assert!(!files.file_descriptor_proto.is_empty())
+                }
+                other => panic!("no descriptor for huren.v1.LookupRequest: {other:?}"),
+            }
+            listed.sort();
+            listed
+        }
     };
-    match answers.message().await.unwrap().unwrap().message_response {
-        Some(MessageResponse::FileDescriptorResponse(files)) => assert!(!files.file_descriptor_proto.is_empty()),
-        other => panic!("no descriptor for huren.v1.LookupRequest: {other:?}"),
-    }
-    listed
+}
+reflected_services!(reflected_services_v1, v1);
+reflected_services!(reflected_services_v1alpha, v1alpha);
+
+/// What a server must list over reflection: its own services, health and both reflection versions.
+fn with_common_services(own: &[&str]) -> Vec<String> {
+    let mut all: Vec<String> =
+        ["grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"]
+            .iter()
+            .chain(own)
+            .map(|s| s.to_string())
+            .collect();
+    all.sort();
+    all
 }
 
 #[tokio::test]
 async fn gateway_and_node_answer_grpc_reflection() {
     let (f, _dir) = start_with(FederationOptions::default()).await;
     let hub = f.identity("hub", "curious").unwrap();
-    let mut gateway =
-        reflected_services(huren_tests::client_channel(&hub, ExpectedPeer::AnyGateway, f.gateway_addr())).await;
-    gateway.sort();
-    assert_eq!(
-        gateway,
-        ["grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "huren.v1.Lookup", "huren.v1.TrustRegistry"],
-        "the gateway lists what it serves, and only that"
-    );
+    let gateway_channel = || huren_tests::client_channel(&hub, ExpectedPeer::AnyGateway, f.gateway_addr());
+    let expected = with_common_services(&["huren.v1.Lookup", "huren.v1.TrustRegistry"]);
+    assert_eq!(reflected_services_v1(gateway_channel()).await, expected, "the gateway lists what it serves (v1)");
+    assert_eq!(reflected_services_v1alpha(gateway_channel()).await, expected, "and the same over v1alpha");
     let guangdong = code("440000");
-    let channel = huren_tests::client_channel(
-        &f.identity("gateway", "probe").unwrap(),
-        huren_tests::node_peer(&f, &guangdong),
-        f.node_addr(&guangdong).unwrap(),
-    );
-    let mut node = reflected_services(channel).await;
-    node.sort();
-    assert_eq!(
-        node,
-        [
-            "grpc.health.v1.Health",
-            "grpc.reflection.v1.ServerReflection",
-            "huren.v1.Attestation",
-            "huren.v1.StatusAdmin",
-            "huren.v1.Transparency"
-        ],
-        "the node lists what it serves, and only that"
-    );
+    let probe = f.identity("gateway", "probe").unwrap();
+    let node_channel = || {
+        huren_tests::client_channel(&probe, huren_tests::node_peer(&f, &guangdong), f.node_addr(&guangdong).unwrap())
+    };
+    let expected = with_common_services(&["huren.v1.Attestation", "huren.v1.StatusAdmin", "huren.v1.Transparency"]);
+    assert_eq!(reflected_services_v1(node_channel()).await, expected, "the node lists what it serves (v1)");
+    assert_eq!(reflected_services_v1alpha(node_channel()).await, expected, "and the same over v1alpha");
 }

@@ -15,13 +15,11 @@ use huren_pki::unix_now;
 /// The example, compiled into this test as it is written.
 #[allow(dead_code)]
 mod example {
-    // The example names the library `huren_client`; this crate reaches it through huren-cli.
-    use huren_cli::huren_client;
     include!("../../client/examples/lookup.rs");
 }
 
 use example::{lookup, Options};
-use huren_cli::huren_client::{verify_offline, HubError, TrustList};
+use huren_client::{verify_offline, HubError, TrustList};
 
 #[tokio::test]
 async fn the_lookup_example_verifies_a_red_code_through_the_gateway_and_names_a_refusal() {

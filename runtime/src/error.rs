@@ -403,4 +403,31 @@ mod tests {
         }
         assert_eq!(Reason::parse("NO_SUCH_REASON"), None);
     }
+
+    /// The README's wire rules list every reason with its code and retry advice, and the
+    /// proto file names every reason next to its services.
+    #[test]
+    fn the_readme_and_the_proto_list_every_reason() {
+        let readme = include_str!("../../README.md");
+        let proto = include_str!("../../proto/proto/huren/v1/huren.proto");
+        for reason in Reason::ALL {
+            let row = readme
+                .lines()
+                .find(|l| l.starts_with(&format!("| `{reason}` |")))
+                .unwrap_or_else(|| panic!("README lists no row for {reason}"));
+            let code = format!("{:?}", reason.code());
+            let code: String = code
+                .chars()
+                .enumerate()
+                .flat_map(|(i, c)| {
+                    let sep = (i > 0 && c.is_ascii_uppercase()).then_some('_');
+                    sep.into_iter().chain(std::iter::once(c.to_ascii_uppercase()))
+                })
+                .collect();
+            assert!(row.contains(&format!("`{code}`")), "README row of {reason} lacks its code {code}: {row}");
+            let retry = if reason.retryable() { "| yes |" } else { "| no |" };
+            assert!(row.contains(retry), "README row of {reason} should say {retry:?}: {row}");
+            assert!(proto.contains(reason.as_str()), "the proto comments do not name {reason}");
+        }
+    }
 }

@@ -17,7 +17,7 @@ use crate::store::StoreError;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum NodeError {
-    /// The caller's identity is not acceptable or may not make this call.
+    /// No acceptable client identity, or one that may not call this node RPC.
     #[error(transparent)]
     Caller(#[from] CallerError),
     /// A malformed request field.
@@ -442,18 +442,16 @@ mod tests {
             (NodeError::Internal("task failed".into()), Code::Internal, "INTERNAL", None, vec![]),
         ];
         for (error, code, reason, retry, metadata) in cases {
-            let name = format!("{error:?}");
+            let (name, message) = (format!("{error:?}"), error.message());
             assert_eq!(error.retry().delay().is_some(), error.reason().retryable(), "{name}");
-            let message = error.message();
-            let status = tonic::Status::from(error);
-            assert_eq!(status.code(), code, "{name}");
-            assert_eq!(status.message(), message, "{name}");
-            let details = details(&status).unwrap_or_else(|| panic!("{name}: no details"));
-            assert_eq!(details.reason, reason, "{name}");
-            assert_eq!(details.retry_after, retry, "{name}");
-            let want: std::collections::HashMap<String, String> =
-                metadata.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
-            assert_eq!(details.metadata, want, "{name}");
+            let sent = tonic::Status::from(error);
+            let read = details(&sent).unwrap_or_else(|| panic!("{name}: no details"));
+            let metadata = metadata.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
+            assert_eq!(
+                (sent.code(), sent.message(), read.reason.as_str(), read.retry_after, read.metadata),
+                (code, message.as_str(), reason, retry, metadata),
+                "{name}"
+            );
         }
     }
 

@@ -1,5 +1,5 @@
 //! When a failed call to a node is retried, as pure policy: which failures a retry can
-//! cure ([`retryable`]), and how many retries a province's traffic may carry
+//! cure (`retryable`), and how many retries a province's traffic may carry
 //! ([`RetryBudget`], a share of its lookups plus a floor, so that a province failing part
 //! of its calls is not sent a storm of repeats). A lookup changes nothing at the node,
 //! so a repeat is always safe; the budget keeps it cheap. The gateway makes at most one

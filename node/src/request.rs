@@ -42,7 +42,7 @@ pub enum InvalidRequest {
     /// A GREEN status that cites a rule.
     #[error("a GREEN status cites no rule; leave rule_id empty")]
     GreenWithRule,
-    /// A token lifetime over [`MAX_TOKEN_LIFETIME_SECS`].
+    /// A token lifetime over 86 400 s (one day).
     #[error("lifetime_seconds must be at most {MAX_TOKEN_LIFETIME_SECS}")]
     Lifetime,
     /// A `GetEntries` range that is reversed or too long.

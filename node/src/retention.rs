@@ -14,7 +14,7 @@
 //!   auditor's saved head can be checked against the final log after the leaf hashes are
 //!   gone; and after a receipted purge the store is rewritten ([`NodeStore::rewrite`]),
 //!   so no byte of a deleted record stays on disk in a redb file.
-//! - [`PurgeMetrics`]: what the purges did, as metrics (kinds, reasons, counts, times).
+//! - `PurgeMetrics`: what the purges did, as metrics (kinds, reasons, counts, times).
 
 use std::collections::BTreeMap;
 

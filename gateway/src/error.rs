@@ -98,7 +98,7 @@ pub enum GatewayError {
         /// The province asked.
         province: ProvinceCode,
         /// What failed.
-        cause: Unavailable,
+        cause: UnavailableCause,
     },
     /// The province cannot be served as set up; operators must act, a retry will not help.
     #[error("{}", misconfigured(.province, .cause))]
@@ -106,7 +106,7 @@ pub enum GatewayError {
         /// The province asked.
         province: ProvinceCode,
         /// What is wrong.
-        cause: Misconfigured,
+        cause: MisconfiguredCause,
     },
     /// The province's node did not answer within its deadline.
     #[error("province {province} node did not answer in time; retrying is safe (a lookup changes nothing)")]
@@ -151,7 +151,7 @@ pub enum GatewayError {
 /// Why a province's node could not serve a lookup, where a retry may succeed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Unavailable {
+pub enum UnavailableCause {
     /// The province's circuit breaker is open for this long yet.
     CircuitOpen(Duration),
     /// The gateway's connection to the node failed (refused, reset, TLS).
@@ -163,7 +163,7 @@ pub enum Unavailable {
 /// Why a province cannot be served as set up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Misconfigured {
+pub enum MisconfiguredCause {
     /// The trust list lists no node endpoint for it.
     NoEndpoint,
     /// A TLS client or channel for it cannot be built.
@@ -172,25 +172,25 @@ pub enum Misconfigured {
     RequestRefused,
 }
 
-fn unavailable(province: &ProvinceCode, cause: &Unavailable) -> String {
+fn unavailable(province: &ProvinceCode, cause: &UnavailableCause) -> String {
     match cause {
-        Unavailable::CircuitOpen(wait) => {
+        UnavailableCause::CircuitOpen(wait) => {
             format!("province {province} is failing: circuit open for another {} ms; retry later", wait.as_millis())
         }
-        Unavailable::Unreachable(cause) => {
+        UnavailableCause::Unreachable(cause) => {
             format!("province {province} node unreachable: {cause}; retrying is safe (a lookup changes nothing)")
         }
-        Unavailable::Answered(code) => {
+        UnavailableCause::Answered(code) => {
             format!("province {province} node answered {code:?}; retrying is safe (a lookup changes nothing)")
         }
     }
 }
 
-fn misconfigured(province: &ProvinceCode, cause: &Misconfigured) -> String {
+fn misconfigured(province: &ProvinceCode, cause: &MisconfiguredCause) -> String {
     match cause {
-        Misconfigured::NoEndpoint => format!("province {province} lists no node endpoint"),
-        Misconfigured::Client(e) => e.clone(),
-        Misconfigured::RequestRefused => format!(
+        MisconfiguredCause::NoEndpoint => format!("province {province} lists no node endpoint"),
+        MisconfiguredCause::Client(e) => e.clone(),
+        MisconfiguredCause::RequestRefused => format!(
             "province {province} node refused the gateway's request as malformed (INVALID_ARGUMENT); \
              the federation operators are alerted by the logs; retrying will not help"
         ),
@@ -242,7 +242,7 @@ impl Refusal for GatewayError {
             GatewayError::RateLimited { .. } => Retry::After(Duration::from_secs(1)),
             // The misses are counted over fixed windows: the throttle lifts within one.
             GatewayError::TooManyUnknownTokens { window, .. } => Retry::After(*window),
-            GatewayError::ProvinceUnavailable { cause: Unavailable::CircuitOpen(wait), .. } if !wait.is_zero() => {
+            GatewayError::ProvinceUnavailable { cause: UnavailableCause::CircuitOpen(wait), .. } if !wait.is_zero() => {
                 Retry::After(*wait)
             }
             GatewayError::ProvinceUnavailable { .. }
@@ -265,17 +265,17 @@ impl Refusal for GatewayError {
             | GatewayError::ReceiptWrongProvince { province: p, .. } => vec![province(p)],
             GatewayError::ProvinceUnavailable { province: p, cause } => {
                 let cause = match cause {
-                    Unavailable::CircuitOpen(_) => "circuit_open",
-                    Unavailable::Unreachable(_) => "unreachable",
-                    Unavailable::Answered(_) => "node_failed",
+                    UnavailableCause::CircuitOpen(_) => "circuit_open",
+                    UnavailableCause::Unreachable(_) => "unreachable",
+                    UnavailableCause::Answered(_) => "node_failed",
                 };
                 vec![province(p), ("cause", cause.to_owned())]
             }
             GatewayError::ProvinceMisconfigured { province: p, cause } => {
                 let cause = match cause {
-                    Misconfigured::NoEndpoint => "no_endpoint",
-                    Misconfigured::Client(_) => "client_setup",
-                    Misconfigured::RequestRefused => "request_refused",
+                    MisconfiguredCause::NoEndpoint => "no_endpoint",
+                    MisconfiguredCause::Client(_) => "client_setup",
+                    MisconfiguredCause::RequestRefused => "request_refused",
                 };
                 vec![province(p), ("cause", cause.to_owned())]
             }
@@ -364,15 +364,15 @@ pub(crate) fn node_failure(province: &ProvinceCode, status: tonic::Status) -> Ga
         // The gateway checked the hub's input before asking, so this is a fault between the
         // gateway and the node.
         NodeAnswer::RequestRefused => {
-            GatewayError::ProvinceMisconfigured { province, cause: Misconfigured::RequestRefused }
+            GatewayError::ProvinceMisconfigured { province, cause: MisconfiguredCause::RequestRefused }
         }
         NodeAnswer::Failed => match status.code() {
             Code::DeadlineExceeded | Code::Cancelled => GatewayError::ProvinceTimeout { province },
             code => {
                 let cause = match transport_cause(&status) {
                     // Our own client's words (refused connection, TLS alert, revoked certificate).
-                    Some(cause) => Unavailable::Unreachable(cause),
-                    None => Unavailable::Answered(code),
+                    Some(cause) => UnavailableCause::Unreachable(cause),
+                    None => UnavailableCause::Answered(code),
                 };
                 GatewayError::ProvinceUnavailable { province, cause }
             }
@@ -517,7 +517,7 @@ mod tests {
             (
                 GatewayError::ProvinceUnavailable {
                     province: p(),
-                    cause: Unavailable::CircuitOpen(Duration::from_millis(4200)),
+                    cause: UnavailableCause::CircuitOpen(Duration::from_millis(4200)),
                 },
                 Code::Unavailable,
                 "PROVINCE_UNAVAILABLE",
@@ -526,7 +526,10 @@ mod tests {
                 "unavailable",
             ),
             (
-                GatewayError::ProvinceUnavailable { province: p(), cause: Unavailable::CircuitOpen(Duration::ZERO) },
+                GatewayError::ProvinceUnavailable {
+                    province: p(),
+                    cause: UnavailableCause::CircuitOpen(Duration::ZERO),
+                },
                 Code::Unavailable,
                 "PROVINCE_UNAVAILABLE",
                 Some(RETRY_SOON),
@@ -536,7 +539,7 @@ mod tests {
             (
                 GatewayError::ProvinceUnavailable {
                     province: p(),
-                    cause: Unavailable::Unreachable("connection refused".into()),
+                    cause: UnavailableCause::Unreachable("connection refused".into()),
                 },
                 Code::Unavailable,
                 "PROVINCE_UNAVAILABLE",
@@ -545,7 +548,7 @@ mod tests {
                 "unavailable",
             ),
             (
-                GatewayError::ProvinceUnavailable { province: p(), cause: Unavailable::Answered(Code::Internal) },
+                GatewayError::ProvinceUnavailable { province: p(), cause: UnavailableCause::Answered(Code::Internal) },
                 Code::Unavailable,
                 "PROVINCE_UNAVAILABLE",
                 Some(RETRY_SOON),
@@ -553,7 +556,7 @@ mod tests {
                 "unavailable",
             ),
             (
-                GatewayError::ProvinceMisconfigured { province: p(), cause: Misconfigured::NoEndpoint },
+                GatewayError::ProvinceMisconfigured { province: p(), cause: MisconfiguredCause::NoEndpoint },
                 Code::Unavailable,
                 "PROVINCE_MISCONFIGURED",
                 None,
@@ -561,7 +564,7 @@ mod tests {
                 "unavailable",
             ),
             (
-                GatewayError::ProvinceMisconfigured { province: p(), cause: Misconfigured::RequestRefused },
+                GatewayError::ProvinceMisconfigured { province: p(), cause: MisconfiguredCause::RequestRefused },
                 Code::Unavailable,
                 "PROVINCE_MISCONFIGURED",
                 None,
@@ -660,7 +663,7 @@ mod tests {
             (
                 GatewayError::ProvinceUnavailable {
                     province: p(),
-                    cause: Unavailable::CircuitOpen(Duration::from_millis(4200)),
+                    cause: UnavailableCause::CircuitOpen(Duration::from_millis(4200)),
                 },
                 "province 440000 is failing: circuit open for another 4200 ms; retry later",
             ),
@@ -714,31 +717,31 @@ mod tests {
         // lapsed status, and a NOT_FOUND that is no unknown token is no miss.
         assert!(matches!(
             from_node(with(Reason::RuleUnknown)),
-            GatewayError::ProvinceUnavailable { cause: Unavailable::Answered(Code::FailedPrecondition), .. }
+            GatewayError::ProvinceUnavailable { cause: UnavailableCause::Answered(Code::FailedPrecondition), .. }
         ));
         assert!(matches!(
             from_node(with(Reason::SubjectUnknown)),
-            GatewayError::ProvinceUnavailable { cause: Unavailable::Answered(Code::NotFound), .. }
+            GatewayError::ProvinceUnavailable { cause: UnavailableCause::Answered(Code::NotFound), .. }
         ));
         assert!(matches!(
             from_node(with(Reason::PurposeNotInPolicy)),
-            GatewayError::ProvinceMisconfigured { cause: Misconfigured::RequestRefused, .. }
+            GatewayError::ProvinceMisconfigured { cause: MisconfiguredCause::RequestRefused, .. }
         ));
         assert!(matches!(
             from_node(with(Reason::NoSigningKey)),
-            GatewayError::ProvinceUnavailable { cause: Unavailable::Answered(Code::Unavailable), .. }
+            GatewayError::ProvinceUnavailable { cause: UnavailableCause::Answered(Code::Unavailable), .. }
         ));
         // An older node: the code, as before.
         assert!(matches!(from_node(tonic::Status::not_found("x")), GatewayError::TokenUnknown { .. }));
         assert!(matches!(from_node(tonic::Status::failed_precondition("x")), GatewayError::NoCurrentStatus { .. }));
         assert!(matches!(
             from_node(tonic::Status::invalid_argument("x")),
-            GatewayError::ProvinceMisconfigured { cause: Misconfigured::RequestRefused, .. }
+            GatewayError::ProvinceMisconfigured { cause: MisconfiguredCause::RequestRefused, .. }
         ));
         assert!(matches!(from_node(tonic::Status::deadline_exceeded("x")), GatewayError::ProvinceTimeout { .. }));
         assert!(matches!(
             from_node(tonic::Status::unavailable("x")),
-            GatewayError::ProvinceUnavailable { cause: Unavailable::Answered(Code::Unavailable), .. }
+            GatewayError::ProvinceUnavailable { cause: UnavailableCause::Answered(Code::Unavailable), .. }
         ));
         // Whatever the node wrote stays out of what the hub is told.
         let said = from_node(with(Reason::TokenUnknown)).to_string();

@@ -57,7 +57,7 @@ use tokio::net::TcpListener;
 pub use breaker::BreakerPolicy;
 pub use capture::{CaptureSink, FileCapture};
 pub use config::{ConfigError, GatewayConfig};
-pub use error::{GatewayError, Misconfigured, Unavailable};
+pub use error::{GatewayError, MisconfiguredCause, UnavailableCause};
 pub use huren_runtime::error::StartError;
 pub use limits::MissPolicy;
 use metrics::Metrics;

@@ -21,7 +21,7 @@ use tonic::{Code, Request, Response};
 use crate::authz::{authorize, Call};
 use crate::breaker::Breakers;
 use crate::capture::CaptureSink;
-use crate::error::{node_failure, transport_cause, GatewayError, Misconfigured, Unavailable};
+use crate::error::{node_failure, transport_cause, GatewayError, MisconfiguredCause, UnavailableCause};
 use crate::limits::MissPolicy;
 use crate::metrics::Metrics;
 use crate::receipts::ReceiptStore;
@@ -145,7 +145,7 @@ impl State {
         let entry = trust.province(code).ok_or_else(|| GatewayError::ProvinceUnknown { province: code.clone() })?;
         let misconfigured = |cause| GatewayError::ProvinceMisconfigured { province: code.clone(), cause };
         if entry.endpoints.is_empty() {
-            return Err(misconfigured(Misconfigured::NoEndpoint));
+            return Err(misconfigured(MisconfiguredCause::NoEndpoint));
         }
         let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
         if routes.sequence != trust.sequence() {
@@ -156,12 +156,12 @@ impl State {
         }
         let expected = ExpectedPeer::Exactly(Identity::new(trust.trust_domain(), Role::Node(code.clone())));
         let config = tls::client_config(&self.tls, expected, self.trust.revocations()).map_err(|e| {
-            misconfigured(Misconfigured::Client(format!("cannot build TLS client for province {code}: {e}")))
+            misconfigured(MisconfiguredCause::Client(format!("cannot build TLS client for province {code}: {e}")))
         })?;
         let mut clients = Vec::with_capacity(entry.endpoints.len());
         for endpoint in &entry.endpoints {
             let channel = tls::channel(endpoint, config.clone(), self.connect_timeout)
-                .map_err(|e| misconfigured(Misconfigured::Client(format!("province {code}: {e}"))))?;
+                .map_err(|e| misconfigured(MisconfiguredCause::Client(format!("province {code}: {e}"))))?;
             // Bounded in-flight calls per endpoint: a slow province queues its own lookups only.
             clients.push(AttestationClient::new(ConcurrencyLimit::new(channel, self.node_concurrency)));
         }
@@ -315,7 +315,7 @@ impl LookupService {
         if let Err(wait) = state.breakers.allow(code.as_str(), std::time::Instant::now()) {
             return Err(GatewayError::ProvinceUnavailable {
                 province: code.clone(),
-                cause: Unavailable::CircuitOpen(wait),
+                cause: UnavailableCause::CircuitOpen(wait),
             });
         }
         let route = match state.route(trust, code) {

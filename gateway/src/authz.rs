@@ -3,7 +3,7 @@
 use huren_pki::{Identity, Role};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Call {
+pub(crate) enum Call {
     Lookup,
     GetTrustList,
     WatchTrustList,
@@ -14,7 +14,7 @@ pub enum Call {
 
 /// Hubs look up statuses; coordinators upload trust lists; every federation identity
 /// may read and watch the trust list.
-pub fn authorize(call: Call, caller: &Identity) -> Result<(), String> {
+pub(crate) fn authorize(call: Call, caller: &Identity) -> Result<(), String> {
     match (call, &caller.role) {
         (Call::Lookup, Role::Hub(_))
         | (Call::UploadTrustList, Role::Coordinator(_))

@@ -22,7 +22,7 @@ impl Default for BreakerPolicy {
 
 /// A breaker's state, as reported in metrics (0 closed, 1 open, 2 half-open).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BreakerState {
+pub(crate) enum BreakerState {
     Closed,
     Open,
     HalfOpen,
@@ -37,18 +37,18 @@ struct Entry {
 
 /// Breakers keyed by province code.
 #[derive(Debug, Default)]
-pub struct Breakers {
+pub(crate) struct Breakers {
     policy: BreakerPolicy,
     entries: Mutex<HashMap<String, Entry>>,
 }
 
 impl Breakers {
-    pub fn new(policy: BreakerPolicy) -> Self {
+    pub(crate) fn new(policy: BreakerPolicy) -> Self {
         Self { policy, entries: Mutex::new(HashMap::new()) }
     }
 
     /// Whether a call to `province` may go ahead now; `Err(remaining)` while open.
-    pub fn allow(&self, province: &str, now: Instant) -> Result<(), Duration> {
+    pub(crate) fn allow(&self, province: &str, now: Instant) -> Result<(), Duration> {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         let e = entries.entry(province.to_owned()).or_default();
         match e.open_until {
@@ -63,7 +63,7 @@ impl Breakers {
     }
 
     /// Records the outcome of a call that `allow` let through.
-    pub fn record(&self, province: &str, success: bool, now: Instant) {
+    pub(crate) fn record(&self, province: &str, success: bool, now: Instant) {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         let e = entries.entry(province.to_owned()).or_default();
         e.trial_in_flight = false;
@@ -77,7 +77,7 @@ impl Breakers {
         }
     }
 
-    pub fn state(&self, province: &str, now: Instant) -> BreakerState {
+    pub(crate) fn state(&self, province: &str, now: Instant) -> BreakerState {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         match entries.get(province).and_then(|e| e.open_until) {
             None => BreakerState::Closed,
@@ -87,7 +87,7 @@ impl Breakers {
     }
 
     /// Every province's state.
-    pub fn states(&self, now: Instant) -> Vec<(String, BreakerState)> {
+    pub(crate) fn states(&self, now: Instant) -> Vec<(String, BreakerState)> {
         let keys: Vec<String> = self.entries.lock().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect();
         keys.into_iter()
             .map(|k| {

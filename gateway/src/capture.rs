@@ -11,6 +11,8 @@ use std::sync::Mutex;
 
 /// Receives every message that crosses the gateway.
 pub trait CaptureSink: Send + Sync {
+    /// Records one message of `rpc` (`Lookup`, `Attest`) going `direction`
+    /// (`hub->gateway`, `gateway->node`, …), encoded exactly as on the wire.
     fn record(&self, rpc: &str, direction: &str, message: &[u8]);
 }
 
@@ -19,6 +21,7 @@ pub trait CaptureSink: Send + Sync {
 pub struct FileCapture(Mutex<std::io::BufWriter<std::fs::File>>);
 
 impl FileCapture {
+    /// Writes to a new file at `path` (truncating one that exists).
     pub fn create(path: &std::path::Path) -> std::io::Result<Self> {
         Ok(Self(Mutex::new(std::io::BufWriter::new(std::fs::File::create(path)?))))
     }

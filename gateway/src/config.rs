@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use huren_runtime::config::ConfigError;
+use huren_runtime::config::{self, Settings};
 use serde::{Deserialize, Serialize};
 
 /// Gateway configuration. Relative paths are resolved against the config file's folder.
@@ -102,117 +104,12 @@ impl Default for GatewayConfig {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error("{path}: {message}")]
-    Parse { path: PathBuf, message: String },
-    #[error("invalid gateway config: {0}")]
-    Invalid(String),
-    /// A `HUREN_GATEWAY_<KEY>` variable that names no key or holds a value of the wrong type.
-    #[error("invalid gateway config: {var}: {message}")]
-    Env { var: String, message: String },
-}
-
-impl ConfigError {
-    fn from_envcfg(path: &Path, e: huren_runtime::config::Error) -> Self {
-        match e {
-            huren_runtime::config::Error::Var { var, message } => Self::Env { var, message },
-            other => Self::Parse { path: path.to_owned(), message: other.to_string() },
-        }
-    }
-}
-
 impl GatewayConfig {
-    /// Prefix of the variables that override keys: `HUREN_GATEWAY_<KEY>`.
-    pub const ENV_PREFIX: &'static str = "HUREN_GATEWAY_";
-    /// Keys absent by default; read from the environment as strings, an empty value unsets them.
-    const OPTIONAL_KEYS: &'static [&'static str] = &["redis_url", "otlp_endpoint"];
-
     /// Reads the file at `path`, applies the `HUREN_GATEWAY_<KEY>` overrides from the
-    /// process environment, resolves relative paths and validates (see [`Self::from_sources`]).
+    /// process environment, resolves relative paths and validates (rules in
+    /// [`huren_runtime::config`]).
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text =
-            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-        let vars =
-            huren_runtime::config::environment(Self::ENV_PREFIX).map_err(|e| ConfigError::from_envcfg(path, e))?;
-        Self::from_sources(path, &text, vars)
-    }
-
-    /// The configuration from `text` (the file at `path`, which only names errors and
-    /// anchors relative paths) and the variables `vars`: `HUREN_GATEWAY_<KEY>` wins over
-    /// the file, the file over the defaults; other variables are ignored (rules in
-    /// [`huren_runtime::config`]). No I/O: a pure function of its arguments.
-    pub fn from_sources(
-        path: &Path,
-        text: &str,
-        vars: impl IntoIterator<Item = (String, String)>,
-    ) -> Result<Self, ConfigError> {
-        let mut config: Self = huren_runtime::config::parse(Self::ENV_PREFIX, text, vars, Self::OPTIONAL_KEYS)
-            .map_err(|e| ConfigError::from_envcfg(path, e))?;
-        if let Some(base) = path.parent() {
-            for p in [&mut config.cert, &mut config.key, &mut config.ca, &mut config.trust_list, &mut config.data_dir] {
-                if p.is_relative() {
-                    *p = base.join(&*p);
-                }
-            }
-        }
-        config.validate()?;
-        Ok(config)
-    }
-
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        self.listen
-            .parse::<std::net::SocketAddr>()
-            .map_err(|_| ConfigError::Invalid(format!("listen {:?} is not an ip:port address", self.listen)))?;
-        if !(1..=60_000).contains(&self.node_timeout_ms) {
-            return Err(ConfigError::Invalid("node_timeout_ms must be within 1..=60000".into()));
-        }
-        self.admin_listen.parse::<std::net::SocketAddr>().map_err(|_| {
-            ConfigError::Invalid(format!("admin_listen {:?} is not an ip:port address", self.admin_listen))
-        })?;
-        if let Some(url) = &self.redis_url {
-            redis::Client::open(url.as_str()).map_err(|e| ConfigError::Invalid(format!("redis_url: {e}")))?;
-        }
-        if !(1..=60_000).contains(&self.connect_timeout_ms) {
-            return Err(ConfigError::Invalid("connect_timeout_ms must be within 1..=60000".into()));
-        }
-        for (province, ms) in &self.province_timeout_ms {
-            province.parse::<huren_pki::ProvinceCode>().map_err(|e| {
-                ConfigError::Invalid(format!("province_timeout_ms: {province:?} is not a province code: {e}"))
-            })?;
-            if !(1..=60_000).contains(ms) {
-                return Err(ConfigError::Invalid(format!(
-                    "province_timeout_ms: the deadline for {province} must be within 1..=60000"
-                )));
-            }
-        }
-        self.retry_budget()
-            .validate()
-            .map_err(|e| ConfigError::Invalid(format!("retry_ratio/retry_min_per_sec: {e}")))?;
-        if self.cache_fresh_seconds > 86_400 {
-            return Err(ConfigError::Invalid(
-                "cache_fresh_seconds must be within 0..=86400 (the trust list's cache retention caps it anyway)".into(),
-            ));
-        }
-        if !(1..=1_000_000).contains(&self.miss_burst) {
-            return Err(ConfigError::Invalid("miss_burst must be within 1..=1000000".into()));
-        }
-        if !(self.miss_refill_per_sec.is_finite() && (0.0..=1_000_000.0).contains(&self.miss_refill_per_sec)) {
-            return Err(ConfigError::Invalid("miss_refill_per_sec must be a number within 0..=1000000".into()));
-        }
-        if !(1..=65_536).contains(&self.node_concurrency) {
-            return Err(ConfigError::Invalid("node_concurrency must be within 1..=65536".into()));
-        }
-        if !(1..=1_000).contains(&self.breaker_failures) {
-            return Err(ConfigError::Invalid("breaker_failures must be within 1..=1000".into()));
-        }
-        if !(1..=600_000).contains(&self.breaker_open_ms) {
-            return Err(ConfigError::Invalid("breaker_open_ms must be within 1..=600000".into()));
-        }
-        Ok(())
+        config::load(path)
     }
 
     /// The per-province deadline overrides.
@@ -238,10 +135,12 @@ impl GatewayConfig {
         crate::retry::RetryBudget { min_per_sec: self.retry_min_per_sec, ratio: self.retry_ratio as f32 }
     }
 
+    /// The default deadline for a call to a province node.
     pub fn node_timeout(&self) -> Duration {
         Duration::from_millis(self.node_timeout_ms)
     }
 
+    /// The deadline for connecting to a province node.
     pub fn connect_timeout(&self) -> Duration {
         Duration::from_millis(self.connect_timeout_ms)
     }
@@ -249,6 +148,70 @@ impl GatewayConfig {
     /// Where the last good trust list is kept.
     pub fn persisted_trust_list(&self) -> PathBuf {
         self.data_dir.join("trust-list.bin")
+    }
+}
+
+fn invalid(message: impl Into<String>) -> ConfigError {
+    ConfigError::invalid::<GatewayConfig>(message)
+}
+
+impl Settings for GatewayConfig {
+    const ROLE: &'static str = "gateway";
+    const ENV_PREFIX: &'static str = "HUREN_GATEWAY_";
+    const OPTIONAL_KEYS: &'static [&'static str] = &["redis_url", "otlp_endpoint"];
+
+    fn paths(&mut self) -> Vec<&mut PathBuf> {
+        vec![&mut self.cert, &mut self.key, &mut self.ca, &mut self.trust_list, &mut self.data_dir]
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.listen
+            .parse::<std::net::SocketAddr>()
+            .map_err(|_| invalid(format!("listen {:?} is not an ip:port address", self.listen)))?;
+        if !(1..=60_000).contains(&self.node_timeout_ms) {
+            return Err(invalid("node_timeout_ms must be within 1..=60000"));
+        }
+        self.admin_listen
+            .parse::<std::net::SocketAddr>()
+            .map_err(|_| invalid(format!("admin_listen {:?} is not an ip:port address", self.admin_listen)))?;
+        if let Some(url) = &self.redis_url {
+            redis::Client::open(url.as_str()).map_err(|e| invalid(format!("redis_url: {e}")))?;
+        }
+        if !(1..=60_000).contains(&self.connect_timeout_ms) {
+            return Err(invalid("connect_timeout_ms must be within 1..=60000"));
+        }
+        for (province, ms) in &self.province_timeout_ms {
+            province
+                .parse::<huren_pki::ProvinceCode>()
+                .map_err(|e| invalid(format!("province_timeout_ms: {province:?} is not a province code: {e}")))?;
+            if !(1..=60_000).contains(ms) {
+                return Err(invalid(format!(
+                    "province_timeout_ms: the deadline for {province} must be within 1..=60000"
+                )));
+            }
+        }
+        self.retry_budget().validate().map_err(|e| invalid(format!("retry_ratio/retry_min_per_sec: {e}")))?;
+        if self.cache_fresh_seconds > 86_400 {
+            return Err(invalid(
+                "cache_fresh_seconds must be within 0..=86400 (the trust list's cache retention caps it anyway)",
+            ));
+        }
+        if !(1..=1_000_000).contains(&self.miss_burst) {
+            return Err(invalid("miss_burst must be within 1..=1000000"));
+        }
+        if !(self.miss_refill_per_sec.is_finite() && (0.0..=1_000_000.0).contains(&self.miss_refill_per_sec)) {
+            return Err(invalid("miss_refill_per_sec must be a number within 0..=1000000"));
+        }
+        if !(1..=65_536).contains(&self.node_concurrency) {
+            return Err(invalid("node_concurrency must be within 1..=65536"));
+        }
+        if !(1..=1_000).contains(&self.breaker_failures) {
+            return Err(invalid("breaker_failures must be within 1..=1000"));
+        }
+        if !(1..=600_000).contains(&self.breaker_open_ms) {
+            return Err(invalid("breaker_open_ms must be within 1..=600000"));
+        }
+        Ok(())
     }
 }
 
@@ -260,18 +223,7 @@ mod tests {
 
     fn load(text: &str, vars: &[(&str, &str)]) -> Result<GatewayConfig, ConfigError> {
         let vars = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned()));
-        GatewayConfig::from_sources(Path::new("/etc/huren/gateway.toml"), text, vars)
-    }
-
-    fn env_error(text: &str, vars: &[(&str, &str)]) -> (String, String, String) {
-        match load(text, vars) {
-            Err(e @ ConfigError::Env { .. }) => {
-                let line = e.to_string();
-                let ConfigError::Env { var, message } = e else { unreachable!() };
-                (var, message, line)
-            }
-            other => panic!("expected an environment error, got {other:?}"),
-        }
+        config::from_sources(Path::new("/etc/huren/gateway.toml"), text, vars)
     }
 
     #[test]
@@ -331,48 +283,39 @@ mod tests {
             otlp_endpoint: Some("http://otel:4317".into()),
             province_timeout_ms: BTreeMap::from([("650000".to_owned(), 4000)]),
         };
-        let full = toml::Table::try_from(full).unwrap();
-        let defaults = toml::Table::try_from(GatewayConfig::default()).unwrap();
-        let mut keys: Vec<&str> =
-            defaults.keys().map(String::as_str).chain(GatewayConfig::OPTIONAL_KEYS.iter().copied()).collect();
-        keys.sort_unstable();
-        let mut all: Vec<&str> = full.keys().map(String::as_str).collect();
-        all.sort_unstable();
-        assert_eq!(keys, all, "OPTIONAL_KEYS lists exactly the keys absent by default");
-        for (key, value) in &full {
-            assert_ne!(defaults.get(key), Some(value), "{key}: pick a value other than the default");
-            let var = format!("HUREN_GATEWAY_{}", key.to_ascii_uppercase());
-            let raw = match value {
-                toml::Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            let c = load("", &[(&var, &raw)]).unwrap_or_else(|e| panic!("{var}={raw}: {e}"));
-            assert_eq!(toml::Table::try_from(c).unwrap().get(key), Some(value), "{var}");
-        }
+        config::check_every_key_overridable(full, "").unwrap();
     }
 
     #[test]
     fn bad_values_name_the_variable_and_the_type() {
-        let (var, message, line) = env_error(FILE, &[("HUREN_GATEWAY_NODE_TIMEOUT_MS", "soon")]);
+        let err = load(FILE, &[("HUREN_GATEWAY_NODE_TIMEOUT_MS", "soon")]).unwrap_err();
+        assert_eq!(err.variable(), Some(("HUREN_GATEWAY_NODE_TIMEOUT_MS", "expected an integer, got \"soon\"")));
         assert_eq!(
-            (var.as_str(), message.as_str()),
-            ("HUREN_GATEWAY_NODE_TIMEOUT_MS", "expected an integer, got \"soon\"")
+            err.to_string(),
+            "invalid gateway config: HUREN_GATEWAY_NODE_TIMEOUT_MS: expected an integer, got \"soon\""
         );
-        assert_eq!(line, "invalid gateway config: HUREN_GATEWAY_NODE_TIMEOUT_MS: expected an integer, got \"soon\"");
-        let (var, message, _) = env_error(FILE, &[("HUREN_GATEWAY_HUB_RATE_PER_SEC", "-1")]);
-        assert!(var == "HUREN_GATEWAY_HUB_RATE_PER_SEC" && message.contains("u64"), "{message}");
-        let (var, message, _) = env_error(FILE, &[("HUREN_GATEWAY_CACHE", "yes")]);
-        assert_eq!((var.as_str(), message.as_str()), ("HUREN_GATEWAY_CACHE", "expected true or false, got \"yes\""));
-        let (var, message, line) = env_error(FILE, &[("HUREN_GATEWAY_REDIS_ULR", "redis://:hunter2@redis:6379/")]);
+        let err = load(FILE, &[("HUREN_GATEWAY_HUB_RATE_PER_SEC", "-1")]).unwrap_err();
+        let named = err.variable().is_some_and(|(var, m)| var == "HUREN_GATEWAY_HUB_RATE_PER_SEC" && m.contains("u64"));
+        assert!(named, "{err}");
+        let err = load(FILE, &[("HUREN_GATEWAY_CACHE", "yes")]).unwrap_err();
+        assert_eq!(err.variable(), Some(("HUREN_GATEWAY_CACHE", "expected true or false, got \"yes\"")));
+        let err = load(FILE, &[("HUREN_GATEWAY_REDIS_ULR", "redis://:hunter2@redis:6379/")]).unwrap_err();
+        let (var, message) = err.variable().expect("an environment error");
         assert_eq!(var, "HUREN_GATEWAY_REDIS_ULR");
         assert!(message.starts_with("not a setting") && message.contains("redis_url"), "{message}");
+        let line = err.to_string();
         assert!(!line.contains("hunter2") && !line.contains('\n'), "{line}");
+        // A URL that is no Redis URL is refused without echoing it either.
+        let err = load("redis_url = \"http://:hunter2@redis:6379/\"\n", &[]).unwrap_err();
+        assert!(
+            err.to_string().starts_with("invalid gateway config: redis_url") && !err.to_string().contains("hunter2")
+        );
     }
 
     #[test]
     fn overridden_values_are_validated() {
         let err = load(FILE, &[("HUREN_GATEWAY_LISTEN", "nowhere")]).unwrap_err();
-        assert!(matches!(err, ConfigError::Invalid(_)), "{err:?}");
+        assert!(matches!(err, ConfigError::Invalid { .. }), "{err:?}");
         assert_eq!(err.to_string(), "invalid gateway config: listen \"nowhere\" is not an ip:port address");
         let err = load(FILE, &[("HUREN_GATEWAY_NODE_TIMEOUT_MS", "0")]).unwrap_err();
         assert!(err.to_string().contains("node_timeout_ms must be within"), "{err}");
@@ -449,9 +392,10 @@ mod tests {
             ("miss_refill_per_sec = nan", "miss_refill_per_sec must be a number within"),
         ] {
             let err = load(bad, &[]).unwrap_err();
-            assert!(matches!(err, ConfigError::Invalid(_)) && err.to_string().contains(expect), "{bad}: {err}");
+            assert!(matches!(err, ConfigError::Invalid { .. }) && err.to_string().contains(expect), "{bad}: {err}");
         }
-        let (var, message, _) = env_error("", &[("HUREN_GATEWAY_PROVINCE_TIMEOUT_MS", "500")]);
+        let err = load("", &[("HUREN_GATEWAY_PROVINCE_TIMEOUT_MS", "500")]).unwrap_err();
+        let (var, message) = err.variable().expect("an environment error");
         assert_eq!(var, "HUREN_GATEWAY_PROVINCE_TIMEOUT_MS");
         assert!(message.contains("an inline TOML table"), "{message}");
     }

@@ -12,21 +12,34 @@
 //! (stale-if-error, bounded by each attestation's expiry and the retention cap). It publishes the trust list it holds (`TrustRegistry`) but has no
 //! key to sign one.
 //!
-//! Layout: [`config`] (`gateway.toml`), [`authz`] (pure), [`service`] (Lookup,
-//! TrustRegistry, error mapping, routing), and here [`Gateway`]: startup (trust list
-//! from the persisted last good copy or the bootstrap file) and serving.
+//! Layout: `config` (`gateway.toml`: [`GatewayConfig`], its keys, defaults and checks; the
+//! loader is `huren_runtime::config`), `authz` (who may call what, pure), `request` (a hub's
+//! lookup as a domain type, checked once: [`InvalidLookup`]), `error` (typed refusals,
+//! [`GatewayError`], the one mapping to `tonic::Status` with `google.rpc.ErrorInfo`/`RetryInfo`,
+//! and how a node's refusal is read), `service` (the `Lookup` and `TrustRegistry` services,
+//! routing, the attestation checks), `breaker` (per-province circuit breakers,
+//! [`BreakerPolicy`]), [`retry`] (which node failures are retried and the retry budget),
+//! `limits` (per-hub miss allowance, [`MissPolicy`]), [`shared`] (the cache and counters,
+//! through Redis when configured), `metrics`, `receipts` (deletion receipts handed in by
+//! nodes), `capture` (recording what crosses the gateway, [`CaptureSink`]), and here
+//! [`Gateway`]: startup (trust list from the persisted last good copy or the bootstrap
+//! file) and serving.
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
-pub mod authz;
-pub mod breaker;
-pub mod capture;
-pub mod config;
-pub mod limits;
-pub mod metrics;
-pub mod receipts;
+mod authz;
+mod breaker;
+mod capture;
+mod config;
+mod error;
+mod limits;
+mod metrics;
+mod receipts;
+mod request;
 pub mod retry;
-pub mod service;
+mod service;
 pub mod shared;
 
 use std::future::Future;
@@ -38,35 +51,23 @@ use huren_proto::pb;
 use huren_runtime::expiry;
 use huren_runtime::live::LiveTrust;
 use huren_runtime::serve::Services;
-use huren_runtime::tls::{self, TlsIdentity};
+use huren_runtime::tls::TlsIdentity;
 use tokio::net::TcpListener;
 
+pub use breaker::BreakerPolicy;
 pub use capture::{CaptureSink, FileCapture};
 pub use config::{ConfigError, GatewayConfig};
+pub use error::{GatewayError, MisconfiguredCause, UnavailableCause};
+pub use huren_runtime::error::StartError;
 pub use limits::MissPolicy;
 use metrics::Metrics;
-pub use service::GatewayError;
+pub use request::InvalidLookup;
 use service::{LookupService, State, TrustRegistryService};
 
 /// Largest gRPC message the gateway accepts on Lookup.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 /// Largest trust list a coordinator may upload.
 pub const MAX_TRUST_LIST_BYTES: usize = 8 * 1024 * 1024;
-
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum StartError {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error(transparent)]
-    Tls(#[from] tls::TlsError),
-    #[error("trust list: {0}")]
-    TrustList(#[from] huren_pki::trust::TrustListError),
-    #[error("{0}")]
-    Identity(String),
-    #[error(transparent)]
-    Serve(#[from] huren_runtime::serve::ServeError),
-}
 
 /// Knobs of the gateway.
 #[derive(Clone)]
@@ -75,6 +76,7 @@ pub struct GatewaySettings {
     pub node_timeout: Duration,
     /// Per-province deadlines, by province code, overriding `node_timeout`.
     pub province_timeouts: std::collections::HashMap<String, Duration>,
+    /// Deadline for connecting to a province node.
     pub connect_timeout: Duration,
     /// Per-hub allowance of unknown-token misses (anti-enumeration).
     pub miss_policy: MissPolicy,
@@ -147,8 +149,11 @@ impl Default for GatewaySettings {
 /// The gateway's health, for probes and dashboards.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Health {
+    /// Whether Redis is off, up or failing.
     pub redis: shared::RedisState,
+    /// Sequence of the trust list in force.
     pub trust_sequence: u64,
+    /// Whether a sunset order is in force.
     pub sunset: bool,
 }
 
@@ -217,6 +222,7 @@ impl std::fmt::Debug for Gateway {
 const EXPIRY_CHECK_EVERY: Duration = Duration::from_secs(3600);
 
 impl Gateway {
+    /// Assembles a gateway from its parts. The TLS identity must be a gateway's.
     pub fn new(tls: TlsIdentity, trust: LiveTrust, settings: GatewaySettings) -> Result<Self, StartError> {
         if !matches!(tls.identity.role, Role::Gateway(_)) {
             return Err(StartError::Identity(format!(

@@ -11,7 +11,9 @@ use std::time::Duration;
 /// How many misses a hub may produce.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct MissPolicy {
+    /// Misses allowed within a window.
     pub burst: f64,
+    /// Misses per second the allowance refills by (0: the window is one hour).
     pub refill_per_sec: f64,
 }
 
@@ -23,12 +25,12 @@ impl Default for MissPolicy {
 
 impl MissPolicy {
     /// Misses allowed per window.
-    pub fn limit(&self) -> u64 {
+    pub(crate) fn limit(&self) -> u64 {
         self.burst.max(1.0) as u64
     }
 
     /// The counting window.
-    pub fn window(&self) -> Duration {
+    pub(crate) fn window(&self) -> Duration {
         let secs = if self.refill_per_sec > 0.0 { self.burst / self.refill_per_sec } else { 3600.0 };
         Duration::from_secs_f64(secs.clamp(1.0, 86_400.0))
     }

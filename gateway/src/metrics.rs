@@ -14,7 +14,7 @@ use opentelemetry::metrics::{Counter, Histogram, Meter};
 use opentelemetry::KeyValue;
 
 #[derive(Clone)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     lookups: Counter<u64>,
     latency: Histogram<f64>,
     violations: Counter<u64>,
@@ -30,7 +30,7 @@ impl std::fmt::Debug for Metrics {
 }
 
 impl Metrics {
-    pub fn new(meter: &Meter) -> Self {
+    pub(crate) fn new(meter: &Meter) -> Self {
         Self {
             lookups: meter
                 .u64_counter("huren_gateway_lookups")
@@ -64,7 +64,7 @@ impl Metrics {
         }
     }
 
-    pub fn lookup(&self, from: &str, province: &str, outcome: &'static str, seconds: f64) {
+    pub(crate) fn lookup(&self, from: &str, province: &str, outcome: &'static str, seconds: f64) {
         let labels = [
             KeyValue::new("from", from.to_owned()),
             KeyValue::new("province", province.to_owned()),
@@ -74,20 +74,20 @@ impl Metrics {
         self.latency.record(seconds, &labels);
     }
 
-    pub fn violation(&self, province: &str, reason: &'static str) {
+    pub(crate) fn violation(&self, province: &str, reason: &'static str) {
         self.violations.add(1, &[KeyValue::new("province", province.to_owned()), KeyValue::new("reason", reason)]);
     }
 
     /// One attestation cache use: `hit`, `miss`, `revalidated` or `stale`.
-    pub fn cache(&self, result: &'static str) {
+    pub(crate) fn cache(&self, result: &'static str) {
         self.cache.add(1, &[KeyValue::new("result", result)]);
     }
 
-    pub fn retry(&self, province: &str) {
+    pub(crate) fn retry(&self, province: &str) {
         self.retries.add(1, &[KeyValue::new("province", province.to_owned())]);
     }
 
-    pub fn throttled(&self, hub: &str) {
+    pub(crate) fn throttled(&self, hub: &str) {
         self.throttled.add(1, &[KeyValue::new("hub", hub.to_owned())]);
     }
 }

@@ -11,7 +11,7 @@ use tokio::sync::watch;
 
 /// The receipts a gateway holds.
 #[derive(Debug)]
-pub struct ReceiptStore {
+pub(crate) struct ReceiptStore {
     dir: Option<PathBuf>,
     receipts: Mutex<Vec<pb::SignedDeletionReceipt>>,
     count: watch::Sender<usize>,
@@ -19,7 +19,7 @@ pub struct ReceiptStore {
 
 impl ReceiptStore {
     /// Opens `dir` (if any), loading the receipts already there.
-    pub fn open(dir: Option<PathBuf>) -> std::io::Result<Self> {
+    pub(crate) fn open(dir: Option<PathBuf>) -> std::io::Result<Self> {
         let mut receipts = Vec::new();
         if let Some(dir) = &dir {
             std::fs::create_dir_all(dir)?;
@@ -37,7 +37,7 @@ impl ReceiptStore {
     }
 
     /// Persists and keeps a verified receipt; a byte-identical one is taken once.
-    pub fn add(&self, province: &str, signed: pb::SignedDeletionReceipt) -> std::io::Result<()> {
+    pub(crate) fn add(&self, province: &str, signed: pb::SignedDeletionReceipt) -> std::io::Result<()> {
         let mut receipts = self.receipts.lock().unwrap_or_else(|e| e.into_inner());
         if receipts.contains(&signed) {
             return Ok(());
@@ -52,12 +52,12 @@ impl ReceiptStore {
         Ok(())
     }
 
-    pub fn all(&self) -> Vec<pb::SignedDeletionReceipt> {
+    pub(crate) fn all(&self) -> Vec<pb::SignedDeletionReceipt> {
         self.receipts.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Number of receipts held, as it changes.
-    pub fn watch(&self) -> watch::Receiver<usize> {
+    pub(crate) fn watch(&self) -> watch::Receiver<usize> {
         self.count.subscribe()
     }
 }

@@ -1,5 +1,5 @@
 //! When a failed call to a node is retried, as pure policy: which failures a retry can
-//! cure ([`retryable`]), and how many retries a province's traffic may carry
+//! cure (`retryable`), and how many retries a province's traffic may carry
 //! ([`RetryBudget`], a share of its lookups plus a floor, so that a province failing part
 //! of its calls is not sent a storm of repeats). A lookup changes nothing at the node,
 //! so a repeat is always safe; the budget keeps it cheap. The gateway makes at most one
@@ -13,6 +13,7 @@ use tonic::Code;
 /// [`RetryBudget::WINDOW`], plus `min_per_sec` whatever the traffic. Both zero: no retries.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RetryBudget {
+    /// Retries per second allowed whatever the traffic (0 to 1000).
     pub min_per_sec: u32,
     /// Share of lookups that may be retried, 0 to 1 (0.2: one retry per five lookups).
     pub ratio: f32,
@@ -52,7 +53,7 @@ impl RetryBudget {
 /// connection refused, reset, the TLS handshake failing: `transport` is true) or said it
 /// cannot serve now (UNAVAILABLE, e.g. draining for a restart). A missed deadline is not
 /// retried (no time is left), and neither is any answer about the token itself.
-pub fn retryable(code: Code, transport: bool) -> bool {
+pub(crate) fn retryable(code: Code, transport: bool) -> bool {
     match code {
         Code::Unavailable => true,
         Code::DeadlineExceeded | Code::Cancelled => false,

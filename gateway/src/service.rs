@@ -1,5 +1,6 @@
 //! The gateway's gRPC services: `Lookup` (hubs) and `TrustRegistry` (everyone).
-//! Domain errors become `tonic::Status` in one place, [`GatewayError`].
+//! Requests become domain types on the way in ([`crate::request`]); refusals are
+//! [`GatewayError`]s, sent as typed statuses in one place ([`crate::error`]).
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -7,10 +8,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use huren_pki::attest::valid_purpose;
-use huren_pki::qr::TOKEN_LEN;
 use huren_pki::{unix_now, Identity, ProvinceCode, Role, TrustList};
 use huren_proto::pb;
+use huren_runtime::error::{CallerError, Refusal as _};
 use huren_runtime::live::{LiveTrust, OfferError};
 use huren_runtime::tls::{self, ExpectedPeer, TlsIdentity};
 use pb::attestation_client::AttestationClient;
@@ -21,75 +21,15 @@ use tonic::{Code, Request, Response};
 use crate::authz::{authorize, Call};
 use crate::breaker::Breakers;
 use crate::capture::CaptureSink;
+use crate::error::{node_failure, transport_cause, GatewayError, MisconfiguredCause, UnavailableCause};
 use crate::limits::MissPolicy;
 use crate::metrics::Metrics;
 use crate::receipts::ReceiptStore;
+use crate::request::Lookup;
 use crate::retry::{retryable, RetryBudget};
 use crate::shared::{cache_key, Shared};
 use tower::limit::ConcurrencyLimit;
 use tower::retry::budget::{Budget as _, TpsBudget};
-
-/// Failures of a gateway call, each mapped to one gRPC status.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum GatewayError {
-    #[error("{0}")]
-    Unauthenticated(tonic::Status),
-    #[error("{0}")]
-    PermissionDenied(String),
-    #[error("{0}")]
-    InvalidArgument(String),
-    #[error("{0}")]
-    NotFound(String),
-    #[error("{0}")]
-    Unavailable(String),
-    #[error("{0}")]
-    DeadlineExceeded(String),
-    #[error("{0}")]
-    ResourceExhausted(String),
-    /// The home province knows the token but holds no current status for it (it lapsed
-    /// and must be re-assessed there). Not a miss: it does not count toward the hub's
-    /// anti-enumeration throttle.
-    #[error("{0}")]
-    NoCurrentStatus(String),
-    /// The home province answered with something the federation must not pass on.
-    #[error("attestation from province {province} refused: {reason}")]
-    PolicyViolation { province: ProvinceCode, reason: String, label: &'static str },
-}
-
-impl GatewayError {
-    /// Outcome label for metrics.
-    pub fn outcome(&self) -> &'static str {
-        match self {
-            GatewayError::Unauthenticated(_) => "unauthenticated",
-            GatewayError::PermissionDenied(_) => "permission_denied",
-            GatewayError::InvalidArgument(_) => "invalid_argument",
-            GatewayError::NotFound(_) => "not_found",
-            GatewayError::Unavailable(_) => "unavailable",
-            GatewayError::DeadlineExceeded(_) => "deadline_exceeded",
-            GatewayError::ResourceExhausted(_) => "throttled",
-            GatewayError::NoCurrentStatus(_) => "no_current_status",
-            GatewayError::PolicyViolation { .. } => "policy_violation",
-        }
-    }
-}
-
-impl From<GatewayError> for tonic::Status {
-    fn from(e: GatewayError) -> Self {
-        let message = e.to_string();
-        match e {
-            GatewayError::Unauthenticated(s) => s,
-            GatewayError::PermissionDenied(_) => tonic::Status::permission_denied(message),
-            GatewayError::InvalidArgument(_) => tonic::Status::invalid_argument(message),
-            GatewayError::NotFound(_) => tonic::Status::not_found(message),
-            GatewayError::Unavailable(_) => tonic::Status::unavailable(message),
-            GatewayError::DeadlineExceeded(_) => tonic::Status::deadline_exceeded(message),
-            GatewayError::ResourceExhausted(_) => tonic::Status::resource_exhausted(message),
-            GatewayError::NoCurrentStatus(_) => tonic::Status::failed_precondition(message),
-            GatewayError::PolicyViolation { .. } => tonic::Status::failed_precondition(message),
-        }
-    }
-}
 
 /// A province's node endpoints, in the trust list's order, one client each.
 struct Route {
@@ -148,7 +88,7 @@ pub(crate) struct State {
 }
 
 impl State {
-    pub fn new(
+    pub(crate) fn new(
         trust: LiveTrust,
         tls: Arc<TlsIdentity>,
         settings: &crate::GatewaySettings,
@@ -187,11 +127,11 @@ impl State {
         }
     }
 
-    pub fn trust(&self) -> Arc<TrustList> {
+    pub(crate) fn trust(&self) -> Arc<TrustList> {
         self.trust.current()
     }
 
-    pub fn clock_now(&self) -> i64 {
+    pub(crate) fn clock_now(&self) -> i64 {
         self.clock.now()
     }
 
@@ -202,11 +142,10 @@ impl State {
 
     /// The client for a province's node under the trust list in force.
     fn route(&self, trust: &TrustList, code: &ProvinceCode) -> Result<Arc<Route>, GatewayError> {
-        let entry = trust
-            .province(code)
-            .ok_or_else(|| GatewayError::NotFound(format!("province {code} is not in the trust list")))?;
+        let entry = trust.province(code).ok_or_else(|| GatewayError::ProvinceUnknown { province: code.clone() })?;
+        let misconfigured = |cause| GatewayError::ProvinceMisconfigured { province: code.clone(), cause };
         if entry.endpoints.is_empty() {
-            return Err(GatewayError::Unavailable(format!("province {code} lists no node endpoint")));
+            return Err(misconfigured(MisconfiguredCause::NoEndpoint));
         }
         let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
         if routes.sequence != trust.sequence() {
@@ -216,12 +155,13 @@ impl State {
             return Ok(route.clone());
         }
         let expected = ExpectedPeer::Exactly(Identity::new(trust.trust_domain(), Role::Node(code.clone())));
-        let config = tls::client_config(&self.tls, expected, self.trust.revocations())
-            .map_err(|e| GatewayError::Unavailable(format!("cannot build TLS client for province {code}: {e}")))?;
+        let config = tls::client_config(&self.tls, expected, self.trust.revocations()).map_err(|e| {
+            misconfigured(MisconfiguredCause::Client(format!("cannot build TLS client for province {code}: {e}")))
+        })?;
         let mut clients = Vec::with_capacity(entry.endpoints.len());
         for endpoint in &entry.endpoints {
             let channel = tls::channel(endpoint, config.clone(), self.connect_timeout)
-                .map_err(|e| GatewayError::Unavailable(format!("province {code}: {e}")))?;
+                .map_err(|e| misconfigured(MisconfiguredCause::Client(format!("province {code}: {e}"))))?;
             // Bounded in-flight calls per endpoint: a slow province queues its own lookups only.
             clients.push(AttestationClient::new(ConcurrencyLimit::new(channel, self.node_concurrency)));
         }
@@ -236,62 +176,14 @@ impl State {
     }
 }
 
+/// The caller of `request`, if it may make `call`.
 fn authorized<T>(request: &Request<T>, call: Call) -> Result<Identity, GatewayError> {
-    let caller = tls::peer(request).map_err(GatewayError::Unauthenticated)?;
-    authorize(call, &caller).map_err(GatewayError::PermissionDenied)?;
-    Ok(caller)
-}
-
-/// Maps a node's answer to what the hub sees.
-fn node_failure(code: &ProvinceCode, status: tonic::Status) -> GatewayError {
-    match status.code() {
-        Code::NotFound => GatewayError::NotFound(format!("token is not known to province {code} or has expired")),
-        // The node's only FAILED_PRECONDITION on Attest: a lapsed status with no exit rule.
-        // The gateway words it itself, so nothing a node writes reaches the hub here.
-        Code::FailedPrecondition => GatewayError::NoCurrentStatus(format!(
-            "province {code} holds no current status for this token (it lapsed); the province must re-assess \
-             the traveller; retrying will not help"
-        )),
-        // The gateway checked the hub's input before asking, so this is a fault between the
-        // gateway and the node. The node's own words are not passed on (a node must not be
-        // able to send a hub anything but a signed minimal attestation).
-        Code::InvalidArgument => GatewayError::Unavailable(format!(
-            "province {code} node refused the gateway's request as malformed (INVALID_ARGUMENT); \
-             the federation operators are alerted by the logs; retrying will not help"
-        )),
-        Code::DeadlineExceeded | Code::Cancelled => GatewayError::DeadlineExceeded(format!(
-            "province {code} node did not answer in time; retrying is safe (a lookup changes nothing)"
-        )),
-        _ => match transport_cause(&status) {
-            // Our own client's words (refused connection, TLS alert, revoked certificate).
-            Some(cause) => GatewayError::Unavailable(format!(
-                "province {code} node unreachable: {cause}; retrying is safe (a lookup changes nothing)"
-            )),
-            None => GatewayError::Unavailable(format!(
-                "province {code} node answered {:?}; retrying is safe (a lookup changes nothing)",
-                status.code()
-            )),
-        },
-    }
-}
-
-/// The cause of a failure of the gateway's own connection to a node, if that is what
-/// `status` is (its source chain holds a transport error); `None` for a node's answer.
-fn transport_cause(status: &tonic::Status) -> Option<String> {
-    let mut source = std::error::Error::source(status);
-    let mut transport = false;
-    let mut innermost = None;
-    while let Some(e) = source {
-        transport |= e.downcast_ref::<tonic::transport::Error>().is_some();
-        innermost = Some(e.to_string());
-        source = e.source();
-    }
-    transport.then(|| innermost.unwrap_or_else(|| "transport error".to_owned()))
+    Ok(huren_runtime::error::authorized(request, |caller| authorize(call, caller))?)
 }
 
 /// `huren.v1.Lookup`.
 #[derive(Clone)]
-pub struct LookupService(pub(crate) Arc<State>);
+pub(crate) struct LookupService(pub(crate) Arc<State>);
 
 fn hub_id(caller: &Identity) -> &str {
     match &caller.role {
@@ -315,53 +207,33 @@ impl LookupService {
         *from = trust.hub_province(hub).cloned();
         let req = request.into_inner();
         state.capture("Lookup", "hub->gateway", &req);
-        let code: ProvinceCode = req.province.parse().map_err(|e| GatewayError::InvalidArgument(format!("{e}")))?;
-        if req.token.len() != TOKEN_LEN {
-            return Err(GatewayError::InvalidArgument(format!(
-                "token must be {TOKEN_LEN} bytes, got {}",
-                req.token.len()
-            )));
-        }
-        if !valid_purpose(&req.purpose) {
-            return Err(GatewayError::InvalidArgument(
-                "purpose must be dotted lowercase words, e.g. transit.highway".into(),
-            ));
-        }
+        let lookup = Lookup::try_from(req)?;
+        let code = &lookup.province;
         if let Some(sunset) = trust.sunset_in_force(state.clock.now()) {
-            return Err(GatewayError::Unavailable(format!(
-                "federation sunset since {}: {}; lookups are no longer routed",
-                sunset.effective_at, sunset.reason
-            )));
+            return Err(GatewayError::Sunset { effective_at: sunset.effective_at, reason: sunset.reason.clone() });
         }
         // Purpose binding: the hub's registration says which purposes it may declare.
         match trust.hub_purposes(hub) {
-            None => {
-                return Err(GatewayError::PermissionDenied(format!("hub {hub} is not registered in the trust list")))
-            }
-            Some(purposes) if !purposes.iter().any(|p| p == &req.purpose) => {
-                return Err(GatewayError::PermissionDenied(format!(
-                    "hub {hub} is not registered for purpose {}; registered: {}",
-                    req.purpose,
-                    purposes.join(", ")
-                )))
+            None => return Err(GatewayError::HubNotRegistered { hub: hub.to_owned() }),
+            Some(purposes) if !purposes.iter().any(|p| p == &lookup.purpose) => {
+                return Err(GatewayError::PurposeNotRegistered {
+                    hub: hub.to_owned(),
+                    purpose: lookup.purpose.clone(),
+                    registered: purposes.to_vec(),
+                })
             }
             Some(_) => {}
         }
         if state.hub_rate_per_sec > 0
             && state.shared.incr("rate", hub, std::time::Duration::from_secs(1)).await > state.hub_rate_per_sec
         {
-            return Err(GatewayError::ResourceExhausted(format!(
-                "hub {hub} exceeds its request rate of {}/s; retry later",
-                state.hub_rate_per_sec
-            )));
+            return Err(GatewayError::RateLimited { hub: hub.to_owned(), rate_per_sec: state.hub_rate_per_sec });
         }
         if state.shared.count("miss", hub, state.misses.window()).await >= state.misses.limit() {
-            return Err(GatewayError::ResourceExhausted(format!(
-                "hub {hub} is throttled: too many lookups of unknown tokens; retry later"
-            )));
+            return Err(GatewayError::TooManyUnknownTokens { hub: hub.to_owned(), window: state.misses.window() });
         }
         let now = unix_now();
-        let key = cache_key(state.shared.prefix(), code.as_str(), &req.purpose, &req.token);
+        let key = cache_key(state.shared.prefix(), code.as_str(), &lookup.purpose, &lookup.token);
         // A cached attestation still valid now (re-verified on every use: a key revoked
         // since it was cached fails here), and whether it is fresh enough to serve without
         // asking the node.
@@ -369,7 +241,7 @@ impl LookupService {
         if state.cache {
             if let Some(bytes) = state.shared.cache_get(&key).await {
                 cached = pb::SignedAttestation::decode(bytes.as_slice()).ok().and_then(|signed| {
-                    check(&trust, &signed, &code, &req, now).ok().map(|attestation| (signed, attestation.issued_at))
+                    check(&trust, &signed, &lookup, now).ok().map(|attestation| (signed, attestation.issued_at))
                 });
             }
             if let Some((signed, issued_at)) = &cached {
@@ -379,7 +251,7 @@ impl LookupService {
                 }
             }
         }
-        match self.ask_node(&trust, &code, &req, hub, &key, now).await {
+        match self.ask_node(&trust, &lookup, hub, &key, now).await {
             Ok(signed) => {
                 if state.cache {
                     state.metrics.cache(if cached.is_some() { "revalidated" } else { "miss" });
@@ -388,11 +260,15 @@ impl LookupService {
             }
             // Stale-if-error: the province cannot answer now, and what it signed earlier is
             // still valid and within the retention cap (the cache holds nothing longer).
-            Err(e @ (GatewayError::Unavailable(_) | GatewayError::DeadlineExceeded(_))) => match cached {
+            Err(e) if e.province_failed() => match cached {
                 Some((signed, _)) => {
                     state.metrics.cache("stale");
                     // Per lookup, so debug: during an outage the `stale` cache metric is the signal.
-                    tracing::debug!(province = %code, outcome = e.outcome(), "province failing: served a cached attestation still valid");
+                    tracing::debug!(
+                        province = %code,
+                        outcome = e.outcome(),
+                        "province failing: served a cached attestation still valid"
+                    );
                     Ok(self.answer(signed))
                 }
                 None => {
@@ -429,18 +305,18 @@ impl LookupService {
     async fn ask_node(
         &self,
         trust: &TrustList,
-        code: &ProvinceCode,
-        req: &pb::LookupRequest,
+        lookup: &Lookup,
         hub: &str,
         key: &str,
         now: i64,
     ) -> Result<pb::SignedAttestation, GatewayError> {
         let state = &self.0;
+        let code = &lookup.province;
         if let Err(wait) = state.breakers.allow(code.as_str(), std::time::Instant::now()) {
-            return Err(GatewayError::Unavailable(format!(
-                "province {code} is failing: circuit open for another {} ms; retry later",
-                wait.as_millis()
-            )));
+            return Err(GatewayError::ProvinceUnavailable {
+                province: code.clone(),
+                cause: UnavailableCause::CircuitOpen(wait),
+            });
         }
         let route = match state.route(trust, code) {
             Ok(route) => route,
@@ -449,7 +325,7 @@ impl LookupService {
                 return Err(e);
             }
         };
-        let attest = pb::AttestRequest { token: req.token.clone(), purpose: req.purpose.clone() };
+        let attest = pb::AttestRequest { token: lookup.token.to_vec(), purpose: lookup.purpose.clone() };
         // One deadline for the lookup, retry included; it covers the wait for a slot under
         // the province's concurrency limit too.
         let deadline = tokio::time::Instant::now() + state.node_timeout_for(code);
@@ -501,7 +377,7 @@ impl LookupService {
             Some(Ok(answer)) => answer.into_inner(),
             Some(Err(status)) => {
                 let failure = node_failure(code, status);
-                if matches!(failure, GatewayError::NotFound(_))
+                if matches!(failure, GatewayError::TokenUnknown { .. })
                     && state.shared.incr("miss", hub, state.misses.window()).await == state.misses.limit()
                 {
                     tracing::warn!(%hub, "hub throttled after too many unknown-token lookups");
@@ -509,11 +385,7 @@ impl LookupService {
                 }
                 return Err(failure);
             }
-            None => {
-                return Err(GatewayError::DeadlineExceeded(format!(
-                    "province {code} node did not answer in time; retrying is safe (a lookup changes nothing)"
-                )))
-            }
+            None => return Err(GatewayError::ProvinceTimeout { province: code.clone() }),
         };
         state.capture("Attest", "node->gateway", &answer);
         let violation = |reason: String, label: &'static str| {
@@ -524,7 +396,7 @@ impl LookupService {
         };
         let signed =
             answer.attestation.ok_or_else(|| violation("node answered without an attestation".into(), "empty"))?;
-        let attestation = check(trust, &signed, code, req, now).map_err(|(reason, label)| violation(reason, label))?;
+        let attestation = check(trust, &signed, lookup, now).map_err(|(reason, label)| violation(reason, label))?;
         if state.cache {
             // Never longer than the attestation itself, nor than the retention policy allows.
             let ttl = (attestation.expires_at - now).min(trust.retention().cache_max).max(0);
@@ -539,11 +411,10 @@ impl LookupService {
 fn check(
     trust: &TrustList,
     signed: &pb::SignedAttestation,
-    code: &ProvinceCode,
-    req: &pb::LookupRequest,
+    lookup: &Lookup,
     now: i64,
 ) -> Result<huren_pki::attest::Attestation, (String, &'static str)> {
-    let expected = huren_pki::Expected::lookup(code, &req.token, &req.purpose);
+    let expected = huren_pki::Expected::lookup(&lookup.province, &lookup.token, &lookup.purpose);
     huren_pki::verify_attestation(trust, signed, &expected, now).map_err(|e| (e.to_string(), e.reason()))
 }
 
@@ -576,21 +447,17 @@ impl pb::lookup_server::Lookup for LookupService {
 
 /// `huren.v1.TrustRegistry`.
 #[derive(Clone)]
-pub struct TrustRegistryService(pub(crate) Arc<State>);
+pub(crate) struct TrustRegistryService(pub(crate) Arc<State>);
 
 type TrustListStream = Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::SignedTrustList, tonic::Status>> + Send>>;
 
-fn upload_refused(e: OfferError) -> tonic::Status {
+fn upload_refused(e: OfferError) -> GatewayError {
     match e {
-        OfferError::Invalid(e) => tonic::Status::invalid_argument(format!("trust list refused: {e}")),
-        OfferError::Rollback { .. } | OfferError::TrustDomain { .. } => {
-            tonic::Status::failed_precondition(format!("trust list refused: {e}"))
-        }
         OfferError::Persist(e) => {
             tracing::error!(error = %e, "cannot persist uploaded trust list");
-            tonic::Status::unavailable(format!("trust list not taken (gateway storage failure); retry is safe: {e}"))
+            GatewayError::Storage { what: "trust list not taken", cause: e.to_string() }
         }
-        other => tonic::Status::invalid_argument(format!("trust list refused: {other}")),
+        other => GatewayError::TrustListRefused(other),
     }
 }
 
@@ -632,23 +499,22 @@ impl pb::trust_registry_server::TrustRegistry for TrustRegistryService {
     ) -> Result<Response<pb::SubmitReceiptResponse>, tonic::Status> {
         let caller = authorized(&request, Call::SubmitReceipt)?;
         let Role::Node(province) = &caller.role else {
-            return Err(tonic::Status::permission_denied("only province nodes hand in deletion receipts"));
+            let message = "only province nodes hand in deletion receipts".to_owned();
+            return Err(GatewayError::from(CallerError::NotAuthorized { role: caller.role.kind(), message }).into());
         };
         let signed = request.into_inner();
-        let receipt = self
-            .0
-            .trust()
-            .verify_receipt(&signed)
-            .map_err(|e| tonic::Status::invalid_argument(format!("deletion receipt refused: {e}")))?;
+        let receipt =
+            self.0.trust().verify_receipt(&signed).map_err(|e| GatewayError::ReceiptInvalid(e.to_string()))?;
         if receipt.province != province.as_str() {
-            return Err(tonic::Status::permission_denied(format!(
-                "node of province {province} cannot hand in a receipt for province {}",
-                receipt.province
-            )));
+            return Err(GatewayError::ReceiptWrongProvince {
+                province: province.clone(),
+                receipt_province: receipt.province.clone(),
+            }
+            .into());
         }
         self.0.receipts.add(province.as_str(), signed).map_err(|e| {
             tracing::error!(error = %e, "cannot persist deletion receipt");
-            tonic::Status::unavailable(format!("receipt not kept (gateway storage failure); retry is safe: {e}"))
+            GatewayError::Storage { what: "receipt not kept", cause: e.to_string() }
         })?;
         tracing::info!(%province, reason = %receipt.reason, "deletion receipt received");
         Ok(Response::new(pb::SubmitReceiptResponse {}))

@@ -33,13 +33,14 @@ const PROBE_EVERY: Duration = Duration::from_millis(200);
 /// Entries the in-process cache holds at most.
 const LOCAL_CACHE_CAPACITY: usize = 200_000;
 /// How often expired in-process cache entries and counters are dropped.
-pub const SWEEP_EVERY: Duration = Duration::from_secs(1);
+pub(crate) const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// Whether Redis is configured and answering.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RedisState {
     /// No Redis configured: in-process cache and local limits by design.
     Off,
+    /// Configured and answering: shared cache and limits in use.
     Up,
     /// Configured but failing: in-process fallbacks in use.
     Degraded,
@@ -124,7 +125,7 @@ impl RedisLink {
 }
 
 /// The gateway's cache and counters.
-pub struct Shared {
+pub(crate) struct Shared {
     prefix: String,
     redis: Option<Arc<RedisLink>>,
     cache: Mutex<HashMap<String, (Vec<u8>, Instant)>>,
@@ -140,7 +141,7 @@ impl std::fmt::Debug for Shared {
 }
 
 /// The cache key for an attestation: a hash, so no token is ever a key.
-pub fn cache_key(prefix: &str, province: &str, purpose: &str, token: &[u8]) -> String {
+pub(crate) fn cache_key(prefix: &str, province: &str, purpose: &str, token: &[u8]) -> String {
     let mut h = Sha256::new();
     h.update(b"huren/cache/v1\0");
     h.update(province.as_bytes());
@@ -153,7 +154,7 @@ pub fn cache_key(prefix: &str, province: &str, purpose: &str, token: &[u8]) -> S
 
 impl Shared {
     /// In-process only.
-    pub fn local(prefix: &str) -> Self {
+    pub(crate) fn local(prefix: &str) -> Self {
         Self {
             prefix: prefix.to_owned(),
             redis: None,
@@ -165,7 +166,7 @@ impl Shared {
 
     /// With Redis at `url`; connects (and reconnects) in the background once
     /// [`Shared::spawn`] runs.
-    pub fn with_redis(prefix: &str, url: &str) -> Result<Self, redis::RedisError> {
+    pub(crate) fn with_redis(prefix: &str, url: &str) -> Result<Self, redis::RedisError> {
         let client = redis::Client::open(url)?;
         let link = Arc::new(RedisLink {
             client,
@@ -178,16 +179,16 @@ impl Shared {
     }
 
     /// Counts windows on `clock` instead of the system clock.
-    pub fn with_clock(mut self, clock: huren_runtime::clock::Clock) -> Self {
+    pub(crate) fn with_clock(mut self, clock: huren_runtime::clock::Clock) -> Self {
         self.clock = clock;
         self
     }
 
-    pub fn prefix(&self) -> &str {
+    pub(crate) fn prefix(&self) -> &str {
         &self.prefix
     }
 
-    pub fn redis_state(&self) -> RedisState {
+    pub(crate) fn redis_state(&self) -> RedisState {
         match &self.redis {
             None => RedisState::Off,
             Some(link) if link.is_up() => RedisState::Up,
@@ -196,7 +197,7 @@ impl Shared {
     }
 
     /// The Redis state as it changes (always `Off` without Redis).
-    pub fn redis_states(&self) -> tokio::sync::watch::Receiver<RedisState> {
+    pub(crate) fn redis_states(&self) -> tokio::sync::watch::Receiver<RedisState> {
         match &self.redis {
             Some(link) => link.state.subscribe(),
             None => tokio::sync::watch::channel(RedisState::Off).1,
@@ -205,7 +206,7 @@ impl Shared {
 
     /// Connects, probes while Redis is down, and follows trust-list fan-out. Runs until
     /// the guard is dropped.
-    pub fn spawn(self: &Arc<Self>, live: LiveTrust) -> Option<TaskGuard> {
+    pub(crate) fn spawn(self: &Arc<Self>, live: LiveTrust) -> Option<TaskGuard> {
         let link = self.redis.clone()?;
         let this = self.clone();
         Some(TaskGuard::spawn(async move {
@@ -279,7 +280,7 @@ impl Shared {
     }
 
     /// A cached encoded attestation, if any.
-    pub async fn cache_get(&self, key: &str) -> Option<Vec<u8>> {
+    pub(crate) async fn cache_get(&self, key: &str) -> Option<Vec<u8>> {
         if self.redis.is_some() {
             let mut p = redis::pipe();
             p.get(key);
@@ -301,7 +302,7 @@ impl Shared {
     /// Drops every in-process cache entry and rate counter whose time is up at `now`
     /// (expired entries are never served, and are not kept either); returns how many
     /// cache entries went.
-    pub fn sweep_expired_at(&self, now: Instant) -> usize {
+    pub(crate) fn sweep_expired_at(&self, now: Instant) -> usize {
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         let before = cache.len();
         cache.retain(|_, (_, until)| *until > now);
@@ -312,7 +313,7 @@ impl Shared {
     }
 
     /// Sweeps expired in-process entries every [`SWEEP_EVERY`] until dropped.
-    pub fn spawn_sweeper(self: &Arc<Self>) -> TaskGuard {
+    pub(crate) fn spawn_sweeper(self: &Arc<Self>) -> TaskGuard {
         let shared = Arc::downgrade(self);
         TaskGuard::spawn(async move {
             let mut tick = tokio::time::interval(SWEEP_EVERY);
@@ -325,13 +326,14 @@ impl Shared {
         })
     }
 
-    /// In-process cache entries held now (for tests and health).
-    pub fn cached_entries(&self) -> usize {
+    /// In-process cache entries held now.
+    #[cfg(test)]
+    fn cached_entries(&self) -> usize {
         self.cache.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     /// Caches an encoded attestation for `ttl`.
-    pub async fn cache_put(&self, key: &str, value: &[u8], ttl: Duration) {
+    pub(crate) async fn cache_put(&self, key: &str, value: &[u8], ttl: Duration) {
         if ttl.is_zero() {
             return;
         }
@@ -353,7 +355,7 @@ impl Shared {
     }
 
     /// Drops a cached attestation (here and in Redis) that the node's answer overturned.
-    pub async fn cache_delete(&self, key: &str) {
+    pub(crate) async fn cache_delete(&self, key: &str) {
         self.cache.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
         if self.redis.is_some() {
             let mut p = redis::pipe();
@@ -370,7 +372,7 @@ impl Shared {
 
     /// Adds one to a fixed-window counter (shared across replicas when Redis is up);
     /// returns the count in the current window.
-    pub async fn incr(&self, kind: &str, subject: &str, window: Duration) -> u64 {
+    pub(crate) async fn incr(&self, kind: &str, subject: &str, window: Duration) -> u64 {
         let key = self.window_key(kind, subject, window);
         if self.redis.is_some() {
             let mut p = redis::pipe();
@@ -383,7 +385,7 @@ impl Shared {
     }
 
     /// The count in the current window.
-    pub async fn count(&self, kind: &str, subject: &str, window: Duration) -> u64 {
+    pub(crate) async fn count(&self, kind: &str, subject: &str, window: Duration) -> u64 {
         let key = self.window_key(kind, subject, window);
         if self.redis.is_some() {
             let mut p = redis::pipe();
@@ -408,7 +410,7 @@ impl Shared {
 
     /// Deletes every cached attestation and counter, in process and under the prefix in
     /// Redis (the sunset); returns how many Redis keys went.
-    pub async fn purge_all(&self) -> u64 {
+    pub(crate) async fn purge_all(&self) -> u64 {
         self.cache.lock().unwrap_or_else(|e| e.into_inner()).clear();
         self.counters.lock().unwrap_or_else(|e| e.into_inner()).clear();
         let Some((_, mut conn)) = self.conn().await else { return 0 };
@@ -438,7 +440,7 @@ impl Shared {
     }
 
     /// Tells the other replicas about a newly accepted trust list.
-    pub async fn publish_trust_list(&self, signed: &pb::SignedTrustList) {
+    pub(crate) async fn publish_trust_list(&self, signed: &pb::SignedTrustList) {
         if self.redis.is_none() {
             return;
         }

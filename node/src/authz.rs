@@ -4,7 +4,7 @@ use huren_pki::{Identity, ProvinceCode, Role};
 
 /// The node's RPCs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Call {
+pub(crate) enum Call {
     Attest,
     UpsertStatus,
     IssueToken,
@@ -17,7 +17,7 @@ pub enum Call {
 }
 
 impl Call {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Call::Attest => "Attestation/Attest",
             Call::UpsertStatus => "StatusAdmin/UpsertStatus",
@@ -33,7 +33,7 @@ impl Call {
 /// tokens, and only it or one of this province's authorities may change statuses (which
 /// statuses, under which rule, is checked against the rule registry in
 /// `service::validate_upsert`). Everything else is refused.
-pub fn authorize(call: Call, caller: &Identity, own: &ProvinceCode) -> Result<(), String> {
+pub(crate) fn authorize(call: Call, caller: &Identity, own: &ProvinceCode) -> Result<(), String> {
     let allowed = match (call, &caller.role) {
         (Call::Attest, Role::Gateway(_)) => true,
         (Call::UpsertStatus | Call::IssueToken, Role::Admin(p)) => p == own,

@@ -3,6 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use huren_pki::ProvinceCode;
+pub use huren_runtime::config::ConfigError;
+use huren_runtime::config::{self, Settings};
 use serde::{Deserialize, Serialize};
 
 /// Node configuration. Relative paths are resolved against the config file's folder.
@@ -85,125 +87,16 @@ pub enum StoreBackend {
     Redis,
 }
 
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error("{path}: {message}")]
-    Parse { path: PathBuf, message: String },
-    #[error("invalid node config: {0}")]
-    Invalid(String),
-    /// A `HUREN_NODE_<KEY>` variable that names no key or holds a value of the wrong type.
-    #[error("invalid node config: {var}: {message}")]
-    Env { var: String, message: String },
-}
-
-impl ConfigError {
-    fn from_envcfg(path: &Path, e: huren_runtime::config::Error) -> Self {
-        match e {
-            huren_runtime::config::Error::Var { var, message } => Self::Env { var, message },
-            other => Self::Parse { path: path.to_owned(), message: other.to_string() },
-        }
-    }
-}
-
 impl NodeConfig {
-    /// Prefix of the variables that override keys: `HUREN_NODE_<KEY>`.
-    pub const ENV_PREFIX: &'static str = "HUREN_NODE_";
-    /// Keys absent by default; read from the environment as strings, an empty value unsets them.
-    const OPTIONAL_KEYS: &'static [&'static str] =
-        &["gateway", "otlp_endpoint", "store_redis_url", "store_redis_prefix"];
-
     /// Reads a config file, applies the `HUREN_NODE_<KEY>` overrides from the process
-    /// environment, resolves relative paths and validates (see [`Self::from_sources`]).
+    /// environment, resolves relative paths and validates (rules in [`huren_runtime::config`]).
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text =
-            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-        let vars =
-            huren_runtime::config::environment(Self::ENV_PREFIX).map_err(|e| ConfigError::from_envcfg(path, e))?;
-        Self::from_sources(path, &text, vars)
+        config::load(path)
     }
 
-    /// The configuration from `text` (the file at `path`, which only names errors and
-    /// anchors relative paths) and the variables `vars`: `HUREN_NODE_<KEY>` wins over the
-    /// file, the file over the defaults; other variables are ignored (rules in
-    /// [`huren_runtime::config`]). No I/O: a pure function of its arguments.
-    pub fn from_sources(
-        path: &Path,
-        text: &str,
-        vars: impl IntoIterator<Item = (String, String)>,
-    ) -> Result<Self, ConfigError> {
-        let mut config: Self = huren_runtime::config::parse(Self::ENV_PREFIX, text, vars, Self::OPTIONAL_KEYS)
-            .map_err(|e| ConfigError::from_envcfg(path, e))?;
-        if let Some(base) = path.parent() {
-            config.resolve_relative(base);
-        }
-        config.validate()?;
-        Ok(config)
-    }
-
-    fn resolve_relative(&mut self, base: &Path) {
-        for p in [
-            &mut self.data_dir,
-            &mut self.cert,
-            &mut self.key,
-            &mut self.ca,
-            &mut self.attestation_key,
-            &mut self.trust_list,
-        ] {
-            if p.is_relative() {
-                *p = base.join(&*p);
-            }
-        }
-    }
-
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        self.province_code()?;
-        self.listen
-            .parse::<std::net::SocketAddr>()
-            .map_err(|_| ConfigError::Invalid(format!("listen {:?} is not an ip:port address", self.listen)))?;
-        self.admin_listen.parse::<std::net::SocketAddr>().map_err(|_| {
-            ConfigError::Invalid(format!("admin_listen {:?} is not an ip:port address", self.admin_listen))
-        })?;
-        if self.attestation_ttl_seconds <= 0 || self.attestation_ttl_seconds > 86_400 {
-            return Err(ConfigError::Invalid("attestation_ttl_seconds must be within 1..=86400".into()));
-        }
-        if self.token_lifetime_seconds == 0 || self.token_lifetime_seconds > 86_400 {
-            return Err(ConfigError::Invalid("token_lifetime_seconds must be within 1..=86400".into()));
-        }
-        if let Some(gateway) = &self.gateway {
-            huren_runtime::tls::endpoint_authority(gateway)
-                .map_err(|e| ConfigError::Invalid(format!("gateway: {e}")))?;
-        }
-        if self.default_status_validity_seconds <= 0 {
-            return Err(ConfigError::Invalid("default_status_validity_seconds must be positive".into()));
-        }
-        if let Some(url) = &self.store_redis_url {
-            let parsed = redis::Client::open(url.as_str()).map(|c| c.get_connection_info().clone());
-            if parsed.is_err() {
-                // The URL may carry a password: never echo it.
-                return Err(ConfigError::Invalid("store_redis_url is not a redis:// or rediss:// URL".into()));
-            }
-        }
-        if self.store == StoreBackend::Redis && self.store_redis_url.is_none() {
-            return Err(ConfigError::Invalid("store = \"redis\" needs store_redis_url".into()));
-        }
-        if let Some(prefix) = &self.store_redis_prefix {
-            if prefix.is_empty()
-                || prefix.len() > 128
-                || prefix.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
-            {
-                return Err(ConfigError::Invalid(
-                    "store_redis_prefix must be 1-128 characters without spaces or control characters".into(),
-                ));
-            }
-        }
-        Ok(())
-    }
-
+    /// The province this node serves, as a code.
     pub fn province_code(&self) -> Result<ProvinceCode, ConfigError> {
-        self.province.parse().map_err(|e| ConfigError::Invalid(format!("province: {e}")))
+        self.province.parse().map_err(|e| invalid(format!("province: {e}")))
     }
 
     /// Key prefix of the status store in Redis.
@@ -217,6 +110,71 @@ impl NodeConfig {
     }
 }
 
+fn invalid(message: impl Into<String>) -> ConfigError {
+    ConfigError::invalid::<NodeConfig>(message)
+}
+
+impl Settings for NodeConfig {
+    const ROLE: &'static str = "node";
+    const ENV_PREFIX: &'static str = "HUREN_NODE_";
+    const OPTIONAL_KEYS: &'static [&'static str] =
+        &["gateway", "otlp_endpoint", "store_redis_url", "store_redis_prefix"];
+
+    fn paths(&mut self) -> Vec<&mut PathBuf> {
+        vec![
+            &mut self.data_dir,
+            &mut self.cert,
+            &mut self.key,
+            &mut self.ca,
+            &mut self.attestation_key,
+            &mut self.trust_list,
+        ]
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.province_code()?;
+        self.listen
+            .parse::<std::net::SocketAddr>()
+            .map_err(|_| invalid(format!("listen {:?} is not an ip:port address", self.listen)))?;
+        self.admin_listen
+            .parse::<std::net::SocketAddr>()
+            .map_err(|_| invalid(format!("admin_listen {:?} is not an ip:port address", self.admin_listen)))?;
+        if self.attestation_ttl_seconds <= 0 || self.attestation_ttl_seconds > 86_400 {
+            return Err(invalid("attestation_ttl_seconds must be within 1..=86400"));
+        }
+        if self.token_lifetime_seconds == 0 || self.token_lifetime_seconds > 86_400 {
+            return Err(invalid("token_lifetime_seconds must be within 1..=86400"));
+        }
+        if let Some(gateway) = &self.gateway {
+            huren_runtime::tls::endpoint_authority(gateway).map_err(|e| invalid(format!("gateway: {e}")))?;
+        }
+        if self.default_status_validity_seconds <= 0 {
+            return Err(invalid("default_status_validity_seconds must be positive"));
+        }
+        if let Some(url) = &self.store_redis_url {
+            let parsed = redis::Client::open(url.as_str()).map(|c| c.get_connection_info().clone());
+            if parsed.is_err() {
+                // The URL may carry a password: never echo it.
+                return Err(invalid("store_redis_url is not a redis:// or rediss:// URL"));
+            }
+        }
+        if self.store == StoreBackend::Redis && self.store_redis_url.is_none() {
+            return Err(invalid("store = \"redis\" needs store_redis_url"));
+        }
+        if let Some(prefix) = &self.store_redis_prefix {
+            if prefix.is_empty()
+                || prefix.len() > 128
+                || prefix.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+            {
+                return Err(invalid(
+                    "store_redis_prefix must be 1-128 characters without spaces or control characters",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -225,18 +183,7 @@ mod tests {
 
     fn load(text: &str, vars: &[(&str, &str)]) -> Result<NodeConfig, ConfigError> {
         let vars = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned()));
-        NodeConfig::from_sources(Path::new("/etc/huren/node.toml"), text, vars)
-    }
-
-    fn env_error(text: &str, vars: &[(&str, &str)]) -> (String, String, String) {
-        match load(text, vars) {
-            Err(e @ ConfigError::Env { .. }) => {
-                let line = e.to_string();
-                let ConfigError::Env { var, message } = e else { unreachable!() };
-                (var, message, line)
-            }
-            other => panic!("expected an environment error, got {other:?}"),
-        }
+        config::from_sources(Path::new("/etc/huren/node.toml"), text, vars)
     }
 
     #[test]
@@ -294,42 +241,31 @@ mod tests {
             admin_listen: "0.0.0.0:19091".into(),
             otlp_endpoint: Some("http://otel:4317".into()),
         };
-        let full = toml::Table::try_from(full).unwrap();
-        let defaults = toml::Table::try_from(NodeConfig::default()).unwrap();
-        let mut keys: Vec<&str> =
-            defaults.keys().map(String::as_str).chain(NodeConfig::OPTIONAL_KEYS.iter().copied()).collect();
-        keys.sort_unstable();
-        let mut all: Vec<&str> = full.keys().map(String::as_str).collect();
-        all.sort_unstable();
-        assert_eq!(keys, all, "OPTIONAL_KEYS lists exactly the keys absent by default");
-        for (key, value) in &full {
-            assert_ne!(defaults.get(key), Some(value), "{key}: pick a value other than the default");
-            let var = format!("HUREN_NODE_{}", key.to_ascii_uppercase());
-            let raw = match value {
-                toml::Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            // The file names a province (the default has none) unless the variable does.
-            // The file names a Redis URL too, so that `store = "redis"` alone validates.
-            let file = "province = \"340000\"\nstore_redis_url = \"redis://127.0.0.1:6379\"\n";
-            let c = load(file, &[(&var, &raw)]).unwrap_or_else(|e| panic!("{var}={raw}: {e}"));
-            assert_eq!(toml::Table::try_from(c).unwrap().get(key), Some(value), "{var}");
-        }
+        // The file names a province (the default has none) unless the variable does.
+        // The file names a Redis URL too, so that `store = "redis"` alone validates.
+        let file = "province = \"340000\"\nstore_redis_url = \"redis://127.0.0.1:6379\"\n";
+        config::check_every_key_overridable(full, file).unwrap();
     }
 
     #[test]
     fn bad_values_name_the_variable_and_the_type() {
-        let (var, message, line) = env_error(FILE, &[("HUREN_NODE_ATTESTATION_TTL_SECONDS", "5m")]);
-        assert_eq!(var, "HUREN_NODE_ATTESTATION_TTL_SECONDS");
-        assert_eq!(message, "expected an integer, got \"5m\"");
-        assert_eq!(line, "invalid node config: HUREN_NODE_ATTESTATION_TTL_SECONDS: expected an integer, got \"5m\"");
-        let (var, message, _) = env_error(FILE, &[("HUREN_NODE_TOKEN_LIFETIME_SECONDS", "-5")]);
-        assert!(var == "HUREN_NODE_TOKEN_LIFETIME_SECONDS" && message.contains("u32"), "{message}");
-        let (var, message, _) = env_error(FILE, &[("HUREN_NODE_TOKEN_LIFETIME_SECONDS", "4294967296")]);
-        assert!(var == "HUREN_NODE_TOKEN_LIFETIME_SECONDS" && message.contains("u32"), "{message}");
-        let (var, message, line) = env_error(FILE, &[("HUREN_NODE_GATEWAYS", "gateway.example:8443")]);
+        let err = load(FILE, &[("HUREN_NODE_ATTESTATION_TTL_SECONDS", "5m")]).unwrap_err();
+        assert_eq!(err.variable(), Some(("HUREN_NODE_ATTESTATION_TTL_SECONDS", "expected an integer, got \"5m\"")));
+        assert_eq!(
+            err.to_string(),
+            "invalid node config: HUREN_NODE_ATTESTATION_TTL_SECONDS: expected an integer, got \"5m\""
+        );
+        for raw in ["-5", "4294967296"] {
+            let err = load(FILE, &[("HUREN_NODE_TOKEN_LIFETIME_SECONDS", raw)]).unwrap_err();
+            let named =
+                err.variable().is_some_and(|(var, m)| var == "HUREN_NODE_TOKEN_LIFETIME_SECONDS" && m.contains("u32"));
+            assert!(named, "{err}");
+        }
+        let err = load(FILE, &[("HUREN_NODE_GATEWAYS", "gateway.example:8443")]).unwrap_err();
+        let (var, message) = err.variable().expect("an environment error");
         assert_eq!(var, "HUREN_NODE_GATEWAYS");
         assert!(message.starts_with("not a setting") && message.contains("gateway"), "{message}");
+        let line = err.to_string();
         assert!(!line.contains("gateway.example") && !line.contains('\n'), "{line}");
     }
 

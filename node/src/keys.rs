@@ -18,11 +18,19 @@ use huren_pki::attest::{AttestationKey, Kid};
 use huren_pki::{ProvinceCode, TrustList};
 use huren_proto::pb;
 
+/// Why attestation keys could not be read.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum KeyError {
+    /// A key file could not be read or is no PKCS#8 Ed25519 key.
     #[error("attestation key {path}: {message}")]
-    Read { path: String, message: String },
+    Read {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A key folder holds no `attestation-*.key` file.
     #[error("no attestation key found in {0} (expected attestation-*.key files)")]
     Empty(String),
 }
@@ -104,6 +112,7 @@ impl KeyRing {
         self.held.subscribe()
     }
 
+    /// The key ids held now.
     pub fn kids(&self) -> Vec<Kid> {
         self.keys.read().unwrap_or_else(|e| e.into_inner()).iter().map(|k| k.kid()).collect()
     }

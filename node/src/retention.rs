@@ -14,7 +14,7 @@
 //!   auditor's saved head can be checked against the final log after the leaf hashes are
 //!   gone; and after a receipted purge the store is rewritten ([`NodeStore::rewrite`]),
 //!   so no byte of a deleted record stays on disk in a redb file.
-//! - [`PurgeMetrics`]: what the purges did, as metrics (kinds, reasons, counts, times).
+//! - `PurgeMetrics`: what the purges did, as metrics (kinds, reasons, counts, times).
 
 use std::collections::BTreeMap;
 
@@ -23,8 +23,8 @@ use huren_proto::pb;
 use opentelemetry::metrics::{Counter, Gauge, Meter};
 use opentelemetry::KeyValue;
 
+use crate::error::{NodeError, Signing};
 use crate::keys::KeyRing;
-use crate::service::NodeError;
 use crate::store::{NodeStore, PurgeOutcome, PurgePlan};
 
 /// What one retention run (or sunset) deleted, for watchers and metrics.
@@ -32,18 +32,20 @@ use crate::store::{NodeStore, PurgeOutcome, PurgePlan};
 pub struct PurgeReport {
     /// Node clock at the run.
     pub time: i64,
+    /// Why it ran: `retention` or `sunset`.
     pub reason: &'static str,
+    /// Records deleted, by kind (`status`, `token`, `log_entry`).
     pub deleted: BTreeMap<&'static str, u64>,
 }
 
 /// Record kinds a purge counts (see [`crate::store::PurgeOutcome`]).
-pub const KINDS: [&str; 3] = ["status", "token", "log_entry"];
+pub(crate) const KINDS: [&str; 3] = ["status", "token", "log_entry"];
 
 /// Purge progress as OpenTelemetry instruments. Labels: province, kind, reason
 /// (retention, sunset; a manual purge runs with the node stopped), outcome — never a
 /// subject, token or record.
 #[derive(Clone)]
-pub struct PurgeMetrics {
+pub(crate) struct PurgeMetrics {
     province: KeyValue,
     purged: Counter<u64>,
     runs: Counter<u64>,
@@ -58,7 +60,8 @@ impl std::fmt::Debug for PurgeMetrics {
 }
 
 impl PurgeMetrics {
-    pub fn new(meter: &Meter, province: &ProvinceCode) -> Self {
+    /// The instruments, on `meter`, for `province`.
+    pub(crate) fn new(meter: &Meter, province: &ProvinceCode) -> Self {
         Self {
             province: KeyValue::new("province", province.to_string()),
             purged: meter
@@ -83,7 +86,7 @@ impl PurgeMetrics {
 
     /// A run that completed: its deletions per kind (zeros included, so every series
     /// exists from the first run), the run and its time.
-    pub fn completed(&self, report: &PurgeReport) {
+    pub(crate) fn completed(&self, report: &PurgeReport) {
         let reason = KeyValue::new("reason", report.reason);
         for kind in KINDS {
             let n = report.deleted.get(kind).copied().unwrap_or(0);
@@ -95,20 +98,20 @@ impl PurgeMetrics {
     }
 
     /// A run that failed (it is retried at the next tick).
-    pub fn failed(&self, reason: &'static str) {
+    pub(crate) fn failed(&self, reason: &'static str) {
         let labels = [self.province.clone(), KeyValue::new("reason", reason), KeyValue::new("outcome", "failed")];
         self.runs.add(1, &labels);
         self.progress.record(0, std::slice::from_ref(&self.province));
     }
 
     /// Records deleted so far by the run under way.
-    pub fn progress(&self, deleted: u64) {
+    pub(crate) fn progress(&self, deleted: u64) {
         self.progress.record(deleted, std::slice::from_ref(&self.province));
     }
 }
 
 /// The plan the retention policy calls for at `now`.
-pub fn retention_plan(trust: &TrustList, now: i64) -> PurgePlan {
+pub(crate) fn retention_plan(trust: &TrustList, now: i64) -> PurgePlan {
     let r = trust.retention();
     PurgePlan {
         statuses_changed_before: Some(now - r.status_max_age),
@@ -125,7 +128,7 @@ fn counts(map: &BTreeMap<&'static str, u64>) -> Vec<pb::DeletedCount> {
 /// Signs a receipt for a purge that has happened (`consistency`: proofs from earlier
 /// signed sizes to `final_tree_head`, see [`NodeStore::consistency_proofs`]).
 #[allow(clippy::too_many_arguments)]
-pub fn receipt(
+pub(crate) fn receipt(
     store: &dyn NodeStore,
     keys: &KeyRing,
     trust: &TrustList,
@@ -136,9 +139,9 @@ pub fn receipt(
     consistency: Vec<pb::ConsistencyFrom>,
     now: i64,
 ) -> Result<pb::SignedDeletionReceipt, NodeError> {
-    let key = keys.signing_key(trust, province, now).ok_or_else(|| {
-        NodeError::Unavailable(format!("no active attestation key for province {province}; cannot sign a receipt"))
-    })?;
+    let key = keys
+        .signing_key(trust, province, now)
+        .ok_or_else(|| NodeError::NoSigningKey { province: province.clone(), signing: Signing::Receipt })?;
     let (range_start, range_end) = outcome.range.unwrap_or((0, 0));
     let mut remaining = store.counts()?;
     remaining.retain(|_, v| *v > 0);
@@ -157,7 +160,7 @@ pub fn receipt(
 }
 
 /// The log's tree head, signed (and its size remembered, see [`NodeStore::record_signed_size`]).
-pub fn tree_head(
+pub(crate) fn tree_head(
     store: &dyn NodeStore,
     keys: &KeyRing,
     trust: &TrustList,
@@ -167,7 +170,7 @@ pub fn tree_head(
     let (size, root) = store.log_head()?;
     let key = keys
         .signing_key(trust, province, now)
-        .ok_or_else(|| NodeError::Unavailable(format!("no active attestation key for province {province}")))?;
+        .ok_or_else(|| NodeError::NoSigningKey { province: province.clone(), signing: Signing::TreeHead })?;
     let signed = key.sign_tree_head(&pb::TreeHead {
         province: province.to_string(),
         tree_size: size,
@@ -195,7 +198,7 @@ pub fn purge_with_receipt(
 ) -> Result<pb::SignedDeletionReceipt, NodeError> {
     let head = tree_head(store, keys, trust, province, now)?;
     let size = <pb::TreeHead as prost::Message>::decode(head.tree_head.as_slice())
-        .map_err(|e| NodeError::Join(format!("own tree head does not decode: {e}")))?
+        .map_err(|e| NodeError::Internal(format!("own tree head does not decode: {e}")))?
         .tree_size;
     let consistency = store
         .consistency_proofs(size)?

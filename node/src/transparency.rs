@@ -13,14 +13,14 @@ use huren_proto::pb;
 use tonic::{Request, Response};
 
 use crate::authz::Call;
-use crate::service::{authorized, blocking, token_array, Inner, NodeError};
-
-/// Most entries returned by one `GetEntries` call.
-pub const MAX_ENTRIES_PER_CALL: u64 = 10_000;
+use crate::error::NodeError;
+use crate::request::{self, InvalidRequest, MAX_ENTRIES_PER_CALL};
+use crate::service::{authorized, blocking, Inner};
+use crate::store::StoreError;
 
 /// `huren.v1.Transparency`.
 #[derive(Clone)]
-pub struct TransparencyService(pub(crate) Arc<Inner>);
+pub(crate) struct TransparencyService(pub(crate) Arc<Inner>);
 
 impl Inner {
     /// Signs the current tree head, remembering its size: a later deletion receipt then
@@ -36,9 +36,10 @@ impl Inner {
     }
 }
 
-fn range(e: crate::store::StoreError) -> NodeError {
+/// A store error, where a tree size or index beyond the log is the caller's mistake.
+fn range(e: StoreError) -> NodeError {
     match e {
-        crate::store::StoreError::Range(m) => NodeError::InvalidArgument(m),
+        StoreError::Range(m) => InvalidRequest::LogRange(m).into(),
         other => NodeError::Store(other),
     }
 }
@@ -84,10 +85,7 @@ impl pb::transparency_server::Transparency for TransparencyService {
         authorized(&request, Call::LogRead, &inner.province)?;
         let req = request.into_inner();
         if req.end < req.start || req.end - req.start > MAX_ENTRIES_PER_CALL {
-            return Err(NodeError::InvalidArgument(format!(
-                "entries [start, end) must be a range of at most {MAX_ENTRIES_PER_CALL}"
-            ))
-            .into());
+            return Err(NodeError::from(InvalidRequest::EntriesRange).into());
         }
         let response = blocking(move || {
             let first = inner.store.log_first_available()?;
@@ -107,14 +105,14 @@ impl pb::transparency_server::Transparency for TransparencyService {
     ) -> Result<Response<pb::SubjectEntriesResponse>, tonic::Status> {
         let inner = self.0.clone();
         authorized(&request, Call::SubjectEntries, &inner.province)?;
-        let token = token_array(&request.into_inner().token)?;
+        let token = request::token(&request.into_inner().token).map_err(NodeError::from)?;
         let response = blocking(move || {
             let now = inner.settings.clock.now();
             let record = inner
                 .store
                 .token(&token_digest(&token))?
                 .filter(|t| t.expires_at > now)
-                .ok_or_else(|| NodeError::NotFound("token is not known to this node or has expired".into()))?;
+                .ok_or(NodeError::TokenUnknown { province: None })?;
             // One tree head and the proofs against it, read consistently enough: the head is
             // taken first and every proof is for exactly its size.
             let head = inner.signed_tree_head()?;
@@ -122,9 +120,12 @@ impl pb::transparency_server::Transparency for TransparencyService {
             let commitment = inner.store.commitment(&record.subject_ref);
             let mut entries = Vec::new();
             for index in inner.store.subject_log(&commitment)?.into_iter().filter(|i| *i < size) {
-                let entry = inner.store.log_entries(index, index + 1)?.into_iter().next().ok_or_else(|| {
-                    NodeError::Store(crate::store::StoreError::Corrupt(format!("log entry {index} missing")))
-                })?;
+                let entry = inner
+                    .store
+                    .log_entries(index, index + 1)?
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| NodeError::Store(StoreError::Corrupt(format!("log entry {index} missing"))))?;
                 let proof = inner.store.inclusion_proof(index, size).map_err(range)?;
                 entries.push(pb::SubjectEntry { entry, inclusion_proof: proof.iter().map(|h| h.to_vec()).collect() });
             }
@@ -139,5 +140,5 @@ fn tree_size(head: &pb::SignedTreeHead) -> Result<u64, NodeError> {
     use prost::Message;
     pb::TreeHead::decode(head.tree_head.as_slice())
         .map(|h| h.tree_size)
-        .map_err(|e| NodeError::Join(format!("own tree head does not decode: {e}")))
+        .map_err(|e| NodeError::Internal(format!("own tree head does not decode: {e}")))
 }

@@ -1,4 +1,9 @@
-//! TOML configuration with environment overrides.
+//! The one configuration loader of Huren's servers: a TOML file, then environment
+//! overrides, then paths resolved and values validated.
+//!
+//! A server's configuration is a flat serde struct that implements [`Settings`] (its role,
+//! its variable prefix, its optional keys, its path fields and its `validate`); [`load`]
+//! and [`from_sources`] do the rest, and every failure is one [`ConfigError`].
 //!
 //! `<PREFIX><KEY>` (the top-level key in upper case, e.g. `HUREN_GATEWAY_REDIS_URL` for
 //! `redis_url`) replaces that key: the environment wins over the file, the file over the
@@ -16,21 +21,171 @@
 //! prefix (`huren-gateway` → `HUREN_GATEWAY_SERVICE_HOST`, `HUREN_GATEWAY_PORT_8443_TCP`, …),
 //! which are no configuration keys and are skipped.
 //!
-//! Errors are one line. A variable's value is only echoed for non-string keys (numbers,
-//! booleans), never for strings, which may hold secrets such as a Redis password.
+//! Relative paths (from the file or the environment) are resolved against the config
+//! file's folder.
 //!
-//! [`parse`] is a pure function of the file text and the variables; [`environment`] collects
-//! the process's variables for it.
+//! Errors are one line. A variable's value is only echoed for non-string keys (numbers,
+//! booleans), never for strings, which may hold secrets such as a Redis password; a
+//! `validate` never echoes a value that may be secret either (a URL with a password).
+//!
+//! [`from_sources`] is a pure function of the file text and the variables; [`load`] reads
+//! the file and collects the process's variables for it.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 use serde::Deserialize as _;
 
-/// Why a configuration could not be read.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// A server's configuration, as the loader needs to know it: a flat struct of top-level
+/// keys, typically `#[serde(default, deny_unknown_fields)]`.
+pub trait Settings: serde::Serialize + DeserializeOwned + Default {
+    /// The server role that errors name: `invalid <ROLE> config: …`.
+    const ROLE: &'static str;
+    /// Prefix of the variables that override keys, e.g. `HUREN_NODE_`.
+    const ENV_PREFIX: &'static str;
+    /// Keys absent by default (`Option<String>`, `Option<PathBuf>` fields): read from the
+    /// environment as strings, an empty value unsets them. Every other key must appear in
+    /// `Self::default()`'s serialization.
+    const OPTIONAL_KEYS: &'static [&'static str];
+
+    /// The path fields, resolved against the config file's folder when relative.
+    fn paths(&mut self) -> Vec<&mut PathBuf>;
+
+    /// Checks the values together; a refusal names the key and never echoes a secret
+    /// ([`ConfigError::invalid`]).
+    fn validate(&self) -> Result<(), ConfigError>;
+}
+
+/// Why a server's configuration was refused: one line, never a secret value.
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum Error {
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The config file.
+        path: PathBuf,
+        /// Why it could not be read.
+        source: std::io::Error,
+    },
+    /// The file: TOML syntax, an unknown key, or a value of the wrong type.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The config file.
+        path: PathBuf,
+        /// What is wrong, with its line.
+        message: String,
+    },
+    /// A value (from the file or the environment) that `validate` refused.
+    #[error("invalid {role} config: {message}")]
+    Invalid {
+        /// The server role ([`Settings::ROLE`]).
+        role: &'static str,
+        /// What is wrong, naming the key.
+        message: String,
+    },
+    /// A `HUREN_<ROLE>_<KEY>` variable that names no key or holds a value of the wrong type.
+    #[error("invalid {role} config: {var}: {message}")]
+    Env {
+        /// The server role ([`Settings::ROLE`]).
+        role: &'static str,
+        /// The variable's name, e.g. `HUREN_GATEWAY_NODE_TIMEOUT_MS`.
+        var: String,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+impl ConfigError {
+    /// A value of `T`'s configuration refused by its `validate`.
+    pub fn invalid<T: Settings>(message: impl Into<String>) -> Self {
+        Self::Invalid { role: T::ROLE, message: message.into() }
+    }
+
+    /// The variable at fault and what is wrong with it, for an environment error.
+    pub fn variable(&self) -> Option<(&str, &str)> {
+        match self {
+            Self::Env { var, message, .. } => Some((var, message)),
+            _ => None,
+        }
+    }
+
+    fn from_source<T: Settings>(path: &Path, e: Error) -> Self {
+        match e {
+            Error::Var { var, message } => Self::Env { role: T::ROLE, var, message },
+            Error::File(message) => Self::Parse { path: path.to_owned(), message },
+        }
+    }
+}
+
+/// Reads the file at `path`, applies the `<ENV_PREFIX><KEY>` overrides from the process
+/// environment, resolves relative paths and validates (see [`from_sources`]).
+pub fn load<T: Settings>(path: &Path) -> Result<T, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+    let vars = environment(T::ENV_PREFIX).map_err(|e| ConfigError::from_source::<T>(path, e))?;
+    from_sources(path, &text, vars)
+}
+
+/// The configuration from `text` (the file at `path`, which only names errors and anchors
+/// relative paths) and the variables `vars`: `<ENV_PREFIX><KEY>` wins over the file, the
+/// file over the defaults; other variables are ignored. No I/O: a pure function of its
+/// arguments.
+pub fn from_sources<T: Settings>(
+    path: &Path,
+    text: &str,
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> Result<T, ConfigError> {
+    let mut config: T =
+        parse(T::ENV_PREFIX, text, vars, T::OPTIONAL_KEYS).map_err(|e| ConfigError::from_source::<T>(path, e))?;
+    if let Some(base) = path.parent() {
+        for p in config.paths() {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+    }
+    config.validate()?;
+    Ok(config)
+}
+
+/// Checks that every key of `T` can be set from the environment by its documented name
+/// (`<ENV_PREFIX><KEY>`), and that [`Settings::OPTIONAL_KEYS`] lists exactly the keys absent
+/// by default. `full` sets every key, each to a value other than its default; `file` is
+/// what the file says besides (what `validate` needs to pass, e.g. a required key). For
+/// the servers' tests; the first mismatch is the error.
+pub fn check_every_key_overridable<T: Settings>(full: T, file: &str) -> Result<(), String> {
+    let table = |c: &T| toml::Table::try_from(c).map_err(|e| format!("not a TOML table: {e}"));
+    let full = table(&full)?;
+    let defaults = table(&T::default())?;
+    let mut keys: Vec<&str> = defaults.keys().map(String::as_str).chain(T::OPTIONAL_KEYS.iter().copied()).collect();
+    keys.sort_unstable();
+    let mut all: Vec<&str> = full.keys().map(String::as_str).collect();
+    all.sort_unstable();
+    if keys != all {
+        return Err(format!("OPTIONAL_KEYS does not list exactly the keys absent by default: {keys:?} vs {all:?}"));
+    }
+    for (key, value) in &full {
+        if defaults.get(key) == Some(value) {
+            return Err(format!("{key}: pick a value other than the default"));
+        }
+        let var = format!("{}{}", T::ENV_PREFIX, key.to_ascii_uppercase());
+        let raw = match value {
+            toml::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        let c: T = from_sources(Path::new("/etc/huren/config.toml"), file, [(var.clone(), raw.clone())])
+            .map_err(|e| format!("{var}={raw}: {e}"))?;
+        if table(&c)?.get(key) != Some(value) {
+            return Err(format!("{var} did not set {key}"));
+        }
+    }
+    Ok(())
+}
+
+/// Why the file or the variables could not be read (before the role is known).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum Error {
     /// The file: TOML syntax, an unknown key, or a value of the wrong type.
     #[error("{0}")]
     File(String),
@@ -45,7 +200,7 @@ pub enum Error {
 }
 
 /// The process's environment variables whose names start with `prefix`.
-pub fn environment(prefix: &str) -> Result<Vec<(String, String)>, Error> {
+fn environment(prefix: &str) -> Result<Vec<(String, String)>, Error> {
     let mut vars = Vec::new();
     for (name, value) in std::env::vars_os() {
         let name = name.to_string_lossy().into_owned();
@@ -65,7 +220,7 @@ pub fn environment(prefix: &str) -> Result<Vec<(String, String)>, Error> {
 /// absent (`Option<String>`, `Option<PathBuf>` fields); every other key must appear in
 /// `T::default()`'s serialization. `T` is a flat struct of top-level keys, typically
 /// `#[serde(default, deny_unknown_fields)]`.
-pub fn parse<T: DeserializeOwned + serde::Serialize + Default>(
+fn parse<T: DeserializeOwned + serde::Serialize + Default>(
     prefix: &str,
     text: &str,
     vars: impl IntoIterator<Item = (String, String)>,
@@ -382,6 +537,89 @@ mod tests {
             assert_eq!(var, name);
             assert!(message.starts_with("not a setting"), "{name}={value}: {message}");
         }
+    }
+
+    /// A server configuration as the loader sees it: a path, an optional secret, a check.
+    #[derive(Debug, serde::Deserialize, serde::Serialize, PartialEq)]
+    #[serde(default, deny_unknown_fields)]
+    struct Server {
+        listen: String,
+        cert: std::path::PathBuf,
+        timeout_ms: u64,
+        redis_url: Option<String>,
+    }
+
+    impl Default for Server {
+        fn default() -> Self {
+            Self { listen: "127.0.0.1:1".into(), cert: "server.pem".into(), timeout_ms: 5, redis_url: None }
+        }
+    }
+
+    impl Settings for Server {
+        const ROLE: &'static str = "test";
+        const ENV_PREFIX: &'static str = "HUREN_TEST_";
+        const OPTIONAL_KEYS: &'static [&'static str] = &["redis_url"];
+
+        fn paths(&mut self) -> Vec<&mut std::path::PathBuf> {
+            vec![&mut self.cert]
+        }
+
+        fn validate(&self) -> Result<(), ConfigError> {
+            if self.timeout_ms == 0 {
+                return Err(ConfigError::invalid::<Self>("timeout_ms must be positive"));
+            }
+            if self.redis_url.as_deref().is_some_and(|u| !u.starts_with("redis://")) {
+                // The URL may carry a password: never echo it.
+                return Err(ConfigError::invalid::<Self>("redis_url is not a redis:// URL"));
+            }
+            Ok(())
+        }
+    }
+
+    fn server(text: &str, list: &[(&str, &str)]) -> Result<Server, ConfigError> {
+        from_sources(Path::new("/etc/huren/test.toml"), text, vars(list))
+    }
+
+    #[test]
+    fn the_loader_resolves_paths_and_names_the_role_the_file_and_the_variable() {
+        let c = server("cert = \"tls/cert.pem\"\n", &[("HUREN_TEST_TIMEOUT_MS", "9")]).unwrap();
+        assert_eq!((c.cert.as_path(), c.timeout_ms), (Path::new("/etc/huren/tls/cert.pem"), 9));
+        let c = server("", &[("HUREN_TEST_CERT", "/abs/cert.pem")]).unwrap();
+        assert_eq!(c.cert, Path::new("/abs/cert.pem"), "absolute paths stay");
+        let c = server("", &[("HUREN_TEST_CERT", "env.pem")]).unwrap();
+        assert_eq!(c.cert, Path::new("/etc/huren/env.pem"), "relative paths from the environment too");
+
+        let err = server("\n\nlistne = 1\n", &[]).unwrap_err();
+        assert!(matches!(err, ConfigError::Parse { .. }), "{err:?}");
+        assert!(err.to_string().starts_with("/etc/huren/test.toml: line 3: unknown field `listne`"), "{err}");
+        let err = server("", &[("HUREN_TEST_TIMEOUT_MS", "soon")]).unwrap_err();
+        assert_eq!(err.to_string(), "invalid test config: HUREN_TEST_TIMEOUT_MS: expected an integer, got \"soon\"");
+        assert_eq!(err.variable(), Some(("HUREN_TEST_TIMEOUT_MS", "expected an integer, got \"soon\"")));
+        let err = server("", &[("HUREN_TEST_TIMEOUT_MS", "0")]).unwrap_err();
+        assert_eq!(err.to_string(), "invalid test config: timeout_ms must be positive", "overrides are validated");
+        let err = server("", &[("HUREN_TEST_REDIS_URL", "http://:hunter2@x/")]).unwrap_err();
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        let err = server("", &[("HUREN_TEST_REDIS_ULR", "redis://:hunter2@x/")]).unwrap_err();
+        assert!(err.to_string().starts_with("invalid test config: HUREN_TEST_REDIS_ULR: not a setting"), "{err}");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+
+        let err = load::<Server>(Path::new("/nonexistent/huren/test.toml")).unwrap_err();
+        assert!(err.to_string().starts_with("cannot read /nonexistent/huren/test.toml: "), "{err}");
+    }
+
+    #[test]
+    fn every_key_overridable_finds_a_missing_optional_key_and_a_default_value() {
+        let full = Server {
+            listen: "0.0.0.0:2".into(),
+            cert: "/c.pem".into(),
+            timeout_ms: 7,
+            redis_url: Some("redis://r/".into()),
+        };
+        assert_eq!(check_every_key_overridable(full, ""), Ok(()));
+        let same = Server { redis_url: Some("redis://r/".into()), ..Server::default() };
+        assert!(check_every_key_overridable(same, "").unwrap_err().contains("other than the default"));
+        let partial = Server { listen: "0.0.0.0:2".into(), cert: "/c.pem".into(), timeout_ms: 7, redis_url: None };
+        assert!(check_every_key_overridable(partial, "").unwrap_err().contains("OPTIONAL_KEYS"));
     }
 
     #[test]

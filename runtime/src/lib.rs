@@ -8,7 +8,11 @@
 //! - [`serve`]: the one server builder node and gateway both use (TLS accept loop, health,
 //!   reflection, message-size caps, the oversize layer, graceful shutdown).
 //! - [`config`]: the one configuration loader (TOML file, then `HUREN_<ROLE>_*` environment
-//!   overrides; secret values never echoed).
+//!   overrides, paths resolved against the file's folder, one `ConfigError`; secret values
+//!   never echoed).
+//! - [`error`]: what node and gateway share about failing — typed refusals sent as
+//!   `google.rpc.ErrorInfo` (domain `huren.gov`) and `RetryInfo`, the callers' identity
+//!   check, and why a server could not start.
 //! - [`live`]: the trust list as a live, persisted value, and the follower that keeps it in
 //!   step with a gateway's `Watch` stream.
 //! - [`expiry`]: certificate, key and trust-list expiry warnings and gauges.
@@ -22,6 +26,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod error;
 pub mod expiry;
 pub mod live;
 pub mod oversize;

@@ -1,7 +1,7 @@
 //! Test utilities for Huren's end-to-end tests.
 //!
 //! [`start`] brings up the demo's three-province federation (real mTLS servers on
-//! `127.0.0.1:0`, generated PKI in a temp dir); [`client_channel`] connects as any
+//! `127.0.0.1:0`, generated PKI in a temp dir; [`start_with`] with server settings); [`client_channel`] connects as any
 //! identity; [`serve_fake_node`] replaces a province node with a scripted, possibly
 //! malicious one so the gateway's checks can be exercised; [`Deadline`] bounds every
 //! wait for an event, so a regression fails the test instead of hanging CI.
@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use huren_cli::federation::{Federation, DEMO_PROVINCES};
+use huren_cli::federation::{Federation, FederationOptions, DEMO_PROVINCES};
 use huren_pki::ca::{self, Validity};
 use huren_pki::{Identity, ProvinceCode, Role};
 use huren_proto::pb;
@@ -67,6 +67,14 @@ impl<F: IntoFuture> Deadline for F {
 pub async fn start() -> TestFederation {
     let dir = tempfile::tempdir().expect("temp dir");
     let federation = Federation::start(dir.path(), &DEMO_PROVINCES, demo_rules()).await.expect("federation starts");
+    TestFederation { federation, _dir: dir }
+}
+
+/// As [`start`], with server settings (a rate limit, a clock, …).
+pub async fn start_with(options: FederationOptions) -> TestFederation {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let federation =
+        Federation::start_with(dir.path(), &DEMO_PROVINCES, demo_rules(), options).await.expect("federation starts");
     TestFederation { federation, _dir: dir }
 }
 

@@ -1,0 +1,245 @@
+//! The node's requests as domain types: each wire request is checked once, on the way in
+//! (`TryFrom<pb::…>`), and handlers work with values that are well-formed by construction.
+//! What needs the trust list, the caller or the clock (rules, authorities, validity) is
+//! checked later, in `service::validate_upsert`.
+
+use huren_pki::attest::{valid_purpose, Status};
+use huren_pki::qr::TOKEN_LEN;
+use huren_proto::pb;
+
+/// Default purpose bound into a QR's embedded attestation.
+pub(crate) const DEFAULT_QR_PURPOSE: &str = "transit.general";
+/// Longest token lifetime a caller may ask for.
+pub(crate) const MAX_TOKEN_LIFETIME_SECS: u32 = 86_400;
+/// Most entries returned by one `GetEntries` call.
+pub(crate) const MAX_ENTRIES_PER_CALL: u64 = 10_000;
+
+/// A request field the node refuses (`INVALID_REQUEST`, metadata `field`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvalidRequest {
+    /// A token of the wrong length.
+    #[error("token must be {TOKEN_LEN} bytes, got {0}")]
+    TokenLength(usize),
+    /// A purpose that is not dotted lowercase words.
+    #[error("purpose must be dotted lowercase words, e.g. transit.rail")]
+    Purpose,
+    /// A subject reference of the wrong length or characters.
+    #[error("subject_ref must be 1-128 characters of A-Z, a-z, 0-9, '-', '_', '.', ':'")]
+    SubjectRef,
+    /// A subject reference that looks like personal data (an ID or phone number).
+    #[error("subject_ref looks like a resident ID or phone number; nodes hold pseudonymous references only")]
+    PersonalData,
+    /// No status colour, or an unknown one.
+    #[error("status must be GREEN, YELLOW or RED")]
+    Status,
+    /// An unknown test-recency bucket.
+    #[error("unknown test_recency {0}")]
+    TestRecency(i32),
+    /// A validity that has already ended.
+    #[error("valid_until {0} is not in the future")]
+    ValidUntil(i64),
+    /// A GREEN status that cites a rule.
+    #[error("a GREEN status cites no rule; leave rule_id empty")]
+    GreenWithRule,
+    /// A token lifetime over 86 400 s (one day).
+    #[error("lifetime_seconds must be at most {MAX_TOKEN_LIFETIME_SECS}")]
+    Lifetime,
+    /// A `GetEntries` range that is reversed or too long.
+    #[error("entries [start, end) must be a range of at most {MAX_ENTRIES_PER_CALL}")]
+    EntriesRange,
+    /// A tree size or index beyond the log.
+    #[error("{0}")]
+    LogRange(String),
+}
+
+impl InvalidRequest {
+    /// The request field at fault (`ErrorInfo` metadata `field`).
+    pub fn field(&self) -> &'static str {
+        match self {
+            InvalidRequest::TokenLength(_) => "token",
+            InvalidRequest::Purpose => "purpose",
+            InvalidRequest::SubjectRef | InvalidRequest::PersonalData => "subject_ref",
+            InvalidRequest::Status => "status",
+            InvalidRequest::TestRecency(_) => "test_recency",
+            InvalidRequest::ValidUntil(_) => "valid_until",
+            InvalidRequest::GreenWithRule => "rule_id",
+            InvalidRequest::Lifetime => "lifetime_seconds",
+            InvalidRequest::EntriesRange | InvalidRequest::LogRange(_) => "range",
+        }
+    }
+}
+
+/// `Attestation/Attest`: a gateway asks about a token for a purpose.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Attest {
+    pub(crate) token: [u8; TOKEN_LEN],
+    pub(crate) purpose: String,
+}
+
+impl TryFrom<pb::AttestRequest> for Attest {
+    type Error = InvalidRequest;
+
+    fn try_from(req: pb::AttestRequest) -> Result<Self, Self::Error> {
+        let token = token(&req.token)?;
+        purpose(&req.purpose)?;
+        Ok(Self { token, purpose: req.purpose })
+    }
+}
+
+/// `StatusAdmin/UpsertStatus`: a well-formed status change, not yet checked against the
+/// rule registry, the caller or the clock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StatusChange {
+    pub(crate) subject_ref: String,
+    pub(crate) status: Status,
+    /// Empty for none.
+    pub(crate) rule_id: String,
+    /// The authority the caller claims to be (empty: none claimed).
+    pub(crate) authority: String,
+    /// `None`: the node's default validity.
+    pub(crate) valid_until: Option<i64>,
+    pub(crate) test_recency: pb::TestRecency,
+}
+
+impl TryFrom<pb::UpsertStatusRequest> for StatusChange {
+    type Error = InvalidRequest;
+
+    fn try_from(req: pb::UpsertStatusRequest) -> Result<Self, Self::Error> {
+        subject_ref(&req.subject_ref)?;
+        let status = Status::from_pb(req.status).ok_or(InvalidRequest::Status)?;
+        let test_recency =
+            pb::TestRecency::try_from(req.test_recency).map_err(|_| InvalidRequest::TestRecency(req.test_recency))?;
+        Ok(Self {
+            subject_ref: req.subject_ref,
+            status,
+            rule_id: req.rule_id,
+            authority: req.authority,
+            valid_until: (req.valid_until != 0).then_some(req.valid_until),
+            test_recency,
+        })
+    }
+}
+
+/// `StatusAdmin/IssueToken`: a token for a subject, bound to a purpose.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TokenRequest {
+    pub(crate) subject_ref: String,
+    /// `None`: the node's default lifetime.
+    pub(crate) lifetime_seconds: Option<u32>,
+    /// The purpose asked, else [`DEFAULT_QR_PURPOSE`].
+    pub(crate) purpose: String,
+}
+
+impl TryFrom<pb::IssueTokenRequest> for TokenRequest {
+    type Error = InvalidRequest;
+
+    fn try_from(req: pb::IssueTokenRequest) -> Result<Self, Self::Error> {
+        subject_ref(&req.subject_ref)?;
+        if req.lifetime_seconds > MAX_TOKEN_LIFETIME_SECS {
+            return Err(InvalidRequest::Lifetime);
+        }
+        let purpose = if req.purpose.is_empty() { DEFAULT_QR_PURPOSE.to_owned() } else { req.purpose };
+        self::purpose(&purpose)?;
+        Ok(Self {
+            subject_ref: req.subject_ref,
+            lifetime_seconds: (req.lifetime_seconds != 0).then_some(req.lifetime_seconds),
+            purpose,
+        })
+    }
+}
+
+/// A token of the right length.
+pub(crate) fn token(token: &[u8]) -> Result<[u8; TOKEN_LEN], InvalidRequest> {
+    <[u8; TOKEN_LEN]>::try_from(token).map_err(|_| InvalidRequest::TokenLength(token.len()))
+}
+
+fn purpose(purpose: &str) -> Result<(), InvalidRequest> {
+    if valid_purpose(purpose) {
+        Ok(())
+    } else {
+        Err(InvalidRequest::Purpose)
+    }
+}
+
+/// Whether a subject reference looks like personal data rather than a pseudonym:
+/// an 18-character resident ID number or an 11-digit mobile number.
+pub(crate) fn looks_like_personal_id(s: &str) -> bool {
+    let b = s.as_bytes();
+    let resident_id = b.len() == 18
+        && b[..17].iter().all(u8::is_ascii_digit)
+        && (b[17].is_ascii_digit() || b[17] == b'X' || b[17] == b'x');
+    let mobile = b.len() == 11 && b[0] == b'1' && b.iter().all(u8::is_ascii_digit);
+    resident_id || mobile
+}
+
+fn subject_ref(subject_ref: &str) -> Result<(), InvalidRequest> {
+    let ok_chars = subject_ref.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b':'));
+    if subject_ref.is_empty() || subject_ref.len() > 128 || !ok_chars {
+        return Err(InvalidRequest::SubjectRef);
+    }
+    if looks_like_personal_id(subject_ref) {
+        return Err(InvalidRequest::PersonalData);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn personal_ids_are_recognised() {
+        assert!(looks_like_personal_id("34010419900101123X"));
+        assert!(looks_like_personal_id("13800138000"));
+        assert!(!looks_like_personal_id("ah-subj-000001"));
+        assert_eq!(subject_ref("a b"), Err(InvalidRequest::SubjectRef));
+        assert_eq!(subject_ref(""), Err(InvalidRequest::SubjectRef));
+        assert_eq!(subject_ref("13800138000"), Err(InvalidRequest::PersonalData));
+    }
+
+    #[test]
+    fn attest_requests_need_a_token_and_a_purpose() {
+        let ok = pb::AttestRequest { token: vec![7; TOKEN_LEN], purpose: "transit.rail".into() };
+        assert_eq!(Attest::try_from(ok), Ok(Attest { token: [7; TOKEN_LEN], purpose: "transit.rail".into() }));
+        let short = pb::AttestRequest { token: vec![7; 3], purpose: "transit.rail".into() };
+        assert_eq!(Attest::try_from(short), Err(InvalidRequest::TokenLength(3)));
+        let bad = pb::AttestRequest { token: vec![7; TOKEN_LEN], purpose: "Transit Rail".into() };
+        let err = Attest::try_from(bad).unwrap_err();
+        assert_eq!(
+            (err.field(), err.to_string().as_str()),
+            ("purpose", "purpose must be dotted lowercase words, e.g. transit.rail")
+        );
+    }
+
+    #[test]
+    fn status_changes_are_checked_field_by_field() {
+        let req = pb::UpsertStatusRequest {
+            subject_ref: "ah-0001".into(),
+            status: pb::HealthStatus::Red as i32,
+            rule_id: "R-1".into(),
+            authority: String::new(),
+            valid_until: 0,
+            test_recency: 0,
+        };
+        let change = StatusChange::try_from(req.clone()).unwrap();
+        assert_eq!((change.status, change.valid_until, change.rule_id.as_str()), (Status::Red, None, "R-1"));
+        let no_status = pb::UpsertStatusRequest { status: 0, ..req.clone() };
+        assert_eq!(StatusChange::try_from(no_status), Err(InvalidRequest::Status));
+        let recency = pb::UpsertStatusRequest { test_recency: 99, ..req.clone() };
+        assert_eq!(StatusChange::try_from(recency).unwrap_err().to_string(), "unknown test_recency 99");
+        let personal = pb::UpsertStatusRequest { subject_ref: "34010419900101123X".into(), ..req };
+        assert_eq!(StatusChange::try_from(personal).unwrap_err().field(), "subject_ref");
+    }
+
+    #[test]
+    fn token_requests_get_the_default_purpose_and_a_bounded_lifetime() {
+        let req = pb::IssueTokenRequest { subject_ref: "ah-0001".into(), lifetime_seconds: 0, purpose: String::new() };
+        let t = TokenRequest::try_from(req.clone()).unwrap();
+        assert_eq!((t.purpose.as_str(), t.lifetime_seconds), (DEFAULT_QR_PURPOSE, None));
+        let long = pb::IssueTokenRequest { lifetime_seconds: MAX_TOKEN_LIFETIME_SECS + 1, ..req.clone() };
+        assert_eq!(TokenRequest::try_from(long), Err(InvalidRequest::Lifetime));
+        let bad = pb::IssueTokenRequest { purpose: "x..y".into(), ..req };
+        assert_eq!(TokenRequest::try_from(bad), Err(InvalidRequest::Purpose));
+    }
+}

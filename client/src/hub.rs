@@ -22,7 +22,7 @@ use crate::status::VerifiedStatus;
 pub const DEFAULT_PURPOSE: &str = "transit.general";
 
 /// The `google.rpc.ErrorInfo` domain of Huren's refusal reasons.
-pub const ERROR_DOMAIN: &str = "huren.gov";
+pub const ERROR_DOMAIN: &str = huren_runtime::error::DOMAIN;
 
 /// Why a lookup, a trust-list refresh or an offline check failed.
 #[derive(Debug, thiserror::Error)]
@@ -97,9 +97,7 @@ impl HubError {
 /// The reason of an `ErrorInfo` detail in Huren's domain; `None` when the status carries
 /// no (decodable) details or none of ours.
 fn refusal_reason(status: &tonic::Status) -> Option<String> {
-    use tonic_types::StatusExt as _;
-    let details = status.get_error_details();
-    details.error_info().filter(|info| info.domain == ERROR_DOMAIN).map(|info| info.reason.clone())
+    huren_runtime::error::details(status).map(|d| d.reason)
 }
 
 impl From<tonic::Status> for HubError {

@@ -158,12 +158,26 @@ pub struct Report {
     pub steps: Vec<Step>,
 }
 
-fn refused(expected: tonic::Code, result: Result<VerifiedStatus, HubError>) -> (String, bool) {
+/// A refusal as the story expects it: the gRPC code and the machine-readable reason
+/// (`google.rpc.ErrorInfo`) that any client reads, not the English message.
+fn refused(expected: (tonic::Code, &str), result: Result<VerifiedStatus, HubError>) -> (String, bool) {
     match result {
         Ok(s) => (format!("accepted: {}", s.status), false),
         Err(e) => {
-            let ok = e.code() == Some(expected);
+            let ok = e.code() == Some(expected.0) && e.reason() == Some(expected.1);
             (format!("refused: {e}"), ok)
+        }
+    }
+}
+
+/// The same for a node's answer to a direct call.
+fn refused_by_node<T>(expected: (tonic::Code, &str), result: Result<T, tonic::Status>) -> (String, bool) {
+    match result {
+        Ok(_) => ("accepted".to_owned(), false),
+        Err(s) => {
+            let reason = huren_runtime::error::details(&s).map(|d| d.reason);
+            let ok = s.code() == expected.0 && reason.as_deref() == Some(expected.1);
+            (format!("refused: {:?}: {}", s.code(), s.message()), ok)
         }
     }
 }
@@ -246,13 +260,13 @@ pub async fn story(federation: &Federation, qrs: &[(Subject, pb::IssueTokenRespo
     // 3b. A hub may only declare the purposes it is registered for.
     let scanned = Scanned::parse(&qr_of("ah-driver-0001")?)?;
     let (outcome, ok) = refused(
-        tonic::Code::PermissionDenied,
+        (tonic::Code::PermissionDenied, "PURPOSE_NOT_REGISTERED"),
         highway.lookup(scanned.province(), scanned.token(), "venue.entry").await,
     );
     steps.push(Step {
         step: "purpose_binding_refused",
         story: "The highway checkpoint asks for a venue-entry check it is not registered for, and is refused.",
-        expected: "PERMISSION_DENIED".into(),
+        expected: "PERMISSION_DENIED (PURPOSE_NOT_REGISTERED)".into(),
         outcome,
         ok,
         status: None,
@@ -261,11 +275,11 @@ pub async fn story(federation: &Federation, qrs: &[(Subject, pb::IssueTokenRespo
     // 4. An unknown token is refused.
     let anhui: ProvinceCode = "340000".parse()?;
     let token = qr::new_token().map_err(|e| anyhow::anyhow!("randomness unavailable: {e}"))?;
-    let (outcome, ok) = refused(tonic::Code::NotFound, highway.lookup(&anhui, &token, "transit.highway").await);
+    let (outcome, ok) = refused((tonic::Code::NotFound, "TOKEN_UNKNOWN"), highway.lookup(&anhui, &token, "transit.highway").await);
     steps.push(Step {
         step: "unknown_token_refused",
         story: "A token Anhui never issued (a guess, or a stale screenshot) is refused.",
-        expected: "NOT_FOUND".into(),
+        expected: "NOT_FOUND (TOKEN_UNKNOWN)".into(),
         outcome,
         ok,
         status: None,
@@ -273,11 +287,11 @@ pub async fn story(federation: &Federation, qrs: &[(Subject, pb::IssueTokenRespo
 
     // 5. A province outside the federation is refused.
     let outside: ProvinceCode = "810000".parse()?;
-    let (outcome, ok) = refused(tonic::Code::NotFound, highway.lookup(&outside, &token, "transit.highway").await);
+    let (outcome, ok) = refused((tonic::Code::NotFound, "PROVINCE_UNKNOWN"), highway.lookup(&outside, &token, "transit.highway").await);
     steps.push(Step {
         step: "unknown_province_refused",
         story: "A lookup for a province that is not in the signed trust list is refused.",
-        expected: "NOT_FOUND".into(),
+        expected: "NOT_FOUND (PROVINCE_UNKNOWN)".into(),
         outcome,
         ok,
         status: None,
@@ -315,14 +329,11 @@ pub async fn story(federation: &Federation, qrs: &[(Subject, pb::IssueTokenRespo
             purpose: String::new(),
         })
         .await;
-    let (outcome, ok) = match result {
-        Ok(_) => ("accepted".to_owned(), false),
-        Err(s) => (format!("refused: {:?}: {}", s.code(), s.message()), s.code() == tonic::Code::PermissionDenied),
-    };
+    let (outcome, ok) = refused_by_node((tonic::Code::PermissionDenied, "NOT_AUTHORIZED"), result);
     steps.push(Step {
         step: "hub_calling_node_directly_refused",
         story: "A hub that calls the Anhui node directly is refused: only Anhui's own admin may use it, only gateways may ask it for attestations.",
-        expected: "PERMISSION_DENIED".into(),
+        expected: "PERMISSION_DENIED (NOT_AUTHORIZED)".into(),
         outcome,
         ok,
         status: None,
@@ -341,16 +352,13 @@ pub async fn story(federation: &Federation, qrs: &[(Subject, pb::IssueTokenRespo
             test_recency: 0,
         })
         .await;
-    let (outcome, ok) = match result {
-        Ok(_) => ("accepted".to_owned(), false),
-        Err(s) => (format!("refused: {:?}: {}", s.code(), s.message()), s.code() == tonic::Code::PermissionDenied),
-    };
+    let (outcome, ok) = refused_by_node((tonic::Code::PermissionDenied, "AUTHORITY_REQUIRED"), result);
     steps.push(Step {
         step: "red_code_without_authority_refused",
         story:
             "Anhui's health-code backend tries to turn a bank depositor's code red itself, citing the close-contact \
                 rule: refused, because only an authority that the rule names, with its own certificate, may assign it.",
-        expected: "PERMISSION_DENIED".into(),
+        expected: "PERMISSION_DENIED (AUTHORITY_REQUIRED)".into(),
         outcome,
         ok,
         status: None,

@@ -70,6 +70,14 @@ pub async fn start() -> TestFederation {
     TestFederation { federation, _dir: dir }
 }
 
+/// As [`start`], with the temp dir under `parent`: for a federation a whole test binary
+/// shares (under `CARGO_TARGET_TMPDIR`, so one a run leaves behind goes with `cargo clean`).
+pub async fn start_in(parent: &std::path::Path) -> TestFederation {
+    let dir = tempfile::tempdir_in(parent).expect("temp dir");
+    let federation = Federation::start(dir.path(), &DEMO_PROVINCES, demo_rules()).await.expect("federation starts");
+    TestFederation { federation, _dir: dir }
+}
+
 pub fn code(s: &str) -> ProvinceCode {
     s.parse().expect("province code")
 }

@@ -24,6 +24,9 @@ use tonic::transport::Channel;
 
 pub use huren_cli::demo::{demo_rules, RED_RULE, YELLOW_RULE};
 
+mod setup;
+pub use setup::*;
+
 /// A running test federation and the temp dir it lives in.
 pub struct TestFederation {
     pub federation: Federation,
@@ -187,14 +190,7 @@ impl pb::attestation_server::Attestation for AsyncFakeNode {
 /// As [`serve_fake_node`], with an asynchronous script (a node that hangs or is slow).
 pub fn serve_async_fake_node(identity: TlsIdentity, listener: TcpListener, script: AsyncScript) -> oneshot::Sender<()> {
     let (stop, stopped) = oneshot::channel::<()>();
-    let config = tls::server_config(&identity, Revocations::default()).expect("server config");
-    let incoming = tls::incoming(
-        listener,
-        config,
-        identity.root.clone(),
-        identity.identity.trust_domain.clone(),
-        Revocations::default(),
-    );
+    let incoming = tls_incoming(&identity, listener);
     tokio::spawn(async move {
         let _ = tonic::transport::Server::builder()
             .add_service(pb::attestation_server::AttestationServer::new(AsyncFakeNode(script)))

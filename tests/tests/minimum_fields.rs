@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use huren_cli::demo::{demo_rules, demo_subjects, seed};
-use huren_cli::federation::{Federation, FederationOptions, DEMO_PROVINCES};
+use huren_cli::demo::{demo_subjects, seed};
+use huren_cli::federation::FederationOptions;
 use huren_cli::telemetry::PrometheusMetrics;
 use huren_gateway::{FileCapture, MissPolicy};
 use huren_pki::attest::AttestationKey;
@@ -12,15 +12,9 @@ use huren_pki::qr::{self, Scanned};
 use huren_pki::unix_now;
 use huren_proto::pb;
 use huren_runtime::clock::Clock;
-use huren_tests::{code, replace_node_with_fake, signing_script, Deadline, RED_RULE};
+use huren_tests::{code, replace_node_with_fake, signing_script, start_with, Deadline, RED_RULE};
 use prost::Message;
 use tonic::Code;
-
-async fn start_with(options: FederationOptions) -> (Federation, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let f = Federation::start_with(dir.path(), &DEMO_PROVINCES, demo_rules(), options).await.unwrap();
-    (f, dir)
-}
 
 fn green(req: &pb::AttestRequest) -> pb::AttestationPayload {
     huren_tests::green_payload(req, "370000")

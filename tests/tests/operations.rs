@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use huren_cli::demo::{demo_rules, demo_subjects, seed};
-use huren_cli::federation::{Federation, FederationOptions, DEMO_PROVINCES};
+use huren_cli::demo::{demo_subjects, seed};
+use huren_cli::federation::{Federation, FederationOptions};
 use huren_cli::telemetry::PrometheusMetrics;
 use huren_gateway::shared::RedisState;
 use huren_gateway::{Gateway, GatewaySettings, MissPolicy};
@@ -12,19 +12,13 @@ use huren_pki::qr::{self, Scanned};
 use huren_proto::pb;
 use huren_runtime::live::LiveTrust;
 use huren_runtime::tls::ExpectedPeer;
-use huren_tests::{code, http_get, Deadline};
+use huren_tests::{code, http_get, start_with, Deadline};
 use tonic::Code;
 
 const REDIS: &str = "redis://127.0.0.1:6379/";
 
 fn prefix(name: &str) -> String {
     format!("huren-test-{name}-{}-{}:", std::process::id(), huren_pki::unix_now())
-}
-
-async fn start_with(options: FederationOptions) -> (Federation, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let f = Federation::start_with(dir.path(), &DEMO_PROVINCES, demo_rules(), options).await.unwrap();
-    (f, dir)
 }
 
 /// A further gateway replica of `f`, with `settings`, serving until the sender drops.

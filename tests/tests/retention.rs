@@ -4,22 +4,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use huren_cli::audit::{scan_node_data, scan_node_data_raw, verify_receipt, AuditClient};
-use huren_cli::demo::{demo_rules, demo_subjects, seed, RED_RULE};
+use huren_cli::demo::{demo_subjects, seed, RED_RULE};
 use huren_cli::federation::{Federation, FederationOptions, NodeRedis, DEMO_PROVINCES};
 use huren_pki::qr::Scanned;
 use huren_pki::registry::RegistryRetention;
 use huren_pki::unix_now;
 use huren_proto::pb;
 use huren_runtime::clock::Clock;
-use huren_tests::{change, code, http_get, Deadline, RedisPrefix};
+use huren_tests::{change, code, http_get, start_with, Deadline, RedisPrefix};
 use prost::Message;
 use tonic::Code;
-
-async fn start_with(options: FederationOptions) -> (Federation, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let f = Federation::start_with(dir.path(), &DEMO_PROVINCES, demo_rules(), options).await.unwrap();
-    (f, dir)
-}
 
 #[tokio::test]
 async fn retention_purges_on_simulated_time_and_the_log_still_verifies() {

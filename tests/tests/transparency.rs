@@ -1,13 +1,13 @@
 //! Accountable status assignment: the transparency log, its proofs, and the statistics.
 
 use huren_cli::audit::{stats, verify_subject_entries, AuditClient};
-use huren_cli::demo::{demo_rules, RED_RULE, YELLOW_RULE};
-use huren_cli::federation::{Federation, FederationOptions, DEMO_PROVINCES};
+use huren_cli::demo::{RED_RULE, YELLOW_RULE};
+use huren_cli::federation::{Federation, FederationOptions};
 use huren_pki::qr::Scanned;
 use huren_pki::unix_now;
 use huren_proto::pb;
 use huren_runtime::clock::Clock;
-use huren_tests::{change, code, start};
+use huren_tests::{change, code, start, start_with};
 use prost::Message;
 use redb::ReadableTable as _;
 use tonic::Code;
@@ -207,8 +207,7 @@ async fn a_lapsed_status_falls_back_as_its_rule_says() {
     let (clock, hand) = Clock::manual(now - 1000);
     let mut options = FederationOptions::default();
     options.node.clock = clock;
-    let dir = tempfile::tempdir().unwrap();
-    let f = Federation::start_with(dir.path(), &DEMO_PROVINCES, demo_rules(), options).await.unwrap();
+    let (f, _dir) = start_with(options).await;
     let anhui = code("340000");
     let mut admin = f.admin_client(&anhui).unwrap();
     let mut red = change("ah-quarantined", pb::HealthStatus::Red, RED_RULE, "");

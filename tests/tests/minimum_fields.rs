@@ -12,7 +12,7 @@ use huren_pki::qr::{self, Scanned};
 use huren_pki::unix_now;
 use huren_proto::pb;
 use huren_runtime::clock::Clock;
-use huren_tests::{code, replace_node_with_fake, signing_script, start_with, Deadline, RED_RULE};
+use huren_tests::{code, demo_subject, replace_node_with_fake, signing_script, start_with, Deadline, RED_RULE};
 use prost::Message;
 use tonic::Code;
 
@@ -143,7 +143,7 @@ async fn every_violation_class_is_refused_counted_and_not_passed_on() {
 #[tokio::test]
 async fn each_purpose_gets_exactly_its_field_set() {
     let (f, _dir) = start_with(FederationOptions::default()).await;
-    let driver = demo_subjects().into_iter().find(|s| s.province == "340000").unwrap();
+    let driver = demo_subject("340000");
     assert_ne!(driver.test_recency, pb::TestRecency::Unspecified);
     let issued = seed(&f, &driver, 600).await.unwrap();
     let scanned = Scanned::parse(&issued.qr).unwrap();

@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use huren_cli::demo::{demo_subjects, seed};
+use huren_cli::demo::seed;
 use huren_pki::attest::Kid;
 use huren_pki::ca::Validity;
 use huren_pki::qr::Scanned;
@@ -11,13 +11,9 @@ use huren_pki::trust::{self, TrustList};
 use huren_pki::unix_now;
 use huren_proto::pb;
 use huren_runtime::tls::ExpectedPeer;
-use huren_tests::{client_channel, code, replace_node_with_fake, signing_script, start, Deadline};
+use huren_tests::{client_channel, code, demo_subject, replace_node_with_fake, signing_script, start, Deadline};
 use prost::Message;
 use tonic::Code;
-
-fn anhui_subject() -> huren_cli::demo::Subject {
-    demo_subjects().into_iter().find(|s| s.province == "340000").expect("anhui subject")
-}
 
 fn kid_of(response: &pb::LookupResponse) -> Kid {
     Kid::from_slice(&response.attestation.as_ref().unwrap().kid).unwrap()
@@ -78,7 +74,7 @@ fn lookup_request(scanned: &Scanned) -> pb::LookupRequest {
 async fn key_rotation_under_continuous_lookups_fails_no_valid_lookup() {
     let f = start().await;
     let anhui = code("340000");
-    let issued = seed(&f, &anhui_subject(), 3600).await.unwrap();
+    let issued = seed(&f, &demo_subject("340000"), 3600).await.unwrap();
     let scanned = Scanned::parse(&issued.qr).unwrap();
     let old_kid = f.attestation_key(&anhui).unwrap().kid();
 
@@ -154,7 +150,7 @@ async fn key_rotation_under_continuous_lookups_fails_no_valid_lookup() {
 #[tokio::test]
 async fn revoked_hub_certificate_is_refused_and_other_hubs_are_unaffected() {
     let f = start().await;
-    let issued = seed(&f, &anhui_subject(), 600).await.unwrap();
+    let issued = seed(&f, &demo_subject("340000"), 600).await.unwrap();
     let scanned = Scanned::parse(&issued.qr).unwrap();
     let revoked_identity = f.identity("hub", "lost-scanner").unwrap();
     f.register_hub("lost-scanner", &["transit.rail"]).await.unwrap();
@@ -192,7 +188,7 @@ async fn revoked_hub_certificate_is_refused_and_other_hubs_are_unaffected() {
 async fn revoked_province_key_is_refused_online_and_offline() {
     let mut f = start().await;
     let anhui = code("340000");
-    let issued = seed(&f, &anhui_subject(), 600).await.unwrap();
+    let issued = seed(&f, &demo_subject("340000"), 600).await.unwrap();
     let compromised = f.attestation_key(&anhui).unwrap();
     let trust_before = f.gateway_trust().unwrap().current();
     assert!(huren_cli::hub::verify_offline(&trust_before, &issued.qr, unix_now()).is_ok());
@@ -318,7 +314,7 @@ async fn gateway_restarts_from_its_persisted_list_without_a_coordinator() {
     assert_eq!(f.gateway_trust().unwrap().current().sequence(), seq);
 
     // And it serves: hubs get the persisted list, lookups work, nodes follow it again.
-    let issued = seed(&f, &anhui_subject(), 600).await.unwrap();
+    let issued = seed(&f, &demo_subject("340000"), 600).await.unwrap();
     let scanned = Scanned::parse(&issued.qr).unwrap();
     let mut hub = f.hub("after-restart").await.unwrap();
     assert_eq!(hub.refresh_trust_list().await.unwrap().sequence(), f.gateway_trust().unwrap().current().sequence());
@@ -388,7 +384,7 @@ async fn watch_streams_every_newer_list_and_hubs_refuse_rollback() {
 #[tokio::test]
 async fn a_hub_refuses_a_gateway_whose_certificate_the_trust_list_revokes() {
     let f = start().await;
-    let issued = seed(&f, &anhui_subject(), 600).await.unwrap();
+    let issued = seed(&f, &demo_subject("340000"), 600).await.unwrap();
     let scanned = Scanned::parse(&issued.qr).unwrap();
     let mut hub = f.hub("careful-scanner").await.unwrap();
     hub.lookup(scanned.province(), scanned.token(), "transit.rail").await.unwrap();
@@ -417,7 +413,7 @@ async fn a_hub_refuses_a_gateway_whose_certificate_the_trust_list_revokes() {
 #[tokio::test]
 async fn retired_province_leaves_the_federation() {
     let f = start().await;
-    let issued = seed(&f, &anhui_subject(), 600).await.unwrap();
+    let issued = seed(&f, &demo_subject("340000"), 600).await.unwrap();
     let scanned = Scanned::parse(&issued.qr).unwrap();
     let mut hub = f.hub("checker").await.unwrap();
     hub.lookup(scanned.province(), scanned.token(), "transit.rail").await.unwrap();
@@ -480,7 +476,7 @@ fn hold_back_key_file(f: &huren_tests::TestFederation, anhui: &huren_pki::Provin
 async fn activation_before_the_node_has_the_key_file_is_bridged_by_the_retired_key() {
     let f = start().await;
     let anhui = code("340000");
-    let issued = seed(&f, &anhui_subject(), 600).await.unwrap();
+    let issued = seed(&f, &demo_subject("340000"), 600).await.unwrap();
     let scanned = Scanned::parse(&issued.qr).unwrap();
     let old_kid = f.attestation_key(&anhui).unwrap().kid();
     let mut hub = f.hub("bridge-checker").await.unwrap();
@@ -520,7 +516,7 @@ async fn activation_before_the_node_has_the_key_file_is_bridged_by_the_retired_k
 async fn a_key_file_copied_after_the_activation_is_used_without_another_trust_list() {
     let f = start().await;
     let anhui = code("340000");
-    let issued = seed(&f, &anhui_subject(), 600).await.unwrap();
+    let issued = seed(&f, &demo_subject("340000"), 600).await.unwrap();
     let scanned = Scanned::parse(&issued.qr).unwrap();
     let old_kid = f.attestation_key(&anhui).unwrap().kid();
     let mut hub = f.hub("late-file").await.unwrap();
@@ -538,7 +534,7 @@ async fn a_key_file_copied_after_the_activation_is_used_without_another_trust_li
 async fn revoked_gateway_certificate_is_refused_by_nodes_at_the_handshake() {
     let f = start().await;
     let anhui = code("340000");
-    let issued = seed(&f, &anhui_subject(), 600).await.unwrap();
+    let issued = seed(&f, &demo_subject("340000"), 600).await.unwrap();
     let scanned = Scanned::parse(&issued.qr).unwrap();
     // The running gateway's own certificate (not a fresh one), as a stolen copy would be.
     let stolen = issued_identity(&f, "gateway", huren_cli::federation::GATEWAY_NAME);
@@ -574,10 +570,9 @@ async fn revoked_gateway_certificate_is_refused_by_nodes_at_the_handshake() {
 async fn revoked_node_certificate_is_refused_by_the_gateway() {
     let f = start().await;
     let anhui = code("340000");
-    let issued = seed(&f, &anhui_subject(), 600).await.unwrap();
+    let issued = seed(&f, &demo_subject("340000"), 600).await.unwrap();
     let scanned = Scanned::parse(&issued.qr).unwrap();
-    let shandong = demo_subjects().into_iter().find(|s| s.province == "370000").unwrap();
-    let shandong = seed(&f, &shandong, 600).await.unwrap();
+    let shandong = seed(&f, &demo_subject("370000"), 600).await.unwrap();
     let shandong = Scanned::parse(&shandong.qr).unwrap();
     let mut hub = f.hub("node-revocation").await.unwrap();
     hub.lookup(scanned.province(), scanned.token(), "transit.rail").await.unwrap();

@@ -11,7 +11,7 @@ use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use huren_cli::demo::{demo_subjects, seed};
+use huren_cli::demo::seed;
 use huren_cli::hub::HubClient;
 use huren_pki::ca::{self, Validity};
 use huren_pki::qr;
@@ -19,7 +19,7 @@ use huren_pki::trust;
 use huren_pki::{unix_now, Identity, ProvinceCode};
 use huren_proto::pb;
 use huren_runtime::tls::{self, ExpectedPeer, Revocations, TlsIdentity};
-use huren_tests::{change, client_channel, code, node_peer, start_in, TestFederation};
+use huren_tests::{change, client_channel, code, demo_subject, node_peer, start_in, TestFederation};
 use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
 use tokio::io::AsyncReadExt;
@@ -404,8 +404,7 @@ fn real_federation() -> Pin<Box<dyn Future<Output = Ctx>>> {
         let anhui = code("340000");
         f.hub_for("adv-rail-only", &["transit.rail"]).await.unwrap();
         let probe = f.hub("adv-probe").await.unwrap();
-        let subject = demo_subjects().into_iter().find(|s| s.province == "340000").unwrap();
-        let issued = seed(&f, &subject, 3600).await.unwrap();
+        let issued = seed(&f, &demo_subject("340000"), 3600).await.unwrap();
         let probes = vec![Probe { province: anhui.clone(), token: issued.token.clone() }];
         let mut ctx = Ctx::new(f, vec![anhui, code("370000"), code("440000")], probe, probes);
         ctx.genuine_qr = issued.qr.clone();

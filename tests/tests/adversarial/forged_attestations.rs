@@ -9,13 +9,13 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use huren_cli::demo::{demo_subjects, seed};
+use huren_cli::demo::seed;
 use huren_pki::attest::AttestationKey;
 use huren_pki::ca::Validity;
 use huren_pki::qr;
 use huren_proto::pb;
 use huren_runtime::tls::ExpectedPeer;
-use huren_tests::{client_channel, code, green_payload, replace_node_with_fake, start_in, RED_RULE};
+use huren_tests::{client_channel, code, demo_subject, green_payload, replace_node_with_fake, start_in, RED_RULE};
 use prost::Message;
 use tokio::sync::oneshot;
 use tonic::transport::Channel;
@@ -95,15 +95,13 @@ fn forging_federation() -> Pin<Box<dyn Future<Output = Forging>>> {
     Box::pin(async {
         let mut f = start_in(Path::new(env!("CARGO_TARGET_TMPDIR"))).await;
         let (anhui, shandong) = (code("340000"), code("370000"));
-        let sd_subject = demo_subjects().into_iter().find(|s| s.province == "370000").unwrap();
-        let genuine = qr::decode_qr(&seed(&f, &sd_subject, 3600).await.unwrap().qr).unwrap();
+        let genuine = qr::decode_qr(&seed(&f, &demo_subject("370000"), 3600).await.unwrap().qr).unwrap();
         let revoked = f.pki.add_key(&shandong, Validity::days(30)).unwrap();
         f.pki.set_key_status(&shandong, &revoked.kid().hex(), "revoked").unwrap();
         let lapsed = f.pki.add_key(&shandong, validity(-86_400 * 2, -86_400)).unwrap();
         f.hub("adv-victim").await.unwrap();
         let probe = f.hub("adv-probe").await.unwrap();
-        let ah_subject = demo_subjects().into_iter().find(|s| s.province == "340000").unwrap();
-        let ah_token = seed(&f, &ah_subject, 3600).await.unwrap().token;
+        let ah_token = seed(&f, &demo_subject("340000"), 3600).await.unwrap().token;
 
         let keys = Arc::new(Keys {
             shandong: f.attestation_key(&shandong).unwrap(),

@@ -8,12 +8,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use huren_cli::demo::{demo_subjects, seed};
+use huren_cli::demo::seed;
 use huren_cli::hub::HubClient;
 use huren_pki::ca::{self, Validity};
 use huren_pki::Identity;
 use huren_runtime::tls::{ExpectedPeer, TlsIdentity, HANDSHAKE_TIMEOUT};
-use huren_tests::{code, green_payload, node_peer, serve_fake_node, signing_script, start};
+use huren_tests::{code, demo_subject, green_payload, node_peer, serve_fake_node, signing_script, start};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
@@ -326,8 +326,7 @@ async fn a_node_presenting_another_provinces_identity_gets_no_traffic() {
     assert_eq!(asked.load(Ordering::SeqCst), 0, "the gateway sent a request to an impostor");
     assert_eq!(f.gateway_trust().unwrap().current().sequence(), sequence);
     // The rest of the federation is unaffected.
-    let subject = demo_subjects().into_iter().find(|s| s.province == "340000").unwrap();
-    let token = seed(&f, &subject, 600).await.unwrap().token;
+    let token = seed(&f, &demo_subject("340000"), 600).await.unwrap().token;
     assert_eq!(hub.lookup(&anhui, &token, "transit.rail").await.unwrap().status, "GREEN");
 }
 
@@ -335,8 +334,7 @@ async fn a_node_presenting_another_provinces_identity_gets_no_traffic() {
 async fn idle_connections_are_dropped_within_the_handshake_timeout_while_lookups_go_on() {
     let f = start().await;
     let anhui = code("340000");
-    let subject = demo_subjects().into_iter().find(|s| s.province == "340000").unwrap();
-    let token = seed(&f, &subject, 600).await.unwrap().token;
+    let token = seed(&f, &demo_subject("340000"), 600).await.unwrap().token;
     let mut hub = f.hub("adv-slowloris-probe").await.unwrap();
     hub.lookup(&anhui, &token, "transit.rail").await.unwrap();
 

@@ -9,8 +9,8 @@ use huren_pki::unix_now;
 use huren_proto::pb;
 use huren_runtime::tls::ExpectedPeer;
 use huren_tests::{
-    client_channel, code, demo_subject, identity_from_province_ca, node_peer, replace_node_with_fake, signing_script,
-    start, start_with, Deadline, RED_RULE,
+    client_channel, code, demo_subject, identity_from_province_ca, node_channel, replace_node_with_fake,
+    signing_script, start, start_with, Deadline, RED_RULE,
 };
 use tonic::Code;
 
@@ -102,7 +102,7 @@ async fn hub_calling_a_node_directly_is_refused() {
     let (f, issued) = seeded().await;
     let anhui = code("340000");
     let hub = f.identity("hub", "sneaky").unwrap();
-    let channel = client_channel(&hub, node_peer(&f, &anhui), f.node_addr(&anhui).unwrap());
+    let channel = node_channel(&f, &hub, &anhui);
 
     let token = Scanned::parse(&qr_of(&issued, "ah-driver-0001").qr).unwrap().token().to_vec();
     let err = pb::attestation_client::AttestationClient::new(channel.clone())

@@ -183,11 +183,7 @@ async fn health_reflection_and_the_metrics_endpoint() {
         .status;
     assert_eq!(status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
     let guangdong = code("440000");
-    let channel = huren_tests::client_channel(
-        &f.identity("gateway", "probe").unwrap(),
-        huren_tests::node_peer(&f, &guangdong),
-        f.node_addr(&guangdong).unwrap(),
-    );
+    let channel = huren_tests::node_channel(&f, &f.identity("gateway", "probe").unwrap(), &guangdong);
     let status = tonic_health::pb::health_client::HealthClient::new(channel)
         .check(tonic_health::pb::HealthCheckRequest { service: "huren.v1.Attestation".into() })
         .await
@@ -642,11 +638,7 @@ async fn gateway_and_node_answer_grpc_reflection() {
         "the gateway lists what it serves, and only that"
     );
     let guangdong = code("440000");
-    let channel = huren_tests::client_channel(
-        &f.identity("gateway", "probe").unwrap(),
-        huren_tests::node_peer(&f, &guangdong),
-        f.node_addr(&guangdong).unwrap(),
-    );
+    let channel = huren_tests::node_channel(&f, &f.identity("gateway", "probe").unwrap(), &guangdong);
     let mut node = reflected_services(channel).await;
     node.sort();
     assert_eq!(

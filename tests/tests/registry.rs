@@ -11,7 +11,9 @@ use huren_pki::trust::{self, TrustList};
 use huren_pki::unix_now;
 use huren_proto::pb;
 use huren_runtime::tls::ExpectedPeer;
-use huren_tests::{client_channel, code, demo_subject, replace_node_with_fake, signing_script, start, Deadline};
+use huren_tests::{
+    client_channel, code, demo_subject, node_channel, replace_node_with_fake, signing_script, start, Deadline,
+};
 use prost::Message;
 use tonic::Code;
 
@@ -176,9 +178,7 @@ async fn revoked_hub_certificate_is_refused_and_other_hubs_are_unaffected() {
     assert!(err.is_transport(), "{err}");
     // Nodes refuse it too.
     let anhui = code("340000");
-    let node_channel =
-        client_channel(&revoked_identity, huren_tests::node_peer(&f, &anhui), f.node_addr(&anhui).unwrap());
-    let err = attest_at(node_channel, scanned.token()).await.unwrap_err();
+    let err = attest_at(node_channel(&f, &revoked_identity, &anhui), scanned.token()).await.unwrap_err();
     assert_refused_at_handshake(&err, "the revoked hub at the node");
     // Everyone else carries on.
     other.lookup(scanned.province(), scanned.token(), "transit.rail").await.unwrap();
@@ -538,7 +538,7 @@ async fn revoked_gateway_certificate_is_refused_by_nodes_at_the_handshake() {
     let scanned = Scanned::parse(&issued.qr).unwrap();
     // The running gateway's own certificate (not a fresh one), as a stolen copy would be.
     let stolen = issued_identity(&f, "gateway", huren_cli::federation::GATEWAY_NAME);
-    let node = || client_channel(&stolen, huren_tests::node_peer(&f, &anhui), f.node_addr(&anhui).unwrap());
+    let node = || node_channel(&f, &stolen, &anhui);
     attest_at(node(), scanned.token()).await.expect("the gateway's certificate works before the revocation");
     let mut hub = f.hub("gateway-revocation").await.unwrap();
     hub.lookup_raw(lookup_request(&scanned)).await.unwrap();
@@ -550,7 +550,7 @@ async fn revoked_gateway_certificate_is_refused_by_nodes_at_the_handshake() {
     // Every node refuses it at the handshake ...
     for (province, _) in huren_cli::federation::DEMO_PROVINCES {
         let province = code(province);
-        let channel = client_channel(&stolen, huren_tests::node_peer(&f, &province), f.node_addr(&province).unwrap());
+        let channel = node_channel(&f, &stolen, &province);
         let err = attest_at(channel, scanned.token()).await.unwrap_err();
         assert_refused_at_handshake(&err, &format!("the revoked gateway at node {province}"));
     }
@@ -562,7 +562,7 @@ async fn revoked_gateway_certificate_is_refused_by_nodes_at_the_handshake() {
     // Another gateway certificate still gets an answer from the node: the refusal is the
     // revocation's, not the node's being down.
     let other = f.identity("gateway", "national-2").unwrap();
-    let channel = client_channel(&other, huren_tests::node_peer(&f, &anhui), f.node_addr(&anhui).unwrap());
+    let channel = node_channel(&f, &other, &anhui);
     attest_at(channel, scanned.token()).await.expect("an unrevoked gateway is served");
 }
 

@@ -88,11 +88,7 @@ async fn a_subject_sees_their_own_entries_with_inclusion_proofs() {
         .unwrap()
         .into_inner()
         .token;
-    let channel = huren_tests::client_channel(
-        &f.identity("admin", "340000").unwrap(),
-        huren_tests::node_peer(&f, &anhui),
-        f.node_addr(&anhui).unwrap(),
-    );
+    let channel = huren_tests::node_channel(&f, &f.identity("admin", "340000").unwrap(), &anhui);
     let mut transparency = pb::transparency_client::TransparencyClient::new(channel);
     let response = transparency.get_subject_entries(pb::SubjectEntriesRequest { token }).await.unwrap().into_inner();
     let trust = f.gateway_trust().unwrap().current();
@@ -105,11 +101,7 @@ async fn a_subject_sees_their_own_entries_with_inclusion_proofs() {
     tampered.entries[0].entry = entry.encode_to_vec();
     assert!(verify_subject_entries(&trust, &tampered).unwrap_err().to_string().contains("not in the signed log"));
     // Hubs may not read logs.
-    let hub_channel = huren_tests::client_channel(
-        &f.identity("hub", "nosy").unwrap(),
-        huren_tests::node_peer(&f, &anhui),
-        f.node_addr(&anhui).unwrap(),
-    );
+    let hub_channel = huren_tests::node_channel(&f, &f.identity("hub", "nosy").unwrap(), &anhui);
     let err = pb::transparency_client::TransparencyClient::new(hub_channel)
         .get_entries(pb::GetEntriesRequest { start: 0, end: 3 })
         .await

@@ -5,7 +5,7 @@ use std::time::Instant;
 use huren_pki::qr;
 use huren_pki::unix_now;
 use huren_proto::pb;
-use huren_tests::{change, client_channel, code, node_peer, start, RED_RULE};
+use huren_tests::{change, code, node_channel, start, RED_RULE};
 
 use crate::common::{green_upsert, transparency};
 
@@ -15,7 +15,7 @@ async fn a_burst_of_concurrent_upserts_loses_nothing_acknowledged() {
     let f = start().await;
     let anhui = code("340000");
     let auditor = f.identity("auditor", "adv-burst").unwrap();
-    let mut log = transparency(client_channel(&auditor, node_peer(&f, &anhui), f.node_addr(&anhui).unwrap()));
+    let mut log = transparency(node_channel(&f, &auditor, &anhui));
     let list = f.gateway_trust().unwrap().current();
     let size_of = |signed: pb::SignedTreeHead| list.verify_tree_head(&signed).unwrap().tree_size;
     let before = size_of(log.get_tree_head(pb::GetTreeHeadRequest {}).await.unwrap().into_inner());

@@ -19,7 +19,7 @@ use huren_pki::trust;
 use huren_pki::{unix_now, Identity, ProvinceCode};
 use huren_proto::pb;
 use huren_runtime::tls::{self, ExpectedPeer, Revocations, TlsIdentity};
-use huren_tests::{change, client_channel, code, demo_subject, node_peer, start_in, TestFederation};
+use huren_tests::{change, client_channel, code, demo_subject, node_channel, start_in, TestFederation};
 use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
 use tokio::io::AsyncReadExt;
@@ -136,7 +136,7 @@ impl Ctx {
         let logs = real_nodes
             .iter()
             .map(|p| {
-                let channel = client_channel(&auditor, node_peer(&f, p), f.node_addr(p).expect("node"));
+                let channel = node_channel(&f, &auditor, p);
                 (p.clone(), pb::transparency_client::TransparencyClient::new(channel))
             })
             .collect();
@@ -218,8 +218,7 @@ impl Ctx {
     }
 
     pub fn node(&self, who: &TlsIdentity, province: &str) -> Channel {
-        let p = code(province);
-        client_channel(who, node_peer(&self.f, &p), self.f.node_addr(&p).expect("node address"))
+        node_channel(&self.f, who, &code(province))
     }
 
     pub fn node_addr(&self, province: &str) -> SocketAddr {

@@ -3,15 +3,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use huren_cli::audit::{scan_node_data, scan_node_data_raw, verify_receipt, AuditClient};
+use huren_cli::audit::{scan_node_data, scan_node_data_raw, verify_receipt};
 use huren_cli::demo::{demo_subjects, seed, RED_RULE};
-use huren_cli::federation::{Federation, FederationOptions, NodeRedis, DEMO_PROVINCES};
+use huren_cli::federation::{FederationOptions, NodeRedis, DEMO_PROVINCES};
 use huren_pki::qr::Scanned;
 use huren_pki::registry::RegistryRetention;
 use huren_pki::unix_now;
 use huren_proto::pb;
 use huren_runtime::clock::Clock;
-use huren_tests::{change, code, http_get, start_with, Deadline, RedisPrefix};
+use huren_tests::{audit_client, change, code, http_get, start_with, Deadline, RedisPrefix};
 use prost::Message;
 use tonic::Code;
 
@@ -48,13 +48,7 @@ async fn retention_purges_on_simulated_time_and_the_log_still_verifies() {
         })
         .await
         .unwrap();
-    let mut audit = AuditClient::connect(
-        Some(&f.node_addr(&anhui).unwrap().to_string()),
-        &anhui,
-        &f.identity("auditor", "a").unwrap(),
-        f.gateway_trust().unwrap().current().as_ref().clone(),
-    )
-    .unwrap();
+    let mut audit = audit_client(&f, &anhui, "a");
     let (before_signed, _) = audit.tree_head().await.unwrap();
 
     // An hour and a bit later: statuses and the expired token go, the log stays.
@@ -98,13 +92,7 @@ async fn manual_purge_produces_a_receipt_that_verifies() {
     }
     let trust = f.gateway_trust().unwrap().current();
     let head = {
-        let mut audit = AuditClient::connect(
-            Some(&f.node_addr(&shandong).unwrap().to_string()),
-            &shandong,
-            &f.identity("auditor", "a").unwrap(),
-            trust.as_ref().clone(),
-        )
-        .unwrap();
+        let mut audit = audit_client(&f, &shandong, "a");
         audit.tree_head().await.unwrap().0
     };
     f.stop_node(&shandong).deadline("Shandong's node to stop (graceful drain)").await.unwrap();
@@ -176,13 +164,7 @@ async fn sunset_stops_the_federation_and_every_province_proves_its_deletion() {
     let mut saved = std::collections::BTreeMap::new();
     for (p, _) in DEMO_PROVINCES {
         let p = code(p);
-        let mut audit = AuditClient::connect(
-            Some(&f.node_addr(&p).unwrap().to_string()),
-            &p,
-            &f.identity("auditor", "a").unwrap(),
-            f.gateway_trust().unwrap().current().as_ref().clone(),
-        )
-        .unwrap();
+        let mut audit = audit_client(&f, &p, "a");
         saved.insert(p.to_string(), audit.tree_head().await.unwrap().0);
     }
 
@@ -285,13 +267,7 @@ async fn a_receipt_proves_consistency_with_tree_heads_saved_before_the_purge() {
     let shandong = code("370000");
     let trust = f.gateway_trust().unwrap().current();
     let mut admin = f.admin_client(&shandong).unwrap();
-    let mut audit = AuditClient::connect(
-        Some(&f.node_addr(&shandong).unwrap().to_string()),
-        &shandong,
-        &f.identity("auditor", "a").unwrap(),
-        trust.as_ref().clone(),
-    )
-    .unwrap();
+    let mut audit = audit_client(&f, &shandong, "a");
     // Heads saved at sizes 2, 5 and 9; the log ends at 10.
     let mut saved = Vec::new();
     for round in 0..3 {
@@ -511,17 +487,7 @@ async fn nodes_on_redis_keep_statuses_across_a_restart_and_leave_no_subject_key_
     let mut admin = f.admin_client(&anhui).unwrap();
     admin.upsert_status(change("ah-3", pb::HealthStatus::Green, "", "")).await.unwrap();
     assert!(!f.node_store_path(&anhui).exists(), "the node keeps no redb file when its store is in Redis");
-    let auditor = f.identity("auditor", "a").unwrap();
-    let audit_client = |f: &Federation| {
-        AuditClient::connect(
-            Some(&f.node_addr(&anhui).unwrap().to_string()),
-            &anhui,
-            &auditor,
-            f.gateway_trust().unwrap().current().as_ref().clone(),
-        )
-        .unwrap()
-    };
-    let (before_signed, before) = audit_client(&f).tree_head().await.unwrap();
+    let (before_signed, before) = audit_client(&f, &anhui, "a").tree_head().await.unwrap();
     assert_eq!(before.tree_size, 4);
 
     // A restart: the statuses and the log are still there (read back from Redis).
@@ -534,7 +500,7 @@ async fn nodes_on_redis_keep_statuses_across_a_restart_and_leave_no_subject_key_
         admin.issue_token(token).await.unwrap_or_else(|e| panic!("ah-{i} lost across the restart: {e}"));
     }
     admin.upsert_status(change("ah-4", pb::HealthStatus::Green, "", "")).await.unwrap();
-    let mut audit = audit_client(&f);
+    let mut audit = audit_client(&f, &anhui, "a");
     let (after_signed, after) = audit.tree_head().await.unwrap();
     assert_eq!(after.tree_size, 5);
     audit.verify_consistency(&before_signed, &after_signed).await.unwrap();

@@ -1,28 +1,16 @@
 //! Accountable status assignment: the transparency log, its proofs, and the statistics.
 
-use huren_cli::audit::{stats, verify_subject_entries, AuditClient};
+use huren_cli::audit::{stats, verify_subject_entries};
 use huren_cli::demo::{RED_RULE, YELLOW_RULE};
-use huren_cli::federation::{Federation, FederationOptions};
+use huren_cli::federation::FederationOptions;
 use huren_pki::qr::Scanned;
 use huren_pki::unix_now;
 use huren_proto::pb;
 use huren_runtime::clock::Clock;
-use huren_tests::{change, code, start, start_with};
+use huren_tests::{audit_client, change, code, start, start_with};
 use prost::Message;
 use redb::ReadableTable as _;
 use tonic::Code;
-
-async fn auditor(f: &Federation, province: &str) -> AuditClient {
-    let p = code(province);
-    let identity = f.identity("auditor", "third-party").unwrap();
-    AuditClient::connect(
-        Some(&f.node_addr(&p).unwrap().to_string()),
-        &p,
-        &identity,
-        f.gateway_trust().unwrap().current().as_ref().clone(),
-    )
-    .unwrap()
-}
 
 const JINAN_CDC: &str = "spiffe://huren.gov/province/370000/authority/jinan-cdc";
 
@@ -32,7 +20,7 @@ async fn every_acknowledged_change_is_logged_and_proofs_verify() {
     let shandong = code("370000");
     let mut admin = f.admin_client(&shandong).unwrap();
     let mut cdc = f.authority_client("370000/jinan-cdc").unwrap();
-    let mut audit = auditor(&f, "370000").await;
+    let mut audit = audit_client(&f, &code("370000"), "third-party");
     let (_, empty) = audit.tree_head().await.unwrap();
     assert_eq!(empty.tree_size, 0);
 
@@ -117,13 +105,13 @@ async fn a_tampered_log_is_detected_and_the_log_survives_restart() {
     for i in 0..5 {
         cdc.upsert_status(change(&format!("gd-{i}"), pb::HealthStatus::Red, RED_RULE, "")).await.unwrap();
     }
-    let mut audit = auditor(&f, "440000").await;
+    let mut audit = audit_client(&f, &code("440000"), "third-party");
     let (before_signed, before) = audit.tree_head().await.unwrap();
 
     // Restart: the log is still there, identical.
     let addr = f.stop_node(&guangdong).await.unwrap();
     f.restart_node(&guangdong, addr).await.unwrap();
-    let mut audit = auditor(&f, "440000").await;
+    let mut audit = audit_client(&f, &code("440000"), "third-party");
     let (after_signed, after) = audit.tree_head().await.unwrap();
     assert_eq!((after.tree_size, &after.root_hash), (before.tree_size, &before.root_hash));
     audit.verify_consistency(&before_signed, &after_signed).await.unwrap();
@@ -145,7 +133,7 @@ async fn a_tampered_log_is_detected_and_the_log_survives_restart() {
         tx.commit().unwrap();
     }
     f.restart_node(&guangdong, addr).await.unwrap();
-    let mut audit = auditor(&f, "440000").await;
+    let mut audit = audit_client(&f, &code("440000"), "third-party");
     let err = audit.fetch_verified(&before).await.unwrap_err();
     assert!(err.to_string().contains("tampered"), "{err}");
 }
@@ -169,7 +157,7 @@ async fn stats_reveal_a_mass_red_coding_by_one_authority() {
     }
     jinan.upsert_status(change("depositor-0", pb::HealthStatus::Red, RED_RULE, "")).await.unwrap();
     admin.upsert_status(change("someone", pb::HealthStatus::Green, "", "")).await.unwrap();
-    let mut audit = auditor(&f, "370000").await;
+    let mut audit = audit_client(&f, &code("370000"), "third-party");
     let (_, head) = audit.tree_head().await.unwrap();
     let entries = audit.fetch_verified(&head).await.unwrap();
     let s = stats(&entries, t0 - 1, unix_now() + 1);
@@ -266,7 +254,7 @@ async fn who_applied_a_status_is_an_identity_not_a_claim() {
     assert_eq!(token.unwrap_err().code(), Code::PermissionDenied);
 
     // The named authority can, and the log says who it was.
-    let mut audit = auditor(&f, "370000").await;
+    let mut audit = audit_client(&f, &code("370000"), "third-party");
     let (_, before) = audit.tree_head().await.unwrap();
     assert_eq!(before.tree_size, 0, "refused changes left no trace");
     jinan.upsert_status(pb::UpsertStatusRequest { authority: "370000/jinan-cdc".into(), ..red() }).await.unwrap();

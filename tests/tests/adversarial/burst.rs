@@ -5,7 +5,7 @@ use std::time::Instant;
 use huren_pki::qr;
 use huren_pki::unix_now;
 use huren_proto::pb;
-use huren_tests::{change, code, node_channel, start, RED_RULE};
+use huren_tests::{audit_client, change, code, node_channel, start, RED_RULE};
 
 use crate::common::{green_upsert, transparency};
 
@@ -54,13 +54,7 @@ async fn a_burst_of_concurrent_upserts_loses_nothing_acknowledged() {
     assert_eq!(after - before, acknowledged.len() as u64);
     // Every logged entry verifies against the signed root, and the log holds exactly as
     // many red changes as were acknowledged.
-    let mut audit = huren_cli::audit::AuditClient::connect(
-        Some(&f.node_addr(&anhui).unwrap().to_string()),
-        &anhui,
-        &auditor,
-        list.as_ref().clone(),
-    )
-    .unwrap();
+    let mut audit = audit_client(&f, &anhui, "adv-burst");
     let (_, head) = audit.tree_head().await.unwrap();
     let entries = audit.fetch_verified(&head).await.unwrap();
     let red = pb::HealthStatus::Red as i32;

@@ -12,7 +12,9 @@ use huren_pki::qr::{self, Scanned};
 use huren_pki::unix_now;
 use huren_proto::pb;
 use huren_runtime::clock::Clock;
-use huren_tests::{code, demo_subject, replace_node_with_fake, signing_script, start_with, Deadline, RED_RULE};
+use huren_tests::{
+    code, demo_subject, replace_node_with_fake, signing_script, start_with, token_request, Deadline, RED_RULE,
+};
 use prost::Message;
 use tonic::Code;
 
@@ -455,15 +457,7 @@ async fn a_lapsed_status_is_a_clear_refusal_and_not_a_miss() {
         })
         .await
         .unwrap();
-    let issued = admin
-        .issue_token(pb::IssueTokenRequest {
-            subject_ref: "ah-lapsing-0009".into(),
-            lifetime_seconds: 600,
-            purpose: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let issued = admin.issue_token(token_request("ah-lapsing-0009", 600)).await.unwrap().into_inner();
     let mut hub = f.hub("platform-3").await.unwrap();
     hub.lookup(&anhui, &issued.token, "transit.rail").await.unwrap();
     hand.advance(120);

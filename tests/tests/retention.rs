@@ -11,7 +11,7 @@ use huren_pki::registry::RegistryRetention;
 use huren_pki::unix_now;
 use huren_proto::pb;
 use huren_runtime::clock::Clock;
-use huren_tests::{audit_client, change, code, http_get, start_with, Deadline, RedisPrefix};
+use huren_tests::{audit_client, change, code, http_get, start_with, token_request, Deadline, RedisPrefix};
 use prost::Message;
 use tonic::Code;
 
@@ -40,14 +40,7 @@ async fn retention_purges_on_simulated_time_and_the_log_still_verifies() {
     for i in 0..4 {
         cdc.upsert_status(change(&format!("ah-{i}"), pb::HealthStatus::Red, RED_RULE, "")).await.unwrap();
     }
-    admin
-        .issue_token(pb::IssueTokenRequest {
-            subject_ref: "ah-0".into(),
-            lifetime_seconds: 300,
-            purpose: String::new(),
-        })
-        .await
-        .unwrap();
+    admin.issue_token(token_request("ah-0", 300)).await.unwrap();
     let mut audit = audit_client(&f, &anhui, "a");
     let (before_signed, _) = audit.tree_head().await.unwrap();
 
@@ -63,10 +56,7 @@ async fn retention_purges_on_simulated_time_and_the_log_still_verifies() {
     assert_eq!(report.deleted.get("status"), Some(&4));
     assert_eq!(report.deleted.get("token"), Some(&1));
     assert_eq!(report.deleted.get("log_entry"), None);
-    let err = admin
-        .issue_token(pb::IssueTokenRequest { subject_ref: "ah-1".into(), lifetime_seconds: 60, purpose: String::new() })
-        .await
-        .unwrap_err();
+    let err = admin.issue_token(token_request("ah-1", 60)).await.unwrap_err();
     assert_eq!(err.code(), Code::NotFound, "status records outlived the policy");
 
     // Past the audit window: entries go too, but their leaf hashes keep the log verifiable.
@@ -149,12 +139,7 @@ async fn sunset_stops_the_federation_and_every_province_proves_its_deletion() {
         // Travellers' apps rotate tokens: many records name each subject.
         let mut admin = f.admin_client(&code(s.province)).unwrap();
         for _ in 0..40 {
-            let token = pb::IssueTokenRequest {
-                subject_ref: s.subject_ref.into(),
-                lifetime_seconds: 600,
-                purpose: String::new(),
-            };
-            admin.issue_token(token).await.unwrap();
+            admin.issue_token(token_request(s.subject_ref, 600)).await.unwrap();
         }
     }
     let mut hub = f.hub("last-checkpoint").deadline("hub last-checkpoint registered on every server").await.unwrap();
@@ -495,8 +480,7 @@ async fn nodes_on_redis_keep_statuses_across_a_restart_and_leave_no_subject_key_
     f.restart_node(&anhui, addr).await.unwrap();
     let mut admin = f.admin_client(&anhui).unwrap();
     for i in 0..4 {
-        let token =
-            pb::IssueTokenRequest { subject_ref: format!("ah-{i}"), lifetime_seconds: 600, purpose: String::new() };
+        let token = token_request(&format!("ah-{i}"), 600);
         admin.issue_token(token).await.unwrap_or_else(|e| panic!("ah-{i} lost across the restart: {e}"));
     }
     admin.upsert_status(change("ah-4", pb::HealthStatus::Green, "", "")).await.unwrap();

@@ -7,7 +7,7 @@ use huren_pki::qr::Scanned;
 use huren_pki::unix_now;
 use huren_proto::pb;
 use huren_runtime::clock::Clock;
-use huren_tests::{audit_client, change, code, start, start_with};
+use huren_tests::{audit_client, change, code, start, start_with, token_request};
 use prost::Message;
 use redb::ReadableTable as _;
 use tonic::Code;
@@ -66,16 +66,7 @@ async fn a_subject_sees_their_own_entries_with_inclusion_proofs() {
     cdc.upsert_status(change("ah-subject", pb::HealthStatus::Red, RED_RULE, "")).await.unwrap();
     admin.upsert_status(change("ah-other", pb::HealthStatus::Green, "", "")).await.unwrap();
     admin.upsert_status(change("ah-subject", pb::HealthStatus::Green, "", "")).await.unwrap();
-    let token = admin
-        .issue_token(pb::IssueTokenRequest {
-            subject_ref: "ah-subject".into(),
-            lifetime_seconds: 60,
-            purpose: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .token;
+    let token = admin.issue_token(token_request("ah-subject", 60)).await.unwrap().into_inner().token;
     let channel = huren_tests::node_channel(&f, &f.identity("admin", "340000").unwrap(), &anhui);
     let mut transparency = pb::transparency_client::TransparencyClient::new(channel);
     let response = transparency.get_subject_entries(pb::SubjectEntriesRequest { token }).await.unwrap().into_inner();
@@ -194,15 +185,7 @@ async fn a_lapsed_status_falls_back_as_its_rule_says() {
     red.valid_until = now - 900; // in the node's (past) present, 100 s from now
     f.authority_client("340000/hefei-cdc").unwrap().upsert_status(red).await.unwrap();
     hand.set(now); // the quarantine period is over
-    let issued = admin
-        .issue_token(pb::IssueTokenRequest {
-            subject_ref: "ah-quarantined".into(),
-            lifetime_seconds: 60,
-            purpose: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let issued = admin.issue_token(token_request("ah-quarantined", 60)).await.unwrap().into_inner();
     let scanned = Scanned::parse(&issued.qr).unwrap();
     let status =
         f.hub("checker").await.unwrap().lookup(scanned.province(), scanned.token(), "transit.rail").await.unwrap();
@@ -244,13 +227,7 @@ async fn who_applied_a_status_is_an_identity_not_a_claim() {
     let other = pb::UpsertStatusRequest { authority: "370000/qingdao-cdc".into(), ..red() };
     refused(jinan.upsert_status(other).await, Code::PermissionDenied, "is not the caller");
     // Authorities may not issue tokens (that is the backend's job).
-    let token = jinan
-        .issue_token(pb::IssueTokenRequest {
-            subject_ref: "sd-depositor".into(),
-            lifetime_seconds: 60,
-            purpose: String::new(),
-        })
-        .await;
+    let token = jinan.issue_token(token_request("sd-depositor", 60)).await;
     assert_eq!(token.unwrap_err().code(), Code::PermissionDenied);
 
     // The named authority can, and the log says who it was.

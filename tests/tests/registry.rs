@@ -12,7 +12,8 @@ use huren_pki::unix_now;
 use huren_proto::pb;
 use huren_runtime::tls::ExpectedPeer;
 use huren_tests::{
-    client_channel, code, demo_subject, node_channel, replace_node_with_fake, signing_script, start, Deadline,
+    client_channel, code, demo_subject, green_payload, node_channel, replace_node_with_fake, signing_script, start,
+    tls_incoming, Deadline,
 };
 use prost::Message;
 use tonic::Code;
@@ -130,12 +131,7 @@ async fn key_rotation_under_continuous_lookups_fails_no_valid_lookup() {
     progress(&mut ok, at_activation + 20, "after the activation").await;
 
     let mut probe = f.hub("probe").await.unwrap();
-    let request = || pb::LookupRequest {
-        province: "340000".into(),
-        token: scanned.token().to_vec(),
-        purpose: "transit.rail".into(),
-    };
-    assert_eq!(kid_of(&probe.lookup_raw(request()).await.unwrap()), new_key.kid());
+    assert_eq!(kid_of(&probe.lookup_raw(lookup_request(&scanned)).await.unwrap()), new_key.kid());
     // The QR signed under the old (now retired) key still verifies offline.
     let trust = f.gateway_trust().unwrap().current();
     assert!(huren_cli::hub::verify_offline(&trust, &issued.qr, unix_now()).is_ok());
@@ -216,29 +212,13 @@ async fn revoked_province_key_is_refused_online_and_offline() {
         &mut f,
         &anhui,
         signing_script(move |req| {
-            let now = unix_now();
-            key.sign(&pb::AttestationPayload {
-                version: 1,
-                province: "340000".into(),
-                status: pb::HealthStatus::Green as i32,
-                issued_at: now,
-                expires_at: now + 60,
-                token_digest: huren_pki::attest::token_digest(&req.token).to_vec(),
-                rule_id: String::new(),
-                test_recency: 0,
-                purpose: req.purpose.clone(),
-            })
+            let mut payload = green_payload(req, "340000");
+            payload.expires_at = payload.issued_at + 60;
+            key.sign(&payload)
         }),
     )
     .await;
-    let err = hub
-        .lookup_raw(pb::LookupRequest {
-            province: "340000".into(),
-            token: scanned.token().to_vec(),
-            purpose: "transit.rail".into(),
-        })
-        .await
-        .unwrap_err();
+    let err = hub.lookup_raw(lookup_request(&scanned)).await.unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
     assert!(err.message().contains("is revoked"), "{}", err.message());
 }
@@ -422,14 +402,7 @@ async fn retired_province_leaves_the_federation() {
     f.pki.retire_province(&anhui).unwrap();
     let seq = f.publish().await.unwrap();
     f.until_everyone_has(seq).await.unwrap();
-    let err = hub
-        .lookup_raw(pb::LookupRequest {
-            province: "340000".into(),
-            token: scanned.token().to_vec(),
-            purpose: "transit.rail".into(),
-        })
-        .await
-        .unwrap_err();
+    let err = hub.lookup_raw(lookup_request(&scanned)).await.unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
     assert!(err.message().contains("not in the trust list"));
     // Its admin certificate (issued by the now-revoked province CA) no longer works anywhere.
@@ -678,14 +651,7 @@ async fn a_node_refuses_an_older_trust_list_from_its_watch_stream() {
     let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
     let identity = f.identity("gateway", "restored-from-backup").unwrap();
     let (asked, mut asks) = tokio::sync::mpsc::unbounded_channel();
-    let config = huren_runtime::tls::server_config(&identity, huren_runtime::tls::Revocations::default()).unwrap();
-    let incoming = huren_runtime::tls::incoming(
-        listener,
-        config,
-        identity.root.clone(),
-        identity.identity.trust_domain.clone(),
-        huren_runtime::tls::Revocations::default(),
-    );
+    let incoming = tls_incoming(&identity, listener);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(
         tonic::transport::Server::builder()

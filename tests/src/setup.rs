@@ -1,13 +1,13 @@
 //! Setup the test files share: a federation with server settings, a demo subject, channels
-//! and audit clients for one province's node, token requests, and the TLS listener of a
-//! scripted server.
+//! and audit clients for one province's node, trust-registry clients of the gateway, token
+//! requests, and the TLS listener of a scripted server.
 
 use huren_cli::audit::AuditClient;
 use huren_cli::demo::{demo_rules, demo_subjects, Subject};
 use huren_cli::federation::{Federation, FederationOptions, DEMO_PROVINCES};
 use huren_pki::ProvinceCode;
 use huren_proto::pb;
-use huren_runtime::tls::{self, AuthenticatedStream, Revocations, TlsIdentity};
+use huren_runtime::tls::{self, AuthenticatedStream, ExpectedPeer, Revocations, TlsIdentity};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
@@ -30,6 +30,20 @@ pub fn demo_subject(province: &str) -> Subject {
 /// A channel to `province`'s node presenting `who`, expecting that node's identity.
 pub fn node_channel(federation: &Federation, who: &TlsIdentity, province: &ProvinceCode) -> Channel {
     client_channel(who, node_peer(federation, province), federation.node_addr(province).expect("node address"))
+}
+
+/// A trust-registry client of the gateway presenting a fresh `kind`/`name` identity.
+pub fn registry_client(
+    federation: &Federation,
+    kind: &str,
+    name: &str,
+) -> pb::trust_registry_client::TrustRegistryClient<Channel> {
+    let who = federation.identity(kind, name).expect("identity");
+    pb::trust_registry_client::TrustRegistryClient::new(client_channel(
+        &who,
+        ExpectedPeer::AnyGateway,
+        federation.gateway_addr(),
+    ))
 }
 
 /// An audit client of `province`'s node as auditor `name`, verifying against the trust

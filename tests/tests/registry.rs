@@ -12,8 +12,8 @@ use huren_pki::unix_now;
 use huren_proto::pb;
 use huren_runtime::tls::ExpectedPeer;
 use huren_tests::{
-    client_channel, code, demo_subject, green_payload, node_channel, replace_node_with_fake, signing_script, start,
-    tls_incoming, Deadline,
+    client_channel, code, demo_subject, green_payload, node_channel, registry_client, replace_node_with_fake,
+    signing_script, start, tls_incoming, Deadline,
 };
 use prost::Message;
 use tonic::Code;
@@ -229,9 +229,7 @@ async fn upload_as(
     name: &str,
     list: pb::SignedTrustList,
 ) -> Result<u64, tonic::Status> {
-    let who = f.identity(kind, name).unwrap();
-    let channel = client_channel(&who, ExpectedPeer::AnyGateway, f.gateway_addr());
-    pb::trust_registry_client::TrustRegistryClient::new(channel).upload(list).await.map(|r| r.into_inner().sequence)
+    registry_client(f, kind, name).upload(list).await.map(|r| r.into_inner().sequence)
 }
 
 #[tokio::test]
@@ -301,9 +299,7 @@ async fn gateway_restarts_from_its_persisted_list_without_a_coordinator() {
     hub.lookup(scanned.province(), scanned.token(), "transit.rail").await.unwrap();
     f.pki.sign_trust_list().unwrap();
     let next = f.trust_list().unwrap();
-    let coordinator = f.identity("coordinator", "nhc").unwrap();
-    let channel = client_channel(&coordinator, ExpectedPeer::AnyGateway, f.gateway_addr());
-    pb::trust_registry_client::TrustRegistryClient::new(channel).upload(next.signed().clone()).await.unwrap();
+    registry_client(&f, "coordinator", "nhc").upload(next.signed().clone()).await.unwrap();
     f.until_everyone_has(next.sequence()).await.unwrap();
 }
 

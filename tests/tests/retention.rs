@@ -5,15 +5,44 @@ use std::time::Duration;
 
 use huren_cli::audit::{scan_node_data, scan_node_data_raw, verify_receipt};
 use huren_cli::demo::{demo_subjects, seed, RED_RULE};
-use huren_cli::federation::{FederationOptions, NodeRedis, DEMO_PROVINCES};
+use huren_cli::federation::{Federation, FederationOptions, NodeRedis, DEMO_PROVINCES};
 use huren_pki::qr::Scanned;
 use huren_pki::registry::RegistryRetention;
-use huren_pki::unix_now;
+use huren_pki::trust::TrustList;
+use huren_pki::{unix_now, ProvinceCode};
 use huren_proto::pb;
 use huren_runtime::clock::Clock;
-use huren_tests::{audit_client, change, code, http_get, start_with, token_request, Deadline, RedisPrefix};
+use huren_tests::{
+    audit_client, change, code, http_get, registry_client, start_with, token_request, Deadline, RedisPrefix,
+};
 use prost::Message;
 use tonic::Code;
+
+/// A manual purge of everything in `province`'s (stopped) node store, with its signed
+/// receipt, as `huren node purge` makes it; `progress` hears how many records are gone.
+fn purge_everything(
+    f: &Federation,
+    province: &ProvinceCode,
+    trust: &TrustList,
+    progress: &mut dyn FnMut(u64),
+) -> pb::SignedDeletionReceipt {
+    let store = huren_node::Store::open(&f.node_store_path(province)).unwrap();
+    let keys = huren_node::KeyRing::load(&f.pki.province_dir(province)).unwrap();
+    let plan = huren_node::store::PurgePlan { everything: true, ..Default::default() };
+    let signed = huren_node::retention::purge_with_receipt(
+        &store,
+        &keys,
+        trust,
+        province,
+        &plan,
+        "manual",
+        unix_now(),
+        progress,
+    )
+    .unwrap();
+    drop(store);
+    signed
+}
 
 #[tokio::test]
 async fn retention_purges_on_simulated_time_and_the_log_still_verifies() {
@@ -87,22 +116,8 @@ async fn manual_purge_produces_a_receipt_that_verifies() {
     };
     f.stop_node(&shandong).deadline("Shandong's node to stop (graceful drain)").await.unwrap();
 
-    let store = huren_node::Store::open(&f.node_store_path(&shandong)).unwrap();
-    let keys = huren_node::KeyRing::load(&f.pki.province_dir(&shandong)).unwrap();
-    let plan = huren_node::store::PurgePlan { everything: true, ..Default::default() };
     let mut progress = Vec::new();
-    let signed = huren_node::retention::purge_with_receipt(
-        &store,
-        &keys,
-        &trust,
-        &shandong,
-        &plan,
-        "manual",
-        unix_now(),
-        &mut |n| progress.push(n),
-    )
-    .unwrap();
-    drop(store);
+    let signed = purge_everything(&f, &shandong, &trust, &mut |n| progress.push(n));
     assert_eq!(progress.last(), Some(&6), "3 statuses and 3 log entries");
     let checked = verify_receipt(&trust, &signed, Some(&head)).unwrap();
     assert_eq!((checked.province.as_str(), checked.reason.as_str()), ("370000", "manual"));
@@ -164,14 +179,8 @@ async fn sunset_stops_the_federation_and_every_province_proves_its_deletion() {
     receipts.wait_for(|n| *n == 3).deadline("the gateway to hold all three sunset deletion receipts").await.unwrap();
 
     // Coordinators collect the receipts; each verifies against the trust list.
-    let coordinator = f.identity("coordinator", "nhc").unwrap();
-    let channel =
-        huren_tests::client_channel(&coordinator, huren_runtime::tls::ExpectedPeer::AnyGateway, f.gateway_addr());
-    let list = pb::trust_registry_client::TrustRegistryClient::new(channel)
-        .list_receipts(pb::ListReceiptsRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let list =
+        registry_client(&f, "coordinator", "nhc").list_receipts(pb::ListReceiptsRequest {}).await.unwrap().into_inner();
     let trust = f.gateway_trust().unwrap().current();
     let mut provinces: Vec<String> = Vec::new();
     for signed in &list.receipts {
@@ -212,16 +221,10 @@ async fn sunset_stops_the_federation_and_every_province_proves_its_deletion() {
         assert!(found.is_empty(), "{p}: {found:?}");
     }
     // Hubs may not read receipts; a node cannot hand one in for another province.
-    let hub_id = f.identity("hub", "last-checkpoint").unwrap();
-    let channel = huren_tests::client_channel(&hub_id, huren_runtime::tls::ExpectedPeer::AnyGateway, f.gateway_addr());
-    let err = pb::trust_registry_client::TrustRegistryClient::new(channel)
-        .list_receipts(pb::ListReceiptsRequest {})
-        .await
-        .unwrap_err();
+    let err =
+        registry_client(&f, "hub", "last-checkpoint").list_receipts(pb::ListReceiptsRequest {}).await.unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
-    let node = f.identity("node", "440000").unwrap();
-    let channel = huren_tests::client_channel(&node, huren_runtime::tls::ExpectedPeer::AnyGateway, f.gateway_addr());
-    let err = pb::trust_registry_client::TrustRegistryClient::new(channel)
+    let err = registry_client(&f, "node", "440000")
         .submit_receipt(
             list.receipts
                 .iter()
@@ -264,21 +267,7 @@ async fn a_receipt_proves_consistency_with_tree_heads_saved_before_the_purge() {
     admin.upsert_status(change("sd-last", pb::HealthStatus::Green, "", "")).await.unwrap();
     f.stop_node(&shandong).deadline("Shandong's node to stop (graceful drain)").await.unwrap();
 
-    let store = huren_node::Store::open(&f.node_store_path(&shandong)).unwrap();
-    let keys = huren_node::KeyRing::load(&f.pki.province_dir(&shandong)).unwrap();
-    let plan = huren_node::store::PurgePlan { everything: true, ..Default::default() };
-    let signed = huren_node::retention::purge_with_receipt(
-        &store,
-        &keys,
-        &trust,
-        &shandong,
-        &plan,
-        "manual",
-        unix_now(),
-        &mut |_| {},
-    )
-    .unwrap();
-    drop(store);
+    let signed = purge_everything(&f, &shandong, &trust, &mut |_| {});
     // The leaf hashes are gone: only the receipt can still answer for the log.
     assert_eq!(scan_node_data(&f.node_data_dir(&shandong)).unwrap().get("log_hash"), Some(&0));
     for (head, size) in saved.iter().zip([2, 5, 9]) {
@@ -500,14 +489,8 @@ async fn nodes_on_redis_keep_statuses_across_a_restart_and_leave_no_subject_key_
     f.until_everyone_has(seq).deadline(&format!("every server to hold the sunset trust list {seq}")).await.unwrap();
     receipts.wait_for(|n| *n == 3).deadline("the gateway to hold all three sunset deletion receipts").await.unwrap();
     let trust = f.gateway_trust().unwrap().current();
-    let coordinator = f.identity("coordinator", "nhc").unwrap();
-    let channel =
-        huren_tests::client_channel(&coordinator, huren_runtime::tls::ExpectedPeer::AnyGateway, f.gateway_addr());
-    let list = pb::trust_registry_client::TrustRegistryClient::new(channel)
-        .list_receipts(pb::ListReceiptsRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let list =
+        registry_client(&f, "coordinator", "nhc").list_receipts(pb::ListReceiptsRequest {}).await.unwrap().into_inner();
     let anhui_receipt =
         list.receipts.iter().find(|r| verify_receipt(&trust, r, None).unwrap().province == "340000").unwrap();
     let checked = verify_receipt(&trust, anhui_receipt, Some(&before_signed)).unwrap();

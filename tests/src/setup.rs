@@ -1,14 +1,19 @@
 //! Setup the test files share: a federation with server settings, a demo subject, channels
 //! and audit clients for one province's node, trust-registry clients of the gateway, token
-//! requests, and the TLS listener of a scripted server.
+//! requests, the admin endpoint, and the TLS listener of a scripted server.
 
+use std::net::SocketAddr;
+
+use huren_cli::admin::Readiness;
 use huren_cli::audit::AuditClient;
 use huren_cli::demo::{demo_rules, demo_subjects, Subject};
 use huren_cli::federation::{Federation, FederationOptions, DEMO_PROVINCES};
+use huren_cli::telemetry::PrometheusMetrics;
 use huren_pki::ProvinceCode;
 use huren_proto::pb;
 use huren_runtime::tls::{self, AuthenticatedStream, ExpectedPeer, Revocations, TlsIdentity};
 use tokio::net::TcpListener;
+use tokio::sync::oneshot;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
@@ -56,6 +61,18 @@ pub fn audit_client(federation: &Federation, province: &ProvinceCode, name: &str
         federation.gateway_trust().expect("gateway").current().as_ref().clone(),
     )
     .expect("audit client")
+}
+
+/// Serves the plain-HTTP admin endpoint (`/metrics`, `/healthz`, `/readyz`) of `metrics`
+/// and `readiness` on a free loopback port, until the sender is used or dropped.
+pub async fn serve_admin(metrics: &PrometheusMetrics, readiness: Readiness) -> (SocketAddr, oneshot::Sender<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("local address");
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(huren_cli::admin::serve(listener, metrics.clone(), readiness, async {
+        let _ = stopped.await;
+    }));
+    (addr, stop)
 }
 
 /// A request for a token of `subject`, valid `lifetime_seconds`, for no particular purpose.

@@ -12,7 +12,7 @@ use huren_pki::qr::{self, Scanned};
 use huren_proto::pb;
 use huren_runtime::live::LiveTrust;
 use huren_runtime::tls::ExpectedPeer;
-use huren_tests::{code, http_get, start_with, Deadline};
+use huren_tests::{code, http_get, serve_admin, start_with, Deadline};
 use tonic::Code;
 
 const REDIS: &str = "redis://127.0.0.1:6379/";
@@ -199,14 +199,9 @@ async fn health_reflection_and_the_metrics_endpoint() {
     assert_eq!(status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
 
     // The admin endpoint.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let readiness: huren_cli::admin::Readiness =
         Arc::new(|| (true, "trust list 1; redis off (in-process cache)".into()));
-    tokio::spawn(huren_cli::admin::serve(listener, metrics.clone(), readiness, async {
-        let _ = stopped.await;
-    }));
+    let (addr, stop) = serve_admin(&metrics, readiness).await;
     let body = http_get(addr, "/metrics").await;
     for series in [
         "huren_gateway_lookups_total",
@@ -554,13 +549,8 @@ async fn metrics_expose_violations_throttling_redis_and_breaker_state() {
         assert_eq!(err.code(), Some(Code::Unavailable), "{err}");
     }
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let admin = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let readiness: huren_cli::admin::Readiness = Arc::new(|| (true, "ok".into()));
-    tokio::spawn(huren_cli::admin::serve(listener, metrics.clone(), readiness, async {
-        let _ = stopped.await;
-    }));
+    let (admin, stop) = serve_admin(&metrics, readiness).await;
     let body = http_get(admin, "/metrics").await;
     let expect = [
         ("huren_gateway_policy_violations_total", vec![("province", "370000"), ("reason", "missing_rule")], 1.0),

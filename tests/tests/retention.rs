@@ -13,7 +13,8 @@ use huren_pki::{unix_now, ProvinceCode};
 use huren_proto::pb;
 use huren_runtime::clock::Clock;
 use huren_tests::{
-    audit_client, change, code, http_get, registry_client, start_with, token_request, Deadline, RedisPrefix,
+    audit_client, change, code, http_get, registry_client, serve_admin, start_with, token_request, Deadline,
+    RedisPrefix,
 };
 use prost::Message;
 use tonic::Code;
@@ -382,14 +383,9 @@ async fn node_metrics_count_purges_and_readyz_says_when_the_trust_list_is_stale(
     let serving = tokio::spawn(node.clone().serve(listener, async {
         let _ = stopped.await;
     }));
-    let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let admin_addr = admin.local_addr().unwrap();
-    let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
     let ready = node.clone();
     let readiness: huren_cli::admin::Readiness = Arc::new(move || ready.readiness());
-    tokio::spawn(huren_cli::admin::serve(admin, metrics.clone(), readiness, async {
-        let _ = admin_stopped.await;
-    }));
+    let (admin_addr, stop_admin) = serve_admin(&metrics, readiness).await;
 
     purges.wait_for(|r| r.time >= t0).deadline("Anhui's first retention run").await.unwrap();
     let ready = http_get(admin_addr, "/readyz").await;

@@ -165,6 +165,17 @@ async fn a_dead_province_trips_its_breaker_and_others_are_unaffected() {
     }
 }
 
+/// grpc.health.v1 on `channel` reports `service` as serving.
+async fn assert_serving(channel: tonic::transport::Channel, service: &str) {
+    let status = tonic_health::pb::health_client::HealthClient::new(channel)
+        .check(tonic_health::pb::HealthCheckRequest { service: service.into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .status;
+    assert_eq!(status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32, "{service}");
+}
+
 #[tokio::test]
 async fn health_reflection_and_the_metrics_endpoint() {
     let metrics = PrometheusMetrics::new().unwrap();
@@ -181,22 +192,10 @@ async fn health_reflection_and_the_metrics_endpoint() {
     // grpc.health.v1 on the mTLS port, for gateway and node.
     let hub_id = f.identity("hub", "observed").unwrap();
     let channel = huren_tests::client_channel(&hub_id, ExpectedPeer::AnyGateway, f.gateway_addr());
-    let status = tonic_health::pb::health_client::HealthClient::new(channel)
-        .check(tonic_health::pb::HealthCheckRequest { service: "huren.v1.Lookup".into() })
-        .await
-        .unwrap()
-        .into_inner()
-        .status;
-    assert_eq!(status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
+    assert_serving(channel, "huren.v1.Lookup").await;
     let guangdong = code("440000");
     let channel = huren_tests::node_channel(&f, &f.identity("gateway", "probe").unwrap(), &guangdong);
-    let status = tonic_health::pb::health_client::HealthClient::new(channel)
-        .check(tonic_health::pb::HealthCheckRequest { service: "huren.v1.Attestation".into() })
-        .await
-        .unwrap()
-        .into_inner()
-        .status;
-    assert_eq!(status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
+    assert_serving(channel, "huren.v1.Attestation").await;
 
     // The admin endpoint.
     let readiness: huren_cli::admin::Readiness =

@@ -268,16 +268,31 @@ pub fn transparency(channel: Channel) -> pb::transparency_client::TransparencyCl
     pb::transparency_client::TransparencyClient::new(channel)
 }
 
-/// The gateway's current list with `edit` applied, signed by the national root.
-pub fn root_signed(c: &Ctx, edit: impl FnOnce(&mut pb::TrustList)) -> pb::SignedTrustList {
+/// The gateway's current list, ten sequence numbers on (unsigned).
+pub fn newer_list(c: &Ctx) -> pb::TrustList {
     let mut list = c.f.gateway_trust().expect("gateway").current().raw().clone();
     list.sequence += 10;
+    list
+}
+
+/// [`newer_list`] with `edit` applied, signed by the national root.
+pub fn root_signed(c: &Ctx, edit: impl FnOnce(&mut pb::TrustList)) -> pb::SignedTrustList {
+    let mut list = newer_list(c);
     edit(&mut list);
     trust::sign(&list, &c.f.pki.root().expect("root")).expect("sign")
 }
 
 pub async fn upload_as_coordinator(c: &Ctx, list: pb::SignedTrustList) -> Outcome {
     upload(c.gateway(&c.id("coordinator", "adv-nhc")), list).await
+}
+
+pub async fn submit_receipt(channel: Channel, signed: pb::SignedDeletionReceipt) -> Outcome {
+    grpc(pb::trust_registry_client::TrustRegistryClient::new(channel).submit_receipt(signed).await)
+}
+
+/// `receipt` signed with `province`'s attestation key.
+pub fn signed_by(c: &Ctx, province: &str, receipt: &pb::DeletionReceipt) -> pb::SignedDeletionReceipt {
+    c.f.attestation_key(&code(province)).expect("key").sign_receipt(receipt)
 }
 
 pub fn receipt(province: &str) -> pb::DeletionReceipt {

@@ -11,7 +11,7 @@ use tonic::Code;
 use crate::common::Expect::{Error, Status};
 use crate::common::{
     attest, case, green_upsert, grpc, huren_tls_probe, identity, lookup, lookup_request, receipt, root_signed, rows,
-    upload, upsert, validity, Ctx, OWN_CA,
+    signed_by, submit_receipt, upload, upsert, validity, Ctx, OWN_CA,
 };
 
 const ROOT_ONLY: &str = "must be issued directly by the national root";
@@ -69,8 +69,8 @@ rows![
         |c| {
             Box::pin(async move {
                 let who = identity_from_province_ca(&c.f, &code("340000"), "spiffe://huren.gov/province/370000/node");
-                let signed = c.f.attestation_key(&code("370000")).expect("key").sign_receipt(&receipt("370000"));
-                grpc(pb::trust_registry_client::TrustRegistryClient::new(c.gateway(&who)).submit_receipt(signed).await)
+                let signed = signed_by(&c, "370000", &receipt("370000"));
+                submit_receipt(c.gateway(&who), signed).await
             })
         }
     ),

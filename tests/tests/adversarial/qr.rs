@@ -7,7 +7,26 @@ use huren_proto::pb;
 use prost::Message;
 
 use crate::common::Expect::Error;
-use crate::common::{case, error, random_token, rows};
+use crate::common::{case, error, random_token, rows, Ctx, Outcome};
+
+/// The genuine QR's content.
+fn genuine(c: &Ctx) -> pb::QrCode {
+    qr::decode_qr(&c.genuine_qr).expect("genuine QR")
+}
+
+/// `code` with its signed payload edited after signing.
+fn edit_payload(code: &mut pb::QrCode, edit: impl FnOnce(&mut pb::AttestationPayload)) {
+    let signed = code.attestation.as_mut().expect("attestation");
+    let mut payload = pb::AttestationPayload::decode(signed.payload.as_slice()).expect("payload");
+    edit(&mut payload);
+    signed.payload = payload.encode_to_vec();
+}
+
+/// `code` as a hub verifies it offline, against the gateway's current trust list.
+fn verify_offline(c: &Ctx, code: &pb::QrCode) -> Outcome {
+    let trust = c.f.gateway_trust().expect("gateway").current();
+    huren_cli::hub::verify_offline(&trust, &qr::encode_qr(code), unix_now()).map(drop).map_err(error)
+}
 
 rows![
     // --- malformed QR strings (parsed by every hub before anything else)
@@ -72,7 +91,7 @@ rows![
     }),
     case(qr_with_a_15_byte_token, "QR with a 15-byte token", Error("token must be 16 bytes"), |c| {
         Box::pin(async move {
-            let mut code = qr::decode_qr(&c.genuine_qr).expect("genuine QR");
+            let mut code = genuine(&c);
             code.token.pop();
             qr::decode_qr(&qr::encode_qr(&code)).map(drop).map_err(error)
         })
@@ -83,11 +102,8 @@ rows![
         Error("invalid province code"),
         |c| {
             Box::pin(async move {
-                let mut code = qr::decode_qr(&c.genuine_qr).expect("genuine QR");
-                let signed = code.attestation.as_mut().expect("attestation");
-                let mut payload = pb::AttestationPayload::decode(signed.payload.as_slice()).expect("payload");
-                payload.province = "34000".into();
-                signed.payload = payload.encode_to_vec();
+                let mut code = genuine(&c);
+                edit_payload(&mut code, |p| p.province = "34000".into());
                 Scanned::parse(&qr::encode_qr(&code)).map(drop).map_err(error)
             })
         }
@@ -98,10 +114,9 @@ rows![
         Error("bound to a different token"),
         |c| {
             Box::pin(async move {
-                let mut code = qr::decode_qr(&c.genuine_qr).expect("genuine QR");
+                let mut code = genuine(&c);
                 code.token = random_token();
-                let trust = c.f.gateway_trust().expect("gateway").current();
-                huren_cli::hub::verify_offline(&trust, &qr::encode_qr(&code), unix_now()).map(drop).map_err(error)
+                verify_offline(&c, &code)
             })
         }
     ),
@@ -111,13 +126,9 @@ rows![
         Error("signature does not verify"),
         |c| {
             Box::pin(async move {
-                let mut code = qr::decode_qr(&c.genuine_qr).expect("genuine QR");
-                let signed = code.attestation.as_mut().expect("attestation");
-                let mut payload = pb::AttestationPayload::decode(signed.payload.as_slice()).expect("payload");
-                payload.expires_at += 86_400;
-                signed.payload = payload.encode_to_vec();
-                let trust = c.f.gateway_trust().expect("gateway").current();
-                huren_cli::hub::verify_offline(&trust, &qr::encode_qr(&code), unix_now()).map(drop).map_err(error)
+                let mut code = genuine(&c);
+                edit_payload(&mut code, |p| p.expires_at += 86_400);
+                verify_offline(&c, &code)
             })
         }
     ),

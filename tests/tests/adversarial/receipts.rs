@@ -3,11 +3,10 @@
 //! nothing remains; only coordinators and auditors list them.
 
 use huren_proto::pb;
-use huren_tests::code;
 use tonic::Code;
 
 use crate::common::Expect::Status;
-use crate::common::{case, grpc, receipt, rows};
+use crate::common::{case, grpc, receipt, rows, signed_by, submit_receipt};
 
 rows![
     case(
@@ -16,9 +15,9 @@ rows![
         Status(Code::PermissionDenied, "TrustRegistry/SubmitReceipt is for province node identities"),
         |c| {
             Box::pin(async move {
-                let signed = c.f.attestation_key(&code("340000")).expect("key").sign_receipt(&receipt("340000"));
+                let signed = signed_by(&c, "340000", &receipt("340000"));
                 let channel = c.gateway(&c.id("hub", "adv-probe"));
-                grpc(pb::trust_registry_client::TrustRegistryClient::new(channel).submit_receipt(signed).await)
+                submit_receipt(channel, signed).await
             })
         },
     ),
@@ -28,9 +27,9 @@ rows![
         Status(Code::PermissionDenied, "node of province 340000 cannot hand in a receipt for province 370000"),
         |c| {
             Box::pin(async move {
-                let signed = c.f.attestation_key(&code("370000")).expect("key").sign_receipt(&receipt("370000"));
+                let signed = signed_by(&c, "370000", &receipt("370000"));
                 let channel = c.gateway(&c.id("node", "340000"));
-                grpc(pb::trust_registry_client::TrustRegistryClient::new(channel).submit_receipt(signed).await)
+                submit_receipt(channel, signed).await
             })
         },
     ),
@@ -40,9 +39,9 @@ rows![
         Status(Code::InvalidArgument, "is not an attestation key of province 370000"),
         |c| {
             Box::pin(async move {
-                let signed = c.f.attestation_key(&code("340000")).expect("key").sign_receipt(&receipt("370000"));
+                let signed = signed_by(&c, "340000", &receipt("370000"));
                 let channel = c.gateway(&c.id("node", "340000"));
-                grpc(pb::trust_registry_client::TrustRegistryClient::new(channel).submit_receipt(signed).await)
+                submit_receipt(channel, signed).await
             })
         },
     ),
@@ -57,9 +56,9 @@ rows![
                     remaining: vec![pb::DeletedCount { kind: "status".into(), count: 3 }],
                     ..receipt("340000")
                 };
-                let signed = c.f.attestation_key(&code("340000")).expect("key").sign_receipt(&claim);
+                let signed = signed_by(&c, "340000", &claim);
                 let channel = c.gateway(&c.id("node", "340000"));
-                grpc(pb::trust_registry_client::TrustRegistryClient::new(channel).submit_receipt(signed).await)
+                submit_receipt(channel, signed).await
             })
         },
     ),

@@ -4,13 +4,20 @@
 //! issuing its tokens, and who may read a node's transparency log.
 
 use huren_proto::pb;
+use tonic::transport::Channel;
 use tonic::Code;
 
 use crate::common::Expect::Status;
 use crate::common::{
     attest, case, green_upsert, grpc, lookup, lookup_request, random_token, root_signed, rows, transparency, upload,
-    upsert,
+    upsert, Outcome,
 };
+
+/// Asks for a token of Anhui's demo subject.
+async fn issue_token(channel: Channel) -> Outcome {
+    let request = pb::IssueTokenRequest { subject_ref: "ah-driver-0001".into(), ..Default::default() };
+    grpc(pb::status_admin_client::StatusAdminClient::new(channel).issue_token(request).await)
+}
 
 rows![
     // --- wrong role for each restricted RPC
@@ -127,25 +134,13 @@ rows![
         auditor_calls_issue_token,
         "auditor calls IssueToken",
         Status(Code::PermissionDenied, "StatusAdmin/IssueToken is for the admin identity of province 340000"),
-        |c| {
-            Box::pin(async move {
-                let request = pb::IssueTokenRequest { subject_ref: "ah-driver-0001".into(), ..Default::default() };
-                let channel = c.node(&c.id("auditor", "adv-a"), "340000");
-                grpc(pb::status_admin_client::StatusAdminClient::new(channel).issue_token(request).await)
-            })
-        },
+        |c| Box::pin(async move { issue_token(c.node(&c.id("auditor", "adv-a"), "340000")).await }),
     ),
     case(
         shandongs_admin_acts_for_anhui_issue_token,
         "Shandong's admin acts for Anhui (IssueToken)",
         Status(Code::PermissionDenied, "StatusAdmin/IssueToken is for the admin identity of province 340000"),
-        |c| {
-            Box::pin(async move {
-                let request = pb::IssueTokenRequest { subject_ref: "ah-driver-0001".into(), ..Default::default() };
-                let channel = c.node(&c.id("admin", "370000"), "340000");
-                grpc(pb::status_admin_client::StatusAdminClient::new(channel).issue_token(request).await)
-            })
-        },
+        |c| Box::pin(async move { issue_token(c.node(&c.id("admin", "370000"), "340000")).await }),
     ),
     case(
         hub_reads_a_nodes_tree_head,

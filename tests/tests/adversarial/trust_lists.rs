@@ -8,7 +8,7 @@ use prost::Message;
 use tonic::Code;
 
 use crate::common::Expect::Status;
-use crate::common::{case, root_signed, rows, upload_as_coordinator};
+use crate::common::{case, newer_list, root_signed, rows, upload_as_coordinator};
 
 rows![
     // --- rolled-back and mis-signed trust lists (uploaded by a real coordinator)
@@ -40,8 +40,7 @@ rows![
         Status(Code::InvalidArgument, "does not verify against the national root"),
         |c| {
             Box::pin(async move {
-                let mut list = c.f.gateway_trust().expect("gateway").current().raw().clone();
-                list.sequence += 10;
+                let list = newer_list(&c);
                 let signed = trust::sign(&list, &c.f.pki.province_ca(&code("340000")).expect("CA")).expect("sign");
                 upload_as_coordinator(&c, signed).await
             })
@@ -53,8 +52,7 @@ rows![
         Status(Code::InvalidArgument, "does not verify against the national root"),
         |c| {
             Box::pin(async move {
-                let mut list = c.f.gateway_trust().expect("gateway").current().raw().clone();
-                list.sequence += 10;
+                let list = newer_list(&c);
                 let foreign = ca::new_root("huren.gov", Validity::days(1)).expect("foreign root");
                 upload_as_coordinator(&c, trust::sign(&list, &foreign).expect("sign")).await
             })

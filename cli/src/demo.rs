@@ -275,7 +275,8 @@ pub async fn story(federation: &Federation, qrs: &[(Subject, pb::IssueTokenRespo
     // 4. An unknown token is refused.
     let anhui: ProvinceCode = "340000".parse()?;
     let token = qr::new_token().map_err(|e| anyhow::anyhow!("randomness unavailable: {e}"))?;
-    let (outcome, ok) = refused((tonic::Code::NotFound, "TOKEN_UNKNOWN"), highway.lookup(&anhui, &token, "transit.highway").await);
+    let (outcome, ok) =
+        refused((tonic::Code::NotFound, "TOKEN_UNKNOWN"), highway.lookup(&anhui, &token, "transit.highway").await);
     steps.push(Step {
         step: "unknown_token_refused",
         story: "A token Anhui never issued (a guess, or a stale screenshot) is refused.",
@@ -287,7 +288,8 @@ pub async fn story(federation: &Federation, qrs: &[(Subject, pb::IssueTokenRespo
 
     // 5. A province outside the federation is refused.
     let outside: ProvinceCode = "810000".parse()?;
-    let (outcome, ok) = refused((tonic::Code::NotFound, "PROVINCE_UNKNOWN"), highway.lookup(&outside, &token, "transit.highway").await);
+    let (outcome, ok) =
+        refused((tonic::Code::NotFound, "PROVINCE_UNKNOWN"), highway.lookup(&outside, &token, "transit.highway").await);
     steps.push(Step {
         step: "unknown_province_refused",
         story: "A lookup for a province that is not in the signed trust list is refused.",

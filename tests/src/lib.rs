@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use huren_cli::federation::{Federation, FederationOptions, DEMO_PROVINCES};
+use huren_cli::federation::{Federation, DEMO_PROVINCES};
 use huren_pki::ca::{self, Validity};
 use huren_pki::{Identity, ProvinceCode, Role};
 use huren_proto::pb;
@@ -23,6 +23,9 @@ use tokio::sync::oneshot;
 use tonic::transport::Channel;
 
 pub use huren_cli::demo::{demo_rules, RED_RULE, YELLOW_RULE};
+
+mod setup;
+pub use setup::*;
 
 /// A running test federation and the temp dir it lives in.
 pub struct TestFederation {
@@ -70,11 +73,11 @@ pub async fn start() -> TestFederation {
     TestFederation { federation, _dir: dir }
 }
 
-/// As [`start`], with server settings (a rate limit, a clock, …).
-pub async fn start_with(options: FederationOptions) -> TestFederation {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let federation =
-        Federation::start_with(dir.path(), &DEMO_PROVINCES, demo_rules(), options).await.expect("federation starts");
+/// As [`start`], with the temp dir under `parent`: for a federation a whole test binary
+/// shares (under `CARGO_TARGET_TMPDIR`, so one a run leaves behind goes with `cargo clean`).
+pub async fn start_in(parent: &std::path::Path) -> TestFederation {
+    let dir = tempfile::tempdir_in(parent).expect("temp dir");
+    let federation = Federation::start(dir.path(), &DEMO_PROVINCES, demo_rules()).await.expect("federation starts");
     TestFederation { federation, _dir: dir }
 }
 
@@ -187,14 +190,7 @@ impl pb::attestation_server::Attestation for AsyncFakeNode {
 /// As [`serve_fake_node`], with an asynchronous script (a node that hangs or is slow).
 pub fn serve_async_fake_node(identity: TlsIdentity, listener: TcpListener, script: AsyncScript) -> oneshot::Sender<()> {
     let (stop, stopped) = oneshot::channel::<()>();
-    let config = tls::server_config(&identity, Revocations::default()).expect("server config");
-    let incoming = tls::incoming(
-        listener,
-        config,
-        identity.root.clone(),
-        identity.identity.trust_domain.clone(),
-        Revocations::default(),
-    );
+    let incoming = tls_incoming(&identity, listener);
     tokio::spawn(async move {
         let _ = tonic::transport::Server::builder()
             .add_service(pb::attestation_server::AttestationServer::new(AsyncFakeNode(script)))

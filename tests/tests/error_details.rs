@@ -227,7 +227,7 @@ async fn the_rate_limiter_says_when_to_come_back() {
     let mut options = FederationOptions::default();
     options.gateway.hub_rate_per_sec = 2;
     options.gateway.clock = clock;
-    let f = start_with(options).await;
+    let (f, _dir) = start_with(options).await;
     let subject = &demo_subjects()[0];
     let good = Scanned::parse(&seed(&f, subject, 600).await.expect("seed").qr).expect("qr").token().to_vec();
     let mut hub = raw_hub(&f, "raw-eager", &["transit.rail"]).await;

@@ -9,8 +9,8 @@ use huren_pki::unix_now;
 use huren_proto::pb;
 use huren_runtime::tls::ExpectedPeer;
 use huren_tests::{
-    client_channel, code, identity_from_province_ca, node_peer, replace_node_with_fake, signing_script, start,
-    Deadline, RED_RULE,
+    client_channel, code, demo_subject, identity_from_province_ca, node_channel, replace_node_with_fake,
+    signing_script, start, start_with, Deadline, RED_RULE,
 };
 use tonic::Code;
 
@@ -102,7 +102,7 @@ async fn hub_calling_a_node_directly_is_refused() {
     let (f, issued) = seeded().await;
     let anhui = code("340000");
     let hub = f.identity("hub", "sneaky").unwrap();
-    let channel = client_channel(&hub, node_peer(&f, &anhui), f.node_addr(&anhui).unwrap());
+    let channel = node_channel(&f, &hub, &anhui);
 
     let token = Scanned::parse(&qr_of(&issued, "ah-driver-0001").qr).unwrap().token().to_vec();
     let err = pb::attestation_client::AttestationClient::new(channel.clone())
@@ -526,17 +526,8 @@ async fn tokens_live_five_minutes_unless_asked_otherwise() {
     let (clock, hand) = huren_runtime::clock::Clock::manual(unix_now());
     let mut options = huren_cli::federation::FederationOptions::default();
     options.node.clock = clock;
-    let dir = tempfile::tempdir().unwrap();
-    let f = huren_cli::federation::Federation::start_with(
-        dir.path(),
-        &huren_cli::federation::DEMO_PROVINCES,
-        huren_cli::demo::demo_rules(),
-        options,
-    )
-    .await
-    .unwrap();
-    let subject = demo_subjects().into_iter().find(|s| s.province == "340000").unwrap();
-    let issued = seed(&f, &subject, 0).await.unwrap();
+    let (f, _dir) = start_with(options).await;
+    let issued = seed(&f, &demo_subject("340000"), 0).await.unwrap();
     assert_eq!(issued.expires_at, hand.now() + 300, "lifetime 0 asks for the node default");
     let mut hub = f.hub("clocked").deadline("hub registered on every server").await.unwrap();
     hub.lookup(&code("340000"), &issued.token, "transit.rail").await.unwrap();

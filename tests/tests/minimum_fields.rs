@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use huren_cli::demo::{demo_rules, demo_subjects, seed};
-use huren_cli::federation::{Federation, FederationOptions, DEMO_PROVINCES};
+use huren_cli::demo::{demo_subjects, seed};
+use huren_cli::federation::FederationOptions;
 use huren_cli::telemetry::PrometheusMetrics;
 use huren_gateway::{FileCapture, MissPolicy};
 use huren_pki::attest::AttestationKey;
@@ -12,15 +12,11 @@ use huren_pki::qr::{self, Scanned};
 use huren_pki::unix_now;
 use huren_proto::pb;
 use huren_runtime::clock::Clock;
-use huren_tests::{code, replace_node_with_fake, signing_script, Deadline, RED_RULE};
+use huren_tests::{
+    code, demo_subject, replace_node_with_fake, signing_script, start_with, token_request, Deadline, RED_RULE,
+};
 use prost::Message;
 use tonic::Code;
-
-async fn start_with(options: FederationOptions) -> (Federation, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let f = Federation::start_with(dir.path(), &DEMO_PROVINCES, demo_rules(), options).await.unwrap();
-    (f, dir)
-}
 
 fn green(req: &pb::AttestRequest) -> pb::AttestationPayload {
     huren_tests::green_payload(req, "370000")
@@ -149,7 +145,7 @@ async fn every_violation_class_is_refused_counted_and_not_passed_on() {
 #[tokio::test]
 async fn each_purpose_gets_exactly_its_field_set() {
     let (f, _dir) = start_with(FederationOptions::default()).await;
-    let driver = demo_subjects().into_iter().find(|s| s.province == "340000").unwrap();
+    let driver = demo_subject("340000");
     assert_ne!(driver.test_recency, pb::TestRecency::Unspecified);
     let issued = seed(&f, &driver, 600).await.unwrap();
     let scanned = Scanned::parse(&issued.qr).unwrap();
@@ -461,15 +457,7 @@ async fn a_lapsed_status_is_a_clear_refusal_and_not_a_miss() {
         })
         .await
         .unwrap();
-    let issued = admin
-        .issue_token(pb::IssueTokenRequest {
-            subject_ref: "ah-lapsing-0009".into(),
-            lifetime_seconds: 600,
-            purpose: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let issued = admin.issue_token(token_request("ah-lapsing-0009", 600)).await.unwrap().into_inner();
     let mut hub = f.hub("platform-3").await.unwrap();
     hub.lookup(&anhui, &issued.token, "transit.rail").await.unwrap();
     hand.advance(120);

@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use huren_cli::demo::{demo_rules, demo_subjects, seed};
-use huren_cli::federation::{Federation, FederationOptions, DEMO_PROVINCES};
+use huren_cli::demo::{demo_subjects, seed};
+use huren_cli::federation::{Federation, FederationOptions};
 use huren_cli::telemetry::PrometheusMetrics;
 use huren_gateway::shared::RedisState;
 use huren_gateway::{Gateway, GatewaySettings, MissPolicy};
@@ -12,19 +12,13 @@ use huren_pki::qr::{self, Scanned};
 use huren_proto::pb;
 use huren_runtime::live::LiveTrust;
 use huren_runtime::tls::ExpectedPeer;
-use huren_tests::{code, http_get, Deadline};
+use huren_tests::{code, http_get, serve_admin, start_with, Deadline};
 use tonic::Code;
 
 const REDIS: &str = "redis://127.0.0.1:6379/";
 
 fn prefix(name: &str) -> String {
     format!("huren-test-{name}-{}-{}:", std::process::id(), huren_pki::unix_now())
-}
-
-async fn start_with(options: FederationOptions) -> (Federation, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let f = Federation::start_with(dir.path(), &DEMO_PROVINCES, demo_rules(), options).await.unwrap();
-    (f, dir)
 }
 
 /// A further gateway replica of `f`, with `settings`, serving until the sender drops.
@@ -36,6 +30,12 @@ async fn replica(
     let tls = f.identity("gateway", name).unwrap();
     let trust = LiveTrust::new(f.gateway_trust().unwrap().current().as_ref().clone(), tls.root.to_vec(), None).unwrap();
     let gateway = Gateway::new(tls, trust, settings).unwrap();
+    let (addr, stop) = serve(&gateway).await;
+    (gateway, addr, stop)
+}
+
+/// Serves `gateway` on a free loopback port until the sender drops.
+async fn serve(gateway: &Gateway) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -47,7 +47,7 @@ async fn replica(
             })
             .await;
     });
-    (gateway, addr, stop)
+    (addr, stop)
 }
 
 fn hub_on(f: &Federation, name: &str, addr: std::net::SocketAddr) -> huren_cli::hub::HubClient {
@@ -165,6 +165,17 @@ async fn a_dead_province_trips_its_breaker_and_others_are_unaffected() {
     }
 }
 
+/// grpc.health.v1 on `channel` reports `service` as serving.
+async fn assert_serving(channel: tonic::transport::Channel, service: &str) {
+    let status = tonic_health::pb::health_client::HealthClient::new(channel)
+        .check(tonic_health::pb::HealthCheckRequest { service: service.into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .status;
+    assert_eq!(status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32, "{service}");
+}
+
 #[tokio::test]
 async fn health_reflection_and_the_metrics_endpoint() {
     let metrics = PrometheusMetrics::new().unwrap();
@@ -181,36 +192,15 @@ async fn health_reflection_and_the_metrics_endpoint() {
     // grpc.health.v1 on the mTLS port, for gateway and node.
     let hub_id = f.identity("hub", "observed").unwrap();
     let channel = huren_tests::client_channel(&hub_id, ExpectedPeer::AnyGateway, f.gateway_addr());
-    let status = tonic_health::pb::health_client::HealthClient::new(channel)
-        .check(tonic_health::pb::HealthCheckRequest { service: "huren.v1.Lookup".into() })
-        .await
-        .unwrap()
-        .into_inner()
-        .status;
-    assert_eq!(status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
+    assert_serving(channel, "huren.v1.Lookup").await;
     let guangdong = code("440000");
-    let channel = huren_tests::client_channel(
-        &f.identity("gateway", "probe").unwrap(),
-        huren_tests::node_peer(&f, &guangdong),
-        f.node_addr(&guangdong).unwrap(),
-    );
-    let status = tonic_health::pb::health_client::HealthClient::new(channel)
-        .check(tonic_health::pb::HealthCheckRequest { service: "huren.v1.Attestation".into() })
-        .await
-        .unwrap()
-        .into_inner()
-        .status;
-    assert_eq!(status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
+    let channel = huren_tests::node_channel(&f, &f.identity("gateway", "probe").unwrap(), &guangdong);
+    assert_serving(channel, "huren.v1.Attestation").await;
 
     // The admin endpoint.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let readiness: huren_cli::admin::Readiness =
         Arc::new(|| (true, "trust list 1; redis off (in-process cache)".into()));
-    tokio::spawn(huren_cli::admin::serve(listener, metrics.clone(), readiness, async {
-        let _ = stopped.await;
-    }));
+    let (addr, stop) = serve_admin(&metrics, readiness).await;
     let body = http_get(addr, "/metrics").await;
     for series in [
         "huren_gateway_lookups_total",
@@ -244,17 +234,7 @@ async fn at_sunset_a_gateway_purges_its_caches_in_redis() {
         ..GatewaySettings::default()
     };
     let gateway = Gateway::new(tls, trust.clone(), settings).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let g = gateway.clone();
-    tokio::spawn(async move {
-        let _ = g
-            .serve(listener, async {
-                let _ = stopped.await;
-            })
-            .await;
-    });
+    let (addr, _stop) = serve(&gateway).await;
     let issued = seed(&f, &demo_subjects()[0], 600).await.unwrap();
     let scanned = Scanned::parse(&issued.qr).unwrap();
     hub_on(&f, "last", addr).lookup(scanned.province(), scanned.token(), "transit.rail").await.unwrap();
@@ -568,13 +548,8 @@ async fn metrics_expose_violations_throttling_redis_and_breaker_state() {
         assert_eq!(err.code(), Some(Code::Unavailable), "{err}");
     }
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let admin = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let readiness: huren_cli::admin::Readiness = Arc::new(|| (true, "ok".into()));
-    tokio::spawn(huren_cli::admin::serve(listener, metrics.clone(), readiness, async {
-        let _ = stopped.await;
-    }));
+    let (admin, stop) = serve_admin(&metrics, readiness).await;
     let body = http_get(admin, "/metrics").await;
     let expect = [
         ("huren_gateway_policy_violations_total", vec![("province", "370000"), ("reason", "missing_rule")], 1.0),
@@ -668,9 +643,7 @@ async fn gateway_and_node_answer_grpc_reflection() {
     assert_eq!(reflected_services_v1alpha(gateway_channel()).await, expected, "and the same over v1alpha");
     let guangdong = code("440000");
     let probe = f.identity("gateway", "probe").unwrap();
-    let node_channel = || {
-        huren_tests::client_channel(&probe, huren_tests::node_peer(&f, &guangdong), f.node_addr(&guangdong).unwrap())
-    };
+    let node_channel = || huren_tests::node_channel(&f, &probe, &guangdong);
     let expected = with_common_services(&["huren.v1.Attestation", "huren.v1.StatusAdmin", "huren.v1.Transparency"]);
     assert_eq!(reflected_services_v1(node_channel()).await, expected, "the node lists what it serves (v1)");
     assert_eq!(reflected_services_v1alpha(node_channel()).await, expected, "and the same over v1alpha");

@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use huren_cli::demo::{demo_subjects, seed};
+use huren_cli::demo::seed;
 use huren_pki::attest::Kid;
 use huren_pki::ca::Validity;
 use huren_pki::qr::Scanned;
@@ -11,13 +11,12 @@ use huren_pki::trust::{self, TrustList};
 use huren_pki::unix_now;
 use huren_proto::pb;
 use huren_runtime::tls::ExpectedPeer;
-use huren_tests::{client_channel, code, replace_node_with_fake, signing_script, start, Deadline};
+use huren_tests::{
+    client_channel, code, demo_subject, green_payload, node_channel, registry_client, replace_node_with_fake,
+    signing_script, start, tls_incoming, Deadline,
+};
 use prost::Message;
 use tonic::Code;
-
-fn anhui_subject() -> huren_cli::demo::Subject {
-    demo_subjects().into_iter().find(|s| s.province == "340000").expect("anhui subject")
-}
 
 fn kid_of(response: &pb::LookupResponse) -> Kid {
     Kid::from_slice(&response.attestation.as_ref().unwrap().kid).unwrap()
@@ -78,7 +77,7 @@ fn lookup_request(scanned: &Scanned) -> pb::LookupRequest {
 async fn key_rotation_under_continuous_lookups_fails_no_valid_lookup() {
     let f = start().await;
     let anhui = code("340000");
-    let issued = seed(&f, &anhui_subject(), 3600).await.unwrap();
+    let issued = seed(&f, &demo_subject("340000"), 3600).await.unwrap();
     let scanned = Scanned::parse(&issued.qr).unwrap();
     let old_kid = f.attestation_key(&anhui).unwrap().kid();
 
@@ -132,12 +131,7 @@ async fn key_rotation_under_continuous_lookups_fails_no_valid_lookup() {
     progress(&mut ok, at_activation + 20, "after the activation").await;
 
     let mut probe = f.hub("probe").await.unwrap();
-    let request = || pb::LookupRequest {
-        province: "340000".into(),
-        token: scanned.token().to_vec(),
-        purpose: "transit.rail".into(),
-    };
-    assert_eq!(kid_of(&probe.lookup_raw(request()).await.unwrap()), new_key.kid());
+    assert_eq!(kid_of(&probe.lookup_raw(lookup_request(&scanned)).await.unwrap()), new_key.kid());
     // The QR signed under the old (now retired) key still verifies offline.
     let trust = f.gateway_trust().unwrap().current();
     assert!(huren_cli::hub::verify_offline(&trust, &issued.qr, unix_now()).is_ok());
@@ -154,7 +148,7 @@ async fn key_rotation_under_continuous_lookups_fails_no_valid_lookup() {
 #[tokio::test]
 async fn revoked_hub_certificate_is_refused_and_other_hubs_are_unaffected() {
     let f = start().await;
-    let issued = seed(&f, &anhui_subject(), 600).await.unwrap();
+    let issued = seed(&f, &demo_subject("340000"), 600).await.unwrap();
     let scanned = Scanned::parse(&issued.qr).unwrap();
     let revoked_identity = f.identity("hub", "lost-scanner").unwrap();
     f.register_hub("lost-scanner", &["transit.rail"]).await.unwrap();
@@ -180,9 +174,7 @@ async fn revoked_hub_certificate_is_refused_and_other_hubs_are_unaffected() {
     assert!(err.is_transport(), "{err}");
     // Nodes refuse it too.
     let anhui = code("340000");
-    let node_channel =
-        client_channel(&revoked_identity, huren_tests::node_peer(&f, &anhui), f.node_addr(&anhui).unwrap());
-    let err = attest_at(node_channel, scanned.token()).await.unwrap_err();
+    let err = attest_at(node_channel(&f, &revoked_identity, &anhui), scanned.token()).await.unwrap_err();
     assert_refused_at_handshake(&err, "the revoked hub at the node");
     // Everyone else carries on.
     other.lookup(scanned.province(), scanned.token(), "transit.rail").await.unwrap();
@@ -192,7 +184,7 @@ async fn revoked_hub_certificate_is_refused_and_other_hubs_are_unaffected() {
 async fn revoked_province_key_is_refused_online_and_offline() {
     let mut f = start().await;
     let anhui = code("340000");
-    let issued = seed(&f, &anhui_subject(), 600).await.unwrap();
+    let issued = seed(&f, &demo_subject("340000"), 600).await.unwrap();
     let compromised = f.attestation_key(&anhui).unwrap();
     let trust_before = f.gateway_trust().unwrap().current();
     assert!(huren_cli::hub::verify_offline(&trust_before, &issued.qr, unix_now()).is_ok());
@@ -220,29 +212,13 @@ async fn revoked_province_key_is_refused_online_and_offline() {
         &mut f,
         &anhui,
         signing_script(move |req| {
-            let now = unix_now();
-            key.sign(&pb::AttestationPayload {
-                version: 1,
-                province: "340000".into(),
-                status: pb::HealthStatus::Green as i32,
-                issued_at: now,
-                expires_at: now + 60,
-                token_digest: huren_pki::attest::token_digest(&req.token).to_vec(),
-                rule_id: String::new(),
-                test_recency: 0,
-                purpose: req.purpose.clone(),
-            })
+            let mut payload = green_payload(req, "340000");
+            payload.expires_at = payload.issued_at + 60;
+            key.sign(&payload)
         }),
     )
     .await;
-    let err = hub
-        .lookup_raw(pb::LookupRequest {
-            province: "340000".into(),
-            token: scanned.token().to_vec(),
-            purpose: "transit.rail".into(),
-        })
-        .await
-        .unwrap_err();
+    let err = hub.lookup_raw(lookup_request(&scanned)).await.unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
     assert!(err.message().contains("is revoked"), "{}", err.message());
 }
@@ -253,9 +229,7 @@ async fn upload_as(
     name: &str,
     list: pb::SignedTrustList,
 ) -> Result<u64, tonic::Status> {
-    let who = f.identity(kind, name).unwrap();
-    let channel = client_channel(&who, ExpectedPeer::AnyGateway, f.gateway_addr());
-    pb::trust_registry_client::TrustRegistryClient::new(channel).upload(list).await.map(|r| r.into_inner().sequence)
+    registry_client(f, kind, name).upload(list).await.map(|r| r.into_inner().sequence)
 }
 
 #[tokio::test]
@@ -318,16 +292,14 @@ async fn gateway_restarts_from_its_persisted_list_without_a_coordinator() {
     assert_eq!(f.gateway_trust().unwrap().current().sequence(), seq);
 
     // And it serves: hubs get the persisted list, lookups work, nodes follow it again.
-    let issued = seed(&f, &anhui_subject(), 600).await.unwrap();
+    let issued = seed(&f, &demo_subject("340000"), 600).await.unwrap();
     let scanned = Scanned::parse(&issued.qr).unwrap();
     let mut hub = f.hub("after-restart").await.unwrap();
     assert_eq!(hub.refresh_trust_list().await.unwrap().sequence(), f.gateway_trust().unwrap().current().sequence());
     hub.lookup(scanned.province(), scanned.token(), "transit.rail").await.unwrap();
     f.pki.sign_trust_list().unwrap();
     let next = f.trust_list().unwrap();
-    let coordinator = f.identity("coordinator", "nhc").unwrap();
-    let channel = client_channel(&coordinator, ExpectedPeer::AnyGateway, f.gateway_addr());
-    pb::trust_registry_client::TrustRegistryClient::new(channel).upload(next.signed().clone()).await.unwrap();
+    registry_client(&f, "coordinator", "nhc").upload(next.signed().clone()).await.unwrap();
     f.until_everyone_has(next.sequence()).await.unwrap();
 }
 
@@ -388,7 +360,7 @@ async fn watch_streams_every_newer_list_and_hubs_refuse_rollback() {
 #[tokio::test]
 async fn a_hub_refuses_a_gateway_whose_certificate_the_trust_list_revokes() {
     let f = start().await;
-    let issued = seed(&f, &anhui_subject(), 600).await.unwrap();
+    let issued = seed(&f, &demo_subject("340000"), 600).await.unwrap();
     let scanned = Scanned::parse(&issued.qr).unwrap();
     let mut hub = f.hub("careful-scanner").await.unwrap();
     hub.lookup(scanned.province(), scanned.token(), "transit.rail").await.unwrap();
@@ -417,7 +389,7 @@ async fn a_hub_refuses_a_gateway_whose_certificate_the_trust_list_revokes() {
 #[tokio::test]
 async fn retired_province_leaves_the_federation() {
     let f = start().await;
-    let issued = seed(&f, &anhui_subject(), 600).await.unwrap();
+    let issued = seed(&f, &demo_subject("340000"), 600).await.unwrap();
     let scanned = Scanned::parse(&issued.qr).unwrap();
     let mut hub = f.hub("checker").await.unwrap();
     hub.lookup(scanned.province(), scanned.token(), "transit.rail").await.unwrap();
@@ -426,14 +398,7 @@ async fn retired_province_leaves_the_federation() {
     f.pki.retire_province(&anhui).unwrap();
     let seq = f.publish().await.unwrap();
     f.until_everyone_has(seq).await.unwrap();
-    let err = hub
-        .lookup_raw(pb::LookupRequest {
-            province: "340000".into(),
-            token: scanned.token().to_vec(),
-            purpose: "transit.rail".into(),
-        })
-        .await
-        .unwrap_err();
+    let err = hub.lookup_raw(lookup_request(&scanned)).await.unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
     assert!(err.message().contains("not in the trust list"));
     // Its admin certificate (issued by the now-revoked province CA) no longer works anywhere.
@@ -480,7 +445,7 @@ fn hold_back_key_file(f: &huren_tests::TestFederation, anhui: &huren_pki::Provin
 async fn activation_before_the_node_has_the_key_file_is_bridged_by_the_retired_key() {
     let f = start().await;
     let anhui = code("340000");
-    let issued = seed(&f, &anhui_subject(), 600).await.unwrap();
+    let issued = seed(&f, &demo_subject("340000"), 600).await.unwrap();
     let scanned = Scanned::parse(&issued.qr).unwrap();
     let old_kid = f.attestation_key(&anhui).unwrap().kid();
     let mut hub = f.hub("bridge-checker").await.unwrap();
@@ -520,7 +485,7 @@ async fn activation_before_the_node_has_the_key_file_is_bridged_by_the_retired_k
 async fn a_key_file_copied_after_the_activation_is_used_without_another_trust_list() {
     let f = start().await;
     let anhui = code("340000");
-    let issued = seed(&f, &anhui_subject(), 600).await.unwrap();
+    let issued = seed(&f, &demo_subject("340000"), 600).await.unwrap();
     let scanned = Scanned::parse(&issued.qr).unwrap();
     let old_kid = f.attestation_key(&anhui).unwrap().kid();
     let mut hub = f.hub("late-file").await.unwrap();
@@ -538,11 +503,11 @@ async fn a_key_file_copied_after_the_activation_is_used_without_another_trust_li
 async fn revoked_gateway_certificate_is_refused_by_nodes_at_the_handshake() {
     let f = start().await;
     let anhui = code("340000");
-    let issued = seed(&f, &anhui_subject(), 600).await.unwrap();
+    let issued = seed(&f, &demo_subject("340000"), 600).await.unwrap();
     let scanned = Scanned::parse(&issued.qr).unwrap();
     // The running gateway's own certificate (not a fresh one), as a stolen copy would be.
     let stolen = issued_identity(&f, "gateway", huren_cli::federation::GATEWAY_NAME);
-    let node = || client_channel(&stolen, huren_tests::node_peer(&f, &anhui), f.node_addr(&anhui).unwrap());
+    let node = || node_channel(&f, &stolen, &anhui);
     attest_at(node(), scanned.token()).await.expect("the gateway's certificate works before the revocation");
     let mut hub = f.hub("gateway-revocation").await.unwrap();
     hub.lookup_raw(lookup_request(&scanned)).await.unwrap();
@@ -554,7 +519,7 @@ async fn revoked_gateway_certificate_is_refused_by_nodes_at_the_handshake() {
     // Every node refuses it at the handshake ...
     for (province, _) in huren_cli::federation::DEMO_PROVINCES {
         let province = code(province);
-        let channel = client_channel(&stolen, huren_tests::node_peer(&f, &province), f.node_addr(&province).unwrap());
+        let channel = node_channel(&f, &stolen, &province);
         let err = attest_at(channel, scanned.token()).await.unwrap_err();
         assert_refused_at_handshake(&err, &format!("the revoked gateway at node {province}"));
     }
@@ -566,7 +531,7 @@ async fn revoked_gateway_certificate_is_refused_by_nodes_at_the_handshake() {
     // Another gateway certificate still gets an answer from the node: the refusal is the
     // revocation's, not the node's being down.
     let other = f.identity("gateway", "national-2").unwrap();
-    let channel = client_channel(&other, huren_tests::node_peer(&f, &anhui), f.node_addr(&anhui).unwrap());
+    let channel = node_channel(&f, &other, &anhui);
     attest_at(channel, scanned.token()).await.expect("an unrevoked gateway is served");
 }
 
@@ -574,10 +539,9 @@ async fn revoked_gateway_certificate_is_refused_by_nodes_at_the_handshake() {
 async fn revoked_node_certificate_is_refused_by_the_gateway() {
     let f = start().await;
     let anhui = code("340000");
-    let issued = seed(&f, &anhui_subject(), 600).await.unwrap();
+    let issued = seed(&f, &demo_subject("340000"), 600).await.unwrap();
     let scanned = Scanned::parse(&issued.qr).unwrap();
-    let shandong = demo_subjects().into_iter().find(|s| s.province == "370000").unwrap();
-    let shandong = seed(&f, &shandong, 600).await.unwrap();
+    let shandong = seed(&f, &demo_subject("370000"), 600).await.unwrap();
     let shandong = Scanned::parse(&shandong.qr).unwrap();
     let mut hub = f.hub("node-revocation").await.unwrap();
     hub.lookup(scanned.province(), scanned.token(), "transit.rail").await.unwrap();
@@ -683,14 +647,7 @@ async fn a_node_refuses_an_older_trust_list_from_its_watch_stream() {
     let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
     let identity = f.identity("gateway", "restored-from-backup").unwrap();
     let (asked, mut asks) = tokio::sync::mpsc::unbounded_channel();
-    let config = huren_runtime::tls::server_config(&identity, huren_runtime::tls::Revocations::default()).unwrap();
-    let incoming = huren_runtime::tls::incoming(
-        listener,
-        config,
-        identity.root.clone(),
-        identity.identity.trust_domain.clone(),
-        huren_runtime::tls::Revocations::default(),
-    );
+    let incoming = tls_incoming(&identity, listener);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(
         tonic::transport::Server::builder()

@@ -9,20 +9,16 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use huren_cli::demo::{demo_rules, demo_subjects, seed};
-use huren_cli::federation::{Federation, FederationOptions, DEMO_PROVINCES};
+use huren_cli::demo::{demo_subjects, seed};
+use huren_cli::federation::{Federation, FederationOptions};
 use huren_cli::hub::HubClient;
 use huren_gateway::{Gateway, GatewaySettings};
 use huren_pki::qr::Scanned;
 use huren_runtime::live::LiveTrust;
-use huren_tests::{code, green_payload, held_script, replace_node_with_async_fake, signing_script, Deadline};
+use huren_tests::{
+    code, green_payload, held_script, replace_node_with_async_fake, signing_script, start_with, Deadline,
+};
 use tonic::Code;
-
-async fn start_with(options: FederationOptions) -> (Federation, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let f = Federation::start_with(dir.path(), &DEMO_PROVINCES, demo_rules(), options).await.unwrap();
-    (f, dir)
-}
 
 /// Well inside the 30 s default deadline of these tests: a lookup that takes longer was
 /// held up by the hanging province.

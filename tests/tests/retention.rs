@@ -3,22 +3,46 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use huren_cli::audit::{scan_node_data, scan_node_data_raw, verify_receipt, AuditClient};
-use huren_cli::demo::{demo_rules, demo_subjects, seed, RED_RULE};
+use huren_cli::audit::{scan_node_data, scan_node_data_raw, verify_receipt};
+use huren_cli::demo::{demo_subjects, seed, RED_RULE};
 use huren_cli::federation::{Federation, FederationOptions, NodeRedis, DEMO_PROVINCES};
 use huren_pki::qr::Scanned;
 use huren_pki::registry::RegistryRetention;
-use huren_pki::unix_now;
+use huren_pki::trust::TrustList;
+use huren_pki::{unix_now, ProvinceCode};
 use huren_proto::pb;
 use huren_runtime::clock::Clock;
-use huren_tests::{change, code, http_get, Deadline, RedisPrefix};
+use huren_tests::{
+    audit_client, change, code, http_get, registry_client, serve_admin, start_with, token_request, Deadline,
+    RedisPrefix,
+};
 use prost::Message;
 use tonic::Code;
 
-async fn start_with(options: FederationOptions) -> (Federation, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let f = Federation::start_with(dir.path(), &DEMO_PROVINCES, demo_rules(), options).await.unwrap();
-    (f, dir)
+/// A manual purge of everything in `province`'s (stopped) node store, with its signed
+/// receipt, as `huren node purge` makes it; `progress` hears how many records are gone.
+fn purge_everything(
+    f: &Federation,
+    province: &ProvinceCode,
+    trust: &TrustList,
+    progress: &mut dyn FnMut(u64),
+) -> pb::SignedDeletionReceipt {
+    let store = huren_node::Store::open(&f.node_store_path(province)).unwrap();
+    let keys = huren_node::KeyRing::load(&f.pki.province_dir(province)).unwrap();
+    let plan = huren_node::store::PurgePlan { everything: true, ..Default::default() };
+    let signed = huren_node::retention::purge_with_receipt(
+        &store,
+        &keys,
+        trust,
+        province,
+        &plan,
+        "manual",
+        unix_now(),
+        progress,
+    )
+    .unwrap();
+    drop(store);
+    signed
 }
 
 #[tokio::test]
@@ -46,21 +70,8 @@ async fn retention_purges_on_simulated_time_and_the_log_still_verifies() {
     for i in 0..4 {
         cdc.upsert_status(change(&format!("ah-{i}"), pb::HealthStatus::Red, RED_RULE, "")).await.unwrap();
     }
-    admin
-        .issue_token(pb::IssueTokenRequest {
-            subject_ref: "ah-0".into(),
-            lifetime_seconds: 300,
-            purpose: String::new(),
-        })
-        .await
-        .unwrap();
-    let mut audit = AuditClient::connect(
-        Some(&f.node_addr(&anhui).unwrap().to_string()),
-        &anhui,
-        &f.identity("auditor", "a").unwrap(),
-        f.gateway_trust().unwrap().current().as_ref().clone(),
-    )
-    .unwrap();
+    admin.issue_token(token_request("ah-0", 300)).await.unwrap();
+    let mut audit = audit_client(&f, &anhui, "a");
     let (before_signed, _) = audit.tree_head().await.unwrap();
 
     // An hour and a bit later: statuses and the expired token go, the log stays.
@@ -75,10 +86,7 @@ async fn retention_purges_on_simulated_time_and_the_log_still_verifies() {
     assert_eq!(report.deleted.get("status"), Some(&4));
     assert_eq!(report.deleted.get("token"), Some(&1));
     assert_eq!(report.deleted.get("log_entry"), None);
-    let err = admin
-        .issue_token(pb::IssueTokenRequest { subject_ref: "ah-1".into(), lifetime_seconds: 60, purpose: String::new() })
-        .await
-        .unwrap_err();
+    let err = admin.issue_token(token_request("ah-1", 60)).await.unwrap_err();
     assert_eq!(err.code(), Code::NotFound, "status records outlived the policy");
 
     // Past the audit window: entries go too, but their leaf hashes keep the log verifiable.
@@ -104,33 +112,13 @@ async fn manual_purge_produces_a_receipt_that_verifies() {
     }
     let trust = f.gateway_trust().unwrap().current();
     let head = {
-        let mut audit = AuditClient::connect(
-            Some(&f.node_addr(&shandong).unwrap().to_string()),
-            &shandong,
-            &f.identity("auditor", "a").unwrap(),
-            trust.as_ref().clone(),
-        )
-        .unwrap();
+        let mut audit = audit_client(&f, &shandong, "a");
         audit.tree_head().await.unwrap().0
     };
     f.stop_node(&shandong).deadline("Shandong's node to stop (graceful drain)").await.unwrap();
 
-    let store = huren_node::Store::open(&f.node_store_path(&shandong)).unwrap();
-    let keys = huren_node::KeyRing::load(&f.pki.province_dir(&shandong)).unwrap();
-    let plan = huren_node::store::PurgePlan { everything: true, ..Default::default() };
     let mut progress = Vec::new();
-    let signed = huren_node::retention::purge_with_receipt(
-        &store,
-        &keys,
-        &trust,
-        &shandong,
-        &plan,
-        "manual",
-        unix_now(),
-        &mut |n| progress.push(n),
-    )
-    .unwrap();
-    drop(store);
+    let signed = purge_everything(&f, &shandong, &trust, &mut |n| progress.push(n));
     assert_eq!(progress.last(), Some(&6), "3 statuses and 3 log entries");
     let checked = verify_receipt(&trust, &signed, Some(&head)).unwrap();
     assert_eq!((checked.province.as_str(), checked.reason.as_str()), ("370000", "manual"));
@@ -167,12 +155,7 @@ async fn sunset_stops_the_federation_and_every_province_proves_its_deletion() {
         // Travellers' apps rotate tokens: many records name each subject.
         let mut admin = f.admin_client(&code(s.province)).unwrap();
         for _ in 0..40 {
-            let token = pb::IssueTokenRequest {
-                subject_ref: s.subject_ref.into(),
-                lifetime_seconds: 600,
-                purpose: String::new(),
-            };
-            admin.issue_token(token).await.unwrap();
+            admin.issue_token(token_request(s.subject_ref, 600)).await.unwrap();
         }
     }
     let mut hub = f.hub("last-checkpoint").deadline("hub last-checkpoint registered on every server").await.unwrap();
@@ -182,13 +165,7 @@ async fn sunset_stops_the_federation_and_every_province_proves_its_deletion() {
     let mut saved = std::collections::BTreeMap::new();
     for (p, _) in DEMO_PROVINCES {
         let p = code(p);
-        let mut audit = AuditClient::connect(
-            Some(&f.node_addr(&p).unwrap().to_string()),
-            &p,
-            &f.identity("auditor", "a").unwrap(),
-            f.gateway_trust().unwrap().current().as_ref().clone(),
-        )
-        .unwrap();
+        let mut audit = audit_client(&f, &p, "a");
         saved.insert(p.to_string(), audit.tree_head().await.unwrap().0);
     }
 
@@ -203,14 +180,8 @@ async fn sunset_stops_the_federation_and_every_province_proves_its_deletion() {
     receipts.wait_for(|n| *n == 3).deadline("the gateway to hold all three sunset deletion receipts").await.unwrap();
 
     // Coordinators collect the receipts; each verifies against the trust list.
-    let coordinator = f.identity("coordinator", "nhc").unwrap();
-    let channel =
-        huren_tests::client_channel(&coordinator, huren_runtime::tls::ExpectedPeer::AnyGateway, f.gateway_addr());
-    let list = pb::trust_registry_client::TrustRegistryClient::new(channel)
-        .list_receipts(pb::ListReceiptsRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let list =
+        registry_client(&f, "coordinator", "nhc").list_receipts(pb::ListReceiptsRequest {}).await.unwrap().into_inner();
     let trust = f.gateway_trust().unwrap().current();
     let mut provinces: Vec<String> = Vec::new();
     for signed in &list.receipts {
@@ -251,16 +222,10 @@ async fn sunset_stops_the_federation_and_every_province_proves_its_deletion() {
         assert!(found.is_empty(), "{p}: {found:?}");
     }
     // Hubs may not read receipts; a node cannot hand one in for another province.
-    let hub_id = f.identity("hub", "last-checkpoint").unwrap();
-    let channel = huren_tests::client_channel(&hub_id, huren_runtime::tls::ExpectedPeer::AnyGateway, f.gateway_addr());
-    let err = pb::trust_registry_client::TrustRegistryClient::new(channel)
-        .list_receipts(pb::ListReceiptsRequest {})
-        .await
-        .unwrap_err();
+    let err =
+        registry_client(&f, "hub", "last-checkpoint").list_receipts(pb::ListReceiptsRequest {}).await.unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
-    let node = f.identity("node", "440000").unwrap();
-    let channel = huren_tests::client_channel(&node, huren_runtime::tls::ExpectedPeer::AnyGateway, f.gateway_addr());
-    let err = pb::trust_registry_client::TrustRegistryClient::new(channel)
+    let err = registry_client(&f, "node", "440000")
         .submit_receipt(
             list.receipts
                 .iter()
@@ -291,13 +256,7 @@ async fn a_receipt_proves_consistency_with_tree_heads_saved_before_the_purge() {
     let shandong = code("370000");
     let trust = f.gateway_trust().unwrap().current();
     let mut admin = f.admin_client(&shandong).unwrap();
-    let mut audit = AuditClient::connect(
-        Some(&f.node_addr(&shandong).unwrap().to_string()),
-        &shandong,
-        &f.identity("auditor", "a").unwrap(),
-        trust.as_ref().clone(),
-    )
-    .unwrap();
+    let mut audit = audit_client(&f, &shandong, "a");
     // Heads saved at sizes 2, 5 and 9; the log ends at 10.
     let mut saved = Vec::new();
     for round in 0..3 {
@@ -309,21 +268,7 @@ async fn a_receipt_proves_consistency_with_tree_heads_saved_before_the_purge() {
     admin.upsert_status(change("sd-last", pb::HealthStatus::Green, "", "")).await.unwrap();
     f.stop_node(&shandong).deadline("Shandong's node to stop (graceful drain)").await.unwrap();
 
-    let store = huren_node::Store::open(&f.node_store_path(&shandong)).unwrap();
-    let keys = huren_node::KeyRing::load(&f.pki.province_dir(&shandong)).unwrap();
-    let plan = huren_node::store::PurgePlan { everything: true, ..Default::default() };
-    let signed = huren_node::retention::purge_with_receipt(
-        &store,
-        &keys,
-        &trust,
-        &shandong,
-        &plan,
-        "manual",
-        unix_now(),
-        &mut |_| {},
-    )
-    .unwrap();
-    drop(store);
+    let signed = purge_everything(&f, &shandong, &trust, &mut |_| {});
     // The leaf hashes are gone: only the receipt can still answer for the log.
     assert_eq!(scan_node_data(&f.node_data_dir(&shandong)).unwrap().get("log_hash"), Some(&0));
     for (head, size) in saved.iter().zip([2, 5, 9]) {
@@ -438,14 +383,9 @@ async fn node_metrics_count_purges_and_readyz_says_when_the_trust_list_is_stale(
     let serving = tokio::spawn(node.clone().serve(listener, async {
         let _ = stopped.await;
     }));
-    let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let admin_addr = admin.local_addr().unwrap();
-    let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
     let ready = node.clone();
     let readiness: huren_cli::admin::Readiness = Arc::new(move || ready.readiness());
-    tokio::spawn(huren_cli::admin::serve(admin, metrics.clone(), readiness, async {
-        let _ = admin_stopped.await;
-    }));
+    let (admin_addr, stop_admin) = serve_admin(&metrics, readiness).await;
 
     purges.wait_for(|r| r.time >= t0).deadline("Anhui's first retention run").await.unwrap();
     let ready = http_get(admin_addr, "/readyz").await;
@@ -517,17 +457,7 @@ async fn nodes_on_redis_keep_statuses_across_a_restart_and_leave_no_subject_key_
     let mut admin = f.admin_client(&anhui).unwrap();
     admin.upsert_status(change("ah-3", pb::HealthStatus::Green, "", "")).await.unwrap();
     assert!(!f.node_store_path(&anhui).exists(), "the node keeps no redb file when its store is in Redis");
-    let auditor = f.identity("auditor", "a").unwrap();
-    let audit_client = |f: &Federation| {
-        AuditClient::connect(
-            Some(&f.node_addr(&anhui).unwrap().to_string()),
-            &anhui,
-            &auditor,
-            f.gateway_trust().unwrap().current().as_ref().clone(),
-        )
-        .unwrap()
-    };
-    let (before_signed, before) = audit_client(&f).tree_head().await.unwrap();
+    let (before_signed, before) = audit_client(&f, &anhui, "a").tree_head().await.unwrap();
     assert_eq!(before.tree_size, 4);
 
     // A restart: the statuses and the log are still there (read back from Redis).
@@ -535,12 +465,11 @@ async fn nodes_on_redis_keep_statuses_across_a_restart_and_leave_no_subject_key_
     f.restart_node(&anhui, addr).await.unwrap();
     let mut admin = f.admin_client(&anhui).unwrap();
     for i in 0..4 {
-        let token =
-            pb::IssueTokenRequest { subject_ref: format!("ah-{i}"), lifetime_seconds: 600, purpose: String::new() };
+        let token = token_request(&format!("ah-{i}"), 600);
         admin.issue_token(token).await.unwrap_or_else(|e| panic!("ah-{i} lost across the restart: {e}"));
     }
     admin.upsert_status(change("ah-4", pb::HealthStatus::Green, "", "")).await.unwrap();
-    let mut audit = audit_client(&f);
+    let mut audit = audit_client(&f, &anhui, "a");
     let (after_signed, after) = audit.tree_head().await.unwrap();
     assert_eq!(after.tree_size, 5);
     audit.verify_consistency(&before_signed, &after_signed).await.unwrap();
@@ -556,14 +485,8 @@ async fn nodes_on_redis_keep_statuses_across_a_restart_and_leave_no_subject_key_
     f.until_everyone_has(seq).deadline(&format!("every server to hold the sunset trust list {seq}")).await.unwrap();
     receipts.wait_for(|n| *n == 3).deadline("the gateway to hold all three sunset deletion receipts").await.unwrap();
     let trust = f.gateway_trust().unwrap().current();
-    let coordinator = f.identity("coordinator", "nhc").unwrap();
-    let channel =
-        huren_tests::client_channel(&coordinator, huren_runtime::tls::ExpectedPeer::AnyGateway, f.gateway_addr());
-    let list = pb::trust_registry_client::TrustRegistryClient::new(channel)
-        .list_receipts(pb::ListReceiptsRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let list =
+        registry_client(&f, "coordinator", "nhc").list_receipts(pb::ListReceiptsRequest {}).await.unwrap().into_inner();
     let anhui_receipt =
         list.receipts.iter().find(|r| verify_receipt(&trust, r, None).unwrap().province == "340000").unwrap();
     let checked = verify_receipt(&trust, anhui_receipt, Some(&before_signed)).unwrap();

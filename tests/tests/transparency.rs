@@ -1,28 +1,16 @@
 //! Accountable status assignment: the transparency log, its proofs, and the statistics.
 
-use huren_cli::audit::{stats, verify_subject_entries, AuditClient};
-use huren_cli::demo::{demo_rules, RED_RULE, YELLOW_RULE};
-use huren_cli::federation::{Federation, FederationOptions, DEMO_PROVINCES};
+use huren_cli::audit::{stats, verify_subject_entries};
+use huren_cli::demo::{RED_RULE, YELLOW_RULE};
+use huren_cli::federation::FederationOptions;
 use huren_pki::qr::Scanned;
 use huren_pki::unix_now;
 use huren_proto::pb;
 use huren_runtime::clock::Clock;
-use huren_tests::{change, code, start};
+use huren_tests::{audit_client, change, code, start, start_with, token_request};
 use prost::Message;
 use redb::ReadableTable as _;
 use tonic::Code;
-
-async fn auditor(f: &Federation, province: &str) -> AuditClient {
-    let p = code(province);
-    let identity = f.identity("auditor", "third-party").unwrap();
-    AuditClient::connect(
-        Some(&f.node_addr(&p).unwrap().to_string()),
-        &p,
-        &identity,
-        f.gateway_trust().unwrap().current().as_ref().clone(),
-    )
-    .unwrap()
-}
 
 const JINAN_CDC: &str = "spiffe://huren.gov/province/370000/authority/jinan-cdc";
 
@@ -32,7 +20,7 @@ async fn every_acknowledged_change_is_logged_and_proofs_verify() {
     let shandong = code("370000");
     let mut admin = f.admin_client(&shandong).unwrap();
     let mut cdc = f.authority_client("370000/jinan-cdc").unwrap();
-    let mut audit = auditor(&f, "370000").await;
+    let mut audit = audit_client(&f, &code("370000"), "third-party");
     let (_, empty) = audit.tree_head().await.unwrap();
     assert_eq!(empty.tree_size, 0);
 
@@ -78,21 +66,8 @@ async fn a_subject_sees_their_own_entries_with_inclusion_proofs() {
     cdc.upsert_status(change("ah-subject", pb::HealthStatus::Red, RED_RULE, "")).await.unwrap();
     admin.upsert_status(change("ah-other", pb::HealthStatus::Green, "", "")).await.unwrap();
     admin.upsert_status(change("ah-subject", pb::HealthStatus::Green, "", "")).await.unwrap();
-    let token = admin
-        .issue_token(pb::IssueTokenRequest {
-            subject_ref: "ah-subject".into(),
-            lifetime_seconds: 60,
-            purpose: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .token;
-    let channel = huren_tests::client_channel(
-        &f.identity("admin", "340000").unwrap(),
-        huren_tests::node_peer(&f, &anhui),
-        f.node_addr(&anhui).unwrap(),
-    );
+    let token = admin.issue_token(token_request("ah-subject", 60)).await.unwrap().into_inner().token;
+    let channel = huren_tests::node_channel(&f, &f.identity("admin", "340000").unwrap(), &anhui);
     let mut transparency = pb::transparency_client::TransparencyClient::new(channel);
     let response = transparency.get_subject_entries(pb::SubjectEntriesRequest { token }).await.unwrap().into_inner();
     let trust = f.gateway_trust().unwrap().current();
@@ -105,11 +80,7 @@ async fn a_subject_sees_their_own_entries_with_inclusion_proofs() {
     tampered.entries[0].entry = entry.encode_to_vec();
     assert!(verify_subject_entries(&trust, &tampered).unwrap_err().to_string().contains("not in the signed log"));
     // Hubs may not read logs.
-    let hub_channel = huren_tests::client_channel(
-        &f.identity("hub", "nosy").unwrap(),
-        huren_tests::node_peer(&f, &anhui),
-        f.node_addr(&anhui).unwrap(),
-    );
+    let hub_channel = huren_tests::node_channel(&f, &f.identity("hub", "nosy").unwrap(), &anhui);
     let err = pb::transparency_client::TransparencyClient::new(hub_channel)
         .get_entries(pb::GetEntriesRequest { start: 0, end: 3 })
         .await
@@ -125,13 +96,13 @@ async fn a_tampered_log_is_detected_and_the_log_survives_restart() {
     for i in 0..5 {
         cdc.upsert_status(change(&format!("gd-{i}"), pb::HealthStatus::Red, RED_RULE, "")).await.unwrap();
     }
-    let mut audit = auditor(&f, "440000").await;
+    let mut audit = audit_client(&f, &code("440000"), "third-party");
     let (before_signed, before) = audit.tree_head().await.unwrap();
 
     // Restart: the log is still there, identical.
     let addr = f.stop_node(&guangdong).await.unwrap();
     f.restart_node(&guangdong, addr).await.unwrap();
-    let mut audit = auditor(&f, "440000").await;
+    let mut audit = audit_client(&f, &code("440000"), "third-party");
     let (after_signed, after) = audit.tree_head().await.unwrap();
     assert_eq!((after.tree_size, &after.root_hash), (before.tree_size, &before.root_hash));
     audit.verify_consistency(&before_signed, &after_signed).await.unwrap();
@@ -153,7 +124,7 @@ async fn a_tampered_log_is_detected_and_the_log_survives_restart() {
         tx.commit().unwrap();
     }
     f.restart_node(&guangdong, addr).await.unwrap();
-    let mut audit = auditor(&f, "440000").await;
+    let mut audit = audit_client(&f, &code("440000"), "third-party");
     let err = audit.fetch_verified(&before).await.unwrap_err();
     assert!(err.to_string().contains("tampered"), "{err}");
 }
@@ -177,7 +148,7 @@ async fn stats_reveal_a_mass_red_coding_by_one_authority() {
     }
     jinan.upsert_status(change("depositor-0", pb::HealthStatus::Red, RED_RULE, "")).await.unwrap();
     admin.upsert_status(change("someone", pb::HealthStatus::Green, "", "")).await.unwrap();
-    let mut audit = auditor(&f, "370000").await;
+    let mut audit = audit_client(&f, &code("370000"), "third-party");
     let (_, head) = audit.tree_head().await.unwrap();
     let entries = audit.fetch_verified(&head).await.unwrap();
     let s = stats(&entries, t0 - 1, unix_now() + 1);
@@ -207,23 +178,14 @@ async fn a_lapsed_status_falls_back_as_its_rule_says() {
     let (clock, hand) = Clock::manual(now - 1000);
     let mut options = FederationOptions::default();
     options.node.clock = clock;
-    let dir = tempfile::tempdir().unwrap();
-    let f = Federation::start_with(dir.path(), &DEMO_PROVINCES, demo_rules(), options).await.unwrap();
+    let (f, _dir) = start_with(options).await;
     let anhui = code("340000");
     let mut admin = f.admin_client(&anhui).unwrap();
     let mut red = change("ah-quarantined", pb::HealthStatus::Red, RED_RULE, "");
     red.valid_until = now - 900; // in the node's (past) present, 100 s from now
     f.authority_client("340000/hefei-cdc").unwrap().upsert_status(red).await.unwrap();
     hand.set(now); // the quarantine period is over
-    let issued = admin
-        .issue_token(pb::IssueTokenRequest {
-            subject_ref: "ah-quarantined".into(),
-            lifetime_seconds: 60,
-            purpose: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let issued = admin.issue_token(token_request("ah-quarantined", 60)).await.unwrap().into_inner();
     let scanned = Scanned::parse(&issued.qr).unwrap();
     let status =
         f.hub("checker").await.unwrap().lookup(scanned.province(), scanned.token(), "transit.rail").await.unwrap();
@@ -265,17 +227,11 @@ async fn who_applied_a_status_is_an_identity_not_a_claim() {
     let other = pb::UpsertStatusRequest { authority: "370000/qingdao-cdc".into(), ..red() };
     refused(jinan.upsert_status(other).await, Code::PermissionDenied, "is not the caller");
     // Authorities may not issue tokens (that is the backend's job).
-    let token = jinan
-        .issue_token(pb::IssueTokenRequest {
-            subject_ref: "sd-depositor".into(),
-            lifetime_seconds: 60,
-            purpose: String::new(),
-        })
-        .await;
+    let token = jinan.issue_token(token_request("sd-depositor", 60)).await;
     assert_eq!(token.unwrap_err().code(), Code::PermissionDenied);
 
     // The named authority can, and the log says who it was.
-    let mut audit = auditor(&f, "370000").await;
+    let mut audit = audit_client(&f, &code("370000"), "third-party");
     let (_, before) = audit.tree_head().await.unwrap();
     assert_eq!(before.tree_size, 0, "refused changes left no trace");
     jinan.upsert_status(pb::UpsertStatusRequest { authority: "370000/jinan-cdc".into(), ..red() }).await.unwrap();

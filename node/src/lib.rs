@@ -5,7 +5,7 @@
 //! TLS only: gateways get signed attestations for opaque tokens (`Attestation`), the
 //! province's own admin identity changes statuses and issues tokens (`StatusAdmin`).
 //!
-//! Layout: [`config`] (`node.toml`), [`store`] (the store trait and its redb tables), [`redis_store`] (the same in Redis), [`authz`] (who may call
+//! Layout: [`config`] (`node.toml`), [`store`] (the store trait, its transparency log and its redb and Redis backends; [`redis_store`] names the latter), [`authz`] (who may call
 //! what, pure), [`service`] (the two gRPC services and their error mapping),
 //! [`transparency`] (the status-change log), [`retention`] (purges, the sunset, deletion
 //! receipts and their metrics), and here [`Node`], which ties them together and serves
@@ -16,11 +16,13 @@
 pub mod authz;
 pub mod config;
 pub mod keys;
-pub mod redis_store;
 pub mod retention;
 pub mod service;
 pub mod store;
 pub mod transparency;
+
+/// The Redis backend of the store, at its earlier path.
+pub use store::redis as redis_store;
 
 use std::future::Future;
 use std::sync::Arc;

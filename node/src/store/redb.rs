@@ -1,11 +1,12 @@
-//! The embedded backend: one redb file, a table per [`Table`] (names and key types as every
-//! earlier version wrote them, so an older file opens as it is; `log_nodes`, keyed by
+//! The embedded backend: one redb file, a table per kind of record (names and key types as
+//! every earlier version wrote them, so an older file opens as it is; `log_nodes`, keyed by
 //! (level, index), is added to it). Every write is a durable redb transaction: once a call
 //! returns, the change survives a crash.
 //!
 //! redb reuses freed pages but never wipes them, so a deleted record's bytes can stay in
-//! the file. [`Backend::rewrite`] (run after every manual purge and the sunset) copies what
-//! is still live into a fresh file, puts it in place and overwrites the old file's bytes.
+//! the file. [`NodeStore::rewrite`](super::NodeStore::rewrite) (run after every manual
+//! purge and the sunset) copies what is still live into a fresh file, puts it in place and
+//! overwrites the old file's bytes.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -21,9 +21,10 @@
 //! across a Redis crash is Redis's own: run it with `appendonly yes` and `appendfsync
 //! always` (the store warns at open otherwise).
 //!
-//! [`Backend::rewrite`] does nothing here: a deleted key or field is gone from the
-//! keyspace at once, and what Redis's persistence files still hold is rewritten by
-//! Redis itself (`BGREWRITEAOF`, the next RDB snapshot), outside the node's reach.
+//! [`NodeStore::rewrite`](super::NodeStore::rewrite) does nothing here: a deleted key or
+//! field is gone from the keyspace at once, and what Redis's persistence files still hold
+//! is rewritten by Redis itself (`BGREWRITEAOF`, the next RDB snapshot), outside the
+//! node's reach.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;

@@ -6,15 +6,15 @@
 //! province's own admin identity changes statuses and issues tokens (`StatusAdmin`).
 //!
 //! Layout: [`config`] (`node.toml`: the node's keys, defaults and checks; the loader is
-//! `huren_runtime::config`), [`store`] (the store trait and its redb tables),
-//! [`redis_store`] (the same in Redis), `keys` (the attestation keys held and which one
-//! signs: [`KeyRing`]), `authz` (who may call what, pure), `request` (requests as domain
-//! types, checked once: [`InvalidRequest`]), `error` (typed refusals, [`NodeError`], and the
-//! one mapping to `tonic::Status` with `google.rpc.ErrorInfo`/`RetryInfo`), `service` (the
-//! `Attestation` and `StatusAdmin` services, [`NodeSettings`]), `transparency` (the
-//! status-change log's service), [`retention`] (purges, the sunset, deletion receipts and
-//! their metrics), and here [`Node`], which ties them together and serves on a bound
-//! listener until shutdown.
+//! `huren_runtime::config`), [`store`] (the store trait, its one transparency log over a
+//! small backend trait, and its redb and Redis backends; [`redis_store`] names the latter),
+//! `keys` (the attestation keys held and which one signs: [`KeyRing`]), `authz` (who may
+//! call what, pure), `request` (requests as domain types, checked once:
+//! [`InvalidRequest`]), `error` (typed refusals, [`NodeError`], and the one mapping to
+//! `tonic::Status` with `google.rpc.ErrorInfo`/`RetryInfo`), `service` (the `Attestation`
+//! and `StatusAdmin` services, [`NodeSettings`]), `transparency` (the status-change log's
+//! service), [`retention`] (purges, the sunset, deletion receipts and their metrics), and
+//! here [`Node`], which ties them together and serves on a bound listener until shutdown.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
@@ -24,14 +24,14 @@ mod authz;
 pub mod config;
 mod error;
 mod keys;
-pub mod redis_store;
 mod request;
 pub mod retention;
 mod service;
-// Its docs come with the store's rewrite (node/src/store/), owned elsewhere.
-#[allow(missing_docs)]
 pub mod store;
 mod transparency;
+
+/// The Redis backend of the store, at its earlier path.
+pub use store::redis as redis_store;
 
 use std::future::Future;
 use std::sync::Arc;

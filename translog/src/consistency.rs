@@ -7,6 +7,8 @@
 //! and when verifying: the empty tree is trivially a prefix of every tree, so there is nothing
 //! for a proof to show, and accepting one would let an unchecked "old root" through.
 
+use std::ops::Range;
+
 use crate::hash::node_hash;
 use crate::inclusion::shift_until_odd_or_zero;
 use crate::tree::{split_point, subtree_root};
@@ -20,16 +22,25 @@ pub fn consistency_proof(old_size: u64, leaves: &[Hash]) -> Result<Vec<Hash>, Pr
 
 /// [`consistency_proof`] over the `source.leaf_count()` leaves of a [`LeafSource`].
 ///
-/// O(n) hashing, O(log n) memory and recursion depth.
+/// O(n) hashing, O(log n) memory and recursion depth. A log that stores its interior hashes
+/// answers in O(log n) with [`consistency_proof_from_nodes`](crate::consistency_proof_from_nodes).
 pub fn consistency_proof_from<S: LeafSource + ?Sized>(old_size: u64, source: &S) -> Result<Vec<Hash>, ProofError> {
-    let new_size = source.leaf_count();
+    consistency_ranges(old_size, source.leaf_count())?
+        .into_iter()
+        .map(|r| subtree_root(source, r.start, r.end))
+        .collect()
+}
+
+/// The ranges of leaves whose Merkle Tree Hashes make up `PROOF(old_size, D[new_size])`, in
+/// proof order (none when the sizes are equal).
+pub(crate) fn consistency_ranges(old_size: u64, new_size: u64) -> Result<Vec<Range<u64>>, ProofError> {
     check_sizes(old_size, new_size)?;
-    let mut proof = Vec::new();
+    let mut ranges = Vec::new();
     if old_size < new_size {
         // PROOF(m, D[n]) = SUBPROOF(m, D[n], true)
-        subproof(source, old_size, 0, new_size, true, &mut proof)?;
+        subproof(old_size, 0, new_size, true, &mut ranges);
     }
-    Ok(proof)
+    Ok(ranges)
 }
 
 /// The size rules shared by generation and verification (see the module notes).
@@ -43,35 +54,27 @@ fn check_sizes(old_size: u64, new_size: u64) -> Result<(), ProofError> {
     Ok(())
 }
 
-/// Appends `SUBPROOF(m, D[start:end], b)` to `out`, for `0 < m <= end - start`.
-fn subproof<S: LeafSource + ?Sized>(
-    source: &S,
-    m: u64,
-    start: u64,
-    end: u64,
-    b: bool,
-    out: &mut Vec<Hash>,
-) -> Result<(), ProofError> {
+/// Appends the ranges of `SUBPROOF(m, D[start:end], b)` to `out`, for `0 < m <= end - start`.
+fn subproof(m: u64, start: u64, end: u64, b: bool, out: &mut Vec<Range<u64>>) {
     let n = end - start;
     if m == n {
         // SUBPROOF(m, D[m], true) = {}; SUBPROOF(m, D[m], false) = {MTH(D[m])}
         if !b {
-            out.push(subtree_root(source, start, end)?);
+            out.push(start..end);
         }
-        return Ok(());
+        return;
     }
     // m < n, so n >= 2.
     let k = split_point(n);
     if m <= k {
         // SUBPROOF(m, D[n], b) = SUBPROOF(m, D[0:k], b) : MTH(D[k:n])
-        subproof(source, m, start, start + k, b, out)?;
-        out.push(subtree_root(source, start + k, end)?);
+        subproof(m, start, start + k, b, out);
+        out.push(start + k..end);
     } else {
         // SUBPROOF(m, D[n], b) = SUBPROOF(m - k, D[k:n], false) : MTH(D[0:k])
-        subproof(source, m - k, start + k, end, false, out)?;
-        out.push(subtree_root(source, start, start + k)?);
+        subproof(m - k, start + k, end, false, out);
+        out.push(start..start + k);
     }
-    Ok(())
 }
 
 /// How many hashes the verifier of RFC 9162 section 2.1.4.2 consumes for `0 < old_size < new_size`:

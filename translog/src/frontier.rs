@@ -1,8 +1,9 @@
 //! An append-only Merkle tree that remembers only its right edge.
 
 use crate::hash::{empty_root, node_hash};
+use crate::nodes::range_nodes;
 use crate::tree::subtree_root;
-use crate::{FrontierEncodingError, Hash, LeafSource, ProofError};
+use crate::{FrontierEncodingError, Hash, LeafSource, NodeId, NodeSource, ProofError};
 
 /// The compact range `[0, size)` of a growing tree: the roots of its maximal complete subtrees,
 /// one per set bit of `size`, largest (leftmost) first.
@@ -64,14 +65,43 @@ impl Frontier {
     ///
     /// If the tree already holds `u64::MAX` leaves.
     pub fn push(&mut self, leaf: Hash) -> u64 {
+        self.push_with(leaf, |_, _| {})
+    }
+
+    /// [`push`](Frontier::push), calling `completed` with every interior node the leaf
+    /// completes (one per trailing one bit of the old size, lowest first): what a log that
+    /// serves proofs from stored subtree hashes stores (see
+    /// [`inclusion_proof_from_nodes`](crate::inclusion_proof_from_nodes)).
+    ///
+    /// # Panics
+    ///
+    /// If the tree already holds `u64::MAX` leaves.
+    pub fn push_with(&mut self, leaf: Hash, mut completed: impl FnMut(NodeId, Hash)) -> u64 {
         let index = self.size;
         self.size = index.checked_add(1).expect("a Merkle tree of more than u64::MAX leaves");
         // The new leaf completes one subtree per trailing one bit of the old size: merge it with
         // the smallest subtrees, right to left.
         let keep = self.nodes.len() - index.trailing_ones() as usize;
-        let merged = self.nodes.drain(keep..).rev().fold(leaf, |right, left| node_hash(&left, &right));
+        let mut level = 0u8;
+        let merged = self.nodes.drain(keep..).rev().fold(leaf, |right, left| {
+            level += 1;
+            let node = node_hash(&left, &right);
+            completed(NodeId::new(level, index >> level), node);
+            node
+        });
         self.nodes.push(merged);
         index
+    }
+
+    /// The frontier of the first `size` leaves of a log, from its stored subtree hashes (one
+    /// per set bit of `size`, read in one batch).
+    pub fn from_nodes<S: NodeSource + ?Sized>(size: u64, source: &S) -> Result<Self, ProofError> {
+        let ids = range_nodes(0, size);
+        let nodes = source.node_hashes(&ids)?;
+        if nodes.len() != ids.len() {
+            return Err(ProofError::Source(format!("asked for {} subtree hashes, got {}", ids.len(), nodes.len())));
+        }
+        Ok(Self { size, nodes })
     }
 
     /// The RFC 9162 Merkle Tree Hash of the leaves appended so far ([`empty_root`] for none).

@@ -1,5 +1,7 @@
 //! RFC 9162 section 2.1.3: Merkle inclusion proofs (audit paths).
 
+use std::ops::Range;
+
 use crate::hash::node_hash;
 use crate::tree::{split_point, subtree_root};
 use crate::{Hash, LeafSource, ProofError};
@@ -13,40 +15,40 @@ pub fn inclusion_proof(index: u64, leaves: &[Hash]) -> Result<Vec<Hash>, ProofEr
 /// [`inclusion_proof`] over the `source.leaf_count()` leaves of a [`LeafSource`].
 ///
 /// Reads every leaf but the one proven once: O(n) hashing, O(log n) memory and recursion depth.
+/// A log that stores its interior hashes answers in O(log n) with
+/// [`inclusion_proof_from_nodes`](crate::inclusion_proof_from_nodes).
 pub fn inclusion_proof_from<S: LeafSource + ?Sized>(index: u64, source: &S) -> Result<Vec<Hash>, ProofError> {
-    let size = source.leaf_count();
+    inclusion_ranges(index, source.leaf_count())?.into_iter().map(|r| subtree_root(source, r.start, r.end)).collect()
+}
+
+/// The ranges of leaves whose Merkle Tree Hashes make up `PATH(index, D[size])`, in proof order.
+pub(crate) fn inclusion_ranges(index: u64, size: u64) -> Result<Vec<Range<u64>>, ProofError> {
     if index >= size {
         return Err(ProofError::IndexOutOfRange { index, size });
     }
-    let mut proof = Vec::with_capacity(inclusion_proof_len(index, size));
-    path(source, index, 0, size, &mut proof)?;
-    Ok(proof)
+    let mut ranges = Vec::with_capacity(inclusion_proof_len(index, size));
+    path(index, 0, size, &mut ranges);
+    Ok(ranges)
 }
 
-/// Appends `PATH(m, D[start:end])` to `out`; `m` is relative to `start`, and `m < end - start`.
-fn path<S: LeafSource + ?Sized>(
-    source: &S,
-    m: u64,
-    start: u64,
-    end: u64,
-    out: &mut Vec<Hash>,
-) -> Result<(), ProofError> {
+/// Appends the ranges of `PATH(m, D[start:end])` to `out`; `m` is relative to `start`, and
+/// `m < end - start`.
+fn path(m: u64, start: u64, end: u64, out: &mut Vec<Range<u64>>) {
     let n = end - start;
     if n == 1 {
         // PATH(0, {d(0)}) = {}
-        return Ok(());
+        return;
     }
     let k = split_point(n);
     if m < k {
         // PATH(m, D[n]) = PATH(m, D[0:k]) : MTH(D[k:n])
-        path(source, m, start, start + k, out)?;
-        out.push(subtree_root(source, start + k, end)?);
+        path(m, start, start + k, out);
+        out.push(start + k..end);
     } else {
         // PATH(m, D[n]) = PATH(m - k, D[k:n]) : MTH(D[0:k])
-        path(source, m - k, start + k, end, out)?;
-        out.push(subtree_root(source, start, start + k)?);
+        path(m - k, start + k, end, out);
+        out.push(start..start + k);
     }
-    Ok(())
 }
 
 /// Right-shifts `fnode` and `snode` equally "until either LSB(fn) is set or fn is 0"

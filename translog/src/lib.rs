@@ -20,10 +20,15 @@
 //! - `frontier`: [`Frontier`], an appender that keeps only the right-edge subtree roots (the
 //!   compact range), so appending a leaf and computing the root are O(log n); it serializes
 //!   with [`Frontier::to_bytes`] / [`Frontier::from_bytes`].
+//! - `nodes`: proofs from stored subtree hashes. A log that stores the hash of every complete
+//!   subtree ([`NodeId`]) when it completes ([`Frontier::push_with`]) serves
+//!   [`inclusion_proof_from_nodes`], [`consistency_proof_from_nodes`] and [`root_from_nodes`]
+//!   with O(log n) hashes read through a [`NodeSource`] in one batch (as Go's sumdb `tlog`).
 //! - `error`: [`ProofError`] (and [`FrontierEncodingError`] inside it).
 //!
-//! Tree sizes and indices are `u64`. Proof generation recomputes subtree roots recursively
-//! from the leaves: O(n) hashing per proof, O(log n) memory.
+//! Tree sizes and indices are `u64`. Proof generation over a [`LeafSource`] recomputes subtree
+//! roots recursively from the leaves: O(n) hashing per proof, O(log n) memory; over a
+//! [`NodeSource`] it reads O(log n) stored hashes and hashes O(log n) times.
 //!
 //! Size conventions beyond the RFC: a consistency proof between equal sizes is empty and
 //! verifies exactly when the two roots are equal (two empty trees included); from size 0 to a
@@ -61,6 +66,7 @@ mod error;
 mod frontier;
 mod hash;
 mod inclusion;
+mod nodes;
 mod source;
 mod tree;
 
@@ -69,5 +75,9 @@ pub use error::{FrontierEncodingError, ProofError};
 pub use frontier::Frontier;
 pub use hash::{empty_root, leaf_hash, node_hash, Hash};
 pub use inclusion::{inclusion_proof, inclusion_proof_from, verify_inclusion};
+pub use nodes::{
+    consistency_proof_from_nodes, inclusion_proof_from_nodes, range_nodes, root_from_nodes, LeafNodes, NodeId,
+    NodeSource,
+};
 pub use source::LeafSource;
 pub use tree::{root, root_of};

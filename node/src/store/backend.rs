@@ -1,0 +1,123 @@
+//! What the node store needs of the place that keeps its data: a handful of tables of keyed
+//! byte values, a set of log indices per subject commitment, snapshot reads, atomic
+//! read-modify-write transactions, paged scans and compare-and-delete. The status tables and the
+//! one transparency log ([`super::log`]) are written once over this; [`super::redb`] (an
+//! embedded file) and [`super::redis`] (keys under a prefix) implement it.
+
+use huren_translog::NodeId;
+
+use super::StoreError;
+
+/// The tables a node store keeps. Each takes one kind of [`Key`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Table {
+    /// Pseudonymous subject reference ([`Key::Text`]) → encoded `StatusRecord`.
+    Status,
+    /// SHA-256 of a token ([`Key::Bytes`]) → encoded `TokenRecord`.
+    Token,
+    /// Log index ([`Key::Index`]) → encoded `LogEntry`.
+    LogEntries,
+    /// Log index ([`Key::Index`]) → RFC 9162 leaf hash.
+    LogHashes,
+    /// Complete subtree of the log above the leaves ([`Key::Node`], level ≥ 1) → its hash.
+    LogNodes,
+    /// Subject commitment → log indices: a set, read and written only through
+    /// [`Reader::subject_log`] and [`Writer::index_subject`] / [`Writer::unindex_subject`].
+    SubjectLog,
+    /// Name ([`Key::Text`]) → bytes: the commitment salt, the log's frontier and the other
+    /// node metadata (see [`super::log`]).
+    Meta,
+}
+
+/// A key in one [`Table`].
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Key {
+    Text(String),
+    Bytes(Vec<u8>),
+    Index(u64),
+    Node(NodeId),
+}
+
+impl Key {
+    /// A text key (a subject reference or a meta name).
+    pub fn text(name: &str) -> Self {
+        Key::Text(name.to_owned())
+    }
+}
+
+/// Records of a table, key and value, as a scan hands them out.
+pub(crate) type Records = Vec<(Key, Vec<u8>)>;
+
+/// What a scan hands each page of records to.
+pub(crate) type Page<'a> = dyn FnMut(Records) -> Result<(), StoreError> + 'a;
+
+/// A key of the wrong kind for its table: a bug in the store, not in the data.
+pub(crate) fn wrong_key(table: Table, key: &Key) -> StoreError {
+    StoreError::Backend(format!("{key:?} is not a key of table {table:?}"))
+}
+
+/// Reads from one consistent view where the backend has one (a redb read transaction), or
+/// call by call (Redis).
+pub trait Reader {
+    /// The values of `keys` in `table`, in order, `None` where absent.
+    fn get_many(&mut self, table: Table, keys: &[Key]) -> Result<Vec<Option<Vec<u8>>>, StoreError>;
+
+    fn get(&mut self, table: Table, key: Key) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.get_many(table, std::slice::from_ref(&key))?.pop().flatten())
+    }
+
+    /// The log indices recorded for a subject commitment, ascending.
+    fn subject_log(&mut self, commitment: &[u8]) -> Result<Vec<u64>, StoreError>;
+
+    /// How many records `table` holds (for [`Table::SubjectLog`]: index entries).
+    fn count(&mut self, table: Table) -> Result<u64, StoreError>;
+}
+
+/// The inside of one atomic write: reads see the transaction's own writes.
+pub trait Writer {
+    /// The values of `keys` in `table`, in order, as this transaction sees them. On Redis the
+    /// table is watched from here on: another writer changing it makes the transaction run
+    /// again (see [`Backend::write`]).
+    fn get_many(&mut self, table: Table, keys: &[Key]) -> Result<Vec<Option<Vec<u8>>>, StoreError>;
+
+    fn get(&mut self, table: Table, key: Key) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.get_many(table, std::slice::from_ref(&key))?.pop().flatten())
+    }
+
+    fn put(&mut self, table: Table, key: Key, value: Vec<u8>) -> Result<(), StoreError>;
+
+    fn delete(&mut self, table: Table, key: Key) -> Result<(), StoreError>;
+
+    /// Records log index `index` under a subject commitment.
+    fn index_subject(&mut self, commitment: &[u8], index: u64) -> Result<(), StoreError>;
+
+    fn unindex_subject(&mut self, commitment: &[u8], index: u64) -> Result<(), StoreError>;
+
+    /// Deletes every record of `table`.
+    fn clear(&mut self, table: Table) -> Result<(), StoreError>;
+}
+
+/// Where a node store keeps its tables. Every method blocks.
+pub trait Backend: Send + Sync + std::fmt::Debug + 'static {
+    type Reader<'a>: Reader
+    where
+        Self: 'a;
+
+    fn reader(&self) -> Result<Self::Reader<'_>, StoreError>;
+
+    /// Runs `f` and commits what it wrote, atomically and durably (as durably as the backend
+    /// is configured to be). When another writer changed a table `f` read meanwhile (Redis),
+    /// nothing is written and `f` runs again, so `f` must act only through the writer.
+    fn write<T>(&self, f: &mut dyn FnMut(&mut dyn Writer) -> Result<T, StoreError>) -> Result<T, StoreError>;
+
+    /// Hands every record of `table` ([`Table::Status`] or [`Table::Token`]) to `page`, a page at
+    /// a time. `page` may delete records meanwhile ([`Backend::delete_unchanged`]).
+    fn scan(&self, table: Table, page: &mut Page<'_>) -> Result<(), StoreError>;
+
+    /// Deletes each record of `table` that still holds the value given, atomically; one flag per
+    /// record, whether it was deleted (a record changed since it was read stays).
+    fn delete_unchanged(&self, table: Table, records: &[(Key, Vec<u8>)]) -> Result<Vec<bool>, StoreError>;
+
+    /// Makes sure no byte of a deleted record stays in what the backend keeps.
+    fn rewrite(&self) -> Result<(), StoreError>;
+}

@@ -3,7 +3,7 @@
 //!
 //! - Criterion (`cargo bench -p huren-bench`, see BENCHMARKS.md), fixtures in `fixture`
 //!   ([`Fixture`]): `crypto` (attestation sign and verify with ed25519-dalek — single,
-//!   strict, batch — and ring), `trust` (`TrustList::verify_attestation`, trust-list
+//!   strict, batch — and ring), `trust` (`huren_pki::verify_attestation`, trust-list
 //!   lookups, QR encode/decode), `store` (the node's redb store: point lookups, batched
 //!   and single upserts).
 //! - The load generator, [`lookup`] (`workload`: options, tokens, the loopback-only

@@ -34,8 +34,8 @@ use huren_node::store::{NodeStore, Store};
 use huren_translog::{leaf_hash, verify_consistency, verify_inclusion, Frontier, Hash};
 use redb::{Database, TableDefinition};
 
-const LOG_HASHES: TableDefinition<u64, &[u8]> = TableDefinition::new("log_hashes");
-const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const LOG_HASHES: TableDefinition<'static, u64, &[u8]> = TableDefinition::new("log_hashes");
+const META: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("meta");
 /// Leaf hashes written per redb write transaction or Redis pipeline.
 const FILL_BATCH: u64 = 1 << 20;
 const REDIS_FILL_BATCH: u64 = 10_000;

@@ -22,14 +22,21 @@ pub const RULE: &str = "NHC-CC-2022-9";
 /// and a RED attestation it signed.
 pub struct Fixture {
     _dir: tempfile::TempDir,
+    /// The signed trust list of the fixture federation.
     pub trust: TrustList,
     /// The national root certificate (DER) the trust list verifies against.
     pub root_der: Vec<u8>,
+    /// The province whose key signed the attestations.
     pub province: ProvinceCode,
+    /// That province's active attestation key.
     pub key: AttestationKey,
+    /// The opaque token both attestations are bound to.
     pub token: [u8; 16],
+    /// A GREEN attestation for `token`.
     pub green: pb::SignedAttestation,
+    /// A RED attestation for `token`, citing [`RULE`].
     pub red: pb::SignedAttestation,
+    /// Unix seconds at which both attestations are valid.
     pub now: i64,
 }
 

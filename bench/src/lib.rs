@@ -21,7 +21,7 @@
 //! [`BenchError::Usage`] is the caller's mistake.
 
 #![forbid(unsafe_code)]
-#![warn(unreachable_pub)]
+#![warn(missing_docs)]
 
 mod driver;
 mod error;

@@ -116,7 +116,7 @@ fn count_in_file<'a>(path: &std::path::Path, patterns: &[&'a [u8]]) -> Result<Ve
 pub async fn scan_redis(url: &str, prefix: &str) -> Result<u64> {
     let client = redis::Client::open(url).with_context(|| format!("redis url {url}"))?;
     let mut conn = client.get_multiplexed_async_connection().await.context("connecting to redis")?;
-    let mut iter: redis::AsyncIter<String> =
+    let mut iter: redis::AsyncIter<'_, String> =
         redis::AsyncCommands::scan_match(&mut conn, format!("{prefix}*")).await.context("SCAN")?;
     let mut keys = Vec::new();
     while let Some(item) = iter.next_item().await {

@@ -18,7 +18,6 @@
 //! and the load generator in `huren-bench`; the commands call them.
 
 #![forbid(unsafe_code)]
-#![warn(unreachable_pub)]
 // Doc comments on the clap types are `--help` text, where `<name>` is the convention.
 #![allow(rustdoc::invalid_html_tags)]
 

@@ -20,7 +20,7 @@ use huren_client::{HubClient, HubError, Scanned, TlsIdentity, VerifiedStatus, DE
 
 /// What to look up, where, and as which hub.
 #[derive(Debug, Clone)]
-pub struct Options {
+pub(crate) struct Options {
     /// Gateway address, `host:port`.
     pub gateway: String,
     /// The hub's certificate chain, PEM.
@@ -42,7 +42,7 @@ pub struct Options {
 impl Options {
     /// Reads `--name value` arguments, falling back to `HUREN_<NAME>` variables; the one
     /// positional argument is the input.
-    pub fn from_args(args: impl IntoIterator<Item = String>) -> Result<Self, String> {
+    pub(crate) fn from_args(args: impl IntoIterator<Item = String>) -> Result<Self, String> {
         let mut named = std::collections::BTreeMap::new();
         let mut input = None;
         let mut args = args.into_iter();
@@ -83,7 +83,7 @@ impl Options {
 /// Connects with the hub certificate, brings the trust list up to date (keeping the
 /// cached copy when the gateway serves an older one), looks the input up and verifies
 /// the answer.
-pub async fn lookup(options: &Options) -> Result<VerifiedStatus, Box<dyn std::error::Error>> {
+pub(crate) async fn lookup(options: &Options) -> Result<VerifiedStatus, Box<dyn std::error::Error>> {
     let scanned = Scanned::parse(&options.input)?;
     let identity = TlsIdentity::load(&options.cert, &options.key, &options.ca, &options.trust_domain)?;
     let mut hub = HubClient::connect(&options.gateway, &identity)?;

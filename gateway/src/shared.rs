@@ -416,7 +416,8 @@ impl Shared {
         let Some((_, mut conn)) = self.conn().await else { return 0 };
         let pattern = format!("{}*", self.prefix);
         let keys: Vec<String> = {
-            let iter: Result<redis::AsyncIter<String>, _> = redis::AsyncCommands::scan_match(&mut conn, &pattern).await;
+            let iter: Result<redis::AsyncIter<'_, String>, _> =
+                redis::AsyncCommands::scan_match(&mut conn, &pattern).await;
             match iter {
                 Ok(mut iter) => {
                     let mut keys = Vec::new();

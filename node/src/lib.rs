@@ -17,7 +17,7 @@
 //! here [`Node`], which ties them together and serves on a bound listener until shutdown.
 
 #![forbid(unsafe_code)]
-#![warn(missing_docs, unreachable_pub)]
+#![warn(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 mod authz;

@@ -15,7 +15,7 @@
 //! - [`fsio`]: durable file replacement (temporary file, fsync, rename, directory fsync).
 
 #![forbid(unsafe_code)]
-#![warn(missing_docs, unreachable_pub)]
+#![warn(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 pub mod attest;

@@ -5,9 +5,19 @@
 //! encoded file descriptor set is exported for gRPC reflection.
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 /// Generated `huren.v1` types, and (feature `grpc`, on by default) clients and servers.
-#[allow(clippy::all, clippy::pedantic, missing_docs, rustdoc::invalid_html_tags, rustdoc::bare_urls)]
+#[allow(
+    clippy::all,
+    clippy::pedantic,
+    missing_docs,
+    unreachable_pub,
+    elided_lifetimes_in_paths,
+    unused_qualifications,
+    rustdoc::invalid_html_tags,
+    rustdoc::bare_urls
+)]
 pub mod pb {
     include!(concat!(env!("OUT_DIR"), "/huren.v1.rs"));
 }

@@ -21,7 +21,7 @@
 //! - [`clock`]: wall-clock time as a value, so tests move time instead of waiting.
 
 #![forbid(unsafe_code)]
-#![warn(missing_docs, unreachable_pub)]
+#![warn(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 pub mod clock;

@@ -112,7 +112,7 @@ async fn a_tampered_log_is_detected_and_the_log_survives_restart() {
     let addr = f.stop_node(&guangdong).await.unwrap();
     {
         let db = redb::Database::create(f.node_store_path(&guangdong)).unwrap();
-        let table_def: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("log_entries");
+        let table_def: redb::TableDefinition<'_, u64, &[u8]> = redb::TableDefinition::new("log_entries");
         let tx = db.begin_write().unwrap();
         {
             let mut table = tx.open_table(table_def).unwrap();

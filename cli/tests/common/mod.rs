@@ -7,27 +7,27 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 
-pub const HUREN: &str = env!("CARGO_BIN_EXE_huren");
+pub(crate) const HUREN: &str = env!("CARGO_BIN_EXE_huren");
 
 /// Runs `huren args…` (without an inherited `HUREN_PKI_DIR`) and returns what it did.
-pub fn huren(args: &[&str]) -> Output {
+pub(crate) fn huren(args: &[&str]) -> Output {
     Command::new(HUREN).args(args).env_remove("HUREN_PKI_DIR").output().expect("huren runs")
 }
 
 /// Runs a command that must succeed; returns its standard output.
-pub fn ok(args: &[&str]) -> String {
+pub(crate) fn ok(args: &[&str]) -> String {
     let out = huren(args);
     assert!(out.status.success(), "huren {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).expect("utf-8")
 }
 
 /// Runs a command that must fail with a one-line cause `huren: …`; returns the line.
-pub fn refused(args: &[&str]) -> String {
+pub(crate) fn refused(args: &[&str]) -> String {
     one_line_cause(args, huren(args))
 }
 
 /// As [`refused`], and the exit code must be 1 (a failure, not bad usage or config).
-pub fn fails(args: &[&str]) -> String {
+pub(crate) fn fails(args: &[&str]) -> String {
     let out = huren(args);
     assert_eq!(out.status.code(), Some(1), "huren {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     one_line_cause(args, out)
@@ -43,7 +43,7 @@ fn one_line_cause(args: &[&str], out: Output) -> String {
 
 /// A temporary folder for one test (removed when dropped), and a function that gives the
 /// path of a name in it as a string.
-pub fn scratch() -> (tempfile::TempDir, impl Fn(&str) -> String) {
+pub(crate) fn scratch() -> (tempfile::TempDir, impl Fn(&str) -> String) {
     let dir = tempfile::tempdir().expect("temp dir");
     let base = dir.path().to_owned();
     (dir, move |name: &str| base.join(name).to_str().expect("utf-8 path").to_owned())
@@ -52,7 +52,7 @@ pub fn scratch() -> (tempfile::TempDir, impl Fn(&str) -> String) {
 /// A coordinator PKI in folder `pki` with one province (340000 Anhui), the role
 /// certificates `issue` names, and a signed trust list; returns the national root
 /// certificate's path.
-pub fn one_province_pki(pki: &str, issue: &[(&str, &str)]) -> String {
+pub(crate) fn one_province_pki(pki: &str, issue: &[(&str, &str)]) -> String {
     ok(&["pki", "--dir", pki, "init"]);
     ok(&["pki", "--dir", pki, "province", "add", "340000", "--name", "Anhui"]);
     for (kind, name) in issue {
@@ -63,7 +63,7 @@ pub fn one_province_pki(pki: &str, issue: &[(&str, &str)]) -> String {
 }
 
 /// Anhui's (first) attestation key file in the PKI folder `pki`.
-pub fn attestation_key_file(pki: &str) -> std::path::PathBuf {
+pub(crate) fn attestation_key_file(pki: &str) -> std::path::PathBuf {
     std::fs::read_dir(format!("{pki}/provinces/340000"))
         .expect("province folder")
         .map(|e| e.expect("folder entry").path())
@@ -74,7 +74,7 @@ pub fn attestation_key_file(pki: &str) -> std::path::PathBuf {
 /// A coordinator PKI in folder `pki` with one province (340000 Anhui) and rule `R1`
 /// (close contact, may assign RED, 14 days) applied by the authority `340000/hefei-cdc`;
 /// nothing issued or signed yet.
-pub fn anhui_with_rule_r1(pki: &str) {
+pub(crate) fn anhui_with_rule_r1(pki: &str) {
     ok(&["pki", "--dir", pki, "init"]);
     ok(&["pki", "--dir", pki, "province", "add", "340000", "--name", "Anhui"]);
     let rule = ["--id", "R1", "--title", "Close contact", "--may-assign", "RED", "--max-duration-seconds", "1209600"];
@@ -86,7 +86,7 @@ pub fn anhui_with_rule_r1(pki: &str) {
 
 /// Writes the configuration of Anhui's node (PKI folder `pki`, data in `data_dir`,
 /// gRPC on an ephemeral loopback port) to `path`, with `extra` TOML lines appended.
-pub fn write_node_toml(path: &Path, pki: &str, data_dir: &str, extra: &str) {
+pub(crate) fn write_node_toml(path: &Path, pki: &str, data_dir: &str, extra: &str) {
     let key = attestation_key_file(pki);
     let issued = format!("{pki}/issued/node-340000");
     let config = format!(
@@ -100,7 +100,7 @@ pub fn write_node_toml(path: &Path, pki: &str, data_dir: &str, extra: &str) {
 
 /// The options that point an `huren audit` command at Anhui's node at `node`, as the
 /// auditor `auditor` of the PKI folder `pki`.
-pub fn audit_target(pki: &str, node: &str, auditor: &str) -> Vec<String> {
+pub(crate) fn audit_target(pki: &str, node: &str, auditor: &str) -> Vec<String> {
     let issued = format!("{pki}/issued/auditor-{auditor}");
     let trust_list = format!("{pki}/trust-list.bin");
     let (root, cert, key) = (format!("{pki}/root/ca.pem"), format!("{issued}/cert.pem"), format!("{issued}/key.pem"));
@@ -110,7 +110,7 @@ pub fn audit_target(pki: &str, node: &str, auditor: &str) -> Vec<String> {
 }
 
 /// A `huren node` or `huren gateway` process; killed on drop if still running.
-pub struct Server {
+pub(crate) struct Server {
     pub child: Child,
     /// The gRPC address it listens on.
     pub addr: String,
@@ -124,7 +124,7 @@ impl Drop for Server {
 }
 
 /// Starts `huren <role> --config <config>` and waits for its "listening on" line.
-pub fn spawn_server(role: &str, config: &Path) -> Server {
+pub(crate) fn spawn_server(role: &str, config: &Path) -> Server {
     let mut child = Command::new(HUREN)
         .args([role, "--config", config.to_str().expect("utf-8 path")])
         .stdout(Stdio::null())
@@ -150,7 +150,7 @@ pub fn spawn_server(role: &str, config: &Path) -> Server {
 }
 
 /// Sends `signal` (`-TERM`, `-9`) to the server and waits for it to exit.
-pub fn signal(mut server: Server, signal: &str) -> ExitStatus {
+pub(crate) fn signal(mut server: Server, signal: &str) -> ExitStatus {
     let status = Command::new("kill").args([signal, &server.child.id().to_string()]).status().expect("kill runs");
     assert!(status.success());
     server.child.wait().expect("the server exits")

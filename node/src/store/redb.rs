@@ -20,14 +20,14 @@ use redb::{
 use super::backend::{wrong_key, Backend, Key, Page, Reader, Table, Writer};
 use super::{BackedStore, StoreError};
 
-const SUBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("subjects");
-const TOKENS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("tokens");
-const LOG_ENTRIES: TableDefinition<u64, &[u8]> = TableDefinition::new("log_entries");
-const LOG_HASHES: TableDefinition<u64, &[u8]> = TableDefinition::new("log_hashes");
+const SUBJECTS: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("subjects");
+const TOKENS: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("tokens");
+const LOG_ENTRIES: TableDefinition<'static, u64, &[u8]> = TableDefinition::new("log_entries");
+const LOG_HASHES: TableDefinition<'static, u64, &[u8]> = TableDefinition::new("log_hashes");
 /// (level ≥ 1, index) of a complete subtree → its hash.
-pub(super) const LOG_NODES: TableDefinition<(u8, u64), &[u8]> = TableDefinition::new("log_nodes");
-const SUBJECT_LOG: MultimapTableDefinition<&[u8], u64> = MultimapTableDefinition::new("subject_log");
-pub(super) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+pub(super) const LOG_NODES: TableDefinition<'static, (u8, u64), &[u8]> = TableDefinition::new("log_nodes");
+const SUBJECT_LOG: MultimapTableDefinition<'static, &[u8], u64> = MultimapTableDefinition::new("subject_log");
+pub(super) const META: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("meta");
 
 /// Records handed to a scan's callback at a time.
 const SCAN_PAGE: usize = 1000;
@@ -277,7 +277,7 @@ impl Writer for RedbWriter<'_> {
 /// Hands the records of one table to `page`, [`SCAN_PAGE`] at a time, from one snapshot.
 fn scan_pages<K: redb::Key + 'static>(
     tx: &ReadTransaction,
-    def: TableDefinition<K, &'static [u8]>,
+    def: TableDefinition<'_, K, &'static [u8]>,
     key: impl for<'a> Fn(K::SelfType<'a>) -> Key,
     page: &mut Page<'_>,
 ) -> Result<(), StoreError> {
@@ -391,7 +391,7 @@ fn rewrite_path(path: &Path) -> PathBuf {
 fn copy_table<K: redb::Key + 'static, V: redb::Value + 'static>(
     from: &ReadTransaction,
     to: &WriteTransaction,
-    table: TableDefinition<K, V>,
+    table: TableDefinition<'_, K, V>,
 ) -> Result<(), StoreError> {
     let mut target = to.open_table(table).map_err(backend)?;
     let Some(source) = absent(from.open_table(table))? else { return Ok(()) };

@@ -32,7 +32,7 @@ use tonic::Code;
 /// How an attempt was refused: a gRPC status, or (code `None`) a TLS, transport or
 /// parse error described by `message`.
 #[derive(Debug)]
-pub struct Refusal {
+pub(crate) struct Refusal {
     pub code: Option<Code>,
     pub message: String,
 }
@@ -43,19 +43,19 @@ impl From<tonic::Status> for Refusal {
     }
 }
 
-pub fn error(message: impl ToString) -> Refusal {
+pub(crate) fn error(message: impl ToString) -> Refusal {
     Refusal { code: None, message: message.to_string() }
 }
 
-pub type Outcome = Result<(), Refusal>;
+pub(crate) type Outcome = Result<(), Refusal>;
 
-pub fn grpc<T>(result: Result<tonic::Response<T>, tonic::Status>) -> Outcome {
+pub(crate) fn grpc<T>(result: Result<tonic::Response<T>, tonic::Status>) -> Outcome {
     result.map(drop).map_err(Refusal::from)
 }
 
 /// What a row expects.
 #[derive(Debug, Clone, Copy)]
-pub enum Expect {
+pub(crate) enum Expect {
     /// This gRPC code, with a message containing the text.
     Status(Code, &'static str),
     /// One of these gRPC codes, with a message containing the text.
@@ -84,7 +84,7 @@ impl Expect {
 }
 
 /// The refusal of a province identity that another CA issued.
-pub const OWN_CA: &str = "must be issued by its own province CA";
+pub(crate) const OWN_CA: &str = "must be issued by its own province CA";
 
 // ------------------------------------------------------------------ state
 
@@ -106,13 +106,13 @@ fn checksum(bytes: &[u8]) -> u64 {
 }
 
 /// A seeded token and the province that knows it.
-pub struct Probe {
+pub(crate) struct Probe {
     pub province: ProvinceCode,
     pub token: Vec<u8>,
 }
 
 /// The federation a table runs in, and what its rows need of it.
-pub struct Ctx {
+pub(crate) struct Ctx {
     pub f: TestFederation,
     pub root_pem: String,
     /// Transparency clients as an auditor, per real (running) node: their logs are part
@@ -130,7 +130,7 @@ pub struct Ctx {
 impl Ctx {
     /// The context of `f`, whose `real_nodes` keep logs; `probe` looks up `probes`
     /// around every row.
-    pub fn new(f: TestFederation, real_nodes: Vec<ProvinceCode>, probe: HubClient, probes: Vec<Probe>) -> Self {
+    pub(crate) fn new(f: TestFederation, real_nodes: Vec<ProvinceCode>, probe: HubClient, probes: Vec<Probe>) -> Self {
         let root_pem = std::fs::read_to_string(f.pki.root_cert_path()).expect("root PEM");
         let auditor = f.identity("auditor", "adversarial").expect("auditor");
         let logs = real_nodes
@@ -177,7 +177,7 @@ impl Ctx {
     /// it (with every probe working) must equal the one taken after it. The snapshot after
     /// a passed row serves as the next row's before (rows never overlap); after a failed
     /// one, the next row takes its own.
-    pub async fn refuses(&self, name: &str, expect: Expect, attempt: impl Future<Output = Outcome>) {
+    pub(crate) async fn refuses(&self, name: &str, expect: Expect, attempt: impl Future<Output = Outcome>) {
         let cached = self.last.lock().expect("last snapshot").take();
         let before = match cached {
             Some(snapshot) => snapshot,
@@ -194,108 +194,108 @@ impl Ctx {
         *self.last.lock().expect("last snapshot") = Some(after);
     }
 
-    pub fn id(&self, kind: &str, arg: &str) -> TlsIdentity {
+    pub(crate) fn id(&self, kind: &str, arg: &str) -> TlsIdentity {
         self.f.identity(kind, arg).expect("identity")
     }
 
     /// A leaf for `identity` issued by the national root with the given validity.
-    pub fn root_issued(&self, identity: Identity, validity: Validity) -> TlsIdentity {
+    pub(crate) fn root_issued(&self, identity: Identity, validity: Validity) -> TlsIdentity {
         let root = self.f.pki.root().expect("root");
         let leaf = ca::issue_leaf(&root, &identity, validity).expect("leaf");
         TlsIdentity::from_pem_unchecked(&leaf.cert_pem, &leaf.key_pem, &self.root_pem, identity).expect("identity")
     }
 
     /// A leaf for `identity` issued by `province`'s CA with the given validity (chain: leaf + CA).
-    pub fn province_issued(&self, province: &str, identity: Identity, validity: Validity) -> TlsIdentity {
+    pub(crate) fn province_issued(&self, province: &str, identity: Identity, validity: Validity) -> TlsIdentity {
         let ca = self.f.pki.province_ca(&code(province)).expect("province CA");
         let leaf = ca::issue_leaf(&ca, &identity, validity).expect("leaf");
         let chain = format!("{}{}", leaf.cert_pem, ca.cert_pem);
         TlsIdentity::from_pem_unchecked(&chain, &leaf.key_pem, &self.root_pem, identity).expect("identity")
     }
 
-    pub fn gateway(&self, who: &TlsIdentity) -> Channel {
+    pub(crate) fn gateway(&self, who: &TlsIdentity) -> Channel {
         client_channel(who, ExpectedPeer::AnyGateway, self.f.gateway_addr())
     }
 
-    pub fn node(&self, who: &TlsIdentity, province: &str) -> Channel {
+    pub(crate) fn node(&self, who: &TlsIdentity, province: &str) -> Channel {
         node_channel(&self.f, who, &code(province))
     }
 
-    pub fn node_addr(&self, province: &str) -> SocketAddr {
+    pub(crate) fn node_addr(&self, province: &str) -> SocketAddr {
         self.f.node_addr(&code(province)).expect("node address")
     }
 }
 
-pub fn identity(uri: &str) -> Identity {
+pub(crate) fn identity(uri: &str) -> Identity {
     uri.parse().expect("identity")
 }
 
-pub fn validity(from_now: i64, to_now: i64) -> Validity {
+pub(crate) fn validity(from_now: i64, to_now: i64) -> Validity {
     let now = time::OffsetDateTime::now_utc();
     Validity { not_before: now + time::Duration::seconds(from_now), not_after: now + time::Duration::seconds(to_now) }
 }
 
-pub fn random_token() -> Vec<u8> {
+pub(crate) fn random_token() -> Vec<u8> {
     qr::new_token().expect("token").to_vec()
 }
 
-pub fn lookup_request(province: &str) -> pb::LookupRequest {
+pub(crate) fn lookup_request(province: &str) -> pb::LookupRequest {
     pb::LookupRequest { province: province.into(), token: random_token(), purpose: "transit.rail".into() }
 }
 
-pub fn green_upsert(subject: &str) -> pb::UpsertStatusRequest {
+pub(crate) fn green_upsert(subject: &str) -> pb::UpsertStatusRequest {
     change(subject, pb::HealthStatus::Green, "", "")
 }
 
-pub async fn lookup(channel: Channel, request: pb::LookupRequest) -> Outcome {
+pub(crate) async fn lookup(channel: Channel, request: pb::LookupRequest) -> Outcome {
     grpc(pb::lookup_client::LookupClient::new(channel).lookup(request).await)
 }
 
-pub async fn upload(channel: Channel, list: pb::SignedTrustList) -> Outcome {
+pub(crate) async fn upload(channel: Channel, list: pb::SignedTrustList) -> Outcome {
     grpc(pb::trust_registry_client::TrustRegistryClient::new(channel).upload(list).await)
 }
 
-pub async fn upsert(channel: Channel, request: pb::UpsertStatusRequest) -> Outcome {
+pub(crate) async fn upsert(channel: Channel, request: pb::UpsertStatusRequest) -> Outcome {
     grpc(pb::status_admin_client::StatusAdminClient::new(channel).upsert_status(request).await)
 }
 
-pub async fn attest(channel: Channel) -> Outcome {
+pub(crate) async fn attest(channel: Channel) -> Outcome {
     let request = pb::AttestRequest { token: random_token(), purpose: "transit.rail".into() };
     grpc(pb::attestation_client::AttestationClient::new(channel).attest(request).await)
 }
 
-pub fn transparency(channel: Channel) -> pb::transparency_client::TransparencyClient<Channel> {
+pub(crate) fn transparency(channel: Channel) -> pb::transparency_client::TransparencyClient<Channel> {
     pb::transparency_client::TransparencyClient::new(channel)
 }
 
 /// The gateway's current list, ten sequence numbers on (unsigned).
-pub fn newer_list(c: &Ctx) -> pb::TrustList {
+pub(crate) fn newer_list(c: &Ctx) -> pb::TrustList {
     let mut list = c.f.gateway_trust().expect("gateway").current().raw().clone();
     list.sequence += 10;
     list
 }
 
 /// [`newer_list`] with `edit` applied, signed by the national root.
-pub fn root_signed(c: &Ctx, edit: impl FnOnce(&mut pb::TrustList)) -> pb::SignedTrustList {
+pub(crate) fn root_signed(c: &Ctx, edit: impl FnOnce(&mut pb::TrustList)) -> pb::SignedTrustList {
     let mut list = newer_list(c);
     edit(&mut list);
     trust::sign(&list, &c.f.pki.root().expect("root")).expect("sign")
 }
 
-pub async fn upload_as_coordinator(c: &Ctx, list: pb::SignedTrustList) -> Outcome {
+pub(crate) async fn upload_as_coordinator(c: &Ctx, list: pb::SignedTrustList) -> Outcome {
     upload(c.gateway(&c.id("coordinator", "adv-nhc")), list).await
 }
 
-pub async fn submit_receipt(channel: Channel, signed: pb::SignedDeletionReceipt) -> Outcome {
+pub(crate) async fn submit_receipt(channel: Channel, signed: pb::SignedDeletionReceipt) -> Outcome {
     grpc(pb::trust_registry_client::TrustRegistryClient::new(channel).submit_receipt(signed).await)
 }
 
 /// `receipt` signed with `province`'s attestation key.
-pub fn signed_by(c: &Ctx, province: &str, receipt: &pb::DeletionReceipt) -> pb::SignedDeletionReceipt {
+pub(crate) fn signed_by(c: &Ctx, province: &str, receipt: &pb::DeletionReceipt) -> pb::SignedDeletionReceipt {
     c.f.attestation_key(&code(province)).expect("key").sign_receipt(receipt)
 }
 
-pub fn receipt(province: &str) -> pb::DeletionReceipt {
+pub(crate) fn receipt(province: &str) -> pb::DeletionReceipt {
     pb::DeletionReceipt {
         province: province.into(),
         time: unix_now(),
@@ -311,7 +311,7 @@ pub fn receipt(province: &str) -> pb::DeletionReceipt {
 /// server speaks HTTP/2 first (its SETTINGS frame), a refusing one sends a TLS alert.
 /// (In TLS 1.3 the client finishes before the server has judged its certificate, so
 /// the verdict arrives on the first read.)
-pub async fn tls_probe(config: Arc<ClientConfig>, addr: SocketAddr) -> Outcome {
+pub(crate) async fn tls_probe(config: Arc<ClientConfig>, addr: SocketAddr) -> Outcome {
     let tcp = TcpStream::connect(addr).await.expect("connect");
     let name = ServerName::try_from("huren.invalid").expect("name");
     let connect = tokio_rustls::TlsConnector::from(config).connect(name, tcp);
@@ -327,14 +327,14 @@ pub async fn tls_probe(config: Arc<ClientConfig>, addr: SocketAddr) -> Outcome {
     }
 }
 
-pub async fn huren_tls_probe(who: &TlsIdentity, expected: ExpectedPeer, addr: SocketAddr) -> Outcome {
+pub(crate) async fn huren_tls_probe(who: &TlsIdentity, expected: ExpectedPeer, addr: SocketAddr) -> Outcome {
     tls_probe(tls::client_config(who, expected, Revocations::default()).expect("client config"), addr).await
 }
 
 // ------------------------------------------------------------------ one test per row
 
 /// What a row of the real federation's tables attempts.
-pub type Run = fn(Arc<Ctx>) -> Pin<Box<dyn Future<Output = Outcome>>>;
+pub(crate) type Run = fn(Arc<Ctx>) -> Pin<Box<dyn Future<Output = Outcome>>>;
 
 /// One `#[test]` per row of a table, named by the row's test function, plus `ROWS`, the
 /// rows' names in table order. Each row is `run(test_fn, "name", arguments…)`, and its
@@ -349,13 +349,13 @@ macro_rules! rows {
         )*
 
         /// The rows' names, in table order.
-        pub const ROWS: &[&str] = &[$($name),*];
+        pub(crate) const ROWS: &[&str] = &[$($name),*];
     };
 }
 pub(crate) use rows;
 
 /// What sets up a shared state.
-pub type Setup<T> = fn() -> Pin<Box<dyn Future<Output = T>>>;
+pub(crate) type Setup<T> = fn() -> Pin<Box<dyn Future<Output = T>>>;
 
 /// A state (a federation) shared by the `rows` rows of one or more tables: set up by the
 /// first row that runs, lent to one row at a time (rows never overlap, so each snapshot
@@ -369,7 +369,7 @@ pub type Setup<T> = fn() -> Pin<Box<dyn Future<Output = T>>>;
 /// running a row also runs the servers, with the interleavings the rows were written
 /// against (on a multi-thread runtime a plaintext client can see its request cancelled
 /// rather than failed); and one per state, so two tables' rows still run side by side.
-pub struct Shared<T> {
+pub(crate) struct Shared<T> {
     rows: usize,
     setup: Setup<T>,
     runtime: OnceLock<tokio::runtime::Runtime>,
@@ -382,13 +382,13 @@ struct Turn<T> {
 }
 
 impl<T> Shared<T> {
-    pub const fn new(rows: usize, setup: Setup<T>) -> Self {
+    pub(crate) const fn new(rows: usize, setup: Setup<T>) -> Self {
         let turn = tokio::sync::Mutex::const_new(Turn { state: None, begun: 0 });
         Self { rows, setup, runtime: OnceLock::new(), turn }
     }
 
     /// Runs `row` with the shared state, once every row that began before it has ended.
-    pub fn row<F: Future<Output = ()>>(&'static self, row: impl FnOnce(Arc<T>) -> F) {
+    pub(crate) fn row<F: Future<Output = ()>>(&'static self, row: impl FnOnce(Arc<T>) -> F) {
         let runtime = self
             .runtime
             .get_or_init(|| tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime"));
@@ -428,6 +428,6 @@ fn real_federation() -> Pin<Box<dyn Future<Output = Ctx>>> {
 
 /// Runs one row in the real federation: `run` must be refused as `expect` says, with
 /// nothing changed.
-pub fn case(name: &'static str, expect: Expect, run: Run) {
+pub(crate) fn case(name: &'static str, expect: Expect, run: Run) {
     REAL.row(|c| async move { c.refuses(name, expect, run(c.clone())).await });
 }

@@ -4,15 +4,15 @@
 
 use sha2::{Digest, Sha256};
 
-pub type H = [u8; 32];
+pub(crate) type H = [u8; 32];
 
-pub fn ref_leaf(data: &[u8]) -> H {
+pub(crate) fn ref_leaf(data: &[u8]) -> H {
     let mut bytes = vec![0x00];
     bytes.extend_from_slice(data);
     Sha256::digest(&bytes).into()
 }
 
-pub fn ref_node(left: &H, right: &H) -> H {
+pub(crate) fn ref_node(left: &H, right: &H) -> H {
     let mut bytes = vec![0x01];
     bytes.extend_from_slice(left);
     bytes.extend_from_slice(right);
@@ -20,7 +20,7 @@ pub fn ref_node(left: &H, right: &H) -> H {
 }
 
 /// The largest power of two strictly below `n`, by counting up.
-pub fn ref_k(n: usize) -> usize {
+pub(crate) fn ref_k(n: usize) -> usize {
     assert!(n > 1);
     let mut k = 1;
     while k * 2 < n {
@@ -30,7 +30,7 @@ pub fn ref_k(n: usize) -> usize {
 }
 
 /// MTH(D[n]).
-pub fn ref_mth(d: &[H]) -> H {
+pub(crate) fn ref_mth(d: &[H]) -> H {
     match d.len() {
         0 => Sha256::digest(b"").into(),
         1 => d[0],
@@ -42,7 +42,7 @@ pub fn ref_mth(d: &[H]) -> H {
 }
 
 /// PATH(m, D[n]).
-pub fn ref_path(m: usize, d: &[H]) -> Vec<H> {
+pub(crate) fn ref_path(m: usize, d: &[H]) -> Vec<H> {
     let n = d.len();
     assert!(m < n);
     if n == 1 {
@@ -61,7 +61,7 @@ pub fn ref_path(m: usize, d: &[H]) -> Vec<H> {
 }
 
 /// PROOF(m, D[n]) for 0 < m < n.
-pub fn ref_proof(m: usize, d: &[H]) -> Vec<H> {
+pub(crate) fn ref_proof(m: usize, d: &[H]) -> Vec<H> {
     assert!(0 < m && m < d.len());
     ref_subproof(m, d, true)
 }
@@ -84,7 +84,7 @@ fn ref_subproof(m: usize, d: &[H], b: bool) -> Vec<H> {
 }
 
 /// `n` distinct leaf hashes, varied by `seed`.
-pub fn leaves(seed: u64, n: u64) -> Vec<H> {
+pub(crate) fn leaves(seed: u64, n: u64) -> Vec<H> {
     (0..n)
         .map(|i| {
             let mut data = seed.to_le_bytes().to_vec();
@@ -94,18 +94,18 @@ pub fn leaves(seed: u64, n: u64) -> Vec<H> {
         .collect()
 }
 
-pub fn unhex(s: &str) -> Vec<u8> {
+pub(crate) fn unhex(s: &str) -> Vec<u8> {
     (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex")).collect()
 }
 
-pub fn h(s: &str) -> H {
+pub(crate) fn h(s: &str) -> H {
     unhex(s).try_into().expect("32 bytes of hex")
 }
 
 /// The root of every prefix `D[0:1]`, …, `D[0:n]` in O(n log n), from a table of perfect subtrees
 /// built bottom-up: by the definition's split, the tree of `s = 2^a + 2^b + …` leaves
 /// (`a > b > …`) has root `node(T_a, node(T_b, …))`, `T_x` being perfect subtrees from the left.
-pub fn ref_prefix_roots(d: &[H]) -> Vec<H> {
+pub(crate) fn ref_prefix_roots(d: &[H]) -> Vec<H> {
     let mut levels = vec![d.to_vec()];
     while levels.last().expect("a level").len() > 1 {
         let next = levels.last().expect("a level").chunks_exact(2).map(|pair| ref_node(&pair[0], &pair[1])).collect();

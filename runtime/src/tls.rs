@@ -9,8 +9,16 @@
 //! - [`authenticate_chain`]: turns a verified chain into an [`Identity`], enforcing that a
 //!   province CA only vouches for its own province and the root for the national roles.
 //! - [`incoming`]: accept loop that handshakes off the accept path (bounded, with a timeout)
-//!   and authenticates each connection once; servers read the result with [`peer`].
-//! - [`channel`]: a lazily connecting tonic channel over mTLS.
+//!   and authenticates each connection once; servers read the result with [`peer`], which
+//!   also re-checks the connection's chain serials against the live [`Revocations`] on every
+//!   request (a connection opened before a revocation is refused at its next call);
+//!   long-lived calls ask [`PeerInfo::revoked`] before each message.
+//! - [`channel`]: a lazily connecting tonic channel over mTLS; [`observed_channel`] also
+//!   reports the server chain's serials ([`ServerSerials`]), so what a server answered can
+//!   be dropped when its certificate is revoked.
+//!
+//! Serials are compared in one canonical form ([`huren_pki::serial`]): the integer in
+//! lowercase hex, without the DER sign octet or leading zeros.
 
 use std::collections::HashSet;
 use std::io;

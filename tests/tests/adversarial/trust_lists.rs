@@ -246,7 +246,7 @@ async fn a_revoked_hubs_watch_stream_ends_when_the_gateway_accepts_the_list_revo
     let (revoked, other) = (f.identity("hub", "adv-watcher").unwrap(), f.identity("hub", "adv-other-watcher").unwrap());
     let held = f.gateway_trust().unwrap().current().sequence();
     let request = pb::WatchTrustListRequest { known_sequence: 0 };
-    let mut revoked_stream = watch(&revoked).watch(request.clone()).await.unwrap().into_inner();
+    let mut revoked_stream = watch(&revoked).watch(request).await.unwrap().into_inner();
     let mut other_stream = watch(&other).watch(request).await.unwrap().into_inner();
     for stream in [&mut revoked_stream, &mut other_stream] {
         let first = stream.message().deadline("the held list").await.unwrap().expect("a list");

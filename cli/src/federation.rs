@@ -37,8 +37,6 @@ struct Running {
     events: Events,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), String>>,
-    /// Serials of the certificate chain the server presents (canonical).
-    serials: Vec<String>,
 }
 
 enum Events {
@@ -87,11 +85,6 @@ impl NodeRedis {
     pub fn prefix_of(&self, code: &ProvinceCode) -> String {
         format!("{}{code}:", self.prefix)
     }
-}
-
-/// Canonical serials of `tls`'s chain.
-fn chain_serials(tls: &TlsIdentity) -> Vec<String> {
-    tls.chain.iter().filter_map(|c| huren_pki::ca::serial_hex(c).ok()).collect()
 }
 
 /// A running federation.
@@ -190,7 +183,6 @@ impl Federation {
 
     async fn start_node_on(&mut self, code: &ProvinceCode, listener: TcpListener) -> Result<()> {
         let tls = self.identity("node", code.as_str())?;
-        let serials = chain_serials(&tls);
         let keys = KeyRing::load(&self.pki.province_dir(code))?;
         let dir = self.node_dir(code);
         let trust =
@@ -210,13 +202,12 @@ impl Federation {
             .await
             .map_err(|e| e.to_string())
         });
-        self.nodes.insert(code.clone(), Running { addr, trust, events, stop: Some(stop), task, serials });
+        self.nodes.insert(code.clone(), Running { addr, trust, events, stop: Some(stop), task });
         Ok(())
     }
 
     async fn start_gateway_on(&mut self, listener: TcpListener) -> Result<()> {
         let tls = self.identity("gateway", GATEWAY_NAME)?;
-        let serials = chain_serials(&tls);
         let trust = LiveTrust::open(
             tls.root.to_vec(),
             Some(self.gateway_dir().join("trust-list.bin")),
@@ -237,7 +228,7 @@ impl Federation {
                 .await
                 .map_err(|e| e.to_string())
         });
-        self.gateway = Some(Running { addr, trust, events, stop: Some(stop), task, serials });
+        self.gateway = Some(Running { addr, trust, events, stop: Some(stop), task });
         Ok(())
     }
 
@@ -309,18 +300,12 @@ impl Federation {
         Ok(response.into_inner().sequence)
     }
 
-    /// Waits (event-driven) until every running server holds trust list `sequence` or newer
-    /// — every node but one whose certificate (or province CA) the gateway's list revokes:
-    /// the gateway ends that node's watch stream with the list that revokes it, so it never
-    /// receives it.
+    /// Waits (event-driven) until every running server holds trust list `sequence` or newer.
     pub async fn until_everyone_has(&self, sequence: u64) -> Result<()> {
-        let gateway_list = match &self.gateway {
-            Some(g) => Some(g.trust.subscribe().wait_for(|t| t.sequence() >= sequence).await?.clone()),
-            None => None,
-        };
-        let out = |n: &Running| gateway_list.as_ref().is_some_and(|l| n.serials.iter().any(|s| l.is_revoked(s)));
-        for node in self.nodes.values().filter(|n| !out(n)) {
-            node.trust.subscribe().wait_for(|t| t.sequence() >= sequence).await?;
+        let mut all: Vec<LiveTrust> = self.nodes.values().map(|n| n.trust.clone()).collect();
+        all.extend(self.gateway.as_ref().map(|g| g.trust.clone()));
+        for live in all {
+            live.subscribe().wait_for(|t| t.sequence() >= sequence).await?;
         }
         Ok(())
     }

@@ -498,36 +498,40 @@ impl pb::trust_registry_server::TrustRegistry for TrustRegistryService {
         request: Request<pb::WatchTrustListRequest>,
     ) -> Result<Response<Self::WatchStream>, tonic::Status> {
         authorized(&request, Call::WatchTrustList)?;
-        // The caller's chain, checked against every list before it is sent: the list that
-        // revokes the caller's certificate (or its CA) is not sent, and the stream ends
-        // with CERTIFICATE_REFUSED as soon as this gateway accepts it.
+        // The caller's chain, checked against every list as this gateway accepts it: the
+        // list that revokes the caller's certificate (or its CA) is the last one it gets (a
+        // revoked node learns of it, and refuses the certificates it revokes too); then the
+        // stream ends with CERTIFICATE_REFUSED.
         let peer = tls::peer_info(&request);
         let last = request.into_inner().known_sequence;
         let mut updates = self.0.trust.subscribe();
         updates.mark_changed();
-        let stream = futures::stream::unfold(Some((updates, last)), move |state| {
+        let stream = futures::stream::unfold(Some((updates, last, None)), move |state| {
             let peer = peer.clone();
             async move {
-                let (mut updates, mut last) = state?;
+                let (mut updates, mut last, revoked_by) = state?;
+                let refused = |sequence: u64| {
+                    tracing::info!(sequence, "trust list watch ended: the caller's certificate is revoked");
+                    let refusal = CallerError::Unauthenticated(format!(
+                        "client certificate refused: trust list {sequence} revokes it"
+                    ));
+                    Some((Err(GatewayError::from(refusal).into()), None))
+                };
+                if let Some(sequence) = revoked_by {
+                    return refused(sequence);
+                }
                 loop {
                     updates.changed().await.ok()?;
                     let list = updates.borrow_and_update().clone();
                     let revoked =
                         peer.as_ref().is_none_or(|p| p.revoked() || p.serials().iter().any(|s| list.is_revoked(s)));
-                    if revoked {
-                        tracing::info!(
-                            sequence = list.sequence(),
-                            "trust list watch ended: the caller's certificate is revoked"
-                        );
-                        let refusal = CallerError::Unauthenticated(format!(
-                            "client certificate refused: trust list {} revokes it",
-                            list.sequence()
-                        ));
-                        return Some((Err(GatewayError::from(refusal).into()), None));
-                    }
                     if list.sequence() > last {
                         last = list.sequence();
-                        return Some((Ok(list.signed().clone()), Some((updates, last))));
+                        let next = revoked.then_some(last);
+                        return Some((Ok(list.signed().clone()), Some((updates, last, next))));
+                    }
+                    if revoked {
+                        return refused(list.sequence());
                     }
                 }
             }

@@ -234,7 +234,7 @@ rows![
 // Each revokes a certificate in a new list, so each runs in a federation of its own.
 
 #[tokio::test]
-async fn a_revoked_hubs_watch_stream_ends_when_the_gateway_accepts_the_list_revoking_it() {
+async fn a_revoked_hubs_watch_stream_ends_with_the_list_revoking_it() {
     let f = start().await;
     let watch = |who: &TlsIdentity| {
         pb::trust_registry_client::TrustRegistryClient::new(client_channel(
@@ -255,7 +255,12 @@ async fn a_revoked_hubs_watch_stream_ends_when_the_gateway_accepts_the_list_revo
 
     let serial = f.pki.revoke_issued("hub", "adv-watcher").unwrap();
     let sequence = f.publish().await.unwrap();
-    // The revoked hub's stream ends with the refusal, without the list that revokes it...
+    // The revoked hub's stream carries the list that revokes it, its last, and ends with
+    // the refusal...
+    let last = revoked_stream.message().deadline("the revoking list").await.unwrap().expect("a list");
+    let last = TrustList::verify(last, &f.pki.root_cert_der().unwrap()).unwrap();
+    assert_eq!(last.sequence(), sequence);
+    assert!(last.is_revoked(&serial));
     let refused = revoked_stream.message().deadline("the revoked stream's end").await.expect_err("a list was sent");
     assert_eq!((refused.code(), reason(&refused).as_str()), (Code::Unauthenticated, "CERTIFICATE_REFUSED"));
     assert!(refused.message().contains(&format!("trust list {sequence} revokes it")), "{}", refused.message());

@@ -290,3 +290,32 @@ fn a_federation_of_processes_set_up_with_the_cli() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("no subject records remain"));
 }
+
+#[test]
+fn pki_revoke_by_serial_reads_every_form_openssl_and_browsers_print_and_refuses_garbage() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dir.path().join("pki");
+    let pki = pki.to_str().unwrap();
+    ok(&["pki", "--dir", pki, "init"]);
+    // One high-bit serial, as openssl x509 -serial, openssl -text, browsers and people write it.
+    for form in
+        ["serial=8F1A2B3C4D", "8F:1A:2B:3C:4D", "008F1A2B3C4D", "0x8F1A2B3C4D", "8f1a2b3c4d", "00 8f 1a 2b 3c 4d"]
+    {
+        let out = huren(&["pki", "--dir", pki, "revoke", "--serial", form]);
+        assert!(out.status.success(), "{form}: {}", String::from_utf8_lossy(&out.stderr));
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(said.starts_with("certificate 8f1a2b3c4d revoked"), "{form}: {said}");
+    }
+    ok(&["pki", "--dir", pki, "trust-list", "sign"]);
+    let shown: serde_json::Value =
+        serde_json::from_slice(&huren(&["pki", "--dir", pki, "trust-list", "show"]).stdout).expect("JSON");
+    assert_eq!(shown["revoked_serials"], serde_json::json!(["8f1a2b3c4d"]), "one serial, once: {shown}");
+
+    for garbage in ["8G1A", "serial=", "8f::1a", "0x", "8f1a; rm -rf /"] {
+        let out = huren(&["pki", "--dir", pki, "revoke", "--serial", garbage]);
+        assert_eq!(out.status.code(), Some(64), "{garbage}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(err.contains("invalid serial"), "{err}");
+    }
+}

@@ -54,7 +54,9 @@ impl Metrics {
                 .with_description(
                     "Attestation cache lookups by result (hit: served fresh from the cache; miss: none \
                      cached; revalidated: cached but aged, the node answered; stale: the node failed \
-                     and a cached attestation still valid was served)",
+                     and a cached attestation still valid was served; dropped_revoked: a cached entry \
+                     from a node whose certificate is revoked was dropped unserved, the lookup then \
+                     counts as a miss too)",
                 )
                 .build(),
             retries: meter
@@ -78,7 +80,7 @@ impl Metrics {
         self.violations.add(1, &[KeyValue::new("province", province.to_owned()), KeyValue::new("reason", reason)]);
     }
 
-    /// One attestation cache use: `hit`, `miss`, `revalidated` or `stale`.
+    /// One attestation cache use: `hit`, `miss`, `revalidated`, `stale` or `dropped_revoked`.
     pub(crate) fn cache(&self, result: &'static str) {
         self.cache.add(1, &[KeyValue::new("result", result)]);
     }

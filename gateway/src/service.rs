@@ -27,7 +27,7 @@ use crate::metrics::Metrics;
 use crate::receipts::ReceiptStore;
 use crate::request::Lookup;
 use crate::retry::{retryable, RetryBudget};
-use crate::shared::{cache_key, Shared};
+use crate::shared::{cache_key, CachedAttestation, Shared};
 use tower::limit::ConcurrencyLimit;
 use tower::retry::budget::{Budget as _, TpsBudget};
 
@@ -35,6 +35,9 @@ use tower::retry::budget::{Budget as _, TpsBudget};
 struct Route {
     endpoints: Vec<String>,
     clients: Vec<AttestationClient<ConcurrencyLimit<Channel>>>,
+    /// Per endpoint, the serials of the node chain its connection presented: cached
+    /// answers carry them, so a revoked node certificate's answers stop being served.
+    served_by: Vec<tls::ServerSerials>,
     /// The province's retry budget (every lookup deposits, every retry withdraws).
     budget: TpsBudget,
     /// The endpoint that answered last: lookups go there first, so a dead endpoint costs
@@ -159,15 +162,18 @@ impl State {
             misconfigured(MisconfiguredCause::Client(format!("cannot build TLS client for province {code}: {e}")))
         })?;
         let mut clients = Vec::with_capacity(entry.endpoints.len());
+        let mut served_by = Vec::with_capacity(entry.endpoints.len());
         for endpoint in &entry.endpoints {
-            let channel = tls::channel(endpoint, config.clone(), self.connect_timeout)
+            let (channel, serials) = tls::observed_channel(endpoint, config.clone(), self.connect_timeout)
                 .map_err(|e| misconfigured(MisconfiguredCause::Client(format!("province {code}: {e}"))))?;
             // Bounded in-flight calls per endpoint: a slow province queues its own lookups only.
             clients.push(AttestationClient::new(ConcurrencyLimit::new(channel, self.node_concurrency)));
+            served_by.push(serials);
         }
         let route = Arc::new(Route {
             endpoints: entry.endpoints.clone(),
             clients,
+            served_by,
             budget: self.retry_budget.start(),
             preferred: AtomicUsize::new(0),
         });
@@ -237,12 +243,20 @@ impl LookupService {
         // A cached attestation still valid now (re-verified on every use: a key revoked
         // since it was cached fails here), and whether it is fresh enough to serve without
         // asking the node.
+        // One whose node certificate (or its CA) the trust list revokes is dropped, here
+        // and in Redis, and never served: not fresh, not stale-if-error.
         let mut cached = None;
         if state.cache {
-            if let Some(bytes) = state.shared.cache_get(&key).await {
-                cached = pb::SignedAttestation::decode(bytes.as_slice()).ok().and_then(|signed| {
-                    check(&trust, &signed, &lookup, now).ok().map(|attestation| (signed, attestation.issued_at))
-                });
+            if let Some(entry) = state.shared.cache_get(&key).await.and_then(|b| CachedAttestation::decode(&*b).ok()) {
+                if entry.node_serials.is_empty() || entry.node_serials.iter().any(|s| trust.is_revoked(s)) {
+                    state.metrics.cache("dropped_revoked");
+                    tracing::info!(province = %code, "cached attestation dropped: its node certificate is revoked");
+                    state.shared.cache_delete(&key).await;
+                } else {
+                    cached = pb::SignedAttestation::decode(entry.attestation.as_slice()).ok().and_then(|signed| {
+                        check(&trust, &signed, &lookup, now).ok().map(|attestation| (signed, attestation.issued_at))
+                    });
+                }
             }
             if let Some((signed, issued_at)) = &cached {
                 if now.saturating_sub(*issued_at) < state.cache_fresh_seconds {
@@ -330,6 +344,7 @@ impl LookupService {
         // the province's concurrency limit too.
         let deadline = tokio::time::Instant::now() + state.node_timeout_for(code);
         let mut attempt = 0;
+        let mut answered_by = 0;
         let outcome = loop {
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
             if remaining.is_zero() {
@@ -364,6 +379,7 @@ impl LookupService {
                     if answered {
                         route.preferred.store(endpoint, Ordering::Relaxed);
                     }
+                    answered_by = endpoint;
                     break Some(result);
                 }
                 Err(_) => break None,
@@ -397,10 +413,14 @@ impl LookupService {
         let signed =
             answer.attestation.ok_or_else(|| violation("node answered without an attestation".into(), "empty"))?;
         let attestation = check(trust, &signed, lookup, now).map_err(|(reason, label)| violation(reason, label))?;
-        if state.cache {
+        // Cached with the serials of the node chain that answered (an answer whose chain is
+        // unknown is not cached: it could not be dropped when that chain is revoked).
+        let node_serials = route.served_by[answered_by].current();
+        if state.cache && !node_serials.is_empty() {
             // Never longer than the attestation itself, nor than the retention policy allows.
             let ttl = (attestation.expires_at - now).min(trust.retention().cache_max).max(0);
-            state.shared.cache_put(key, &signed.encode_to_vec(), std::time::Duration::from_secs(ttl as u64)).await;
+            let entry = CachedAttestation { attestation: signed.encode_to_vec(), node_serials: node_serials.to_vec() };
+            state.shared.cache_put(key, &entry.encode_to_vec(), std::time::Duration::from_secs(ttl as u64)).await;
         }
         Ok(signed)
     }
@@ -478,13 +498,43 @@ impl pb::trust_registry_server::TrustRegistry for TrustRegistryService {
         request: Request<pb::WatchTrustListRequest>,
     ) -> Result<Response<Self::WatchStream>, tonic::Status> {
         authorized(&request, Call::WatchTrustList)?;
-        let mut last = request.into_inner().known_sequence;
-        let updates = tokio_stream::wrappers::WatchStream::new(self.0.trust.subscribe());
-        let stream = tokio_stream::StreamExt::filter_map(updates, move |list| {
-            (list.sequence() > last).then(|| {
-                last = list.sequence();
-                Ok(list.signed().clone())
-            })
+        // The caller's chain, checked against every list as this gateway accepts it: the
+        // list that revokes the caller's certificate (or its CA) is the last one it gets (a
+        // revoked node learns of it, and refuses the certificates it revokes too); then the
+        // stream ends with CERTIFICATE_REFUSED.
+        let peer = tls::peer_info(&request);
+        let last = request.into_inner().known_sequence;
+        let mut updates = self.0.trust.subscribe();
+        updates.mark_changed();
+        let stream = futures::stream::unfold(Some((updates, last, None)), move |state| {
+            let peer = peer.clone();
+            async move {
+                let (mut updates, mut last, revoked_by) = state?;
+                let refused = |sequence: u64| {
+                    tracing::info!(sequence, "trust list watch ended: the caller's certificate is revoked");
+                    let refusal = CallerError::Unauthenticated(format!(
+                        "client certificate refused: trust list {sequence} revokes it"
+                    ));
+                    Some((Err(GatewayError::from(refusal).into()), None))
+                };
+                if let Some(sequence) = revoked_by {
+                    return refused(sequence);
+                }
+                loop {
+                    updates.changed().await.ok()?;
+                    let list = updates.borrow_and_update().clone();
+                    let revoked =
+                        peer.as_ref().is_none_or(|p| p.revoked() || p.serials().iter().any(|s| list.is_revoked(s)));
+                    if list.sequence() > last {
+                        last = list.sequence();
+                        let next = revoked.then_some(last);
+                        return Some((Ok(list.signed().clone()), Some((updates, last, next))));
+                    }
+                    if revoked {
+                        return refused(list.sequence());
+                    }
+                }
+            }
         });
         let mut stopping = self.0.stopping.subscribe();
         let stopped = async move {

@@ -2,7 +2,10 @@
 //!
 //! - The attestation cache: signed minimal attestations only, keyed by a hash of
 //!   (province, purpose, token) — never a token in clear — with a TTL no longer than the
-//!   attestation's own expiry or the retention policy's cache cap.
+//!   attestation's own expiry or the retention policy's cache cap. Each entry
+//!   ([`CachedAttestation`]) carries the serials of the node certificate chain that served
+//!   it (certificate serials, no personal data), so every replica drops it, unserved, once
+//!   the trust list it holds revokes that certificate or its province CA.
 //! - Per-hub counters (request rate, unknown-token misses) over fixed windows.
 //! - Trust-list fan-out: an upload taken by one replica is published to the others.
 //!
@@ -140,10 +143,24 @@ impl std::fmt::Debug for Shared {
     }
 }
 
-/// The cache key for an attestation: a hash, so no token is ever a key.
+/// What the cache holds for one lookup (in process and in Redis).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct CachedAttestation {
+    /// The `SignedAttestation` exactly as the node sent it.
+    #[prost(bytes = "vec", tag = "1")]
+    pub attestation: Vec<u8>,
+    /// Canonical serials of the node's certificate chain (leaf, province CA) on the
+    /// connection that answered.
+    #[prost(string, repeated, tag = "2")]
+    pub node_serials: Vec<String>,
+}
+
+/// The cache key for an attestation: a hash, so no token is ever a key. (`v2`: entries
+/// are [`CachedAttestation`]s; `v1` entries, bare attestations without the serving node,
+/// are never read.)
 pub(crate) fn cache_key(prefix: &str, province: &str, purpose: &str, token: &[u8]) -> String {
     let mut h = Sha256::new();
-    h.update(b"huren/cache/v1\0");
+    h.update(b"huren/cache/v2\0");
     h.update(province.as_bytes());
     h.update([0]);
     h.update(purpose.as_bytes());

@@ -43,14 +43,14 @@ impl std::fmt::Debug for CaMaterial {
     }
 }
 
-/// A freshly issued leaf: certificate (PEM), key (PEM) and serial (lowercase hex).
+/// A freshly issued leaf: certificate (PEM), key (PEM) and serial (canonical hex).
 #[derive(Clone)]
 pub struct IssuedCert {
     /// The leaf certificate alone, PEM (no chain).
     pub cert_pem: String,
     /// The leaf's private key, PEM; never logged (`Debug` hides it).
     pub key_pem: String,
-    /// Serial number, lowercase hex: what a revocation names.
+    /// Serial number in its canonical form ([`crate::serial`]): what a revocation names.
     pub serial_hex: String,
 }
 
@@ -83,10 +83,6 @@ fn random_serial() -> Result<SerialNumber, CaError> {
     bytes[0] &= 0x7f; // positive INTEGER
     bytes[0] |= 0x01; // no leading zero octet, so the hex form is stable
     Ok(SerialNumber::from(bytes.to_vec()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    data_encoding::HEXLOWER.encode(bytes)
 }
 
 fn dn(common_name: &str) -> DistinguishedName {
@@ -151,7 +147,7 @@ pub fn issue_leaf(ca: &CaMaterial, identity: &Identity, validity: Validity) -> R
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
     let serial = random_serial()?;
-    let serial_hex = hex(serial.as_ref());
+    let serial_hex = crate::serial::canonical_from_bytes(serial.as_ref());
     params.serial_number = Some(serial);
     params.use_authority_key_identifier_extension = true;
     params.not_before = validity.not_before;
@@ -177,10 +173,12 @@ pub fn pem_to_der(pem: &str) -> Result<Vec<u8>, CaError> {
     }
 }
 
-/// Lowercase hex serial number of a DER certificate.
+/// Serial number of a DER certificate in its canonical form ([`crate::serial`]: lowercase
+/// hex of the integer, the DER sign octet and leading zeros dropped), as `openssl x509
+/// -serial` prints it, lowercased.
 pub fn serial_hex(cert_der: &[u8]) -> Result<String, CaError> {
     let (_, cert) = x509_parser::parse_x509_certificate(cert_der).map_err(|e| CaError::Parse(e.to_string()))?;
-    Ok(hex(cert.tbs_certificate.raw_serial()))
+    Ok(crate::serial::canonical_from_bytes(cert.tbs_certificate.raw_serial()))
 }
 
 /// Not-after time of a DER certificate, Unix seconds.

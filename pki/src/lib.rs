@@ -5,6 +5,7 @@
 //! Layout:
 //! - [`identity`]: SPIFFE-style identities (`spiffe://<td>/province/<code>/node`, …) and their parsing.
 //! - [`ca`]: the national root CA, province CAs and role leaf certificates (rcgen), PEM on disk.
+//! - [`serial`]: certificate serials as integers, in the one canonical form every comparison uses.
 //! - [`attest`]: Ed25519 attestation keys, key ids, signing attestations, tree heads and receipts.
 //! - [`policy`]: the minimum-field policy, as data plus pure checks over the payload's wire fields.
 //! - [`trust`]: the signed, sequenced trust list (the federation's only source of truth).
@@ -26,6 +27,7 @@ pub mod identity;
 pub mod policy;
 pub mod qr;
 pub mod registry;
+pub mod serial;
 pub mod trust;
 pub mod verify;
 

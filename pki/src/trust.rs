@@ -289,7 +289,8 @@ impl TrustList {
                 return Err(content(format!("duplicate rule {}", r.id)));
             }
         }
-        let revoked = list.revoked_serials.iter().map(|s| s.to_ascii_lowercase()).collect();
+        // Canonical forms, so a list written with `00`-padded serials still matches.
+        let revoked = list.revoked_serials.iter().map(|s| crate::serial::canonical(s)).collect();
         let policy = FieldPolicy::from_pb(list.field_policy.as_ref()).map_err(content)?;
         let mut hubs = HashMap::new();
         let mut hub_provinces = HashMap::new();
@@ -356,11 +357,12 @@ impl TrustList {
     pub fn rule(&self, id: &str) -> Option<&pb::Rule> {
         self.rules.get(id)
     }
-    /// Whether a certificate serial (lowercase hex) is revoked.
+    /// Whether a certificate serial is revoked: compared as an integer, so any form
+    /// [`crate::serial::parse`] reads (`008F1A…`, `8f:1a:…`) names the same serial.
     pub fn is_revoked(&self, serial_hex: &str) -> bool {
-        self.revoked.contains(serial_hex)
+        self.revoked.contains(serial_hex) || self.revoked.contains(&crate::serial::canonical(serial_hex))
     }
-    /// All revoked certificate serials, lowercase hex.
+    /// All revoked certificate serials, in canonical form ([`crate::serial`]).
     pub fn revoked_serials(&self) -> &HashSet<String> {
         &self.revoked
     }

@@ -293,4 +293,28 @@ mod tests {
         assert!(live.revocations().any_revoked([&cert]), "the next handshake refuses the revoked certificate");
         assert_eq!(TrustList::load(&f.persist, &f.root).unwrap().sequence(), newer.sequence());
     }
+
+    #[test]
+    fn a_list_naming_a_serial_in_another_spelling_revokes_the_same_certificate() {
+        let f = fixture();
+        let held = f.pki.sign_trust_list().unwrap();
+        let live = LiveTrust::new(held.clone(), f.root.clone(), None).unwrap();
+        let issued = f.pki.issue("hub", "scanner", Validity::days(1)).unwrap();
+        let der = huren_pki::ca::pem_to_der(&std::fs::read_to_string(&issued.cert).unwrap()).unwrap();
+        let cert = rustls_pki_types::CertificateDer::from(der);
+        // What an older registry wrote (a `00` sign octet, upper case, colons): the same integer.
+        let padded =
+            issued.serial_hex.to_ascii_uppercase().as_bytes().chunks(2).fold(String::from("00"), |mut s, c| {
+                s.push(':');
+                s.push_str(std::str::from_utf8(c).unwrap());
+                s
+            });
+        let mut list = held.raw().clone();
+        list.sequence += 1;
+        list.revoked_serials = vec![padded];
+        let signed = huren_pki::trust::sign(&list, &f.pki.root().unwrap()).unwrap();
+        live.offer(signed).unwrap();
+        assert!(live.current().is_revoked(&issued.serial_hex));
+        assert!(live.revocations().any_revoked([&cert]), "the padded serial did not revoke the certificate");
+    }
 }

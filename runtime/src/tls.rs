@@ -9,8 +9,16 @@
 //! - [`authenticate_chain`]: turns a verified chain into an [`Identity`], enforcing that a
 //!   province CA only vouches for its own province and the root for the national roles.
 //! - [`incoming`]: accept loop that handshakes off the accept path (bounded, with a timeout)
-//!   and authenticates each connection once; servers read the result with [`peer`].
-//! - [`channel`]: a lazily connecting tonic channel over mTLS.
+//!   and authenticates each connection once; servers read the result with [`peer`], which
+//!   also re-checks the connection's chain serials against the live [`Revocations`] on every
+//!   request (a connection opened before a revocation is refused at its next call);
+//!   long-lived calls ask [`PeerInfo::revoked`] before each message.
+//! - [`channel`]: a lazily connecting tonic channel over mTLS; [`observed_channel`] also
+//!   reports the server chain's serials ([`ServerSerials`]), so what a server answered can
+//!   be dropped when its certificate is revoked.
+//!
+//! Serials are compared in one canonical form ([`huren_pki::serial`]): the integer in
+//! lowercase hex, without the DER sign octet or leading zeros.
 
 use std::collections::HashSet;
 use std::io;
@@ -122,24 +130,39 @@ pub enum AuthError {
     RootIssuer(String),
 }
 
-/// Live set of revoked certificate serials (lowercase hex).
+/// Live set of revoked certificate serials, held in their canonical form
+/// ([`huren_pki::serial`]: the integer in lowercase hex, no sign octet, no leading zeros),
+/// which is what [`huren_pki::ca::serial_hex`] yields for a presented certificate.
 #[derive(Debug, Clone, Default)]
 pub struct Revocations(Arc<RwLock<Arc<HashSet<String>>>>);
 
+fn canonical_set(serials: HashSet<String>) -> HashSet<String> {
+    serials.iter().map(|s| huren_pki::serial::canonical(s)).collect()
+}
+
 impl Revocations {
-    /// A live set starting with `serials` (lowercase hex).
+    /// A live set starting with `serials` (any form [`huren_pki::serial::parse`] reads).
     pub fn new(serials: HashSet<String>) -> Self {
-        Self(Arc::new(RwLock::new(Arc::new(serials))))
+        Self(Arc::new(RwLock::new(Arc::new(canonical_set(serials)))))
     }
 
-    /// Replaces the set; the next handshake uses it.
+    /// Replaces the set; the next handshake, and the next request on every open
+    /// connection ([`peer`]), use it.
     pub fn replace(&self, serials: HashSet<String>) {
+        let serials = canonical_set(serials);
         let mut guard = self.0.write().unwrap_or_else(|e| e.into_inner());
         *guard = Arc::new(serials);
     }
 
     fn current(&self) -> Arc<HashSet<String>> {
         self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Whether any of `serials` (canonical, as [`huren_pki::ca::serial_hex`] gives them)
+    /// is revoked now.
+    pub fn any_serial_revoked<'a>(&self, serials: impl IntoIterator<Item = &'a str>) -> bool {
+        let set = self.current();
+        serials.into_iter().any(|s| set.contains(s))
     }
 
     /// Whether any certificate of the chain is revoked. Unparseable certificates count as revoked.
@@ -400,10 +423,22 @@ pub struct PeerInfo {
 }
 
 impl PeerInfo {
-    fn revoked(&self) -> bool {
-        let set = self.revocations.current();
-        self.serials.iter().any(|s| set.contains(s))
+    /// Whether a certificate of the peer's chain is revoked by the revocations in force
+    /// now (not when the connection was made): long-lived calls (watch streams) ask this
+    /// before each message they send.
+    pub fn revoked(&self) -> bool {
+        self.revocations.any_serial_revoked(self.serials.iter().map(String::as_str))
     }
+
+    /// Serials of the peer's presented chain, leaf first, canonical.
+    pub fn serials(&self) -> &[String] {
+        &self.serials
+    }
+}
+
+/// What the server learnt about `request`'s peer at the handshake, if it came over [`incoming`].
+pub fn peer_info<T>(request: &tonic::Request<T>) -> Option<PeerInfo> {
+    request.extensions().get::<PeerInfo>().cloned()
 }
 
 /// An accepted, handshaken TLS connection with its authenticated peer.
@@ -651,6 +686,42 @@ pub fn channel(
     config: Arc<ClientConfig>,
     connect_timeout: Duration,
 ) -> Result<tonic::transport::Channel, TlsError> {
+    connect_lazy(endpoint, config, connect_timeout, None)
+}
+
+/// Serials (canonical, leaf first) of the certificate chain the server presented on a
+/// channel's newest connection; empty until it has connected. A gateway remembers them
+/// with what the server answered, so the answer can be dropped when one is revoked.
+#[derive(Debug, Clone, Default)]
+pub struct ServerSerials(Arc<RwLock<Arc<Vec<String>>>>);
+
+impl ServerSerials {
+    /// The serials of the newest connection's server chain.
+    pub fn current(&self) -> Arc<Vec<String>> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set(&self, serials: Vec<String>) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(serials);
+    }
+}
+
+/// [`channel`], also reporting the server chain each new connection presents.
+pub fn observed_channel(
+    endpoint: &str,
+    config: Arc<ClientConfig>,
+    connect_timeout: Duration,
+) -> Result<(tonic::transport::Channel, ServerSerials), TlsError> {
+    let serials = ServerSerials::default();
+    Ok((connect_lazy(endpoint, config, connect_timeout, Some(serials.clone()))?, serials))
+}
+
+fn connect_lazy(
+    endpoint: &str,
+    config: Arc<ClientConfig>,
+    connect_timeout: Duration,
+    observed: Option<ServerSerials>,
+) -> Result<tonic::transport::Channel, TlsError> {
     let authority = endpoint_authority(endpoint)?;
     // The scheme only labels HTTP/2 requests; TLS is done by the connector below.
     let ep = tonic::transport::Endpoint::from_shared(format!("http://{authority}"))
@@ -662,6 +733,7 @@ pub fn channel(
     let connector = tokio_rustls::TlsConnector::from(config);
     let svc = tower::service_fn(move |uri: http::Uri| {
         let connector = connector.clone();
+        let observed = observed.clone();
         async move {
             let host = uri.host().unwrap_or("localhost").trim_start_matches('[').trim_end_matches(']').to_owned();
             let port = uri.port_u16().unwrap_or(443);
@@ -670,6 +742,10 @@ pub fn channel(
             // Server identity is checked by URI SAN, not by this name.
             let name = ServerName::try_from("huren.invalid").map_err(io::Error::other)?;
             let tls = connector.connect(name, tcp).await?;
+            if let Some(observed) = observed {
+                let chain = tls.get_ref().1.peer_certificates().unwrap_or_default();
+                observed.set(chain.iter().filter_map(|c| huren_pki::ca::serial_hex(c.as_ref()).ok()).collect());
+            }
             Ok::<_, io::Error>(hyper_util::rt::TokioIo::new(tls))
         }
     });

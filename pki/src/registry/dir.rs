@@ -229,7 +229,7 @@ impl PkiDir {
             trust_domain: registry.trust_domain.clone(),
             provinces,
             rules,
-            revoked_serials: registry.revoked_serials.clone(),
+            revoked_serials: registry.revoked_serials.iter().map(|s| crate::serial::canonical(s)).collect(),
             sunset: registry
                 .sunset
                 .as_ref()

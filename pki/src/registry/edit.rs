@@ -115,10 +115,15 @@ impl PkiDir {
         let serial = ca::serial_hex(&ca::pem_to_der(&self.province_ca(code)?.cert_pem)?)?;
         registry.provinces.retain(|p| p.code != code.as_str());
         registry.retired_provinces.push(code.to_string());
-        if !registry.revoked_serials.contains(&serial) {
+        Self::add_revoked(&mut registry, serial);
+        self.save_registry(&registry)
+    }
+
+    /// Adds a canonical serial to the revoked ones unless it is there in any form.
+    fn add_revoked(registry: &mut Registry, serial: String) {
+        if !registry.revoked_serials.iter().any(|s| crate::serial::canonical(s) == serial) {
             registry.revoked_serials.push(serial);
         }
-        self.save_registry(&registry)
     }
 
     /// Prepares a key rotation: a new attestation key, published (verifies, does not sign yet).
@@ -241,16 +246,13 @@ impl PkiDir {
         self.save_registry(&registry)
     }
 
-    /// Revokes a certificate by serial (lowercase hex).
-    pub fn revoke_serial(&self, serial: &str) -> Result<(), RegistryError> {
-        let serial = serial.trim().to_ascii_lowercase();
-        if serial.is_empty() || !serial.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(RegistryError::Serial(serial));
-        }
+    /// Revokes a certificate by serial, written any way openssl or a browser prints it
+    /// ([`crate::serial::parse`]); stores and returns its canonical form.
+    pub fn revoke_serial(&self, serial: &str) -> Result<String, RegistryError> {
+        let serial = crate::serial::parse(serial)?;
         let mut registry = self.registry()?;
-        if !registry.revoked_serials.contains(&serial) {
-            registry.revoked_serials.push(serial);
-        }
-        self.save_registry(&registry)
+        Self::add_revoked(&mut registry, serial.clone());
+        self.save_registry(&registry)?;
+        Ok(serial)
     }
 }

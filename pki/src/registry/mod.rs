@@ -93,9 +93,9 @@ pub enum RegistryError {
     /// A key status change that is not allowed (a revoked key cannot come back).
     #[error("{0}")]
     KeyState(String),
-    /// A serial to revoke that is empty or not hex.
-    #[error("invalid serial {0:?}: expected lowercase hex")]
-    Serial(String),
+    /// A serial to revoke that is not a serial in any printed form.
+    #[error(transparent)]
+    Serial(#[from] crate::serial::InvalidSerial),
     /// The field policy, a hub registration, retention windows or a sunset order is
     /// invalid, or the hub named is not registered.
     #[error("field policy: {0}")]
@@ -124,7 +124,8 @@ pub struct Registry {
     /// The rule registry: rules under which a non-green status may be assigned (`[[rule]]`).
     #[serde(default, rename = "rule")]
     pub rules: Vec<RegistryRule>,
-    /// Revoked certificate serials (lowercase hex).
+    /// Revoked certificate serials (canonical hex, [`crate::serial`]; older files may hold
+    /// `00`-padded ones, read as the same integers).
     #[serde(default)]
     pub revoked_serials: Vec<String>,
     /// Provinces that have left the federation (kept for the record).
@@ -265,7 +266,7 @@ pub struct IssuedPaths {
     pub cert: PathBuf,
     /// `key.pem`: the leaf's private key (mode 0600 on Unix).
     pub key: PathBuf,
-    /// The leaf's serial, lowercase hex: what `revoke_serial` takes.
+    /// The leaf's serial, canonical hex: what `revoke_serial` takes.
     pub serial_hex: String,
 }
 

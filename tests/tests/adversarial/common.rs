@@ -226,6 +226,57 @@ impl Ctx {
     }
 }
 
+/// A hub certificate minted outside `huren pki issue` — by rcgen directly, signed by the
+/// national root — whose serial has its high bit set (`8f…`, which DER pads to `00 8f …`),
+/// and that serial as `openssl x509 -serial -noout` prints it (`serial=8F…`: the literal
+/// output of `openssl` when it is installed, checked against the expected form).
+pub(crate) fn outside_minted_hub(f: &TestFederation, root_pem: &str, name: &str) -> (TlsIdentity, String) {
+    use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, Issuer, KeyPair, SanType, SerialNumber};
+    let identity = identity(&format!("spiffe://huren.gov/hub/{name}"));
+    let root = f.pki.root().expect("root");
+    let issuer = Issuer::from_ca_cert_pem(&root.cert_pem, KeyPair::from_pem(&root.key_pem).expect("root key"))
+        .expect("root issuer");
+    let mut serial = random_token();
+    serial[0] = 0x8f;
+    let key = KeyPair::generate().expect("key");
+    let mut params = CertificateParams::default();
+    params.distinguished_name.push(DnType::CommonName, format!("scanner {name} (not issued by huren pki)"));
+    params.subject_alt_names = vec![SanType::URI(identity.uri().try_into().expect("URI SAN"))];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params.serial_number = Some(SerialNumber::from(serial.clone()));
+    let (not_before, not_after) = (validity(-3600, 86_400).not_before, validity(-3600, 86_400).not_after);
+    (params.not_before, params.not_after) = (not_before, not_after);
+    let cert = params.signed_by(&key, &issuer).expect("sign");
+    let der = cert.der().to_vec();
+    assert_eq!(&ca::serial_hex(&der).expect("serial"), &data_encoding::HEXLOWER.encode(&serial));
+    let expected = format!("serial={}", data_encoding::HEXUPPER.encode(&serial));
+    let form = match openssl_serial(&cert.pem()) {
+        Some(printed) => {
+            assert_eq!(printed, expected, "openssl prints the serial without the DER sign octet");
+            printed
+        }
+        None => expected,
+    };
+    let who = TlsIdentity::from_pem(&cert.pem(), &key.serialize_pem(), root_pem, "huren.gov").expect("identity");
+    (who, form)
+}
+
+/// What `openssl x509 -serial -noout` prints for `pem`, if openssl is installed.
+fn openssl_serial(pem: &str) -> Option<String> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("cert.pem");
+    std::fs::write(&path, pem).expect("write");
+    let out =
+        std::process::Command::new("openssl").args(["x509", "-serial", "-noout", "-in"]).arg(&path).output().ok()?;
+    assert!(out.status.success(), "openssl x509: {}", String::from_utf8_lossy(&out.stderr));
+    Some(String::from_utf8(out.stdout).expect("UTF-8").trim().to_owned())
+}
+
+/// The `google.rpc.ErrorInfo` reason of a refusal, if it carries one.
+pub(crate) fn reason(status: &tonic::Status) -> String {
+    huren_runtime::error::details(status).map(|d| d.reason).unwrap_or_default()
+}
+
 pub(crate) fn identity(uri: &str) -> Identity {
     uri.parse().expect("identity")
 }

@@ -12,8 +12,12 @@
 //! node is replaced by a scripted one that forges per row. Rows sharing a federation run
 //! one at a time ([`common::Shared`]). Further tests cover what does not fit a row: a
 //! node impersonating another province and slowloris-style idle connections
-//! ([`transport`]), and a large burst of concurrent upserts ([`burst`]), each in a
-//! federation of its own.
+//! ([`transport`]), a large burst of concurrent upserts ([`burst`]), and revocations —
+//! which change the trust list, so they cannot be rows that leave everything unchanged: a
+//! hub revoked by the serial openssl prints, a connection opened before its revocation
+//! ([`transport`]), a revoked hub's open `Watch` stream and a revoked node's cached
+//! attestations, in process and through Redis ([`trust_lists`]) — each in a federation of
+//! its own.
 
 mod common;
 

@@ -12,8 +12,11 @@ use huren_cli::demo::seed;
 use huren_cli::hub::HubClient;
 use huren_pki::ca::{self, Validity};
 use huren_pki::Identity;
+use huren_proto::pb;
 use huren_runtime::tls::{ExpectedPeer, TlsIdentity, HANDSHAKE_TIMEOUT};
-use huren_tests::{code, demo_subject, green_payload, node_peer, serve_fake_node, signing_script, start};
+use huren_tests::{
+    client_channel, code, demo_subject, green_payload, node_channel, node_peer, serve_fake_node, signing_script, start,
+};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
@@ -24,7 +27,8 @@ use tonic::Code;
 
 use crate::common::Expect::{Error, StatusIn};
 use crate::common::{
-    case, error, huren_tls_probe, identity, lookup, lookup_request, rows, tls_probe, validity, Ctx, Outcome,
+    case, error, huren_tls_probe, identity, lookup, lookup_request, outside_minted_hub, reason, rows, tls_probe,
+    validity, Ctx, Outcome,
 };
 
 rows![
@@ -369,4 +373,76 @@ async fn idle_connections_are_dropped_within_the_handshake_timeout_while_lookups
     }
     eprintln!("50 idle connections dropped, the last {:?} after they were opened", opened.elapsed());
     assert_eq!(hub.lookup(&anhui, &token, "transit.rail").await.unwrap().status, "GREEN");
+}
+
+// ------------------------------------------------------------------ revoked certificates
+
+/// Signs the registry into the next list, uploads it and waits until the gateway and
+/// every node hold it.
+async fn publish_everywhere(f: &huren_tests::TestFederation) -> u64 {
+    let sequence = f.publish().await.expect("publish");
+    f.until_everyone_has(sequence).await.expect("everyone has the list");
+    sequence
+}
+
+#[tokio::test]
+async fn a_hub_revoked_by_the_serial_openssl_prints_is_refused_at_the_handshake_by_gateway_and_node() {
+    let f = start().await;
+    let anhui = code("340000");
+    let root_pem = std::fs::read_to_string(f.pki.root_cert_path()).unwrap();
+    // A certificate the coordinators' CLI never saw, with a high-bit serial (DER `00 8f …`),
+    // known only by what `openssl x509 -serial` prints: `serial=8F…`.
+    let (who, printed) = outside_minted_hub(&f, &root_pem, "adv-outside-scanner");
+    huren_tls_probe(&who, ExpectedPeer::AnyGateway, f.gateway_addr()).await.expect("accepted before");
+    huren_tls_probe(&who, node_peer(&f, &anhui), f.node_addr(&anhui).unwrap()).await.expect("accepted before");
+
+    let canonical = f.pki.revoke_serial(&printed).unwrap();
+    assert_eq!(canonical, ca::serial_hex(&who.chain[0]).unwrap());
+    let sequence = publish_everywhere(&f).await;
+    assert!(f.gateway_trust().unwrap().current().is_revoked(&canonical));
+    assert!(f.node_trust(&anhui).unwrap().current().is_revoked(&printed["serial=".len()..]));
+
+    for (server, expected, addr) in [
+        ("gateway", ExpectedPeer::AnyGateway, f.gateway_addr()),
+        ("node 340000", node_peer(&f, &anhui), f.node_addr(&anhui).unwrap()),
+    ] {
+        let refused = huren_tls_probe(&who, expected, addr).await.expect_err("a revoked certificate was accepted");
+        assert!(
+            refused.message.contains("CertificateRevoked"),
+            "{server}: refused, but not as revoked: {}",
+            refused.message
+        );
+    }
+    assert_eq!(f.gateway_trust().unwrap().current().sequence(), sequence);
+}
+
+#[tokio::test]
+async fn a_connection_opened_before_the_revocation_is_refused_on_its_next_call() {
+    let f = start().await;
+    let anhui = code("340000");
+    let token = seed(&f, &demo_subject("340000"), 600).await.unwrap().token;
+    f.register_hub("adv-early-hub", &["transit.rail"]).await.unwrap();
+    let hub = f.identity("hub", "adv-early-hub").unwrap();
+    let auditor = f.identity("auditor", "adv-early-auditor").unwrap();
+    // Connections made, and used, before the revocation: one to the gateway, one to a node.
+    let mut lookups =
+        pb::lookup_client::LookupClient::new(client_channel(&hub, ExpectedPeer::AnyGateway, f.gateway_addr()));
+    let request = pb::LookupRequest { province: "340000".into(), token: token.clone(), purpose: "transit.rail".into() };
+    lookups.lookup(request.clone()).await.expect("served before the revocation");
+    let mut log = pb::transparency_client::TransparencyClient::new(node_channel(&f, &auditor, &anhui));
+    log.get_tree_head(pb::GetTreeHeadRequest {}).await.expect("served before the revocation");
+
+    f.pki.revoke_issued("hub", "adv-early-hub").unwrap();
+    f.pki.revoke_issued("auditor", "adv-early-auditor").unwrap();
+    publish_everywhere(&f).await;
+
+    // The same connections (a new one would fail at the handshake, not with a status).
+    let refused = lookups.lookup(request).await.expect_err("the open connection still worked");
+    assert_eq!((refused.code(), reason(&refused).as_str()), (Code::Unauthenticated, "CERTIFICATE_REFUSED"));
+    assert!(refused.message().contains("revoked"), "{}", refused.message());
+    let refused = log.get_tree_head(pb::GetTreeHeadRequest {}).await.expect_err("the open connection still worked");
+    assert_eq!((refused.code(), reason(&refused).as_str()), (Code::Unauthenticated, "CERTIFICATE_REFUSED"));
+    // Everyone else carries on.
+    let mut other = f.hub("adv-late-hub").await.unwrap();
+    assert_eq!(other.lookup(&anhui, &token, "transit.rail").await.unwrap().status, "GREEN");
 }

@@ -94,7 +94,8 @@ pub enum PkiCommand {
         kind: Option<String>,
         /// Province code (node, admin) or name.
         name: Option<String>,
-        /// Serial number (hex) instead of kind and name.
+        /// Serial number instead of kind and name, as openssl or a browser prints it:
+        /// 8F1A…, 8f:1a:…, 008F1A…, 0x8F1A…, serial=8F1A… (`openssl x509 -serial`).
         #[arg(long, conflicts_with_all = ["kind", "name"])]
         serial: Option<String>,
     },
@@ -123,11 +124,13 @@ pub async fn run(args: PkiArgs) -> Result<()> {
             let pki = PkiDir::open(&dir)?;
             let serial = match (kind, name, serial) {
                 (_, _, Some(serial)) => {
-                    pki.revoke_serial(&serial)?;
-                    serial
+                    // A serial that is no serial is a usage error (exit 64), caught before
+                    // the registry is touched.
+                    let serial = huren_pki::serial::parse(&serial).map_err(usage)?;
+                    pki.revoke_serial(&serial)?
                 }
                 (Some(kind), Some(name), None) => pki.revoke_issued(&kind, &name)?,
-                _ => return Err(usage("give <kind> <name> or --serial <hex>")),
+                _ => return Err(usage("give <kind> <name> or --serial <serial>")),
             };
             println!("certificate {serial} revoked; sign and upload a new trust list to publish it");
         }

@@ -449,10 +449,11 @@ pub struct Retention {
 }
 
 /// Built-in bound on an attestation's lifetime (`expires_at - issued_at`) when the trust
-/// list sets none: an hour. A node signs for 300 s by default (`attestation_ttl_seconds`)
-/// and QR attestations live as long as their token (an hour in the demo), so honest nodes
-/// stay well inside it, while a compromised one cannot mint a status that outlives a
-/// revocation by more than that.
+/// list sets none: an hour. A node signs for 300 s by default (`attestation_ttl_seconds`,
+/// QR attestations included), so honest nodes stay well inside it with room to raise
+/// their TTL, while a compromised one cannot mint a status that outlives a key
+/// revocation by more than that. Nodes clamp to the bound in force, so a longer
+/// configured TTL never produces a refused attestation.
 pub const DEFAULT_MAX_ATTESTATION_LIFETIME_SECS: i64 = 3600;
 
 /// Effective bounds on an attestation's validity.

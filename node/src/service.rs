@@ -22,7 +22,8 @@ use crate::store::{NodeStore, StatusRecord, TokenRecord};
 /// Tunables of a node.
 #[derive(Debug, Clone)]
 pub struct NodeSettings {
-    /// Longest validity of an attestation, seconds.
+    /// Longest validity of an attestation, seconds (also clamped to the trust list's
+    /// lifetime bound and the signing key's `not_after` when signing).
     pub attestation_ttl_seconds: i64,
     /// Token lifetime when `IssueToken` asks for none, seconds.
     pub token_lifetime_seconds: u32,

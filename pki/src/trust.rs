@@ -648,5 +648,9 @@ pub fn diff(old: &TrustList, new: &TrustList) -> Vec<String> {
     if o.sunset != n.sunset {
         out.push(format!("~ sunset {:?} -> {:?}", o.sunset, n.sunset));
     }
+    let (a, b) = (old.attestation_bounds().max_lifetime, new.attestation_bounds().max_lifetime);
+    if a != b {
+        out.push(format!("~ attestation lifetime bound {a} s -> {b} s"));
+    }
     out
 }

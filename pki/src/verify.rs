@@ -297,6 +297,7 @@ mod tests {
         let mut p = payload(pb::HealthStatus::Green, "");
         p.expires_at = p.issued_at + 60;
         assert!(verify(&tight, &key.sign(&p)).is_ok());
+        assert_eq!(trust::diff(&f.trust, &tight.trust).last().unwrap(), "~ attestation lifetime bound 3600 s -> 60 s");
     }
 
     #[test]

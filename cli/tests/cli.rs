@@ -124,6 +124,12 @@ fn a_federation_of_processes_set_up_with_the_cli() {
     assert_ne!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not in the field policy"));
     assert!(ok(&["pki", "--dir", &pki, "trust-list", "sign"]).contains("sequence 1"));
+    let shown: serde_json::Value = serde_json::from_str(&ok(&["pki", "--dir", &pki, "trust-list", "show"])).unwrap();
+    assert_eq!(shown["attestation_bounds"]["max_lifetime_seconds"], 3600, "the built-in default");
+    let out = huren(&["pki", "--dir", &pki, "attestation-bounds", "--max-lifetime-seconds=-1"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be negative"));
+    ok(&["pki", "--dir", &pki, "attestation-bounds", "--max-lifetime-seconds", "1800"]);
 
     let root = format!("{pki}/root/ca.pem");
     let node_toml = dir.path().join("node.toml");
@@ -134,6 +140,7 @@ fn a_federation_of_processes_set_up_with_the_cli() {
     assert!(ok(&["pki", "--dir", &pki, "trust-list", "sign"]).contains("sequence 2"));
     let shown: serde_json::Value = serde_json::from_str(&ok(&["pki", "--dir", &pki, "trust-list", "show"])).unwrap();
     assert_eq!(shown["sequence"], 2);
+    assert_eq!(shown["attestation_bounds"]["max_lifetime_seconds"], 1800);
     assert_eq!(shown["provinces"][0]["endpoints"][0], format!("https://{}", node.addr));
 
     let gateway_toml = dir.path().join("gateway.toml");

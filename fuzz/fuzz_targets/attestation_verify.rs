@@ -4,14 +4,17 @@
 //! (signature almost never valid: exercises decoding, kid, wire and policy checks);
 //! 1..=4 = the rest is payload bytes, signed correctly by Anhui's active, Shandong's
 //! active, Anhui's revoked or Anhui's lapsed key (exercises every content check past the
-//! signature). Whatever verifies must satisfy the checks the verifier promises.
+//! signature). Whatever verifies must satisfy the checks the verifier promises: among
+//! them canonical bytes, a lifetime within the trust list's bound and the key's window,
+//! and for a non-green status a rule that may assign it and names the signing province.
 #![no_main]
 
 use huren_fuzz::{fixture, Fixture, NOW};
-use huren_pki::attest::{Attestation, Status};
+use huren_pki::attest::{Attestation, Kid, Status};
 use huren_pki::policy;
 use huren_pki::qr;
 use huren_pki::trust::MAX_CLOCK_SKEW_SECS;
+use huren_pki::AuthorityRef;
 use huren_proto::pb;
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
@@ -21,13 +24,22 @@ fn check(f: &Fixture, signed: &pb::SignedAttestation, now: i64) {
         Ok(a) => {
             assert!(policy::wire_fields(&signed.payload).is_ok());
             let p = pb::AttestationPayload::decode(signed.payload.as_slice()).expect("verified payload decodes");
+            assert_eq!(p.encode_to_vec(), signed.payload, "verified payload is canonical");
             assert!(f.trust.field_policy().check(&p).is_ok());
             assert_eq!(Attestation::try_from(p).expect("verified payload is valid"), a);
             assert!(a.expires_at > now && a.issued_at <= now + MAX_CLOCK_SKEW_SECS);
-            assert!(f.trust.province(&a.province).is_some());
+            let province = f.trust.province(&a.province).expect("listed province");
+            let key = province.keys.get(&Kid::from_slice(&signed.kid).expect("kid")).expect("listed key");
+            assert!(a.expires_at - a.issued_at <= f.trust.attestation_bounds().max_lifetime);
+            assert!(key.not_before <= a.issued_at && a.expires_at <= key.not_after);
             match a.status {
                 Status::Green => assert!(a.rule_id.is_none()),
-                _ => assert!(f.trust.rule(a.rule_id.as_deref().expect("rule")).is_some()),
+                status => {
+                    let rule = f.trust.rule(a.rule_id.as_deref().expect("rule")).expect("registered rule");
+                    assert!(rule.may_assign.contains(&(status.to_pb() as i32)));
+                    let own = |r: &String| r.parse::<AuthorityRef>().is_ok_and(|r| r.province == a.province);
+                    assert!(rule.authorities.iter().any(own));
+                }
             }
             // A QR carrying it hands the exact bytes back.
             let text = qr::encode_qr(&pb::QrCode { attestation: Some(signed.clone()), token: vec![0; 16] });

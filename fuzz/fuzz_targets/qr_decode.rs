@@ -1,6 +1,6 @@
 //! QR strings and typed pairs as a hub scans or types them: `decode_qr`, `Scanned::parse`,
-//! `token_from_text`. Must never panic; whatever decodes must re-encode and decode to the
-//! same message.
+//! `token_from_text`. Must never panic; whatever decodes is canonical (re-encoding gives
+//! back the same string) and decodes again to the same message.
 #![no_main]
 
 use huren_pki::qr::{self, Scanned};
@@ -12,6 +12,8 @@ fuzz_target!(|data: &[u8]| {
         assert!(code.attestation.is_some());
         assert_eq!(code.token.len(), qr::TOKEN_LEN);
         let again = qr::encode_qr(&code);
+        // Only the canonical encoding decodes: re-encoding gives back the very string.
+        assert_eq!(again, text.trim().to_ascii_uppercase());
         if again.len() <= qr::MAX_QR_CHARS {
             assert_eq!(qr::decode_qr(&again).expect("re-encoded QR decodes"), code);
         }

@@ -66,7 +66,8 @@ pub fn fixture() -> &'static Fixture {
             title: format!("rule {id}"),
             may_assign: vec![status as i32],
             max_duration_seconds: 14 * 86_400,
-            authorities: vec!["hefei-cdc".into()],
+            // One authority per province, so a non-green status can verify for either.
+            authorities: vec!["340000/hefei-cdc".into(), "370000/jinan-cdc".into()],
             lapses_to: pb::HealthStatus::Green as i32,
             ..Default::default()
         };

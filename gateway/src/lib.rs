@@ -36,6 +36,7 @@ mod config;
 mod error;
 mod limits;
 mod metrics;
+mod node_call;
 mod receipts;
 mod request;
 pub mod retry;

@@ -13,9 +13,7 @@ use huren_proto::pb;
 use huren_runtime::error::{CallerError, Refusal as _};
 use huren_runtime::live::{LiveTrust, OfferError};
 use huren_runtime::tls::{self, ExpectedPeer, TlsIdentity};
-use pb::attestation_client::AttestationClient;
 use prost::Message as _;
-use tonic::transport::Channel;
 use tonic::{Code, Request, Response};
 
 use crate::authz::{authorize, Call};
@@ -24,6 +22,7 @@ use crate::capture::CaptureSink;
 use crate::error::{node_failure, transport_cause, GatewayError, MisconfiguredCause, UnavailableCause};
 use crate::limits::MissPolicy;
 use crate::metrics::Metrics;
+use crate::node_call::{self, NodeClient};
 use crate::receipts::ReceiptStore;
 use crate::request::Lookup;
 use crate::retry::{retryable, RetryBudget};
@@ -34,7 +33,7 @@ use tower::retry::budget::{Budget as _, TpsBudget};
 /// A province's node endpoints, in the trust list's order, one client each.
 struct Route {
     endpoints: Vec<String>,
-    clients: Vec<AttestationClient<ConcurrencyLimit<Channel>>>,
+    clients: Vec<NodeClient>,
     /// Per endpoint, the serials of the node chain its connection presented: cached
     /// answers carry them, so a revoked node certificate's answers stop being served.
     served_by: Vec<tls::ServerSerials>,
@@ -167,7 +166,7 @@ impl State {
             let (channel, serials) = tls::observed_channel(endpoint, config.clone(), self.connect_timeout)
                 .map_err(|e| misconfigured(MisconfiguredCause::Client(format!("province {code}: {e}"))))?;
             // Bounded in-flight calls per endpoint: a slow province queues its own lookups only.
-            clients.push(AttestationClient::new(ConcurrencyLimit::new(channel, self.node_concurrency)));
+            clients.push(NodeClient::new(ConcurrencyLimit::new(channel, self.node_concurrency)));
             served_by.push(serials);
         }
         let route = Arc::new(Route {
@@ -359,7 +358,7 @@ impl LookupService {
             if attempt == 0 {
                 route.budget.deposit();
             }
-            match tokio::time::timeout_at(deadline, client.attest(call)).await {
+            match tokio::time::timeout_at(deadline, node_call::attest(&mut client, call)).await {
                 Ok(Err(status))
                     if attempt + 1 < ATTEMPTS
                         && retryable(status.code(), transport_cause(&status).is_some())
@@ -403,13 +402,17 @@ impl LookupService {
             }
             None => return Err(GatewayError::ProvinceTimeout { province: code.clone() }),
         };
-        state.capture("Attest", "node->gateway", &answer);
+        state.capture("Attest", "node->gateway", &answer.response);
         let violation = |reason: String, label: &'static str| {
             state.metrics.violation(code.as_str(), label);
             // No token, subject or payload content here: province and reason only.
             tracing::warn!(province = %code, reason = label, "policy violation: attestation refused");
             GatewayError::PolicyViolation { province: code.clone(), reason, label }
         };
+        if answer.more {
+            return Err(violation("node answered with more than one message".into(), "multiple_messages"));
+        }
+        let answer = answer.response;
         let signed =
             answer.attestation.ok_or_else(|| violation("node answered without an attestation".into(), "empty"))?;
         let attestation = check(trust, &signed, lookup, now).map_err(|(reason, label)| violation(reason, label))?;

@@ -39,7 +39,9 @@ pub struct NodeConfig {
     pub gateway: Option<String>,
     /// Signed trust list file (verified against `ca` at start).
     pub trust_list: PathBuf,
-    /// Longest validity of an attestation, seconds.
+    /// Longest validity of an attestation, seconds. What is signed is also clamped to the
+    /// trust list's attestation lifetime bound (default 3600) and the key's `not_after`,
+    /// so a longer value here never produces an attestation verifiers refuse.
     pub attestation_ttl_seconds: i64,
     /// Default token lifetime when IssueToken asks for none, seconds.
     pub token_lifetime_seconds: u32,

@@ -22,7 +22,8 @@ use crate::store::{NodeStore, StatusRecord, TokenRecord};
 /// Tunables of a node.
 #[derive(Debug, Clone)]
 pub struct NodeSettings {
-    /// Longest validity of an attestation, seconds.
+    /// Longest validity of an attestation, seconds (also clamped to the trust list's
+    /// lifetime bound and the signing key's `not_after` when signing).
     pub attestation_ttl_seconds: i64,
     /// Token lifetime when `IssueToken` asks for none, seconds.
     pub token_lifetime_seconds: u32,
@@ -181,12 +182,24 @@ impl Inner {
             lapsed = StatusRecord { status: exit, rule_id, ..status.clone() };
             (&lapsed, now + self.settings.attestation_ttl_seconds)
         };
-        let expires_at = (now + self.settings.attestation_ttl_seconds).min(valid_until).min(not_after);
         // Only the fields the trust list's policy allows for this purpose are ever built.
         let policy = trust.field_policy();
         if policy.allowed(purpose).is_none() {
             return Err(NodeError::PurposeNotInPolicy { purpose: purpose.to_owned() });
         }
+        let key = self.keys.signing_key(&trust, &self.province, now).ok_or_else(|| NodeError::NoSigningKey {
+            province: self.province.clone(),
+            signing: Signing::Attestation { trust_list: trust.sequence() },
+        })?;
+        // Never sign what a verifier refuses: within the trust list's lifetime bound and
+        // the signing key's window, whatever the configured TTL or the token's lifetime.
+        let key_not_after =
+            trust.province(&self.province).and_then(|p| p.keys.get(&key.kid())).map_or(now, |k| k.not_after);
+        let expires_at = (now + self.settings.attestation_ttl_seconds)
+            .min(valid_until)
+            .min(not_after)
+            .min(now + trust.attestation_bounds().max_lifetime)
+            .min(key_not_after);
         let test_recency = if policy.allows(purpose, "test_recency") { status.test_recency } else { 0 };
         let payload = pb::AttestationPayload {
             version: PAYLOAD_VERSION,
@@ -199,10 +212,6 @@ impl Inner {
             test_recency,
             purpose: purpose.to_owned(),
         };
-        let key = self.keys.signing_key(&trust, &self.province, now).ok_or_else(|| NodeError::NoSigningKey {
-            province: self.province.clone(),
-            signing: Signing::Attestation { trust_list: trust.sequence() },
-        })?;
         Ok(key.sign(&payload))
     }
 }

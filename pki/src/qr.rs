@@ -6,6 +6,7 @@
 //! (128 bits) written as base32 on the command line; they never encode an ID number.
 
 use huren_proto::pb;
+use prost::encoding::{decode_key, skip_field, DecodeContext, WireType};
 use prost::Message;
 
 use crate::identity::ProvinceCode;
@@ -33,6 +34,14 @@ pub enum QrError {
     /// The decoded body, or the attestation payload inside it, is not valid protobuf.
     #[error("QR body is not a valid QrCode message")]
     Decode,
+    /// The QR message, or the signed attestation inside it, carries a field number its
+    /// message does not define (or one field twice): possibly smuggled data.
+    #[error("QR message carries unknown or repeated protobuf field number {0}")]
+    UnknownField(u32),
+    /// The QR message decodes but is not the canonical encoding of what it decodes to
+    /// (over-long varints, tags or lengths, fields out of order, defaults written).
+    #[error("QR message is not canonically encoded")]
+    NonCanonical,
     /// The QR message has no signed attestation.
     #[error("QR carries no attestation")]
     MissingAttestation,
@@ -75,7 +84,9 @@ pub fn encode_qr(qr: &pb::QrCode) -> String {
 }
 
 /// Decodes a QR string (prefix in either case, surrounding whitespace ignored) and checks
-/// that it carries an attestation and a token of the right length. Nothing is verified.
+/// that it is strictly encoded (only the fields `QrCode` and `SignedAttestation` define,
+/// each once, in canonical form: the bytes are what re-encoding gives) and carries an
+/// attestation and a token of the right length. Nothing is verified.
 pub fn decode_qr(text: &str) -> Result<pb::QrCode, QrError> {
     let text = text.trim();
     if text.len() > MAX_QR_CHARS {
@@ -94,6 +105,15 @@ pub fn decode_qr(text: &str) -> Result<pb::QrCode, QrError> {
     let body = text.strip_prefix(QR_PREFIX).ok_or(QrError::Prefix)?;
     let bytes = data_encoding::BASE32_NOPAD.decode(body.as_bytes()).map_err(|_| QrError::Encoding)?;
     let qr = pb::QrCode::decode(bytes.as_slice()).map_err(|_| QrError::Decode)?;
+    // prost skips unknown fields and keeps the last of repeated ones: read them off the wire.
+    let attestation = known_fields(&bytes, &[(1, WireType::LengthDelimited), (2, WireType::LengthDelimited)])?;
+    if let Some(inner) = attestation {
+        let fields = [(1, WireType::LengthDelimited), (2, WireType::LengthDelimited), (3, WireType::LengthDelimited)];
+        known_fields(inner, &fields)?;
+    }
+    if qr.encode_to_vec() != bytes {
+        return Err(QrError::NonCanonical);
+    }
     if qr.attestation.is_none() {
         return Err(QrError::MissingAttestation);
     }
@@ -101,6 +121,31 @@ pub fn decode_qr(text: &str) -> Result<pb::QrCode, QrError> {
         return Err(QrError::Token);
     }
     Ok(qr)
+}
+
+/// Checks that `bytes` holds only the `known` fields (number, wire type), each at most
+/// once; returns the body of field 1 if it is present (the embedded attestation).
+fn known_fields<'a>(bytes: &'a [u8], known: &[(u32, WireType)]) -> Result<Option<&'a [u8]>, QrError> {
+    let mut buf = bytes;
+    let mut seen = Vec::new();
+    let mut first = None;
+    while !buf.is_empty() {
+        let (number, wire_type) = decode_key(&mut buf).map_err(|_| QrError::Decode)?;
+        if !known.contains(&(number, wire_type)) || seen.contains(&number) {
+            return Err(QrError::UnknownField(number));
+        }
+        seen.push(number);
+        let before = buf;
+        skip_field(wire_type, number, &mut buf, DecodeContext::default()).map_err(|_| QrError::Decode)?;
+        if number == 1 {
+            // The field's body: what was skipped, minus its length prefix.
+            let field = &before[..before.len() - buf.len()];
+            let mut len = field;
+            let n = prost::encoding::decode_varint(&mut len).map_err(|_| QrError::Decode)?;
+            first = Some(&len[..usize::try_from(n).map_err(|_| QrError::Decode)?]);
+        }
+    }
+    Ok(first)
 }
 
 /// What a hub scanned or typed.
@@ -176,5 +221,43 @@ mod tests {
         assert!(matches!(Scanned::parse("340000-XYZ"), Err(QrError::Form)));
         assert!(matches!(Scanned::parse("34000:ABC"), Err(QrError::Province(_))));
         assert_eq!(decode_qr("hrn1:!!!!").unwrap_err(), QrError::Encoding, "lower case is read as a QR");
+    }
+
+    fn sample() -> Vec<u8> {
+        let signed = pb::SignedAttestation { payload: vec![8, 1], signature: vec![1; 64], kid: vec![2; 8] };
+        pb::QrCode { attestation: Some(signed), token: vec![3; TOKEN_LEN] }.encode_to_vec()
+    }
+
+    fn text(bytes: &[u8]) -> String {
+        format!("{QR_PREFIX}{}", data_encoding::BASE32_NOPAD.encode(bytes))
+    }
+
+    #[test]
+    fn only_canonical_qr_messages_with_known_fields_decode() {
+        assert!(decode_qr(&text(&sample())).is_ok());
+        let mut unknown = sample();
+        unknown.extend_from_slice(&[3 << 3, 1]); // field 3, varint 1
+        assert_eq!(decode_qr(&text(&unknown)).unwrap_err(), QrError::UnknownField(3));
+        let mut repeated = sample();
+        repeated.extend_from_slice(&[(2 << 3) | 2, 1, 0]); // token again
+        assert_eq!(decode_qr(&text(&repeated)).unwrap_err(), QrError::UnknownField(2));
+        // An unknown field inside the embedded attestation (its length grows by two).
+        let mut inner = sample();
+        assert_eq!(inner[0], (1 << 3) | 2);
+        inner[1] += 2;
+        inner.splice(2..2, [4 << 3, 1]);
+        assert_eq!(decode_qr(&text(&inner)).unwrap_err(), QrError::UnknownField(4));
+        // The same message with a two-byte tag, a two-byte length, fields out of order.
+        let mut long_tag = sample();
+        long_tag.splice(0..1, [0x8a, 0x00]);
+        assert_eq!(decode_qr(&text(&long_tag)).unwrap_err(), QrError::NonCanonical);
+        let mut long_len = sample();
+        let len = long_len[1];
+        long_len.splice(1..2, [len | 0x80, 0x00]);
+        assert_eq!(decode_qr(&text(&long_len)).unwrap_err(), QrError::NonCanonical);
+        let good = sample();
+        let attestation_end = 2 + usize::from(good[1]);
+        let swapped = [&good[attestation_end..], &good[..attestation_end]].concat();
+        assert_eq!(decode_qr(&text(&swapped)).unwrap_err(), QrError::NonCanonical);
     }
 }

@@ -112,6 +112,53 @@ pub enum AttestationError {
     /// A non-green status cites a rule id the trust list does not carry.
     #[error("attestation cites rule {0:?}, which is not in the rule registry")]
     UnregisteredRule(String),
+    /// A non-green status cites a registered rule that may not assign that status.
+    #[error("rule {rule:?} may not assign {status}")]
+    RuleCannotAssign {
+        /// The rule cited.
+        rule: String,
+        /// The status attested.
+        status: crate::attest::Status,
+    },
+    /// A non-green status cites a registered rule that names no authority of the signing
+    /// province: only another province's authorities may apply it.
+    #[error("rule {rule:?} names no authority of province {province}")]
+    RuleNotForProvince {
+        /// The rule cited.
+        rule: String,
+        /// The province that signed the attestation.
+        province: ProvinceCode,
+    },
+    /// `expires_at - issued_at` exceeds the trust list's attestation lifetime bound.
+    #[error("attestation is valid for {lifetime} s, beyond the trust list's maximum of {max} s")]
+    LifetimeTooLong {
+        /// `expires_at - issued_at`, seconds.
+        lifetime: i64,
+        /// The bound in force ([`TrustList::attestation_bounds`]).
+        max: i64,
+    },
+    /// The attestation's validity does not lie within its signing key's window: issued
+    /// before the key's `not_before`, or expiring after its `not_after`.
+    #[error("attestation valid from {issued_at} until {expires_at} lies outside key {province}/{kid}'s window ({not_before} until {not_after})")]
+    OutsideKeyValidity {
+        /// The attestation's `issued_at`, Unix seconds.
+        issued_at: i64,
+        /// The attestation's `expires_at`, Unix seconds.
+        expires_at: i64,
+        /// The province it names.
+        province: ProvinceCode,
+        /// The key that signed it.
+        kid: Kid,
+        /// Start of the key's window, Unix seconds.
+        not_before: i64,
+        /// End of the key's window (exclusive), Unix seconds.
+        not_after: i64,
+    },
+    /// The payload decodes, but its bytes are not the canonical encoding of what they
+    /// decode to (an over-long varint, tag or length, fields out of order, a default
+    /// value written): one signed statement must have exactly one byte form.
+    #[error("attestation payload is not canonically encoded")]
+    NonCanonical,
     /// The payload breaks the minimum-fields policy.
     #[error("attestation breaks the field policy: {0}")]
     Policy(#[from] Violation),
@@ -159,6 +206,11 @@ impl AttestationError {
             AttestationError::SunsetLeftovers { .. } => "sunset_leftovers",
             AttestationError::FutureDated(_) => "future_dated",
             AttestationError::UnregisteredRule(_) => "unregistered_rule",
+            AttestationError::RuleCannotAssign { .. } => "rule_cannot_assign",
+            AttestationError::RuleNotForProvince { .. } => "rule_not_for_province",
+            AttestationError::LifetimeTooLong { .. } => "lifetime_too_long",
+            AttestationError::OutsideKeyValidity { .. } => "outside_key_validity",
+            AttestationError::NonCanonical => "non_canonical",
             AttestationError::Policy(v) => v.reason(),
         }
     }
@@ -289,6 +341,9 @@ impl TrustList {
                 return Err(content(format!("duplicate rule {}", r.id)));
             }
         }
+        if list.attestation_bounds.is_some_and(|b| b.max_lifetime_seconds < 0) {
+            return Err(content("attestation lifetime bound is negative"));
+        }
         // Canonical forms, so a list written with `00`-padded serials still matches.
         let revoked = list.revoked_serials.iter().map(|s| crate::serial::canonical(s)).collect();
         let policy = FieldPolicy::from_pb(list.field_policy.as_ref()).map_err(content)?;
@@ -395,7 +450,28 @@ pub struct Retention {
     pub cache_max: i64,
 }
 
+/// Built-in bound on an attestation's lifetime (`expires_at - issued_at`) when the trust
+/// list sets none: an hour. A node signs for 300 s by default (`attestation_ttl_seconds`,
+/// QR attestations included), so honest nodes stay well inside it with room to raise
+/// their TTL, while a compromised one cannot mint a status that outlives a key
+/// revocation by more than that. Nodes clamp to the bound in force, so a longer
+/// configured TTL never produces a refused attestation.
+pub const DEFAULT_MAX_ATTESTATION_LIFETIME_SECS: i64 = 3600;
+
+/// Effective bounds on an attestation's validity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttestationBounds {
+    /// Longest `expires_at - issued_at`, seconds.
+    pub max_lifetime: i64,
+}
+
 impl TrustList {
+    /// Attestation validity bounds in force (the default for an unset value).
+    pub fn attestation_bounds(&self) -> AttestationBounds {
+        let max = self.list.attestation_bounds.unwrap_or_default().max_lifetime_seconds;
+        AttestationBounds { max_lifetime: if max > 0 { max } else { DEFAULT_MAX_ATTESTATION_LIFETIME_SECS } }
+    }
+
     /// Retention windows in force (defaults for unset values).
     pub fn retention(&self) -> Retention {
         let r = self.list.retention.unwrap_or_default();
@@ -573,6 +649,10 @@ pub fn diff(old: &TrustList, new: &TrustList) -> Vec<String> {
     }
     if o.sunset != n.sunset {
         out.push(format!("~ sunset {:?} -> {:?}", o.sunset, n.sunset));
+    }
+    let (a, b) = (old.attestation_bounds().max_lifetime, new.attestation_bounds().max_lifetime);
+    if a != b {
+        out.push(format!("~ attestation lifetime bound {a} s -> {b} s"));
     }
     out
 }

@@ -45,6 +45,8 @@ fn fixture() -> &'static Fixture {
             id: id.into(),
             title: id.into(),
             may_assign: vec![status as i32],
+            // Each province's own authority may apply it, so it holds for either signer.
+            authorities: PROVINCES.iter().map(|p| format!("{p}/cdc")).collect(),
             ..Default::default()
         };
         let list = pb::TrustList {
@@ -91,8 +93,9 @@ fn valid_attestation() -> impl Strategy<Value = (usize, Attestation)> {
     (
         0..PROVINCES.len(),
         prop_oneof![Just(Status::Green), Just(Status::Yellow), Just(Status::Red)],
-        0i64..3600,
-        1i64..86_400,
+        // Within the default lifetime bound (an hour) and the keys' windows.
+        0i64..1800,
+        1i64..1800,
         any::<[u8; 32]>(),
         0i32..=4,
         prop::sample::select(policy::DEFAULT_PURPOSES.to_vec()),
@@ -297,6 +300,31 @@ proptest! {
             prop_assert_eq!(policy::wire_fields(&bytes).unwrap(), present);
         } else {
             prop_assert_eq!(policy::wire_fields(&bytes).unwrap_err(), Violation::Oversized(bytes.len()));
+        }
+    }
+
+    #[test]
+    fn any_verified_payload_is_canonical(
+        (p, attestation) in valid_attestation(),
+        edits in prop::collection::vec((any::<usize>(), any::<u8>()), 0..4),
+        insert in prop::option::of((any::<usize>(), prop::collection::vec(any::<u8>(), 1..4))),
+    ) {
+        // Arbitrary byte edits of an honest payload, re-signed with the real key: whatever
+        // the verifier accepts is exactly prost's (canonical) encoding of what it decodes to.
+        let f = fixture();
+        let mut bytes = pb::AttestationPayload::from(&attestation).encode_to_vec();
+        for (i, b) in edits {
+            let i = i % bytes.len();
+            bytes[i] = b;
+        }
+        if let Some((i, extra)) = insert {
+            let i = i % (bytes.len() + 1);
+            bytes.splice(i..i, extra);
+        }
+        let signed = f.keys[p].sign_bytes(bytes.clone());
+        if verify(&f.trust, &signed, NOW).is_ok() {
+            let decoded = pb::AttestationPayload::decode(bytes.as_slice()).unwrap();
+            prop_assert_eq!(decoded.encode_to_vec(), bytes);
         }
     }
 

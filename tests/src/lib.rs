@@ -218,6 +218,103 @@ pub async fn replace_node_with_async_fake(
     serve_async_fake_node(identity, listener, script)
 }
 
+/// What a raw scripted node answers: every message of its `Attest` response, in order
+/// (tonic's server sends exactly one; a hostile node may send none or several).
+pub type RawScript = Arc<dyn Fn(&pb::AttestRequest) -> Vec<pb::AttestResponse> + Send + Sync>;
+
+/// A node that speaks gRPC by hand: it reads the one length-prefixed `AttestRequest`
+/// and answers with each message of its script as a length-prefixed frame, then
+/// `grpc-status: 0`.
+#[derive(Clone)]
+struct RawNode(RawScript);
+
+impl tonic::server::NamedService for RawNode {
+    const NAME: &'static str = "huren.v1.Attestation";
+}
+
+/// A response body: the given frames, in order.
+struct Frames(std::collections::VecDeque<http_body::Frame<tonic::codegen::Bytes>>);
+
+impl http_body::Body for Frames {
+    type Data = tonic::codegen::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::task::Poll::Ready(self.0.pop_front().map(Ok))
+    }
+}
+
+impl tonic::codegen::Service<http::Request<tonic::body::Body>> for RawNode {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
+        use http_body::Body as _;
+        use prost::Message as _;
+        let script = self.0.clone();
+        Box::pin(async move {
+            let mut body = request.into_body();
+            let mut bytes = Vec::new();
+            while let Some(Ok(frame)) = std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await {
+                if let Some(data) = frame.data_ref() {
+                    bytes.extend_from_slice(data);
+                }
+            }
+            let request = bytes.get(5..).and_then(|m| pb::AttestRequest::decode(m).ok()).unwrap_or_default();
+            let mut data = Vec::new();
+            for message in script(&request) {
+                let encoded = message.encode_to_vec();
+                data.push(0);
+                data.extend_from_slice(&(encoded.len() as u32).to_be_bytes());
+                data.extend_from_slice(&encoded);
+            }
+            let mut trailers = http::HeaderMap::new();
+            trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+            let frames = Frames([http_body::Frame::data(data.into()), http_body::Frame::trailers(trailers)].into());
+            let response = http::Response::builder()
+                .header("content-type", "application/grpc")
+                .body(tonic::body::Body::new(frames))
+                .expect("response");
+            Ok(response)
+        })
+    }
+}
+
+/// As [`replace_node_with_fake`], with a node that answers each `Attest` with every
+/// message its script returns (a hostile node answering two messages to one call).
+pub async fn replace_node_with_raw_fake(
+    federation: &mut Federation,
+    province: &ProvinceCode,
+    script: RawScript,
+) -> oneshot::Sender<()> {
+    let addr = federation
+        .stop_node(province)
+        .deadline(&format!("province {province}'s node to stop (graceful drain)"))
+        .await
+        .expect("stop node");
+    let listener = TcpListener::bind(addr).await.expect("rebind");
+    let identity = federation.identity("node", province.as_str()).expect("node identity");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let incoming = tls_incoming(&identity, listener);
+    tokio::spawn(async move {
+        let _ = tonic::transport::Server::builder()
+            .add_service(RawNode(script))
+            .serve_with_incoming_shutdown(incoming, async {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    stop
+}
+
 /// A script that never answers: a node that hangs (the caller's deadline ends the call).
 pub fn hanging_script() -> AsyncScript {
     Arc::new(|_| Box::pin(std::future::pending()))

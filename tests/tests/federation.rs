@@ -535,3 +535,42 @@ async fn tokens_live_five_minutes_unless_asked_otherwise() {
     let err = hub.lookup(&code("340000"), &issued.token, "transit.rail").await.unwrap_err();
     assert_eq!(err.code(), Some(Code::NotFound), "{err}");
 }
+
+/// `expires_at - issued_at` of the attestation in `qr`, checked by the one verifier at `now`.
+fn verified_lifetime(trust: &huren_pki::TrustList, qr: &str, now: i64) -> (i64, i64) {
+    let status = huren_client::verify_offline(trust, qr, now).expect("the honest QR verifies offline");
+    let signed = qr::decode_qr(qr).unwrap().attestation.unwrap();
+    let payload = <pb::AttestationPayload as prost::Message>::decode(signed.payload.as_slice()).unwrap();
+    assert_eq!(status.expires_at, payload.expires_at);
+    (payload.expires_at - payload.issued_at, payload.expires_at)
+}
+
+#[tokio::test]
+async fn an_honest_node_with_a_long_ttl_signs_within_the_lifetime_bound_and_its_keys_window() {
+    let (clock, hand) = huren_runtime::clock::Clock::manual(unix_now());
+    let mut options = huren_cli::federation::FederationOptions::default();
+    options.node.attestation_ttl_seconds = 86_400;
+    options.node.clock = clock;
+    let (f, _dir) = start_with(options).await;
+    let anhui = code("340000");
+
+    // A day's TTL, a day's token: the node clamps to the trust list's bound (built-in 3600 s).
+    let issued = seed(&f, &demo_subject("340000"), 86_400).await.unwrap();
+    let trust = f.trust_list().unwrap();
+    assert_eq!(verified_lifetime(&trust, &issued.qr, hand.now()).0, 3600);
+
+    // A tighter bound from the coordinators reaches the node and binds it at once.
+    f.pki.set_attestation_bounds(huren_pki::registry::RegistryAttestationBounds { max_lifetime_seconds: 600 }).unwrap();
+    let sequence = f.publish().await.unwrap();
+    f.until_everyone_has(sequence).deadline("every server holds the new bound").await.unwrap();
+    let trust = f.trust_list().unwrap();
+    let issued = seed(&f, &demo_subject("340000"), 86_400).await.unwrap();
+    assert_eq!(verified_lifetime(&trust, &issued.qr, hand.now()).0, 600);
+
+    // Near the end of its key's window, the node signs no further than the key's not_after.
+    let key_not_after =
+        trust.province(&anhui).unwrap().keys.values().find(|k| k.status == pb::KeyStatus::Active).unwrap().not_after;
+    hand.advance(key_not_after - 100 - hand.now());
+    let issued = seed(&f, &demo_subject("340000"), 86_400).await.unwrap();
+    assert_eq!(verified_lifetime(&trust, &issued.qr, hand.now()), (100, key_not_after));
+}

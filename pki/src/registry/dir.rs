@@ -65,6 +65,7 @@ impl PkiDir {
                 .collect(),
             hubs: vec![],
             retention: None,
+            attestation_bounds: None,
             sunset: None,
         })?;
         Ok(pki)
@@ -239,6 +240,10 @@ impl PkiDir {
                 audit_max_age_seconds: r.audit_max_age_seconds,
                 cache_max_seconds: r.cache_max_seconds,
             }),
+            attestation_bounds: registry
+                .attestation_bounds
+                .as_ref()
+                .map(|b| pb::AttestationBounds { max_lifetime_seconds: b.max_lifetime_seconds }),
             field_policy: Some(Self::field_policy(&registry)?.to_pb()),
             hubs: registry
                 .hubs

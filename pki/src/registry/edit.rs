@@ -235,6 +235,16 @@ impl PkiDir {
         self.save_registry(&registry)
     }
 
+    /// Sets the longest attestation lifetime every verifier accepts (0 = built-in default).
+    pub fn set_attestation_bounds(&self, bounds: RegistryAttestationBounds) -> Result<(), RegistryError> {
+        if bounds.max_lifetime_seconds < 0 {
+            return Err(RegistryError::Policy("the attestation lifetime bound cannot be negative".into()));
+        }
+        let mut registry = self.registry()?;
+        registry.attestation_bounds = Some(bounds);
+        self.save_registry(&registry)
+    }
+
     /// Orders the federation to end at `effective_at`: gateways stop routing, nodes purge
     /// everything and hand in signed deletion receipts.
     pub fn set_sunset(&self, effective_at: i64, reason: &str) -> Result<(), RegistryError> {

@@ -140,9 +140,22 @@ pub struct Registry {
     /// Retention windows (unset = built-in defaults).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention: Option<RegistryRetention>,
+    /// Bounds on every attestation's validity (unset = built-in default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attestation_bounds: Option<RegistryAttestationBounds>,
     /// The order to end the federation, once given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sunset: Option<RegistrySunset>,
+}
+
+/// Attestation validity bounds; 0 means the built-in default
+/// ([`trust::DEFAULT_MAX_ATTESTATION_LIFETIME_SECS`]).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryAttestationBounds {
+    /// Longest `expires_at - issued_at` any verifier accepts, seconds.
+    #[serde(default)]
+    pub max_lifetime_seconds: i64,
 }
 
 /// Retention windows in seconds; 0 means the built-in default ([`trust::DEFAULT_RETENTION`]).

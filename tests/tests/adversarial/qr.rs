@@ -28,6 +28,17 @@ fn verify_offline(c: &Ctx, code: &pb::QrCode) -> Outcome {
     huren_cli::hub::verify_offline(&trust, &qr::encode_qr(code), unix_now()).map(drop).map_err(error)
 }
 
+/// `HRN1:` and the base32 of `bytes`, however they are encoded.
+fn qr_text(bytes: &[u8]) -> String {
+    format!("{}{}", qr::QR_PREFIX, data_encoding::BASE32_NOPAD.encode(bytes))
+}
+
+/// A QR string as a hub verifies it offline, against the gateway's current trust list.
+fn verify_offline_text(c: &Ctx, text: &str) -> Outcome {
+    let trust = c.f.gateway_trust().expect("gateway").current();
+    huren_cli::hub::verify_offline(&trust, text, unix_now()).map(drop).map_err(error)
+}
+
 rows![
     // --- malformed QR strings (parsed by every hub before anything else)
     case(qr_with_a_wrong_prefix, "QR with a wrong prefix", Error("does not start with HRN1:"), |c| {
@@ -129,6 +140,34 @@ rows![
                 let mut code = genuine(&c);
                 edit_payload(&mut code, |p| p.expires_at += 86_400);
                 verify_offline(&c, &code)
+            })
+        }
+    ),
+    case(
+        qr_with_an_extra_unknown_outer_field,
+        "QR with an extra unknown outer field",
+        Error("QR message carries unknown or repeated protobuf field number 3"),
+        |c| {
+            Box::pin(async move {
+                // Field 3 (varint 1) after the attestation and token: prost would skip it.
+                let mut bytes = genuine(&c).encode_to_vec();
+                bytes.extend_from_slice(&[3 << 3, 1]);
+                verify_offline_text(&c, &qr_text(&bytes))
+            })
+        }
+    ),
+    case(
+        qr_with_a_non_canonical_outer_encoding,
+        "QR with a non-canonical outer encoding",
+        Error("QR message is not canonically encoded"),
+        |c| {
+            Box::pin(async move {
+                // The token field's tag (field 2, length-delimited) written in two bytes.
+                let code = genuine(&c);
+                let mut bytes = pb::QrCode { attestation: code.attestation.clone(), token: vec![] }.encode_to_vec();
+                bytes.extend_from_slice(&[0x92, 0x00, code.token.len() as u8]);
+                bytes.extend_from_slice(&code.token);
+                verify_offline_text(&c, &qr_text(&bytes))
             })
         }
     ),

@@ -75,6 +75,12 @@ pub enum PkiCommand {
         #[arg(long, default_value_t = 0)]
         cache_max_seconds: i64,
     },
+    /// Bounds on every attestation's validity, checked by every verifier.
+    AttestationBounds {
+        /// Longest `expires_at - issued_at` accepted, seconds (0 = built-in default, 3600).
+        #[arg(long, default_value_t = 0)]
+        max_lifetime_seconds: i64,
+    },
     /// Order the federation to end: gateways stop routing, nodes purge and hand in receipts.
     Sunset {
         /// Effective time, Unix seconds (default: now).
@@ -141,6 +147,11 @@ pub async fn run(args: PkiArgs) -> Result<()> {
                 cache_max_seconds,
             })?;
             println!("retention set; sign and upload a new trust list to publish it");
+        }
+        PkiCommand::AttestationBounds { max_lifetime_seconds } => {
+            PkiDir::open(&dir)?
+                .set_attestation_bounds(huren_pki::registry::RegistryAttestationBounds { max_lifetime_seconds })?;
+            println!("attestation bounds set; sign and upload a new trust list to publish it");
         }
         PkiCommand::Sunset { at, reason } => {
             let at = at.unwrap_or_else(unix_now);

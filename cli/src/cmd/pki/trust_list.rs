@@ -103,7 +103,7 @@ pub(crate) async fn run(dir: &Path, command: TrustListCommand) -> Result<()> {
 }
 
 /// The trust list as `show` prints it: provinces (sorted by code) with their keys, rules,
-/// revoked serials.
+/// revoked serials, attestation bounds.
 fn trust_list_json(list: &TrustList) -> serde_json::Value {
     let raw = list.raw();
     let mut provinces: Vec<_> = raw
@@ -136,5 +136,7 @@ fn trust_list_json(list: &TrustList) -> serde_json::Value {
             "authorities": r.authorities,
         })).collect::<Vec<_>>(),
         "revoked_serials": raw.revoked_serials,
+        // The bound in force (the built-in default when the list sets none).
+        "attestation_bounds": { "max_lifetime_seconds": list.attestation_bounds().max_lifetime },
     })
 }

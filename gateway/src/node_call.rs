@@ -1,0 +1,47 @@
+//! The gateway's one call to a province node, `Attestation/Attest`, read strictly.
+//!
+//! tonic's unary client decodes the first message of the response and ignores any that
+//! follow, so a node could answer two attestations and have the second silently dropped
+//! (or, with another client, the second believed). The call is therefore made as a
+//! server-streaming call on the same path: the first message is the answer, and the
+//! stream is read once more to see whether the node sent another; trailers (the status)
+//! are read either way, exactly as the unary client would.
+
+use huren_proto::pb;
+use tonic::client::Grpc;
+use tonic::codegen::http::uri::PathAndQuery;
+use tonic::codegen::GrpcMethod;
+use tonic::transport::Channel;
+use tonic::{Request, Response, Status};
+use tower::limit::ConcurrencyLimit;
+
+/// A node's answer to `Attest`.
+#[derive(Debug)]
+pub(crate) struct NodeAnswer {
+    /// The first (and for an honest node, only) message.
+    pub(crate) response: pb::AttestResponse,
+    /// Whether the node sent a second message after it (a policy violation).
+    pub(crate) more: bool,
+}
+
+/// A gRPC client of one node endpoint.
+pub(crate) type NodeClient = Grpc<ConcurrencyLimit<Channel>>;
+
+/// Calls `Attest` on `client`, reading the response as a stream (see the module docs).
+pub(crate) async fn attest(
+    client: &mut NodeClient,
+    call: Request<pb::AttestRequest>,
+) -> Result<Response<NodeAnswer>, Status> {
+    client.ready().await.map_err(|e| Status::unknown(format!("Service was not ready: {e}")))?;
+    let mut call = call;
+    call.extensions_mut().insert(GrpcMethod::new("huren.v1.Attestation", "Attest"));
+    let path = PathAndQuery::from_static("/huren.v1.Attestation/Attest");
+    let response =
+        client.server_streaming::<_, pb::AttestResponse, _>(call, path, tonic_prost::ProstCodec::default()).await?;
+    let (metadata, mut stream, extensions) = response.into_parts();
+    // As the unary client: no message at all is an error.
+    let response = stream.message().await?.ok_or_else(|| Status::internal("Missing response message."))?;
+    // Reads a second message if there is one, else the trailers (an error status fails here).
+    let more = stream.message().await?.is_some();
+    Ok(Response::from_parts(metadata, NodeAnswer { response, more }, extensions))
+}

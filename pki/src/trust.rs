@@ -356,6 +356,16 @@ impl TrustList {
     pub fn rule(&self, id: &str) -> Option<&pb::Rule> {
         self.rules.get(id)
     }
+    /// The authorities (`<province>/<name>`) that may lift a status held under `rule`
+    /// before it lapses: its `may_lift`, or when that is empty the authorities that may
+    /// apply it.
+    pub fn lifters(rule: &pb::Rule) -> &[String] {
+        if rule.may_lift.is_empty() {
+            &rule.authorities
+        } else {
+            &rule.may_lift
+        }
+    }
     /// Whether a certificate serial (lowercase hex) is revoked.
     pub fn is_revoked(&self, serial_hex: &str) -> bool {
         self.revoked.contains(serial_hex)

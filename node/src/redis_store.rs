@@ -238,8 +238,14 @@ impl RedisStore {
     }
 
     /// Reads previous versions and the frontier under WATCH, then writes everything in
-    /// one transaction; retried when another writer got in between.
-    fn upsert_all(&self, batch: Vec<(String, StatusRecord)>) -> Result<Vec<u64>, StoreError> {
+    /// one transaction; retried when another writer got in between. With `expected`, every
+    /// subject's status must still be at that version (0: none yet), else nothing is written
+    /// and the answer is `None` (a conditional change: one subject).
+    fn upsert_all(
+        &self,
+        batch: Vec<(String, StatusRecord)>,
+        expected: Option<u64>,
+    ) -> Result<Option<Vec<u64>>, StoreError> {
         let k = self.keys();
         self.with(|conn| {
             let unwatch = |conn: &mut redis::Connection, e: StoreError| {
@@ -268,6 +274,10 @@ impl RedisStore {
                             None => 0,
                         },
                     };
+                    if expected.is_some_and(|e| e != previous) {
+                        redis::cmd("UNWATCH").exec(conn).map_err(backend)?;
+                        return Ok(None);
+                    }
                     let mut record = record.clone();
                     record.version = previous + 1;
                     latest.insert(subject_ref, record.version);
@@ -291,7 +301,7 @@ impl RedisStore {
                 // EXEC answers nil when a watched key changed: nothing was written.
                 let done: Option<()> = pipe.query(conn).map_err(backend)?;
                 if done.is_some() {
-                    return Ok(versions);
+                    return Ok(Some(versions));
                 }
             }
             Err(backend(format!("status change kept conflicting with other writers ({MAX_ATTEMPTS} attempts)")))
@@ -488,15 +498,22 @@ impl NodeStore for RedisStore {
     }
 
     fn upsert(&self, subject_ref: &str, record: StatusRecord) -> Result<u64, StoreError> {
-        let versions = self.upsert_all(vec![(subject_ref.to_owned(), record)])?;
-        versions.first().copied().ok_or_else(|| backend("no version returned"))
+        let versions = self.upsert_all(vec![(subject_ref.to_owned(), record)], None)?;
+        versions.and_then(|v| v.first().copied()).ok_or_else(|| backend("no version returned"))
+    }
+
+    fn upsert_if(&self, subject_ref: &str, expected: u64, record: StatusRecord) -> Result<Option<u64>, StoreError> {
+        match self.upsert_all(vec![(subject_ref.to_owned(), record)], Some(expected))? {
+            Some(versions) => versions.first().copied().map(Some).ok_or_else(|| backend("no version returned")),
+            None => Ok(None),
+        }
     }
 
     fn upsert_batch(&self, batch: Vec<(String, StatusRecord)>) -> Result<Vec<u64>, StoreError> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        self.upsert_all(batch)
+        self.upsert_all(batch, None)?.ok_or_else(|| backend("no versions returned"))
     }
 
     fn status(&self, subject_ref: &str) -> Result<Option<StatusRecord>, StoreError> {

@@ -64,6 +64,10 @@ pub struct StatusRecord {
     pub updated_at: i64,
     #[prost(uint64, tag = "7")]
     pub version: u64,
+    /// Set when this change lifted a held non-green status early: that status's rule
+    /// (logged as `LogEntry.lifted_rule_id`).
+    #[prost(string, tag = "8")]
+    pub lifted_rule_id: String,
 }
 
 /// What a token digest resolves to.
@@ -123,6 +127,10 @@ pub trait NodeStore: Send + Sync + std::fmt::Debug {
     fn subject_log(&self, commitment: &[u8; 32]) -> Result<Vec<u64>, StoreError>;
     /// Replaces a subject's status and logs it, atomically; returns the new version.
     fn upsert(&self, subject_ref: &str, record: StatusRecord) -> Result<u64, StoreError>;
+    /// Like [`NodeStore::upsert`], but only while the subject's status is still at version
+    /// `expected` (0: no status yet), the one the change was decided on; `None` when another
+    /// change came first (nothing written: decide again on the newer status).
+    fn upsert_if(&self, subject_ref: &str, expected: u64, record: StatusRecord) -> Result<Option<u64>, StoreError>;
     /// Replaces many subjects' statuses and logs them, atomically; returns each new
     /// version, in order.
     fn upsert_batch(&self, batch: Vec<(String, StatusRecord)>) -> Result<Vec<u64>, StoreError>;
@@ -216,6 +224,7 @@ pub(crate) fn log_entry(commitment: [u8; 32], record: &StatusRecord) -> pb::LogE
         time: record.updated_at,
         index: 0,
         valid_until: record.valid_until,
+        lifted_rule_id: record.lifted_rule_id.clone(),
     }
 }
 
@@ -270,6 +279,40 @@ impl Store {
 
     fn begin_write(&self) -> Result<WriteTransaction, StoreError> {
         self.db().begin_write().map_err(backend)
+    }
+
+    /// Replaces a subject's status in one durable transaction with its log entry, if its
+    /// version is still `expected` (when given); the write transaction is exclusive, so the
+    /// check and the write see the same status.
+    fn upsert_checked(
+        &self,
+        subject_ref: &str,
+        expected: Option<u64>,
+        mut record: StatusRecord,
+    ) -> Result<Option<u64>, StoreError> {
+        let tx = self.begin_write()?;
+        let version = {
+            let mut table = tx.open_table(SUBJECTS).map_err(backend)?;
+            let previous = match table.get(subject_ref).map_err(backend)? {
+                Some(v) => StatusRecord::decode(v.value()).map_err(|e| StoreError::Corrupt(e.to_string()))?.version,
+                None => 0,
+            };
+            if expected.is_some_and(|e| e != previous) {
+                None
+            } else {
+                record.version = previous + 1;
+                table.insert(subject_ref, record.encode_to_vec().as_slice()).map_err(backend)?;
+                Some(record.version)
+            }
+        };
+        let Some(version) = version else {
+            tx.abort().map_err(backend)?;
+            return Ok(None);
+        };
+        // The status change and its log entry commit together: acknowledged means logged.
+        append_log(&tx, vec![log_entry(self.commitment(subject_ref), &record)])?;
+        tx.commit().map_err(backend)?;
+        Ok(Some(version))
     }
 
     fn tx_leaves(&self, size: u64) -> Result<TxLeaves, StoreError> {
@@ -461,22 +504,12 @@ impl NodeStore for Store {
     }
 
     /// Replaces a subject's status; returns the new per-subject version.
-    fn upsert(&self, subject_ref: &str, mut record: StatusRecord) -> Result<u64, StoreError> {
-        let tx = self.begin_write()?;
-        let version = {
-            let mut table = tx.open_table(SUBJECTS).map_err(backend)?;
-            let previous = match table.get(subject_ref).map_err(backend)? {
-                Some(v) => StatusRecord::decode(v.value()).map_err(|e| StoreError::Corrupt(e.to_string()))?.version,
-                None => 0,
-            };
-            record.version = previous + 1;
-            table.insert(subject_ref, record.encode_to_vec().as_slice()).map_err(backend)?;
-            record.version
-        };
-        // The status change and its log entry commit together: acknowledged means logged.
-        append_log(&tx, vec![log_entry(self.commitment(subject_ref), &record)])?;
-        tx.commit().map_err(backend)?;
-        Ok(version)
+    fn upsert(&self, subject_ref: &str, record: StatusRecord) -> Result<u64, StoreError> {
+        self.upsert_checked(subject_ref, None, record)?.ok_or_else(|| backend("status change not written"))
+    }
+
+    fn upsert_if(&self, subject_ref: &str, expected: u64, record: StatusRecord) -> Result<Option<u64>, StoreError> {
+        self.upsert_checked(subject_ref, Some(expected), record)
     }
 
     /// Replaces many subjects' statuses in one durable transaction (bulk ingest);
@@ -915,6 +948,7 @@ pub(crate) mod tests {
 
     on_both_backends!(
         upsert_bumps_version_and_survives_reopen,
+        a_conditional_upsert_writes_only_over_the_version_it_was_decided_on,
         signed_sizes_keep_the_newest_and_a_spread_of_older_ones,
         purge_and_rewrite_leave_no_byte_of_a_deleted_record,
         log_proofs_and_subject_index_agree,
@@ -958,6 +992,21 @@ pub(crate) mod tests {
         assert_eq!(store.log_head().unwrap().0, 102, "every change is logged");
         let twice = vec![("s-1".to_owned(), StatusRecord::default()), ("s-1".to_owned(), StatusRecord::default())];
         assert_eq!(store.upsert_batch(twice).unwrap(), vec![2, 3], "a batch naming a subject twice counts on");
+    }
+
+    fn a_conditional_upsert_writes_only_over_the_version_it_was_decided_on(fixture: &Fixture) {
+        let store = fixture.open();
+        let red = StatusRecord { status: 3, rule_id: "r".into(), ..Default::default() };
+        assert_eq!(store.upsert_if("subj-1", 1, red.clone()).unwrap(), None, "no status yet: version 0");
+        assert_eq!(store.upsert_if("subj-1", 0, red.clone()).unwrap(), Some(1));
+        assert_eq!(store.upsert_if("subj-1", 0, red.clone()).unwrap(), None, "another change came first");
+        assert_eq!(store.log_head().unwrap().0, 1, "a refused write logs nothing");
+        let lift = StatusRecord { status: 1, lifted_rule_id: "r".into(), ..Default::default() };
+        assert_eq!(store.upsert_if("subj-1", 1, lift).unwrap(), Some(2));
+        let entry = pb::LogEntry::decode(store.log_entries(1, 2).unwrap()[0].as_slice()).unwrap();
+        assert_eq!((entry.status, entry.lifted_rule_id.as_str(), entry.index), (1, "r", 1));
+        let plain = pb::LogEntry::decode(store.log_entries(0, 1).unwrap()[0].as_slice()).unwrap();
+        assert!(plain.lifted_rule_id.is_empty());
     }
 
     fn signed_sizes_keep_the_newest_and_a_spread_of_older_ones(fixture: &Fixture) {

@@ -8,7 +8,8 @@
 //! Layout: [`config`] (`node.toml`: the node's keys, defaults and checks; the loader is
 //! `huren_runtime::config`), [`store`] (the store trait and its redb tables),
 //! [`redis_store`] (the same in Redis), `keys` (the attestation keys held and which one
-//! signs: [`KeyRing`]), `authz` (who may call what, pure), `request` (requests as domain
+//! signs: [`KeyRing`]), `authz` (who may call what, pure), `lift` (who may lift a held
+//! non-green status before it lapses, pure), `request` (requests as domain
 //! types, checked once: [`InvalidRequest`]), `error` (typed refusals, [`NodeError`], and the
 //! one mapping to `tonic::Status` with `google.rpc.ErrorInfo`/`RetryInfo`), `service` (the
 //! `Attestation` and `StatusAdmin` services, [`NodeSettings`]), `transparency` (the
@@ -24,6 +25,7 @@ mod authz;
 pub mod config;
 mod error;
 mod keys;
+mod lift;
 pub mod redis_store;
 mod request;
 pub mod retention;

@@ -54,8 +54,10 @@ pub struct StatsRow {
 /// largest first. Pure.
 pub fn stats(entries: &[pb::LogEntry], since: i64, until: i64) -> Stats {
     type Key = (String, String, String);
-    let mut rows: BTreeMap<Key, (u64, BTreeSet<Vec<u8>>)> = BTreeMap::new();
-    let mut lifted: BTreeMap<(String, String), (u64, BTreeSet<Vec<u8>>)> = BTreeMap::new();
+    /// Changes, and the distinct subjects among them.
+    type Counts = (u64, BTreeSet<Vec<u8>>);
+    let mut rows: BTreeMap<Key, Counts> = BTreeMap::new();
+    let mut lifted: BTreeMap<(String, String), Counts> = BTreeMap::new();
     let mut total = 0;
     for e in entries.iter().filter(|e| e.time >= since && e.time < until) {
         total += 1;

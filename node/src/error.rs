@@ -185,8 +185,8 @@ pub enum StatusChangeRefused {
         status: Status,
         /// The authorities (`<province>/<name>`) that may lift it.
         may_lift: Vec<String>,
-        /// The caller's identity.
-        caller: Identity,
+        /// The caller's identity (boxed: the refusal stays small).
+        caller: Box<Identity>,
     },
 }
 
@@ -435,7 +435,7 @@ mod tests {
                     rule_id: rule(),
                     status: Status::Red,
                     may_lift: vec!["340000/hefei-cdc".into(), "340000/bengbu-cdc".into()],
-                    caller: caller(),
+                    caller: Box::new(caller()),
                 }
                 .into(),
                 Code::PermissionDenied,

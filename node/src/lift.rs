@@ -122,7 +122,7 @@ pub(crate) fn decide(
             rule_id: held.rule_id.clone(),
             status: held.status,
             may_lift: lifters.to_vec(),
-            caller: caller.clone(),
+            caller: Box::new(caller.clone()),
         })
     }
 }
@@ -226,7 +226,7 @@ mod tests {
                 rule_id: RED_RULE.into(),
                 status: Status::Red,
                 may_lift: vec!["340000/hefei-cdc".into()],
-                caller: admin(),
+                caller: Box::new(admin()),
             }
         );
         let text = err.to_string();

@@ -103,7 +103,7 @@ fn record(i: u64, now: i64) -> huren_node::store::StatusRecord {
         valid_until: now + 7 * 86_400,
         test_recency: pb::TestRecency::Within48h as i32,
         updated_at: now,
-        version: 0,
+        ..Default::default()
     }
 }
 

@@ -9,8 +9,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde::Serialize;
 
 pub use huren_client::{
-    stats, verify_receipt, verify_subject_entries, AuditClient, AuditError, CheckedReceipt, ReceiptError, Stats,
-    StatsRow,
+    stats, verify_receipt, verify_subject_entries, AuditClient, AuditError, CheckedReceipt, LiftRow, ReceiptError,
+    Stats, StatsRow,
 };
 
 /// Counts what a (stopped) node's data folder still holds, by kind.

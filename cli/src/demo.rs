@@ -33,6 +33,7 @@ pub fn demo_rules() -> Vec<RegistryRule> {
             exit_condition: "Ends after the isolation period with two negative PCR tests 24 h apart".into(),
             authorities: vec!["370000/jinan-cdc".into(), "340000/hefei-cdc".into(), "440000/guangzhou-cdc".into()],
             lapses_to: Some("GREEN".into()),
+            may_lift: Vec::new(),
         },
         RegistryRule {
             id: YELLOW_RULE.into(),
@@ -48,6 +49,7 @@ pub fn demo_rules() -> Vec<RegistryRule> {
                 "440000/guangzhou-cdc".into(),
             ],
             lapses_to: Some("GREEN".into()),
+            may_lift: Vec::new(),
         },
     ]
 }

@@ -102,6 +102,18 @@ fn a_federation_of_processes_set_up_with_the_cli() {
     ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("must name the authorities"));
+    // It may name who lifts its status early, written the same way (comma-separated).
+    let lifted = |may_lift: &str| {
+        let args = ["--may-assign", "RED", "--max-duration-seconds", "60", "--authority", "340000/hefei-cdc"];
+        let mut all = vec!["pki", "--dir", &pki, "rule", "add", "--id", "R3", "--title", "T"];
+        all.extend(args);
+        all.extend(["--may-lift", may_lift]);
+        huren(&all)
+    };
+    let out = lifted("340000/hefei-cdc,bengbu-cdc");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("must be written <province code>/<name>"));
+    assert!(lifted("340000/hefei-cdc, 340000/bengbu-cdc").status.success());
     for (kind, name) in [
         ("node", "340000"),
         ("admin", "340000"),
@@ -141,6 +153,9 @@ fn a_federation_of_processes_set_up_with_the_cli() {
     let shown: serde_json::Value = serde_json::from_str(&ok(&["pki", "--dir", &pki, "trust-list", "show"])).unwrap();
     assert_eq!(shown["sequence"], 2);
     assert_eq!(shown["attestation_bounds"]["max_lifetime_seconds"], 1800);
+    let rule = |id: &str| shown["rules"].as_array().unwrap().iter().find(|r| r["id"] == id).unwrap().clone();
+    assert_eq!(rule("R3")["may_lift"], serde_json::json!(["340000/hefei-cdc", "340000/bengbu-cdc"]));
+    assert_eq!(rule("R1")["may_lift"], rule("R1")["authorities"], "by default the authorities lift");
     assert_eq!(shown["provinces"][0]["endpoints"][0], format!("https://{}", node.addr));
 
     let gateway_toml = dir.path().join("gateway.toml");

@@ -33,7 +33,7 @@ mod status;
 pub use audit::{verify_subject_entries, AuditClient, AuditError};
 pub use hub::{verify_offline, HubClient, HubError, DEFAULT_PURPOSE, ERROR_DOMAIN};
 pub use receipt::{verify_receipt, CheckedReceipt, ReceiptError};
-pub use stats::{stats, Stats, StatsRow};
+pub use stats::{stats, LiftRow, Stats, StatsRow};
 pub use status::{rfc3339, VerifiedStatus};
 
 // The types of this crate's signatures, so that an integrator needs only this crate.

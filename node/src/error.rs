@@ -171,6 +171,31 @@ pub enum StatusChangeRefused {
         /// The duration asked.
         requested_seconds: i64,
     },
+    /// The change would lift a status the subject holds before it lapses, and the caller
+    /// is not among the authorities its rule lets lift it (see [`crate::lift`]).
+    #[error(
+        "the subject holds a current {status} status under rule {rule_id:?}; only {} may lift it before it \
+         lapses, not {caller}",
+        lifters(.may_lift)
+    )]
+    LiftNotAllowed {
+        /// The rule the held status is under.
+        rule_id: String,
+        /// The held status.
+        status: Status,
+        /// The authorities (`<province>/<name>`) that may lift it.
+        may_lift: Vec<String>,
+        /// The caller's identity (boxed: the refusal stays small).
+        caller: Box<Identity>,
+    },
+}
+
+fn lifters(may_lift: &[String]) -> String {
+    if may_lift.is_empty() {
+        "no one".to_owned()
+    } else {
+        format!("the authorities {}", may_lift.join(", "))
+    }
 }
 
 impl StatusChangeRefused {
@@ -184,6 +209,7 @@ impl StatusChangeRefused {
             StatusChangeRefused::AuthorityNotAllowed { .. } => Reason::AuthorityNotAllowed,
             StatusChangeRefused::RuleNotApplicable { .. } => Reason::RuleNotApplicable,
             StatusChangeRefused::DurationExceedsRule { .. } => Reason::DurationExceedsRule,
+            StatusChangeRefused::LiftNotAllowed { .. } => Reason::LiftNotAllowed,
         }
     }
 
@@ -203,6 +229,9 @@ impl StatusChangeRefused {
             }
             StatusChangeRefused::DurationExceedsRule { rule_id, max_seconds, .. } => {
                 vec![rule(rule_id), ("maxDurationSeconds", max_seconds.to_string())]
+            }
+            StatusChangeRefused::LiftNotAllowed { rule_id, may_lift, .. } => {
+                vec![rule(rule_id), ("mayLift", may_lift.join(","))]
             }
         }
     }
@@ -400,6 +429,19 @@ mod tests {
                 "DURATION_EXCEEDS_RULE",
                 None,
                 vec![("ruleId", "NHC-CC-2022-9"), ("maxDurationSeconds", "60")],
+            ),
+            (
+                StatusChangeRefused::LiftNotAllowed {
+                    rule_id: rule(),
+                    status: Status::Red,
+                    may_lift: vec!["340000/hefei-cdc".into(), "340000/bengbu-cdc".into()],
+                    caller: Box::new(caller()),
+                }
+                .into(),
+                Code::PermissionDenied,
+                "LIFT_NOT_ALLOWED",
+                None,
+                vec![("ruleId", "NHC-CC-2022-9"), ("mayLift", "340000/hefei-cdc,340000/bengbu-cdc")],
             ),
             (
                 NodeError::TokenUnknown { province: Some(province()) },

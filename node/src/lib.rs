@@ -9,12 +9,13 @@
 //! `huren_runtime::config`), [`store`] (the store trait, its one transparency log over a
 //! small backend trait, and its redb and Redis backends; [`redis_store`] names the latter),
 //! `keys` (the attestation keys held and which one signs: [`KeyRing`]), `authz` (who may
-//! call what, pure), `request` (requests as domain types, checked once:
-//! [`InvalidRequest`]), `error` (typed refusals, [`NodeError`], and the one mapping to
-//! `tonic::Status` with `google.rpc.ErrorInfo`/`RetryInfo`), `service` (the `Attestation`
-//! and `StatusAdmin` services, [`NodeSettings`]), `transparency` (the status-change log's
-//! service), [`retention`] (purges, the sunset, deletion receipts and their metrics), and
-//! here [`Node`], which ties them together and serves on a bound listener until shutdown.
+//! call what, pure), `lift` (who may lift a held non-green status before it lapses, pure),
+//! `request` (requests as domain types, checked once: [`InvalidRequest`]), `error` (typed
+//! refusals, [`NodeError`], and the one mapping to `tonic::Status` with
+//! `google.rpc.ErrorInfo`/`RetryInfo`), `service` (the `Attestation` and `StatusAdmin`
+//! services, [`NodeSettings`]), `transparency` (the status-change log's service),
+//! [`retention`] (purges, the sunset, deletion receipts and their metrics), and here
+//! [`Node`], which ties them together and serves on a bound listener until shutdown.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -24,6 +25,7 @@ mod authz;
 pub mod config;
 mod error;
 mod keys;
+mod lift;
 mod request;
 pub mod retention;
 mod service;

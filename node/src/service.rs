@@ -16,8 +16,9 @@ use tonic::{Request, Response};
 use crate::authz::{authorize, Call};
 use crate::error::{NodeError, Signing, StatusChangeRefused};
 use crate::keys::KeyRing;
+use crate::lift;
 use crate::request::{Attest, InvalidRequest, StatusChange, TokenRequest};
-use crate::store::{NodeStore, StatusRecord, TokenRecord};
+use crate::store::{NodeStore, StatusRecord, StoreError, TokenRecord};
 
 /// Tunables of a node.
 #[derive(Debug, Clone)]
@@ -70,13 +71,21 @@ pub(crate) async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f).await.map_err(|e| NodeError::Internal(format!("blocking task failed: {e}")))?
 }
 
-/// Checks a well-formed status change by `caller` against the rule registry and builds
-/// the stored record. The record's authority is the caller's identity (URI), never a claim:
-/// a non-green status must come from an authority identity of this province that the cited
-/// rule names; the province admin identity may only set GREEN. A rule that names no
-/// authority, no status or no maximum duration lets nobody apply it (fail closed).
+/// How often a status change is decided again when another change to the same subject
+/// got in between its read and its write.
+const UPSERT_ATTEMPTS: usize = 8;
+
+/// Checks a well-formed status change by `caller` against the rule registry and the
+/// subject's `current` status, and builds the stored record. The record's authority is the
+/// caller's identity (URI), never a claim: a non-green status must come from an authority
+/// identity of this province that the cited rule names; the province admin identity may
+/// only set GREEN, and only where no non-green status holds. Lifting a held status before
+/// it lapses is for the authorities its rule names as lifters ([`crate::lift`]); the record
+/// then names the lifted rule. A rule that names no authority, no status or no maximum
+/// duration lets nobody apply it (fail closed).
 pub(crate) fn validate_upsert(
     change: &StatusChange,
+    current: Option<&StatusRecord>,
     caller: &Identity,
     trust: &TrustList,
     now: i64,
@@ -131,6 +140,9 @@ pub(crate) fn validate_upsert(
             .into());
         }
     }
+    let held = lift::held(current, trust, now);
+    let replacement = lift::Replacement { status, rule_id: &change.rule_id, valid_until };
+    let lifted_rule_id = lift::decide(held.as_ref(), &replacement, caller, trust)?.unwrap_or_default();
     Ok(StatusRecord {
         status: status.to_pb() as i32,
         rule_id: change.rule_id.clone(),
@@ -139,6 +151,7 @@ pub(crate) fn validate_upsert(
         test_recency: change.test_recency as i32,
         updated_at: now,
         version: 0,
+        lifted_rule_id,
     })
 }
 
@@ -275,14 +288,26 @@ impl StatusAdminService {
         inner.refuse_if_sunset()?;
         let change = StatusChange::try_from(request.into_inner())?;
         blocking(move || {
-            let record = validate_upsert(
-                &change,
-                &caller,
-                &inner.trust(),
-                inner.settings.clock.now(),
-                inner.settings.default_status_validity_seconds,
-            )?;
-            Ok(inner.store.upsert(&change.subject_ref, record)?)
+            // Decided on the status read, written only if it is still that one.
+            for _ in 0..UPSERT_ATTEMPTS {
+                let current = inner.store.status(&change.subject_ref)?;
+                let record = validate_upsert(
+                    &change,
+                    current.as_ref(),
+                    &caller,
+                    &inner.trust(),
+                    inner.settings.clock.now(),
+                    inner.settings.default_status_validity_seconds,
+                )?;
+                let expected = current.map_or(0, |c| c.version);
+                if let Some(version) = inner.store.upsert_if(&change.subject_ref, expected, record)? {
+                    return Ok(version);
+                }
+            }
+            Err(StoreError::Backend(format!(
+                "status change kept conflicting with other changes to the subject ({UPSERT_ATTEMPTS} attempts)"
+            ))
+            .into())
         })
         .await
     }

@@ -412,6 +412,16 @@ impl TrustList {
     pub fn rule(&self, id: &str) -> Option<&pb::Rule> {
         self.rules.get(id)
     }
+    /// The authorities (`<province>/<name>`) that may lift a status held under `rule`
+    /// before it lapses: its `may_lift`, or when that is empty the authorities that may
+    /// apply it.
+    pub fn lifters(rule: &pb::Rule) -> &[String] {
+        if rule.may_lift.is_empty() {
+            &rule.authorities
+        } else {
+            &rule.may_lift
+        }
+    }
     /// Whether a certificate serial is revoked: compared as an integer, so any form
     /// [`crate::serial::parse`] reads (`008F1A…`, `8f:1a:…`) names the same serial.
     pub fn is_revoked(&self, serial_hex: &str) -> bool {

@@ -116,6 +116,9 @@ reasons! {
     RuleNotApplicable = "RULE_NOT_APPLICABLE", FailedPrecondition, false;
     /// The requested validity is longer than the rule allows.
     DurationExceedsRule = "DURATION_EXCEEDS_RULE", FailedPrecondition, false;
+    /// The change would lift a current non-green status before it lapses, and its rule
+    /// does not name the caller among those who may lift it.
+    LiftNotAllowed = "LIFT_NOT_ALLOWED", PermissionDenied, false;
     /// The calling hub is not registered in the trust list.
     HubNotRegistered = "HUB_NOT_REGISTERED", PermissionDenied, false;
     /// The calling hub is not registered for the purpose it declared.

@@ -323,6 +323,7 @@ async fn watch_streams_every_newer_list_and_hubs_refuse_rollback() {
             exit_condition: String::new(),
             authorities: vec!["340000/hefei-cdc".into()],
             lapses_to: None,
+            may_lift: Vec::new(),
         })
         .unwrap();
     f.publish().await.unwrap();

@@ -32,7 +32,10 @@ async fn every_acknowledged_change_is_logged_and_proofs_verify() {
     // Refused changes leave no trace.
     let err = cdc.upsert_status(change("sd-d", pb::HealthStatus::Red, "NO-SUCH-RULE", "")).await.unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
-    admin.upsert_status(change("sd-b", pb::HealthStatus::Green, "", "")).await.unwrap();
+    // The admin may not lift the CDC's current RED; the CDC, which the rule names, may.
+    let err = admin.upsert_status(change("sd-b", pb::HealthStatus::Green, "", "")).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    cdc.upsert_status(change("sd-b", pb::HealthStatus::Green, "", "")).await.unwrap();
     let (second_signed, second) = audit.tree_head().await.unwrap();
     assert_eq!(second.tree_size, 4);
 
@@ -45,6 +48,12 @@ async fn every_acknowledged_change_is_logged_and_proofs_verify() {
     );
     assert_eq!(entries[0].authority, "spiffe://huren.gov/province/370000/admin", "who set the GREEN");
     assert_eq!(entries[1].subject_commitment, entries[3].subject_commitment, "one subject, one commitment");
+    assert_eq!(
+        (entries[3].status, entries[3].authority.as_str(), entries[3].lifted_rule_id.as_str()),
+        (pb::HealthStatus::Green as i32, JINAN_CDC, RED_RULE),
+        "the lift names its lifter and the rule lifted"
+    );
+    assert!(entries[..3].iter().all(|e| e.lifted_rule_id.is_empty()));
     for e in &entries {
         assert_eq!(e.subject_commitment.len(), 32);
         assert!(!e.encode_to_vec().windows(4).any(|w| w == b"sd-b"), "subject reference leaked into the log");
@@ -65,7 +74,7 @@ async fn a_subject_sees_their_own_entries_with_inclusion_proofs() {
     let mut cdc = f.authority_client("340000/hefei-cdc").unwrap();
     cdc.upsert_status(change("ah-subject", pb::HealthStatus::Red, RED_RULE, "")).await.unwrap();
     admin.upsert_status(change("ah-other", pb::HealthStatus::Green, "", "")).await.unwrap();
-    admin.upsert_status(change("ah-subject", pb::HealthStatus::Green, "", "")).await.unwrap();
+    cdc.upsert_status(change("ah-subject", pb::HealthStatus::Green, "", "")).await.unwrap();
     let token = admin.issue_token(token_request("ah-subject", 60)).await.unwrap().into_inner().token;
     let channel = huren_tests::node_channel(&f, &f.identity("admin", "340000").unwrap(), &anhui);
     let mut transparency = pb::transparency_client::TransparencyClient::new(channel);

@@ -180,6 +180,16 @@ pub async fn run(command: AuditCommand) -> Result<()> {
                         r.status, r.rule_id, r.authority, r.count, r.distinct_subjects
                     );
                 }
+                if !stats.lifts.is_empty() {
+                    println!("lifted before lapsing:");
+                    println!("{:<8} {:<24} {:<24} {:>8} {:>9}", "", "lifted rule", "lifted by", "lifts", "subjects");
+                    for r in &stats.lifts {
+                        println!(
+                            "{:<8} {:<24} {:<24} {:>8} {:>9}",
+                            "", r.lifted_rule_id, r.authority, r.count, r.distinct_subjects
+                        );
+                    }
+                }
             }
         }
     }

@@ -69,6 +69,10 @@ pub struct StatusRecord {
     /// Increases by one with every change of this subject.
     #[prost(uint64, tag = "7")]
     pub version: u64,
+    /// Set when this change lifted a held non-green status early: that status's rule
+    /// (logged as `LogEntry.lifted_rule_id`).
+    #[prost(string, tag = "8")]
+    pub lifted_rule_id: String,
 }
 
 /// What a token digest resolves to.
@@ -130,6 +134,10 @@ pub trait NodeStore: Send + Sync + std::fmt::Debug {
     fn subject_log(&self, commitment: &[u8; 32]) -> Result<Vec<u64>, StoreError>;
     /// Replaces a subject's status and logs it, atomically; returns the new version.
     fn upsert(&self, subject_ref: &str, record: StatusRecord) -> Result<u64, StoreError>;
+    /// Like [`NodeStore::upsert`], but only while the subject's status is still at version
+    /// `expected` (0: no status yet), the one the change was decided on; `None` when another
+    /// change came first (nothing written: decide again on the newer status).
+    fn upsert_if(&self, subject_ref: &str, expected: u64, record: StatusRecord) -> Result<Option<u64>, StoreError>;
     /// Replaces many subjects' statuses and logs them, atomically; returns each new
     /// version, in order.
     fn upsert_batch(&self, batch: Vec<(String, StatusRecord)>) -> Result<Vec<u64>, StoreError>;
@@ -238,6 +246,7 @@ pub(crate) fn log_entry(commitment: [u8; 32], record: &StatusRecord) -> pb::LogE
         time: record.updated_at,
         index: 0,
         valid_until: record.valid_until,
+        lifted_rule_id: record.lifted_rule_id.clone(),
     }
 }
 
@@ -296,6 +305,16 @@ impl<B: Backend> BackedStore<B> {
     /// Replaces each subject's status and logs it, in one transaction; a subject named twice
     /// counts on.
     fn upsert_all(&self, batch: &[(String, StatusRecord)]) -> Result<Vec<u64>, StoreError> {
+        self.upsert_all_if(batch, None)?.ok_or_else(|| StoreError::Backend("status change not written".into()))
+    }
+
+    /// [`Self::upsert_all`] for one subject whose status must still be at version `expected`
+    /// when given: the check and the write are one transaction. `None`: not written.
+    fn upsert_all_if(
+        &self,
+        batch: &[(String, StatusRecord)],
+        expected: Option<u64>,
+    ) -> Result<Option<Vec<u64>>, StoreError> {
         let mut subjects: Vec<&str> = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for (subject_ref, _) in batch {
@@ -314,6 +333,11 @@ impl<B: Backend> BackedStore<B> {
                 };
                 latest.insert(subject, version);
             }
+            if let (Some(expected), [(subject_ref, _)]) = (expected, batch) {
+                if latest.get(subject_ref.as_str()).copied().unwrap_or(0) != expected {
+                    return Ok(None);
+                }
+            }
             let mut versions = Vec::with_capacity(batch.len());
             let mut entries = Vec::with_capacity(batch.len());
             for ((subject_ref, record), commitment) in batch.iter().zip(&commitments) {
@@ -326,7 +350,7 @@ impl<B: Backend> BackedStore<B> {
             }
             // The status changes and their log entries commit together: acknowledged means logged.
             log::append(w, entries)?;
-            Ok(versions)
+            Ok(Some(versions))
         })
     }
 
@@ -420,6 +444,11 @@ impl<B: Backend> NodeStore for BackedStore<B> {
     fn upsert(&self, subject_ref: &str, record: StatusRecord) -> Result<u64, StoreError> {
         let versions = self.upsert_all(&[(subject_ref.to_owned(), record)])?;
         versions.first().copied().ok_or_else(|| StoreError::Backend("no version returned".into()))
+    }
+
+    fn upsert_if(&self, subject_ref: &str, expected: u64, record: StatusRecord) -> Result<Option<u64>, StoreError> {
+        let versions = self.upsert_all_if(&[(subject_ref.to_owned(), record)], Some(expected))?;
+        Ok(versions.and_then(|v| v.first().copied()))
     }
 
     fn upsert_batch(&self, batch: Vec<(String, StatusRecord)>) -> Result<Vec<u64>, StoreError> {

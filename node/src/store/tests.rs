@@ -168,6 +168,7 @@ macro_rules! on_both_backends {
 
 on_both_backends!(
     upsert_bumps_version_and_survives_reopen,
+    a_conditional_upsert_writes_only_over_the_version_it_was_decided_on,
     signed_sizes_keep_the_newest_and_a_spread_of_older_ones,
     purge_and_rewrite_leave_no_byte_of_a_deleted_record,
     log_proofs_and_subject_index_agree,
@@ -508,4 +509,19 @@ fn a_dropped_connection_is_opened_again() {
     assert!(first.is_err() || first.as_ref().unwrap().is_some(), "{first:?}");
     assert_eq!(store.status("subject-1").unwrap().unwrap().status, 2);
     assert_eq!(store.upsert("subject-1", StatusRecord::default()).unwrap(), 2);
+}
+
+fn a_conditional_upsert_writes_only_over_the_version_it_was_decided_on(fixture: &Fixture) {
+    let store = fixture.open();
+    let red = StatusRecord { status: 3, rule_id: "r".into(), ..Default::default() };
+    assert_eq!(store.upsert_if("subj-1", 1, red.clone()).unwrap(), None, "no status yet: version 0");
+    assert_eq!(store.upsert_if("subj-1", 0, red.clone()).unwrap(), Some(1));
+    assert_eq!(store.upsert_if("subj-1", 0, red.clone()).unwrap(), None, "another change came first");
+    assert_eq!(store.log_head().unwrap().0, 1, "a refused write logs nothing");
+    let lift = StatusRecord { status: 1, lifted_rule_id: "r".into(), ..Default::default() };
+    assert_eq!(store.upsert_if("subj-1", 1, lift).unwrap(), Some(2));
+    let entry = pb::LogEntry::decode(store.log_entries(1, 2).unwrap()[0].as_slice()).unwrap();
+    assert_eq!((entry.status, entry.lifted_rule_id.as_str(), entry.index), (1, "r", 1));
+    let plain = pb::LogEntry::decode(store.log_entries(0, 1).unwrap()[0].as_slice()).unwrap();
+    assert!(plain.lifted_rule_id.is_empty());
 }

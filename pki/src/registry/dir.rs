@@ -216,6 +216,7 @@ impl PkiDir {
                 max_duration_seconds: r.max_duration_seconds,
                 exit_condition: r.exit_condition.clone(),
                 authorities: r.authorities.clone(),
+                may_lift: r.may_lift.clone(),
                 lapses_to: match r.lapses_to.as_deref() {
                     None | Some("") => 0,
                     Some(s) => status_from_name(s)? as i32,

@@ -59,7 +59,8 @@ impl PkiDir {
 
     /// Adds or replaces a rule in the rule registry. A rule must say everything a node
     /// checks: the non-green statuses it may assign, its maximum duration and the
-    /// authorities (`<province code>/<name>`) allowed to apply it.
+    /// authorities (`<province code>/<name>`) allowed to apply it. The authorities that may
+    /// lift its status early (`may_lift`) are optional, written the same way.
     pub fn put_rule(&self, mut rule: RegistryRule) -> Result<(), RegistryError> {
         let id = rule.id.clone();
         let bad = |m: String| Err(RegistryError::Rule(format!("rule {id:?}: {m}")));
@@ -83,7 +84,7 @@ impl PkiDir {
         if rule.authorities.is_empty() {
             return bad("must name the authorities allowed to apply it (<province code>/<name>)".into());
         }
-        for a in rule.authorities.iter_mut() {
+        for a in rule.authorities.iter_mut().chain(rule.may_lift.iter_mut()) {
             let parsed: crate::identity::AuthorityRef = a
                 .trim()
                 .parse()

@@ -268,6 +268,11 @@ pub struct RegistryRule {
     /// What the status becomes when it lapses: GREEN, YELLOW (or none: no current status).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lapses_to: Option<String>,
+    /// Authorities allowed to lift a status held under the rule before it lapses,
+    /// `<province code>/<name>`; empty: those allowed to apply it (`authorities`). Who may
+    /// end a restriction early is as explicit as who may impose it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub may_lift: Vec<String>,
 }
 
 /// Paths of an issued leaf.
@@ -357,5 +362,33 @@ mod tests {
         let loaded = TrustList::load(&pki.trust_list_path(), &pki.root_cert_der().unwrap()).unwrap();
         assert_eq!(loaded.province(&code).unwrap().keys.len(), 1);
         assert!(loaded.province(&code).unwrap().keys.contains_key(&key.kid()));
+    }
+
+    #[test]
+    fn a_rule_names_who_may_lift_it_or_its_authorities_do() {
+        let tmp = tempfile::tempdir().unwrap();
+        let pki = PkiDir::init(tmp.path(), "huren.gov", Validity::days(30)).unwrap();
+        let rule = |id: &str, may_lift: &[&str]| RegistryRule {
+            id: id.into(),
+            title: "Close contact".into(),
+            may_assign: vec!["RED".into()],
+            max_duration_seconds: 86_400,
+            authorities: vec!["340000/hefei-cdc".into(), "340000/bengbu-cdc".into()],
+            may_lift: may_lift.iter().map(|a| (*a).to_owned()).collect(),
+            ..Default::default()
+        };
+        let err = pki.put_rule(rule("BAD", &["hefei-cdc"])).unwrap_err().to_string();
+        assert!(err.contains("rule \"BAD\"") && err.contains("must be written <province code>/<name>"), "{err}");
+        let err = pki.put_rule(rule("BAD", &["34/hefei-cdc"])).unwrap_err().to_string();
+        assert!(err.contains("rule \"BAD\""), "{err}");
+        pki.put_rule(rule("NARROW", &[" 340000/hefei-cdc "])).unwrap();
+        pki.put_rule(rule("DEFAULT", &[])).unwrap();
+        let list = pki.sign_trust_list().unwrap();
+        let narrow = list.rule("NARROW").unwrap();
+        assert_eq!(narrow.may_lift, vec!["340000/hefei-cdc".to_owned()]);
+        assert_eq!(TrustList::lifters(narrow), ["340000/hefei-cdc".to_owned()]);
+        let default = list.rule("DEFAULT").unwrap();
+        assert!(default.may_lift.is_empty());
+        assert_eq!(TrustList::lifters(default), default.authorities.as_slice());
     }
 }

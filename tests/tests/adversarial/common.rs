@@ -462,14 +462,17 @@ impl<T> Shared<T> {
 static REAL: Shared<Ctx> = Shared::new(crate::REAL_ROWS, real_federation);
 
 /// The real federation; set up (before the first snapshot): a probe hub, a rail-only
-/// hub, a seeded Anhui subject whose QR the QR rows alter.
+/// hub, a seeded Anhui subject whose QR the QR rows alter, and the lift rows' rule and
+/// red subject.
 fn real_federation() -> Pin<Box<dyn Future<Output = Ctx>>> {
     Box::pin(async {
         let f = start_in(Path::new(env!("CARGO_TARGET_TMPDIR"))).await;
         let anhui = code("340000");
+        crate::authorities::register_lift_rule(&f); // published with the hub registrations
         f.hub_for("adv-rail-only", &["transit.rail"]).await.unwrap();
         let probe = f.hub("adv-probe").await.unwrap();
         let issued = seed(&f, &demo_subject("340000"), 3600).await.unwrap();
+        crate::authorities::set_up_lifts(&f).await;
         let probes = vec![Probe { province: anhui.clone(), token: issued.token.clone() }];
         let mut ctx = Ctx::new(f, vec![anhui, code("370000"), code("440000")], probe, probes);
         ctx.genuine_qr = issued.qr.clone();

@@ -134,6 +134,7 @@ fn forging_federation() -> Pin<Box<dyn Future<Output = Forging>>> {
                 exit_condition: "Ends after one negative PCR test".into(),
                 authorities: vec!["340000/hefei-cdc".into()],
                 lapses_to: Some("GREEN".into()),
+                may_lift: Vec::new(),
             })
             .unwrap();
         f.hub("adv-victim").await.unwrap();

@@ -59,6 +59,11 @@ pub struct RuleArgs {
     /// What the status becomes once it lapses (GREEN or YELLOW); default: no current status.
     #[arg(long)]
     pub lapses_to: Option<String>,
+    /// Authorities that may lift the rule's status before it lapses, as
+    /// <province-code>/<name> (comma-separated or repeated); default: the authorities that
+    /// may apply it. The province admin never may.
+    #[arg(long = "may-lift", value_delimiter = ',')]
+    pub may_lift: Vec<String>,
 }
 
 impl From<RuleArgs> for RegistryRule {
@@ -72,6 +77,7 @@ impl From<RuleArgs> for RegistryRule {
             exit_condition: a.exit_condition,
             authorities: a.authorities,
             lapses_to: a.lapses_to,
+            may_lift: a.may_lift,
         }
     }
 }

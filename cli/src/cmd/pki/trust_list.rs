@@ -134,6 +134,8 @@ fn trust_list_json(list: &TrustList) -> serde_json::Value {
             "id": r.id, "title": r.title, "legal_basis": r.legal_basis,
             "max_duration_seconds": r.max_duration_seconds, "exit_condition": r.exit_condition,
             "authorities": r.authorities,
+            // Who may lift its status before it lapses (the authorities when not set).
+            "may_lift": huren_pki::TrustList::lifters(r),
         })).collect::<Vec<_>>(),
         "revoked_serials": raw.revoked_serials,
         // The bound in force (the built-in default when the list sets none).

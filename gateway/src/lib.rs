@@ -108,6 +108,8 @@ pub struct GatewaySettings {
     pub retry_budget: retry::RetryBudget,
     /// Source of time (the system clock outside tests).
     pub clock: huren_runtime::clock::Clock,
+    /// Limits on TLS handshakes in progress at this gateway.
+    pub handshakes: huren_runtime::tls::HandshakeLimits,
 }
 
 impl std::fmt::Debug for GatewaySettings {
@@ -119,6 +121,7 @@ impl std::fmt::Debug for GatewaySettings {
             .field("miss_policy", &self.miss_policy)
             .field("breaker", &self.breaker)
             .field("node_concurrency", &self.node_concurrency)
+            .field("handshakes", &self.handshakes)
             .finish_non_exhaustive()
     }
 }
@@ -142,6 +145,7 @@ impl Default for GatewaySettings {
             node_concurrency: 256,
             retry_budget: retry::RetryBudget::default(),
             clock: huren_runtime::clock::Clock::system(),
+            handshakes: huren_runtime::tls::HandshakeLimits::default(),
         }
     }
 }
@@ -210,6 +214,7 @@ fn register_gauges(
 pub struct Gateway {
     state: Arc<State>,
     tls: Arc<TlsIdentity>,
+    handshakes: huren_runtime::tls::HandshakeLimits,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -243,7 +248,7 @@ impl Gateway {
         let shared = Arc::new(shared.with_clock(settings.clock.clone()));
         let state = Arc::new(State::new(trust, tls.clone(), &settings, Metrics::new(&meter), receipts, shared));
         register_gauges(&meter, state.shared.clone(), state.breakers.clone(), state.trust.clone());
-        Ok(Self { state, tls })
+        Ok(Self { state, tls, handshakes: settings.handshakes })
     }
 
     /// Loads the configured identity and the newest trust list available: the persisted
@@ -269,6 +274,7 @@ impl Gateway {
                 redis_url: config.redis_url.clone(),
                 redis_prefix: config.redis_prefix.clone(),
                 hub_rate_per_sec: config.hub_rate_per_sec,
+                handshakes: config.handshake_limits()?,
                 ..GatewaySettings::default()
             },
         )
@@ -358,7 +364,8 @@ impl Gateway {
             .add(
                 pb::trust_registry_server::TrustRegistryServer::new(TrustRegistryService(self.state.clone()))
                     .max_decoding_message_size(MAX_TRUST_LIST_BYTES),
-            );
+            )
+            .handshake_limits(self.handshakes);
         tracing::info!(identity = %self.tls.identity, "gateway serving");
         let state = self.state.clone();
         let shutdown = async move {

@@ -13,7 +13,7 @@ use huren_cli::demo::seed;
 use huren_cli::federation::{Federation, FederationOptions, DEMO_PROVINCES};
 use huren_client::HubClient;
 use huren_gateway::GatewaySettings;
-use huren_runtime::tls::HandshakeLimits;
+use huren_runtime::tls::{HandshakeLimits, MAX_CONCURRENT_HANDSHAKES};
 use huren_tests::{code, demo_rules, demo_subject, start, Deadline};
 use tokio::io::AsyncReadExt;
 
@@ -30,6 +30,7 @@ fn idle_per_server() -> usize {
 async fn a_hub_and_a_province_backend_connect_while_one_address_holds_thousands_of_idle_connections() {
     let f = start().await;
     let anhui = code("340000");
+    let token = seed(&f, &demo_subject("340000"), 600).await.unwrap().token;
     f.register_hub("flood-victim", &["transit.rail"]).await.unwrap();
     let identity = f.identity("hub", "flood-victim").unwrap();
     let (gateway, node) = (f.gateway_addr(), f.node_addr(&anhui).unwrap());
@@ -37,19 +38,22 @@ async fn a_hub_and_a_province_backend_connect_while_one_address_holds_thousands_
     let n = idle_per_server();
     let idle_gateway = open_idle(gateway, ATTACKER, n).await;
     let idle_node = open_idle(node, ATTACKER, n).await;
-    assert_eq!((idle_gateway.len(), idle_node.len()), (n, n), "the servers kept accepting connections");
+    let held = (idle_gateway.len(), idle_node.len());
+    assert!(held.0.min(held.1) > MAX_CONCURRENT_HANDSHAKES, "more idle connections than handshake slots: {held:?}");
     let _tricklers = [
         Trickler::start(gateway, TRICKLER, Duration::from_secs(1)),
         Trickler::start(node, TRICKLER, Duration::from_secs(1)),
     ];
 
-    // The province's backend: a new admin connection to its node (3 s connect timeout).
-    let token = seed(&f, &demo_subject("340000"), 600).deadline("the admin calls").await.unwrap().token;
     // A hub's new connection to the gateway (3 s connect timeout), whose lookup makes the
     // gateway connect to the flooded node too.
     let mut hub = HubClient::connect(&gateway.to_string(), &identity).unwrap();
     let found = hub.lookup(&anhui, &token, "transit.rail").deadline("the lookup").await;
     assert_eq!(found.expect("the hub connects within its connect timeout and looks up").status, "GREEN");
+    // The province's backend: a new admin connection to its node (3 s connect timeout).
+    let issued = seed(&f, &demo_subject("340000"), 600).deadline("the admin calls").await;
+    issued.expect("the province backend connects within its connect timeout and issues a token");
+    assert_eq!(held, (n, n), "the servers kept accepting connections");
     eprintln!("{n} idle connections to each of the gateway and the node, and two tricklers: lookups go on");
 }
 

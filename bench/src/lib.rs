@@ -13,6 +13,9 @@
 //! - [`seed`]: synthetic subjects and tokens at a node, through `StatusAdmin`.
 //! - [`store`](fn@store): the node store on its own — bulk ingest, updates, single
 //!   upserts, lookups, file size, memory.
+//! - [`flood`]: the handshake flood — idle connections from one address and a trickled
+//!   ClientHello held against a server while legitimate connect + call latencies are
+//!   measured ([`flood::handshake_flood`]).
 //! - [`report`](fn@report): a `deploy/bench/run.sh` results folder summarised into
 //!   `results.json` and `results.md`.
 //!
@@ -26,6 +29,7 @@
 mod driver;
 mod error;
 mod fixture;
+pub mod flood;
 mod measure;
 mod report;
 mod seed;

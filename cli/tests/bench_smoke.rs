@@ -92,3 +92,21 @@ async fn bench_lookup_loads_a_gateway_over_mtls_and_reports_what_it_saw() {
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     assert!(stderr.contains("loopback"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_handshake_flood_holds_idle_connections_and_a_trickler_and_times_fresh_lookups() {
+    let args = ["bench", "handshake-flood", "--idle", "600", "--lookups", "5", "--trickle-every", "200ms", "--json"];
+    let r = report(&huren(args.map(str::to_owned).to_vec()).await);
+    assert_eq!((r["idle_requested"].as_u64(), r["idle_held"].as_u64()), (Some(600), Some(600)), "{r}");
+    // Beyond the per-source cap, the gateway closed the idle connections at once.
+    assert!(r["idle_closed_by_server"].as_u64().unwrap() >= 600 - 64, "{r}");
+    assert_eq!((r["ok"].as_u64(), r["failed"].as_u64()), (Some(5), Some(0)), "{r}");
+    let l = &r["latency_us"];
+    assert_eq!(l["count"].as_u64(), Some(5), "{l}");
+    let (p50, p99, max) = (l["p50"].as_u64().unwrap(), l["p99"].as_u64().unwrap(), l["max"].as_u64().unwrap());
+    assert!(0 < p50 && p50 <= p99 && p99 <= max, "percentiles out of order: {l}");
+    assert!(r["trickler_closes"].is_array(), "{r}");
+
+    let out = huren(["bench", "handshake-flood", "--lookups", "0"].map(str::to_owned).to_vec()).await;
+    assert_eq!(out.status.code(), Some(64), "{out:?}");
+}

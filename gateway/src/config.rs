@@ -6,6 +6,7 @@ use std::time::Duration;
 
 pub use huren_runtime::config::ConfigError;
 use huren_runtime::config::{self, Settings};
+use huren_runtime::handshake::{self, HandshakeLimits};
 use serde::{Deserialize, Serialize};
 
 /// Gateway configuration. Relative paths are resolved against the config file's folder.
@@ -68,6 +69,17 @@ pub struct GatewayConfig {
     pub admin_listen: String,
     /// OTLP/gRPC collector for traces and metrics, e.g. "http://otel-collector:4317".
     pub otlp_endpoint: Option<String>,
+    /// TLS handshakes in progress at once; when all are taken, a new connection evicts
+    /// the oldest (so idle or trickling connections cannot hoard them).
+    pub handshake_max_pending: u64,
+    /// TLS handshakes in progress at once from one source (IPv4 address, IPv6 /64); a
+    /// connection over this is closed at once. Hubs behind one NAT share it.
+    pub handshake_max_pending_per_source: u64,
+    /// Deadline for a whole TLS handshake while at most half the slots are taken, ms.
+    pub handshake_timeout_ms: u64,
+    /// Deadline for a whole TLS handshake when all slots are taken, ms (the deadline
+    /// falls linearly from `handshake_timeout_ms` as the slots fill beyond half).
+    pub handshake_min_timeout_ms: u64,
     /// Per-province deadlines overriding `node_timeout_ms`, milliseconds by province code,
     /// e.g. `{ 650000 = 4000 }` for a province whose node sits behind a slow link.
     pub province_timeout_ms: BTreeMap<String, u64>,
@@ -99,6 +111,10 @@ impl Default for GatewayConfig {
             retry_min_per_sec: 10,
             admin_listen: "127.0.0.1:9090".into(),
             otlp_endpoint: None,
+            handshake_max_pending: handshake::DEFAULT_MAX_PENDING as u64,
+            handshake_max_pending_per_source: handshake::DEFAULT_MAX_PENDING_PER_SOURCE as u64,
+            handshake_timeout_ms: handshake::DEFAULT_TIMEOUT.as_millis() as u64,
+            handshake_min_timeout_ms: handshake::DEFAULT_MIN_TIMEOUT.as_millis() as u64,
             province_timeout_ms: BTreeMap::new(),
         }
     }
@@ -110,6 +126,17 @@ impl GatewayConfig {
     /// [`huren_runtime::config`]).
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         config::load(path)
+    }
+
+    /// The limits on TLS handshakes in progress.
+    pub fn handshake_limits(&self) -> Result<HandshakeLimits, ConfigError> {
+        HandshakeLimits::from_config(
+            self.handshake_max_pending,
+            self.handshake_max_pending_per_source,
+            self.handshake_timeout_ms,
+            self.handshake_min_timeout_ms,
+        )
+        .map_err(|e| invalid(e.to_string()))
     }
 
     /// The per-province deadline overrides.
@@ -211,6 +238,7 @@ impl Settings for GatewayConfig {
         if !(1..=600_000).contains(&self.breaker_open_ms) {
             return Err(invalid("breaker_open_ms must be within 1..=600000"));
         }
+        self.handshake_limits()?;
         Ok(())
     }
 }
@@ -281,6 +309,10 @@ mod tests {
             retry_min_per_sec: 3,
             admin_listen: "0.0.0.0:19090".into(),
             otlp_endpoint: Some("http://otel:4317".into()),
+            handshake_max_pending: 100,
+            handshake_max_pending_per_source: 10,
+            handshake_timeout_ms: 5_000,
+            handshake_min_timeout_ms: 500,
             province_timeout_ms: BTreeMap::from([("650000".to_owned(), 4000)]),
         };
         config::check_every_key_overridable(full, "").unwrap();
@@ -355,6 +387,7 @@ mod tests {
         assert_eq!(Duration::from_secs(c.cache_fresh_seconds), embedded.cache_fresh);
         assert_eq!(c.node_concurrency as usize, embedded.node_concurrency);
         assert!(c.province_timeouts().is_empty() && embedded.province_timeouts.is_empty());
+        assert_eq!(c.handshake_limits().unwrap(), embedded.handshakes);
     }
 
     #[test]
@@ -390,6 +423,10 @@ mod tests {
             ("cache_fresh_seconds = 100000", "cache_fresh_seconds must be within 0..=86400"),
             ("miss_refill_per_sec = -1.0", "miss_refill_per_sec must be a number within"),
             ("miss_refill_per_sec = nan", "miss_refill_per_sec must be a number within"),
+            ("handshake_max_pending = 0", "handshake_max_pending must be within 1..=65536"),
+            ("handshake_max_pending_per_source = 600", "handshake_max_pending_per_source must be within"),
+            ("handshake_timeout_ms = 0", "handshake_timeout_ms must be within 100..=600000"),
+            ("handshake_min_timeout_ms = 60000", "handshake_min_timeout_ms must be within"),
         ] {
             let err = load(bad, &[]).unwrap_err();
             assert!(matches!(err, ConfigError::Invalid { .. }) && err.to_string().contains(expect), "{bad}: {err}");

@@ -109,6 +109,8 @@ pub struct GatewaySettings {
     pub retry_budget: retry::RetryBudget,
     /// Source of time (the system clock outside tests).
     pub clock: huren_runtime::clock::Clock,
+    /// Limits on TLS handshakes in progress at this gateway.
+    pub handshakes: huren_runtime::tls::HandshakeLimits,
 }
 
 impl std::fmt::Debug for GatewaySettings {
@@ -120,6 +122,7 @@ impl std::fmt::Debug for GatewaySettings {
             .field("miss_policy", &self.miss_policy)
             .field("breaker", &self.breaker)
             .field("node_concurrency", &self.node_concurrency)
+            .field("handshakes", &self.handshakes)
             .finish_non_exhaustive()
     }
 }
@@ -143,6 +146,7 @@ impl Default for GatewaySettings {
             node_concurrency: 256,
             retry_budget: retry::RetryBudget::default(),
             clock: huren_runtime::clock::Clock::system(),
+            handshakes: huren_runtime::tls::HandshakeLimits::default(),
         }
     }
 }
@@ -211,6 +215,7 @@ fn register_gauges(
 pub struct Gateway {
     state: Arc<State>,
     tls: Arc<TlsIdentity>,
+    handshakes: huren_runtime::tls::HandshakeLimits,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -244,7 +249,7 @@ impl Gateway {
         let shared = Arc::new(shared.with_clock(settings.clock.clone()));
         let state = Arc::new(State::new(trust, tls.clone(), &settings, Metrics::new(&meter), receipts, shared));
         register_gauges(&meter, state.shared.clone(), state.breakers.clone(), state.trust.clone());
-        Ok(Self { state, tls })
+        Ok(Self { state, tls, handshakes: settings.handshakes })
     }
 
     /// Loads the configured identity and the newest trust list available: the persisted
@@ -270,6 +275,7 @@ impl Gateway {
                 redis_url: config.redis_url.clone(),
                 redis_prefix: config.redis_prefix.clone(),
                 hub_rate_per_sec: config.hub_rate_per_sec,
+                handshakes: config.handshake_limits()?,
                 ..GatewaySettings::default()
             },
         )
@@ -359,7 +365,8 @@ impl Gateway {
             .add(
                 pb::trust_registry_server::TrustRegistryServer::new(TrustRegistryService(self.state.clone()))
                     .max_decoding_message_size(MAX_TRUST_LIST_BYTES),
-            );
+            )
+            .handshake_limits(self.handshakes);
         tracing::info!(identity = %self.tls.identity, "gateway serving");
         let state = self.state.clone();
         let shutdown = async move {

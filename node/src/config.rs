@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use huren_pki::ProvinceCode;
 pub use huren_runtime::config::ConfigError;
 use huren_runtime::config::{self, Settings};
+use huren_runtime::handshake::{self, HandshakeLimits};
 use serde::{Deserialize, Serialize};
 
 /// Node configuration. Relative paths are resolved against the config file's folder.
@@ -51,6 +52,17 @@ pub struct NodeConfig {
     pub admin_listen: String,
     /// OTLP/gRPC collector for traces and metrics, e.g. "http://otel-collector:4317".
     pub otlp_endpoint: Option<String>,
+    /// TLS handshakes in progress at once; when all are taken, a new connection evicts
+    /// the oldest (so idle or trickling connections cannot hoard them).
+    pub handshake_max_pending: u64,
+    /// TLS handshakes in progress at once from one source (IPv4 address, IPv6 /64); a
+    /// connection over this is closed at once.
+    pub handshake_max_pending_per_source: u64,
+    /// Deadline for a whole TLS handshake while at most half the slots are taken, ms.
+    pub handshake_timeout_ms: u64,
+    /// Deadline for a whole TLS handshake when all slots are taken, ms (the deadline
+    /// falls linearly from `handshake_timeout_ms` as the slots fill beyond half).
+    pub handshake_min_timeout_ms: u64,
 }
 
 impl Default for NodeConfig {
@@ -74,6 +86,10 @@ impl Default for NodeConfig {
             default_status_validity_seconds: 7 * 24 * 3600,
             admin_listen: "127.0.0.1:9091".into(),
             otlp_endpoint: None,
+            handshake_max_pending: handshake::DEFAULT_MAX_PENDING as u64,
+            handshake_max_pending_per_source: handshake::DEFAULT_MAX_PENDING_PER_SOURCE as u64,
+            handshake_timeout_ms: handshake::DEFAULT_TIMEOUT.as_millis() as u64,
+            handshake_min_timeout_ms: handshake::DEFAULT_MIN_TIMEOUT.as_millis() as u64,
         }
     }
 }
@@ -104,6 +120,17 @@ impl NodeConfig {
     /// Key prefix of the status store in Redis.
     pub fn redis_prefix(&self) -> String {
         self.store_redis_prefix.clone().unwrap_or_else(|| crate::redis_store::default_prefix(&self.province))
+    }
+
+    /// The limits on TLS handshakes in progress.
+    pub fn handshake_limits(&self) -> Result<HandshakeLimits, ConfigError> {
+        HandshakeLimits::from_config(
+            self.handshake_max_pending,
+            self.handshake_max_pending_per_source,
+            self.handshake_timeout_ms,
+            self.handshake_min_timeout_ms,
+        )
+        .map_err(|e| invalid(e.to_string()))
     }
 
     /// Path of the redb status store.
@@ -150,6 +177,7 @@ impl Settings for NodeConfig {
         if let Some(gateway) = &self.gateway {
             huren_runtime::tls::endpoint_authority(gateway).map_err(|e| invalid(format!("gateway: {e}")))?;
         }
+        self.handshake_limits()?;
         if self.default_status_validity_seconds <= 0 {
             return Err(invalid("default_status_validity_seconds must be positive"));
         }
@@ -242,6 +270,10 @@ mod tests {
             default_status_validity_seconds: 3600,
             admin_listen: "0.0.0.0:19091".into(),
             otlp_endpoint: Some("http://otel:4317".into()),
+            handshake_max_pending: 100,
+            handshake_max_pending_per_source: 10,
+            handshake_timeout_ms: 5_000,
+            handshake_min_timeout_ms: 500,
         };
         // The file names a province (the default has none) unless the variable does.
         // The file names a Redis URL too, so that `store = "redis"` alone validates.
@@ -305,6 +337,23 @@ mod tests {
         assert_eq!(err.to_string(), "invalid node config: store_redis_url is not a redis:// or rediss:// URL");
         let err = load(FILE, &[("HUREN_NODE_STORE_REDIS_PREFIX", "a b")]).unwrap_err();
         assert!(err.to_string().contains("store_redis_prefix must be"), "{err}");
+    }
+
+    #[test]
+    fn handshake_limits_default_to_the_runtime_ones_and_are_validated() {
+        let c = load(FILE, &[]).unwrap();
+        assert_eq!(c.handshake_limits().unwrap(), HandshakeLimits::default());
+        let c = load(FILE, &[("HUREN_NODE_HANDSHAKE_MAX_PENDING_PER_SOURCE", "8")]).unwrap();
+        assert_eq!(c.handshake_limits().unwrap().max_pending_per_source, 8);
+        for (var, value, expect) in [
+            ("HUREN_NODE_HANDSHAKE_MAX_PENDING", "0", "handshake_max_pending must be within"),
+            ("HUREN_NODE_HANDSHAKE_MAX_PENDING_PER_SOURCE", "513", "handshake_max_pending_per_source must be"),
+            ("HUREN_NODE_HANDSHAKE_TIMEOUT_MS", "10", "handshake_timeout_ms must be within"),
+            ("HUREN_NODE_HANDSHAKE_MIN_TIMEOUT_MS", "20000", "handshake_min_timeout_ms must be within"),
+        ] {
+            let err = load(FILE, &[(var, value)]).unwrap_err();
+            assert!(err.to_string().starts_with(&format!("invalid node config: {expect}")), "{var}: {err}");
+        }
     }
 
     #[test]

@@ -166,6 +166,7 @@ impl Node {
             token_lifetime_seconds: config.token_lifetime_seconds,
             default_status_validity_seconds: config.default_status_validity_seconds,
             clock: huren_runtime::clock::Clock::system(),
+            handshakes: config.handshake_limits()?,
             ..NodeSettings::default()
         };
         Ok(Self::new(tls, keys, trust, store, settings)?.following(config.gateway.clone()))
@@ -358,7 +359,8 @@ impl Node {
             .add(
                 pb::transparency_server::TransparencyServer::new(transparency::TransparencyService(self.inner.clone()))
                     .max_decoding_message_size(MAX_MESSAGE_BYTES),
-            );
+            )
+            .handshake_limits(self.inner.settings.handshakes);
         tracing::info!(province = %self.inner.province, "node serving");
         services.serve(listener, &self.tls, self.inner.trust.revocations(), shutdown).await?;
         // Wait for the background tasks to end: they hold the store, which must be closed

@@ -34,6 +34,8 @@ pub struct NodeSettings {
     pub clock: Clock,
     /// How often the retention purge runs.
     pub retention_interval: std::time::Duration,
+    /// Limits on TLS handshakes in progress at this node.
+    pub handshakes: huren_runtime::tls::HandshakeLimits,
 }
 
 impl Default for NodeSettings {
@@ -44,6 +46,7 @@ impl Default for NodeSettings {
             default_status_validity_seconds: 7 * 86_400,
             clock: Clock::system(),
             retention_interval: std::time::Duration::from_secs(60),
+            handshakes: huren_runtime::tls::HandshakeLimits::default(),
         }
     }
 }

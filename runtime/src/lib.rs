@@ -5,6 +5,8 @@
 //! - [`tls`]: rustls server/client configurations with client-certificate authentication,
 //!   identity-checking server verification, revocation, peer authentication, the TLS
 //!   accept loop and the mTLS connector.
+//! - [`handshake`]: admission of TLS handshakes (per-source cap, eviction of the oldest
+//!   when all slots are taken, a deadline that shrinks as they run out).
 //! - [`serve`]: the one server builder node and gateway both use (TLS accept loop, health,
 //!   reflection, message-size caps, the oversize layer, graceful shutdown).
 //! - [`config`]: the one configuration loader (TOML file, then `HUREN_<ROLE>_*` environment
@@ -28,6 +30,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod expiry;
+pub mod handshake;
 pub mod live;
 pub mod oversize;
 pub mod serve;

@@ -2,6 +2,7 @@
 //!
 //! [`Services`] collects the server's own gRPC services; [`Services::serve`] adds what every
 //! server has — mutual TLS with handshakes off the accept path ([`crate::tls::incoming`]),
+//! handshakes admitted under [`crate::handshake::HandshakeLimits`] ([`Services::handshake_limits`]),
 //! `grpc.health.v1` reporting each service as serving, reflection (v1 and v1alpha) listing
 //! exactly the services served, the per-connection stream cap, the oversize layer — and runs
 //! until the shutdown future resolves, then drains in-flight calls.
@@ -14,7 +15,7 @@ use tonic::body::Body;
 use tonic::server::NamedService;
 use tonic::service::RoutesBuilder;
 
-use crate::tls::{self, Revocations, TlsIdentity};
+use crate::tls::{self, HandshakeLimits, Revocations, TlsIdentity};
 
 /// Why a server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +37,7 @@ pub enum ServeError {
 pub struct Services {
     routes: RoutesBuilder,
     names: Vec<&'static str>,
+    handshakes: HandshakeLimits,
 }
 
 impl std::fmt::Debug for Services {
@@ -69,6 +71,12 @@ impl Services {
         self
     }
 
+    /// Admits TLS handshakes under `limits` instead of the defaults.
+    pub fn handshake_limits(mut self, limits: HandshakeLimits) -> Self {
+        self.handshakes = limits;
+        self
+    }
+
     /// Names of the services added, in order.
     pub fn names(&self) -> &[&'static str] {
         &self.names
@@ -84,9 +92,15 @@ impl Services {
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), ServeError> {
         let config = tls::server_config(identity, revocations.clone())?;
-        let incoming =
-            tls::incoming(listener, config, identity.root.clone(), identity.identity.trust_domain.clone(), revocations);
-        let Self { mut routes, names } = self;
+        let Self { mut routes, names, handshakes } = self;
+        let incoming = tls::incoming_with(
+            listener,
+            config,
+            identity.root.clone(),
+            identity.identity.trust_domain.clone(),
+            revocations,
+            handshakes,
+        );
         let (health, health_service) = tonic_health::server::health_reporter();
         for name in &names {
             health.set_service_status(*name, tonic_health::ServingStatus::Serving).await;

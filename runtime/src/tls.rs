@@ -8,8 +8,9 @@
 //!   identity the caller expects (a gateway expects `province/<code>/node`, never a DNS name).
 //! - [`authenticate_chain`]: turns a verified chain into an [`Identity`], enforcing that a
 //!   province CA only vouches for its own province and the root for the national roles.
-//! - [`incoming`]: accept loop that handshakes off the accept path (bounded, with a timeout)
-//!   and authenticates each connection once; servers read the result with [`peer`], which
+//! - [`incoming`]: accept loop that handshakes off the accept path (admitted under
+//!   [`HandshakeLimits`]: per-source cap, eviction of the oldest, shrinking deadline) and
+//!   authenticates each connection once; servers read the result with [`peer`], which
 //!   also re-checks the connection's chain serials against the live [`Revocations`] on every
 //!   request (a connection opened before a revocation is refused at its next call);
 //!   long-lived calls ask [`PeerInfo::revoked`] before each message.
@@ -44,13 +45,18 @@ use x509_parser::extensions::GeneralName;
 
 use huren_pki::identity::{Identity, InvalidIdentity, Role};
 
-/// Time allowed for a TLS handshake before the connection is dropped.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub use crate::handshake::HandshakeLimits;
+use crate::handshake::{Admission, Pending};
+
+/// Time allowed for a whole TLS handshake before the connection is dropped, while at most
+/// half the handshake slots are taken (the default [`HandshakeLimits::timeout`]).
+pub const HANDSHAKE_TIMEOUT: Duration = crate::handshake::DEFAULT_TIMEOUT;
 /// HTTP/2 streams (calls) a server runs at once per connection; a client with more in
 /// flight waits for capacity (back-pressure), it is not refused.
 pub const MAX_CONCURRENT_STREAMS: u32 = 128;
-/// Handshakes in progress at once per server; further connections wait to be accepted.
-pub const MAX_CONCURRENT_HANDSHAKES: usize = 512;
+/// Handshakes in progress at once per server (the default [`HandshakeLimits::max_pending`]);
+/// when all are taken, a new connection evicts the oldest.
+pub const MAX_CONCURRENT_HANDSHAKES: usize = crate::handshake::DEFAULT_MAX_PENDING;
 
 /// Why TLS material could not be loaded or a TLS configuration or channel built.
 #[derive(Debug, thiserror::Error)]
@@ -483,9 +489,8 @@ impl AsyncWrite for AuthenticatedStream {
     }
 }
 
-/// Accepts TCP connections, handshakes each in its own task (bounded by
-/// [`MAX_CONCURRENT_HANDSHAKES`] and [`HANDSHAKE_TIMEOUT`]) and yields authenticated
-/// streams. The accept loop stops, and the listener closes, when the stream is dropped.
+/// Accepts TCP connections, handshakes each in its own task under the default
+/// [`HandshakeLimits`] and yields authenticated streams; see [`incoming_with`].
 pub fn incoming(
     listener: TcpListener,
     config: Arc<ServerConfig>,
@@ -493,17 +498,30 @@ pub fn incoming(
     trust_domain: String,
     revocations: Revocations,
 ) -> ReceiverStream<Result<AuthenticatedStream, io::Error>> {
+    incoming_with(listener, config, root, trust_domain, revocations, HandshakeLimits::default())
+}
+
+/// Accepts TCP connections, handshakes each in its own task and yields authenticated
+/// streams. Every connection is accepted at once and admitted under `limits`
+/// ([`crate::handshake`]): closed if its source already holds its share of handshakes in
+/// progress, otherwise given a slot (evicting the oldest handshake in progress when all
+/// are taken) and a deadline for its whole handshake that shrinks as the slots run out.
+/// The accept loop stops, and the listener closes, when the stream is dropped.
+pub fn incoming_with(
+    listener: TcpListener,
+    config: Arc<ServerConfig>,
+    root: CertificateDer<'static>,
+    trust_domain: String,
+    revocations: Revocations,
+    limits: HandshakeLimits,
+) -> ReceiverStream<Result<AuthenticatedStream, io::Error>> {
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
-    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_HANDSHAKES));
+    let pending = Pending::new(limits);
     let root = Arc::new(root);
     let trust_domain: Arc<str> = trust_domain.into();
     tokio::spawn(async move {
         loop {
-            let permit = tokio::select! {
-                _ = tx.closed() => break,
-                p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-            };
             let (tcp, remote) = tokio::select! {
                 _ = tx.closed() => break,
                 r = listener.accept() => match r {
@@ -515,12 +533,31 @@ pub fn incoming(
                     }
                 },
             };
+            let (mut slot, deadline) = match pending.admit(remote.ip()) {
+                Admission::Admitted { slot, deadline, evicted_oldest } => {
+                    if evicted_oldest {
+                        tracing::debug!(%remote, "all handshake slots taken: the oldest handshake was closed");
+                    }
+                    (slot, deadline)
+                }
+                Admission::SourceFull => {
+                    tracing::debug!(%remote, "too many handshakes in progress from this source: closed");
+                    continue;
+                }
+            };
             let _ = tcp.set_nodelay(true);
             let (acceptor, tx, root, td) = (acceptor.clone(), tx.clone(), root.clone(), trust_domain.clone());
             let revocations = revocations.clone();
             tokio::spawn(async move {
-                let _permit = permit;
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                let handshake = tokio::select! {
+                    r = tokio::time::timeout(deadline, acceptor.accept(tcp)) => r,
+                    _ = slot.evicted() => {
+                        tracing::debug!(%remote, "TLS handshake evicted for a newer connection");
+                        return;
+                    }
+                };
+                drop(slot);
+                match handshake {
                     Ok(Ok(tls)) => {
                         let chain = tls.get_ref().1.peer_certificates().unwrap_or_default();
                         let identity = authenticate_chain(chain, &root, &td);
@@ -530,7 +567,7 @@ pub fn incoming(
                         let _ = tx.send(Ok(AuthenticatedStream { inner: tls, peer })).await;
                     }
                     Ok(Err(e)) => tracing::debug!(%remote, error = %e, "TLS handshake refused"),
-                    Err(_) => tracing::debug!(%remote, "TLS handshake timed out"),
+                    Err(_) => tracing::debug!(%remote, ?deadline, "TLS handshake timed out"),
                 }
             });
         }

@@ -4,13 +4,16 @@
 //! - `seed`: synthetic subjects and tokens at a node, and a tokens file for `lookup`.
 //! - `store`: the node's redb store on its own.
 //! - `report`: a `deploy/bench/run.sh` results folder summarised.
+//! - `handshake-flood`: a loopback federation of its own under a handshake flood (idle
+//!   connections from one address and a trickler, [`huren_bench::flood`]); the latency of
+//!   a hub's fresh connection and lookup meanwhile.
 //!
 //! Targets are refused unless they are loopback addresses.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use huren_bench::{BenchError, LookupOptions, SeedOptions, StoreOptions, TlsFiles};
 
@@ -28,6 +31,25 @@ pub enum BenchCommand {
     Store(StoreArgs),
     /// Summarise a deploy/bench/run.sh results folder into results.json and results.md.
     Report(ReportArgs),
+    /// Start a loopback federation, hold idle connections from one address and a slow-TLS
+    /// trickler against its gateway, and time a hub's fresh connection + lookup meanwhile.
+    HandshakeFlood(HandshakeFloodArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HandshakeFloodArgs {
+    /// Idle TCP connections held from 127.0.0.2 (they never start TLS).
+    #[arg(long, default_value_t = 5000)]
+    pub idle: usize,
+    /// Fresh hub connections + lookups timed, one after the other (from 127.0.0.1).
+    #[arg(long, default_value_t = 200)]
+    pub lookups: usize,
+    /// Interval between the bytes of the trickler's ClientHello (from 127.0.0.3).
+    #[arg(long, default_value = "1s", value_parser = huren_bench::parse_duration)]
+    pub trickle_every: Duration,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Which RPC each request makes.
@@ -198,6 +220,48 @@ pub async fn run(command: BenchCommand) -> Result<()> {
             }
         }
         BenchCommand::Report(args) => print!("{}", huren_bench::report(&args.dir).map_err(bench_error)?),
+        BenchCommand::HandshakeFlood(args) => handshake_flood(args).await?,
+    }
+    Ok(())
+}
+
+/// `huren bench handshake-flood`: a demo federation in a temporary folder, one GREEN
+/// Anhui subject, a hub registered for `transit.rail`; each timed attempt is a new
+/// [`HubClient`](huren_client::HubClient) (its own connection, 3 s connect timeout) and one lookup.
+async fn handshake_flood(args: HandshakeFloodArgs) -> Result<()> {
+    use crate::demo::{demo_rules, demo_subjects, seed};
+    use crate::federation::{Federation, DEMO_PROVINCES};
+    let dir = tempfile::tempdir()?;
+    let federation = Federation::start(dir.path(), &DEMO_PROVINCES, demo_rules()).await?;
+    let subject = demo_subjects().into_iter().find(|s| s.province == "340000").context("an Anhui demo subject")?;
+    let token = seed(&federation, &subject, 3600).await?.token;
+    federation.register_hub("bench-flood-hub", &["transit.rail"]).await?;
+    let identity = federation.identity("hub", "bench-flood-hub")?;
+    let gateway = federation.gateway_addr();
+    let province: huren_pki::ProvinceCode = "340000".parse()?;
+    let options = huren_bench::flood::FloodOptions {
+        target: gateway,
+        idle: args.idle,
+        trickle_every: args.trickle_every,
+        lookups: args.lookups,
+    };
+    let attempt = || {
+        let (identity, token, province) = (&identity, &token, &province);
+        async move {
+            let mut hub =
+                huren_client::HubClient::connect(&gateway.to_string(), identity).map_err(|e| e.to_string())?;
+            hub.lookup(province, token, "transit.rail").await.map(|_| ()).map_err(|e| e.to_string())
+        }
+    };
+    let report = huren_bench::flood::handshake_flood(&options, attempt).await.map_err(bench_error)?;
+    federation.shutdown().await?;
+    if args.json {
+        println!("{}", report.json());
+    } else {
+        print!("{}", report.text());
+    }
+    if report.ok == 0 {
+        bail!("no lookup succeeded");
     }
     Ok(())
 }

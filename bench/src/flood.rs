@@ -55,6 +55,12 @@ pub fn closed_by_server(tcp: &TcpStream) -> bool {
     }
 }
 
+/// Raises this process's soft limit on open files towards `want` (never above the hard
+/// limit) and returns the limit now in force, if known.
+pub fn raise_open_files_limit(want: u64) -> Option<u64> {
+    rlimit::increase_nofile_limit(want).ok().or_else(open_files_limit)
+}
+
 /// The soft limit on open files of this process (`/proc/self/limits`), if known.
 pub fn open_files_limit() -> Option<u64> {
     let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
@@ -250,7 +256,7 @@ where
     if options.lookups == 0 {
         return Err(BenchError::Usage("--lookups must be at least 1".into()));
     }
-    if let Some(limit) = open_files_limit() {
+    if let Some(limit) = raise_open_files_limit(options.idle as u64 * 2 + 256) {
         // Each idle connection is one descriptor here and, while accepted, one at the server.
         if options.idle as u64 * 2 + 256 > limit {
             return Err(BenchError::Usage(format!(

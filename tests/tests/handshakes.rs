@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use huren_bench::flood::{open_files_limit, open_idle, Trickler, ATTACKER, TRICKLER};
+use huren_bench::flood::{open_idle, raise_open_files_limit, Trickler, ATTACKER, TRICKLER};
 use huren_cli::demo::seed;
 use huren_cli::federation::{Federation, FederationOptions, DEMO_PROVINCES};
 use huren_client::HubClient;
@@ -20,7 +20,7 @@ use tokio::io::AsyncReadExt;
 /// Idle connections per flooded server: 5,000, or fewer if this process may not open
 /// that many files (two servers flooded, each connection a descriptor on both sides).
 fn idle_per_server() -> usize {
-    let limit = open_files_limit().unwrap_or(4096) as usize;
+    let limit = raise_open_files_limit(21_000).unwrap_or(4096) as usize;
     let n = 5_000.min(limit.saturating_sub(1_000) / 4);
     assert!(n >= 1_000, "the open-files limit ({limit}) is too low for this test: raise it (ulimit -n 6000)");
     n

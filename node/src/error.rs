@@ -172,7 +172,7 @@ pub enum StatusChangeRefused {
         requested_seconds: i64,
     },
     /// The change would lift a status the subject holds before it lapses, and the caller
-    /// is not among the authorities its rule lets lift it (see [`crate::lift`]).
+    /// is not among the authorities its rule lets lift it (see the node's `lift` module).
     #[error(
         "the subject holds a current {status} status under rule {rule_id:?}; only {} may lift it before it \
          lapses, not {caller}",

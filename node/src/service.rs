@@ -83,7 +83,7 @@ const UPSERT_ATTEMPTS: usize = 8;
 /// caller's identity (URI), never a claim: a non-green status must come from an authority
 /// identity of this province that the cited rule names; the province admin identity may
 /// only set GREEN, and only where no non-green status holds. Lifting a held status before
-/// it lapses is for the authorities its rule names as lifters ([`crate::lift`]); the record
+/// it lapses is for the authorities its rule names as lifters (the `lift` module); the record
 /// then names the lifted rule. A rule that names no authority, no status or no maximum
 /// duration lets nobody apply it (fail closed).
 pub(crate) fn validate_upsert(

@@ -202,12 +202,9 @@ pub fn serve_async_fake_node(identity: TlsIdentity, listener: TcpListener, scrip
     stop
 }
 
-/// As [`replace_node_with_fake`], with an asynchronous script.
-pub async fn replace_node_with_async_fake(
-    federation: &mut Federation,
-    province: &ProvinceCode,
-    script: AsyncScript,
-) -> oneshot::Sender<()> {
+/// Stops `province`'s node (graceful drain) and hands back its identity and its address,
+/// bound again, so a stand-in can serve in its place.
+async fn take_node_place(federation: &mut Federation, province: &ProvinceCode) -> (TlsIdentity, TcpListener) {
     let addr = federation
         .stop_node(province)
         .deadline(&format!("province {province}'s node to stop (graceful drain)"))
@@ -215,6 +212,16 @@ pub async fn replace_node_with_async_fake(
         .expect("stop node");
     let listener = TcpListener::bind(addr).await.expect("rebind");
     let identity = federation.identity("node", province.as_str()).expect("node identity");
+    (identity, listener)
+}
+
+/// As [`replace_node_with_fake`], with an asynchronous script.
+pub async fn replace_node_with_async_fake(
+    federation: &mut Federation,
+    province: &ProvinceCode,
+    script: AsyncScript,
+) -> oneshot::Sender<()> {
+    let (identity, listener) = take_node_place(federation, province).await;
     serve_async_fake_node(identity, listener, script)
 }
 
@@ -295,13 +302,7 @@ pub async fn replace_node_with_raw_fake(
     province: &ProvinceCode,
     script: RawScript,
 ) -> oneshot::Sender<()> {
-    let addr = federation
-        .stop_node(province)
-        .deadline(&format!("province {province}'s node to stop (graceful drain)"))
-        .await
-        .expect("stop node");
-    let listener = TcpListener::bind(addr).await.expect("rebind");
-    let identity = federation.identity("node", province.as_str()).expect("node identity");
+    let (identity, listener) = take_node_place(federation, province).await;
     let (stop, stopped) = oneshot::channel::<()>();
     let incoming = tls_incoming(&identity, listener);
     tokio::spawn(async move {

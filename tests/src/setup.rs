@@ -95,3 +95,21 @@ pub fn tls_incoming(
         Revocations::default(),
     )
 }
+
+/// Serves `gateway` on a free loopback port until the returned sender is dropped or sent.
+pub async fn serve_gateway(
+    gateway: &huren_gateway::Gateway,
+) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = gateway.clone();
+    tokio::spawn(async move {
+        let _ = serving
+            .serve(listener, async {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    (addr, stop)
+}

@@ -30,24 +30,8 @@ async fn replica(
     let tls = f.identity("gateway", name).unwrap();
     let trust = LiveTrust::new(f.gateway_trust().unwrap().current().as_ref().clone(), tls.root.to_vec(), None).unwrap();
     let gateway = Gateway::new(tls, trust, settings).unwrap();
-    let (addr, stop) = serve(&gateway).await;
+    let (addr, stop) = huren_tests::serve_gateway(&gateway).await;
     (gateway, addr, stop)
-}
-
-/// Serves `gateway` on a free loopback port until the sender drops.
-async fn serve(gateway: &Gateway) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let g = gateway.clone();
-    tokio::spawn(async move {
-        let _ = g
-            .serve(listener, async {
-                let _ = stopped.await;
-            })
-            .await;
-    });
-    (addr, stop)
 }
 
 fn hub_on(f: &Federation, name: &str, addr: std::net::SocketAddr) -> huren_cli::hub::HubClient {
@@ -234,7 +218,7 @@ async fn at_sunset_a_gateway_purges_its_caches_in_redis() {
         ..GatewaySettings::default()
     };
     let gateway = Gateway::new(tls, trust.clone(), settings).unwrap();
-    let (addr, _stop) = serve(&gateway).await;
+    let (addr, _stop) = huren_tests::serve_gateway(&gateway).await;
     let issued = seed(&f, &demo_subjects()[0], 600).await.unwrap();
     let scanned = Scanned::parse(&issued.qr).unwrap();
     hub_on(&f, "last", addr).lookup(scanned.province(), scanned.token(), "transit.rail").await.unwrap();

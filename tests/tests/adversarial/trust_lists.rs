@@ -364,16 +364,6 @@ async fn replica(
     let tls = f.identity("gateway", name).unwrap();
     let trust = LiveTrust::new(f.gateway_trust().unwrap().current().as_ref().clone(), tls.root.to_vec(), None).unwrap();
     let gateway = Gateway::new(tls, trust, settings).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = gateway.clone();
-    tokio::spawn(async move {
-        let _ = serving
-            .serve(listener, async {
-                let _ = stopped.await;
-            })
-            .await;
-    });
+    let (addr, stop) = huren_tests::serve_gateway(&gateway).await;
     (gateway, addr, stop)
 }

@@ -410,3 +410,40 @@ pub async fn run(
     let report = story(&federation, &qrs).await?;
     Ok((federation, qrs, report))
 }
+
+/// Where a kept-running demo federation can be reached, for scripts and the worked examples
+/// (`huren demo --info <file>`, `examples/run.sh`): addresses (as `127.0.0.1:<port>` and
+/// `localhost:<port>`, both names every server certificate carries), the national root, the
+/// coordinator's signed trust list, the hubs' certificates and purposes, and the seeded
+/// travellers' tokens and QR strings (synthetic).
+pub fn info(federation: &Federation, qrs: &[(Subject, pb::IssueTokenResponse)]) -> Result<serde_json::Value> {
+    let pki = federation.pki.path();
+    let gateway = federation.gateway_addr();
+    let hubs = [("sd-jinan-highway-g3", "transit.highway"), ("gd-guangzhou-south-rail", "transit.rail")];
+    let mut nodes = serde_json::Map::new();
+    for (code, _) in DEMO_PROVINCES {
+        let addr = federation.node_addr(&code.parse()?)?;
+        nodes.insert(
+            code.to_owned(),
+            serde_json::json!({ "address": addr.to_string(), "dns": format!("localhost:{}", addr.port()) }),
+        );
+    }
+    Ok(serde_json::json!({
+        "gateway": { "address": gateway.to_string(), "dns": format!("localhost:{}", gateway.port()) },
+        "nodes": nodes,
+        "root_ca": pki.join("root/ca.pem"),
+        "trust_list": federation.pki.trust_list_path(),
+        "hubs": hubs.iter().map(|(id, purpose)| {
+            let dir = federation.pki.issued_dir("hub", id);
+            serde_json::json!({ "id": id, "purposes": [purpose], "cert": dir.join("cert.pem"), "key": dir.join("key.pem") })
+        }).collect::<Vec<_>>(),
+        "travellers": qrs.iter().map(|(s, issued)| serde_json::json!({
+            "subject_ref": s.subject_ref,
+            "province": s.province,
+            "status": s.status.as_str_name().trim_start_matches("HEALTH_STATUS_"),
+            "rule_id": s.rule_id,
+            "token": huren_pki::qr::token_to_text(&issued.token),
+            "qr": issued.qr,
+        })).collect::<Vec<_>>(),
+    }))
+}

@@ -11,6 +11,7 @@ use huren_gateway::{Gateway, GatewaySettings};
 use huren_node::{KeyRing, Node, NodeSettings, RedisStore, Store};
 use huren_pki::attest::AttestationKey;
 use huren_pki::ca::Validity;
+use huren_pki::endpoint::HostName;
 use huren_pki::registry::{PkiDir, RegistryRule};
 use huren_pki::{Identity, ProvinceCode, Role, TrustList};
 use huren_proto::pb::status_admin_client::StatusAdminClient;
@@ -29,6 +30,14 @@ pub const DEMO_PROVINCES: [(&str, &str); 3] = [("340000", "Anhui"), ("370000", "
 
 /// Gateway name used by the federation.
 pub const GATEWAY_NAME: &str = "national-1";
+
+/// The names the federation's servers carry besides their identities: every server
+/// listens on loopback, reached as `localhost` or `127.0.0.1`.
+pub const LOOPBACK_NAMES: [&str; 2] = ["localhost", "127.0.0.1"];
+
+fn loopback_names() -> Vec<HostName> {
+    LOOPBACK_NAMES.iter().filter_map(|n| n.parse().ok()).collect()
+}
 
 struct Running {
     addr: SocketAddr,
@@ -157,6 +166,15 @@ impl Federation {
         Ok(TlsIdentity::load(&issued.cert, &issued.key, &self.pki.root_cert_path(), &self.trust_domain)?)
     }
 
+    /// Issues (or re-issues) a server certificate (node, gateway) that also names the
+    /// loopback hosts it serves on ([`LOOPBACK_NAMES`]), so stock TLS clients verify it
+    /// with an ordinary hostname check, and loads it as a TLS identity.
+    pub fn server_identity(&self, kind: &str, arg: &str) -> Result<TlsIdentity> {
+        let names = loopback_names();
+        let issued = self.pki.issue_named(kind, arg, Some(&names), Validity::days(30))?;
+        Ok(TlsIdentity::load(&issued.cert, &issued.key, &self.pki.root_cert_path(), &self.trust_domain)?)
+    }
+
     /// A province's attestation key as held in the PKI directory.
     pub fn attestation_key(&self, code: &ProvinceCode) -> Result<AttestationKey> {
         let path = self.pki.active_attestation_key(code)?;
@@ -182,7 +200,7 @@ impl Federation {
     }
 
     async fn start_node_on(&mut self, code: &ProvinceCode, listener: TcpListener) -> Result<()> {
-        let tls = self.identity("node", code.as_str())?;
+        let tls = self.server_identity("node", code.as_str())?;
         let keys = KeyRing::load(&self.pki.province_dir(code))?;
         let dir = self.node_dir(code);
         let trust =
@@ -207,7 +225,7 @@ impl Federation {
     }
 
     async fn start_gateway_on(&mut self, listener: TcpListener) -> Result<()> {
-        let tls = self.identity("gateway", GATEWAY_NAME)?;
+        let tls = self.server_identity("gateway", GATEWAY_NAME)?;
         let trust = LiveTrust::open(
             tls.root.to_vec(),
             Some(self.gateway_dir().join("trust-list.bin")),

@@ -3,7 +3,9 @@
 //! Every certificate is ECDSA P-256. The national root signs province CAs and the
 //! root-scoped leaves (gateway, hub, coordinator, auditor); a province CA signs only
 //! its own node and admin leaves. Each leaf carries exactly one URI SAN (its
-//! [`Identity`]) and both TLS client and server usages.
+//! [`Identity`]) and both TLS client and server usages; a server's leaf (node, gateway)
+//! may also carry DNS and IP SANs ([`HostName`]) for its endpoints, so stock TLS clients
+//! verify it with an ordinary hostname check ([`issue_server_leaf`]).
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
@@ -11,6 +13,7 @@ use rcgen::{
 };
 use time::{Duration, OffsetDateTime};
 
+use crate::endpoint::HostName;
 use crate::identity::{Identity, ProvinceCode};
 
 /// Why a certificate could not be generated, signed or read.
@@ -140,10 +143,28 @@ pub fn new_province_ca(
 /// by every verifier (`huren_runtime::tls::authenticate_chain`), not here, so tests can build
 /// deliberately wrong certificates.
 pub fn issue_leaf(ca: &CaMaterial, identity: &Identity, validity: Validity) -> Result<IssuedCert, CaError> {
+    issue_server_leaf(ca, identity, &[], validity)
+}
+
+/// Issues a leaf for `identity` that also names the hosts a server is reached at: its
+/// URI SAN first, then one DNS or IP SAN per `names` entry. Stock TLS clients check those
+/// names; Huren's own clients check the URI SAN.
+pub fn issue_server_leaf(
+    ca: &CaMaterial,
+    identity: &Identity,
+    names: &[HostName],
+    validity: Validity,
+) -> Result<IssuedCert, CaError> {
     let key = KeyPair::generate()?;
     let mut params = CertificateParams::default();
     params.distinguished_name = dn(&format!("{} {}", identity.role.kind(), identity));
     params.subject_alt_names = vec![SanType::URI(identity.uri().try_into()?)];
+    for name in names {
+        params.subject_alt_names.push(match name {
+            HostName::Dns(dns) => SanType::DnsName(dns.as_str().try_into()?),
+            HostName::Ip(ip) => SanType::IpAddress(*ip),
+        });
+    }
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
     let serial = random_serial()?;
@@ -181,8 +202,52 @@ pub fn serial_hex(cert_der: &[u8]) -> Result<String, CaError> {
     Ok(crate::serial::canonical_from_bytes(cert.tbs_certificate.raw_serial()))
 }
 
+/// The DNS and IP SANs of a DER certificate, in the order it lists them.
+pub fn host_names(cert_der: &[u8]) -> Result<Vec<HostName>, CaError> {
+    use x509_parser::extensions::GeneralName;
+    let (_, cert) = x509_parser::parse_x509_certificate(cert_der).map_err(|e| CaError::Parse(e.to_string()))?;
+    let san = cert.subject_alternative_name().map_err(|e| CaError::Parse(e.to_string()))?;
+    let mut names = Vec::new();
+    for name in san.map(|ext| ext.value.general_names.as_slice()).unwrap_or_default() {
+        match name {
+            GeneralName::DNSName(dns) => names.push(HostName::Dns((*dns).to_owned())),
+            GeneralName::IPAddress(bytes) => {
+                let ip = match bytes.len() {
+                    4 => {
+                        std::net::IpAddr::from(<[u8; 4]>::try_from(*bytes).map_err(|e| CaError::Parse(e.to_string()))?)
+                    }
+                    16 => {
+                        std::net::IpAddr::from(<[u8; 16]>::try_from(*bytes).map_err(|e| CaError::Parse(e.to_string()))?)
+                    }
+                    n => return Err(CaError::Parse(format!("IP address SAN of {n} bytes"))),
+                };
+                names.push(HostName::Ip(ip));
+            }
+            _ => {}
+        }
+    }
+    Ok(names)
+}
+
 /// Not-after time of a DER certificate, Unix seconds.
 pub fn not_after(cert_der: &[u8]) -> Result<i64, CaError> {
     let (_, cert) = x509_parser::parse_x509_certificate(cert_der).map_err(|e| CaError::Parse(e.to_string()))?;
     Ok(cert.validity().not_after.timestamp())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_leaves_carry_their_host_names_after_the_identity() {
+        let root = new_root("huren.gov", Validity::days(1)).unwrap();
+        let identity: Identity = "spiffe://huren.gov/gateway/national-1".parse().unwrap();
+        let names = [HostName::dns("gw.huren.example").unwrap(), HostName::Ip("10.0.0.7".parse().unwrap())];
+        let leaf = issue_server_leaf(&root, &identity, &names, Validity::days(1)).unwrap();
+        let der = pem_to_der(&leaf.cert_pem).unwrap();
+        assert_eq!(host_names(&der).unwrap(), names);
+        let plain = issue_leaf(&root, &identity, Validity::days(1)).unwrap();
+        assert!(host_names(&pem_to_der(&plain.cert_pem).unwrap()).unwrap().is_empty());
+    }
 }

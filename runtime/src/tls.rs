@@ -1,7 +1,8 @@
 //! Mutual TLS for every Huren connection, built in this one place.
 //!
 //! - [`TlsIdentity`]: a party's certificate chain, private key and the national root.
-//! - [`server_config`]: TLS 1.3 only, client certificate required (chain to the root),
+//! - [`server_config`]: TLS 1.3 only, client certificate required (chain to the root), any
+//!   SNI that is a DNS name or none at all (stock clients check the DNS and IP SANs),
 //!   revoked serials refused during the handshake ([`Revocations`] is live: swap in a new
 //!   set and the next handshake uses it).
 //! - [`client_config`]: verifies the server chain to the root and that its URI SAN is the
@@ -401,6 +402,13 @@ impl ClientCertVerifier for RevocationCheckingClientVerifier {
 }
 
 /// Server configuration: TLS 1.3, client certificate required and checked against revocations.
+///
+/// One certificate whatever the client asks for: a ClientHello with a DNS name as SNI, or
+/// with no SNI (what clients send when they connect to an IP address), gets the server's
+/// certificate, whose DNS and IP SANs stock clients check and whose URI SAN Huren's own
+/// clients check. An SNI that is no host name at all (a `spiffe://` URI, as
+/// `ssl_target_name_override` would send) is refused by rustls with `illegal_parameter`:
+/// stock clients need no override, since the certificate names the host they dial.
 pub fn server_config(id: &TlsIdentity, revocations: Revocations) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = provider();
     let inner = WebPkiClientVerifier::builder_with_provider(Arc::new(id.roots()?), provider.clone()).build()?;
@@ -776,8 +784,12 @@ fn connect_lazy(
             let port = uri.port_u16().unwrap_or(443);
             let tcp = TcpStream::connect((host.as_str(), port)).await?;
             tcp.set_nodelay(true)?;
-            // Server identity is checked by URI SAN, not by this name.
-            let name = ServerName::try_from("huren.invalid").map_err(io::Error::other)?;
+            // The server's identity is checked by its URI SAN, not by this name. A DNS host
+            // goes out as SNI (for balancers that route on it); for an IP address rustls
+            // sends no SNI, which every Huren server accepts.
+            let name = ServerName::try_from(host.clone())
+                .or_else(|_| ServerName::try_from("huren.invalid"))
+                .map_err(io::Error::other)?;
             let tls = connector.connect(name, tcp).await?;
             if let Some(observed) = observed {
                 let chain = tls.get_ref().1.peer_certificates().unwrap_or_default();

@@ -25,6 +25,11 @@ pub struct DemoArgs {
     /// inspection: what really crosses a province border.
     #[arg(long)]
     pub capture: Option<PathBuf>,
+    /// Once the federation serves, write where it is to this JSON file (written whole,
+    /// then renamed into place): addresses, certificate paths, the trust list, the seeded
+    /// travellers' tokens and QR strings. For scripts such as `examples/run.sh`.
+    #[arg(long, conflicts_with = "once")]
+    pub info: Option<PathBuf>,
 }
 
 /// Runs `huren demo`.
@@ -62,6 +67,10 @@ pub async fn run(args: DemoArgs) -> Result<()> {
             bail!("the demo story did not go as expected");
         }
         return Ok(());
+    }
+    if let Some(path) = &args.info {
+        let text = serde_json::to_string_pretty(&demo::info(&federation, &qrs)?)?;
+        huren_pki::fsio::write_atomic(path, text.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
     }
     let pki = federation.pki.path().to_owned();
     let hub_dir = pki.join("issued/hub-sd-jinan-highway-g3");

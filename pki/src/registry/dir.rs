@@ -148,10 +148,51 @@ impl PkiDir {
     }
 
     /// Issues a leaf for `kind`/`arg` (province code for node/admin, a name otherwise),
-    /// signed by the province CA for province roles and by the root otherwise.
+    /// signed by the province CA for province roles and by the root otherwise. A node's
+    /// certificate names the hosts of its province's registered endpoints
+    /// ([`PkiDir::issue_named`]).
     pub fn issue(&self, kind: &str, arg: &str, validity: Validity) -> Result<IssuedPaths, RegistryError> {
+        self.issue_named(kind, arg, None, validity)
+    }
+
+    /// As [`PkiDir::issue`], with the DNS and IP names a server certificate (node, gateway)
+    /// carries besides its identity, for stock TLS clients' hostname checks. `None`: the
+    /// default — for a node, the hosts of its province's registered endpoints; for every
+    /// other role, none. Names for a role that serves nothing are refused.
+    pub fn issue_named(
+        &self,
+        kind: &str,
+        arg: &str,
+        names: Option<&[HostName]>,
+        validity: Validity,
+    ) -> Result<IssuedPaths, RegistryError> {
         let registry = self.registry()?;
         let identity = Identity::from_kind(&registry.trust_domain, kind, arg)?;
+        let serves = matches!(identity.role, Role::Node(_) | Role::Gateway(_));
+        let names: Vec<HostName> = match (names, &identity.role) {
+            (Some(names), _) if !serves && !names.is_empty() => {
+                return Err(RegistryError::HostNames(format!(
+                    "only server certificates (node, gateway) carry DNS or IP names, not {kind}"
+                )))
+            }
+            (Some(names), _) => names.to_vec(),
+            (None, Role::Node(code)) => {
+                let province = registry
+                    .provinces
+                    .iter()
+                    .find(|p| p.code == code.as_str())
+                    .ok_or_else(|| RegistryError::UnknownProvince(code.clone()))?;
+                let mut names = Vec::new();
+                for endpoint in &province.endpoints {
+                    let name = HostName::of_endpoint(endpoint).map_err(|e| RegistryError::Endpoint(e.to_string()))?;
+                    if !names.contains(&name) {
+                        names.push(name);
+                    }
+                }
+                names
+            }
+            (None, _) => Vec::new(),
+        };
         let (issuer, chain_tail) = match identity.role.province() {
             Some(code) => {
                 let ca = self.province_ca(code)?;
@@ -160,7 +201,7 @@ impl PkiDir {
             }
             None => (self.root()?, None),
         };
-        let leaf = ca::issue_leaf(&issuer, &identity, validity)?;
+        let leaf = ca::issue_server_leaf(&issuer, &identity, &names, validity)?;
         let dir = self.issued_dir(kind, arg);
         let cert = dir.join("cert.pem");
         let key = dir.join("key.pem");
@@ -170,7 +211,7 @@ impl PkiDir {
         }
         write_private(&key, leaf.key_pem.as_bytes())?;
         write(&cert, chain.as_bytes())?;
-        Ok(IssuedPaths { identity, cert, key, serial_hex: leaf.serial_hex })
+        Ok(IssuedPaths { identity, cert, key, serial_hex: leaf.serial_hex, names })
     }
 
     /// Builds the next trust list from the registry, signs it with the root key and

@@ -26,7 +26,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::attest::{AttestationKey, KeyError};
 use crate::ca::{self, CaError, CaMaterial, Validity};
-use crate::identity::{Identity, InvalidIdentity, ProvinceCode};
+use crate::endpoint::HostName;
+use crate::identity::{Identity, InvalidIdentity, ProvinceCode, Role};
 use crate::policy::FieldPolicy;
 use crate::trust::{self, TrustList, TrustListError, TRUST_LIST_VERSION};
 use crate::unix_now;
@@ -100,6 +101,9 @@ pub enum RegistryError {
     /// invalid, or the hub named is not registered.
     #[error("field policy: {0}")]
     Policy(String),
+    /// DNS or IP names asked for a certificate that cannot carry them (a role that serves nothing).
+    #[error("{0}")]
+    HostNames(String),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RegistryError + '_ {
@@ -286,6 +290,8 @@ pub struct IssuedPaths {
     pub key: PathBuf,
     /// The leaf's serial, canonical hex: what `revoke_serial` takes.
     pub serial_hex: String,
+    /// The DNS and IP names the certificate carries besides its identity (servers only).
+    pub names: Vec<HostName>,
 }
 
 fn key_status(s: &str) -> Result<pb::KeyStatus, RegistryError> {

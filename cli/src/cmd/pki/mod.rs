@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Args, Subcommand};
 use huren_pki::ca::Validity;
+use huren_pki::endpoint::HostName;
 use huren_pki::registry::PkiDir;
 use huren_pki::unix_now;
 
@@ -55,6 +56,15 @@ pub enum PkiCommand {
         /// For hubs: register the hub for this purpose too (repeatable).
         #[arg(long = "purpose")]
         purposes: Vec<String>,
+        /// For nodes and gateways: a DNS name clients reach the server at, carried as a DNS
+        /// SAN so stock TLS clients' hostname checks pass (repeatable). Without --dns and
+        /// --ip, a node's certificate names the hosts of its province's registered endpoints.
+        #[arg(long = "dns")]
+        dns: Vec<String>,
+        /// For nodes and gateways: an IP address clients reach the server at, carried as an
+        /// IP SAN (repeatable).
+        #[arg(long = "ip")]
+        ips: Vec<String>,
     },
     /// Transport hub registrations (which purposes each hub may declare).
     Hub {
@@ -161,23 +171,52 @@ pub async fn run(args: PkiArgs) -> Result<()> {
                 huren_client::rfc3339(at)
             );
         }
-        PkiCommand::Issue { kind, name, days, purposes } => {
+        PkiCommand::Issue { kind, name, days, purposes, dns, ips } => {
             let pki = PkiDir::open(&dir)?;
+            let names = host_names(&kind, &dns, &ips)?;
             if !purposes.is_empty() {
                 if kind != "hub" {
                     return Err(usage("--purpose is for hub certificates"));
                 }
                 pki.register_hub(&name, &purposes)?;
             }
-            let issued = pki.issue(&kind, &name, validity(days)?)?;
+            let issued = pki.issue_named(&kind, &name, names.as_deref(), validity(days)?)?;
             println!("{}", issued.identity);
             println!("cert:   {}", issued.cert.display());
             println!("key:    {}", issued.key.display());
             println!("serial: {}", issued.serial_hex);
+            if matches!(kind.as_str(), "node" | "gateway") {
+                let names: Vec<String> = issued.names.iter().map(ToString::to_string).collect();
+                if names.is_empty() {
+                    println!("names:  none (stock TLS clients cannot check this server's name; give --dns or --ip)");
+                } else {
+                    println!("names:  {}", names.join(", "));
+                }
+            }
         }
         PkiCommand::TrustList { command } => trust_list::run(&dir, command).await?,
     }
     Ok(())
+}
+
+/// The `--dns` and `--ip` names of `pki issue`; `None` when neither was given (the
+/// registry's defaults). Names for a role that serves nothing are a usage error.
+fn host_names(kind: &str, dns: &[String], ips: &[String]) -> Result<Option<Vec<HostName>>> {
+    if dns.is_empty() && ips.is_empty() {
+        return Ok(None);
+    }
+    if !matches!(kind, "node" | "gateway") {
+        return Err(usage("--dns and --ip are for server certificates (node, gateway)"));
+    }
+    let mut names = Vec::new();
+    for name in dns {
+        names.push(HostName::dns(name).map_err(usage)?);
+    }
+    for ip in ips {
+        let ip = ip.parse().map_err(|_| usage(format!("--ip {ip:?} is not an IPv4 or IPv6 address")))?;
+        names.push(HostName::Ip(ip));
+    }
+    Ok(Some(names))
 }
 
 /// A certificate or key validity of `days` (1 to 36500).

@@ -56,7 +56,7 @@ pub use config::{ConfigError, NodeConfig};
 pub use error::{NodeError, Signing, StatusChangeRefused};
 pub use huren_runtime::error::StartError;
 pub use keys::{KeyError, KeyRing};
-pub use request::InvalidRequest;
+pub use request::{looks_like_personal_id, InvalidRequest};
 pub use service::NodeSettings;
 use service::{AttestationService, Inner, StatusAdminService};
 

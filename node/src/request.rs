@@ -204,7 +204,7 @@ fn purpose(purpose: &str) -> Result<(), InvalidRequest> {
 
 /// Whether a subject reference looks like personal data rather than a pseudonym:
 /// an 18-character resident ID number or an 11-digit mobile number.
-pub(crate) fn looks_like_personal_id(s: &str) -> bool {
+pub fn looks_like_personal_id(s: &str) -> bool {
     let b = s.as_bytes();
     let resident_id = b.len() == 18
         && b[..17].iter().all(u8::is_ascii_digit)

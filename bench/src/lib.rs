@@ -10,7 +10,8 @@
 //!   rule; `driver`: connections, closed and open loops, the report): a real `Lookup`
 //!   (through a gateway) or `Attest` (straight to a node, or through a proxy) per
 //!   request over mutual TLS, latencies in HDR histograms (`measure`).
-//! - [`seed`]: synthetic subjects and tokens at a node, through `StatusAdmin`.
+//! - Seeding a node (`huren bench seed`) runs on the batched import of `huren admin
+//!   import` (in `huren-cli`), the same path a province backend takes.
 //! - [`store`](fn@store): the node store on its own — bulk ingest, updates, single
 //!   upserts, lookups, file size, memory.
 //! - [`flood`]: the handshake flood — idle connections from one address and a trickled
@@ -32,7 +33,6 @@ mod fixture;
 pub mod flood;
 mod measure;
 mod report;
-mod seed;
 mod store;
 mod workload;
 
@@ -40,6 +40,5 @@ pub use driver::{lookup, LookupReport};
 pub use error::{BenchError, Result};
 pub use fixture::{payload, Fixture, PROVINCES, RULE};
 pub use report::report;
-pub use seed::{seed, SeedOptions};
 pub use store::{store, StoreOptions, StoreReport};
-pub use workload::{parse_duration, LookupOptions, Rpc, TlsFiles};
+pub use workload::{loopback, parse_duration, LookupOptions, Rpc, TlsFiles};

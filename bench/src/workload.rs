@@ -105,7 +105,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 /// Refuses any target that is not on this machine's loopback; returns its `host:port`.
-pub(crate) fn loopback(target: &str) -> Result<String> {
+pub fn loopback(target: &str) -> Result<String> {
     let authority = tls::endpoint_authority(target).map_err(BenchError::usage)?;
     let addrs: Vec<SocketAddr> =
         authority.to_socket_addrs().map_err(BenchError::io(format!("resolving {authority}")))?.collect::<Vec<_>>();

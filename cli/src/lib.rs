@@ -9,6 +9,8 @@
 //!   [`demo`]: the story `huren demo` tells against it.
 //! - [`admin`]: the plain-HTTP admin endpoint of the servers (`/metrics`, `/healthz`,
 //!   `/readyz`); [`telemetry`]: logging, traces and metrics set up per command.
+//! - [`ingest`]: batched loading of statuses and tokens (`huren admin import`, `tokens`,
+//!   `huren bench seed`): file formats, checkpoints, progress.
 //! - [`audit`]: scans of a stopped node's data and of Redis for records left behind,
 //!   with the audit client of [`huren_client`] re-exported; [`hub`]: the hub client of
 //!   [`huren_client`], re-exported.
@@ -27,6 +29,7 @@ pub mod cmd;
 pub mod demo;
 pub mod federation;
 pub mod hub;
+pub mod ingest;
 pub mod telemetry;
 
 /// The client library that the `hub` and `audit` commands are built on, for code that

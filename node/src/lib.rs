@@ -10,7 +10,9 @@
 //! small backend trait, and its redb and Redis backends; [`redis_store`] names the latter),
 //! `keys` (the attestation keys held and which one signs: [`KeyRing`]), `authz` (who may
 //! call what, pure), `lift` (who may lift a held non-green status before it lapses, pure),
-//! `request` (requests as domain types, checked once: [`InvalidRequest`]), `error` (typed
+//! `request` (requests as domain types, checked once: [`InvalidRequest`]), `batch` (the
+//! batched `PublishStatuses` and `IssueTokens`, item by item through the unary calls'
+//! checks, one store transaction per batch), `error` (typed
 //! refusals, [`NodeError`], and the one mapping to `tonic::Status` with
 //! `google.rpc.ErrorInfo`/`RetryInfo`), `service` (the `Attestation` and `StatusAdmin`
 //! services, [`NodeSettings`]), `transparency` (the status-change log's service),
@@ -22,6 +24,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 mod authz;
+mod batch;
 pub mod config;
 mod error;
 mod keys;
@@ -48,11 +51,12 @@ use huren_runtime::serve::Services;
 use huren_runtime::tls::{self, TlsIdentity};
 use tokio::net::TcpListener;
 
+pub use batch::{MAX_BATCH_BYTES, MAX_STATUS_ITEMS, MAX_TOKEN_ITEMS};
 pub use config::{ConfigError, NodeConfig};
 pub use error::{NodeError, Signing, StatusChangeRefused};
 pub use huren_runtime::error::StartError;
 pub use keys::{KeyError, KeyRing};
-pub use request::InvalidRequest;
+pub use request::{looks_like_personal_id, InvalidRequest};
 pub use service::NodeSettings;
 use service::{AttestationService, Inner, StatusAdminService};
 
@@ -354,7 +358,7 @@ impl Node {
             )
             .add(
                 pb::status_admin_server::StatusAdminServer::new(StatusAdminService(self.inner.clone()))
-                    .max_decoding_message_size(MAX_MESSAGE_BYTES),
+                    .max_decoding_message_size(MAX_BATCH_BYTES),
             )
             .add(
                 pb::transparency_server::TransparencyServer::new(transparency::TransparencyService(self.inner.clone()))

@@ -51,6 +51,26 @@ pub enum InvalidRequest {
     /// A tree size or index beyond the log.
     #[error("{0}")]
     LogRange(String),
+    /// A batch with no items or more than the call allows.
+    #[error("a batch holds 1 to {max} items, got {got}")]
+    BatchSize {
+        /// The most items the call takes.
+        max: usize,
+        /// How many were sent.
+        got: usize,
+    },
+    /// A batch item without a well-formed id.
+    #[error("item_id must be 1-128 printable ASCII characters")]
+    ItemId,
+    /// A batch item id this caller already used for a different change.
+    #[error("item_id was already applied for a different change; an item id names one change")]
+    ItemIdReused,
+    /// A subject named by more than one item of a batch.
+    #[error("subject_ref appears in more than one item of this batch; send one change per subject per batch")]
+    DuplicateSubject,
+    /// A batch item without its change.
+    #[error("the item carries no change")]
+    MissingChange,
 }
 
 impl InvalidRequest {
@@ -66,6 +86,10 @@ impl InvalidRequest {
             InvalidRequest::GreenWithRule => "rule_id",
             InvalidRequest::Lifetime => "lifetime_seconds",
             InvalidRequest::EntriesRange | InvalidRequest::LogRange(_) => "range",
+            InvalidRequest::BatchSize { .. } => "items",
+            InvalidRequest::ItemId | InvalidRequest::ItemIdReused => "item_id",
+            InvalidRequest::DuplicateSubject => "subject_ref",
+            InvalidRequest::MissingChange => "change",
         }
     }
 }
@@ -149,6 +173,22 @@ impl TryFrom<pb::IssueTokenRequest> for TokenRequest {
     }
 }
 
+/// A well-formed batch item id: 1-128 printable ASCII characters.
+pub(crate) fn item_id(id: &str) -> Result<(), InvalidRequest> {
+    if id.is_empty() || id.len() > 128 || !id.bytes().all(|c| c.is_ascii_graphic() || c == b' ') {
+        return Err(InvalidRequest::ItemId);
+    }
+    Ok(())
+}
+
+/// A batch of `got` items where a call takes at most `max`.
+pub(crate) fn batch_size(got: usize, max: usize) -> Result<(), InvalidRequest> {
+    if got == 0 || got > max {
+        return Err(InvalidRequest::BatchSize { max, got });
+    }
+    Ok(())
+}
+
 /// A token of the right length.
 pub(crate) fn token(token: &[u8]) -> Result<[u8; TOKEN_LEN], InvalidRequest> {
     <[u8; TOKEN_LEN]>::try_from(token).map_err(|_| InvalidRequest::TokenLength(token.len()))
@@ -164,7 +204,7 @@ fn purpose(purpose: &str) -> Result<(), InvalidRequest> {
 
 /// Whether a subject reference looks like personal data rather than a pseudonym:
 /// an 18-character resident ID number or an 11-digit mobile number.
-pub(crate) fn looks_like_personal_id(s: &str) -> bool {
+pub fn looks_like_personal_id(s: &str) -> bool {
     let b = s.as_bytes();
     let resident_id = b.len() == 18
         && b[..17].iter().all(u8::is_ascii_digit)

@@ -159,7 +159,7 @@ pub(crate) fn validate_upsert(
 }
 
 impl Inner {
-    fn trust(&self) -> Arc<TrustList> {
+    pub(crate) fn trust(&self) -> Arc<TrustList> {
         self.trust.current()
     }
 
@@ -175,7 +175,7 @@ impl Inner {
     }
 
     /// Signs the minimal payload for a subject's current status.
-    fn attest(
+    pub(crate) fn attest(
         &self,
         status: &StatusRecord,
         digest: [u8; 32],
@@ -281,6 +281,20 @@ impl pb::status_admin_server::StatusAdmin for StatusAdminService {
         request: Request<pb::IssueTokenRequest>,
     ) -> Result<Response<pb::IssueTokenResponse>, tonic::Status> {
         Ok(Response::new(self.issue_token_inner(request).await?))
+    }
+
+    async fn publish_statuses(
+        &self,
+        request: Request<pb::PublishStatusesRequest>,
+    ) -> Result<Response<pb::PublishStatusesResponse>, tonic::Status> {
+        Ok(Response::new(self.publish_statuses_inner(request).await?))
+    }
+
+    async fn issue_tokens(
+        &self,
+        request: Request<pb::IssueTokensRequest>,
+    ) -> Result<Response<pb::IssueTokensResponse>, tonic::Status> {
+        Ok(Response::new(self.issue_tokens_inner(request).await?))
     }
 }
 

@@ -1,6 +1,8 @@
 //! `huren admin`: the province admin (or authority) client — publish statuses and issue
-//! tokens at the province's own node. Who acts is the certificate's identity.
+//! tokens at the province's own node, one at a time or from a file in batches (`import`,
+//! `tokens`, on [`crate::ingest`]). Who acts is the certificate's identity.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{anyhow, Result};
@@ -12,6 +14,9 @@ use pb::status_admin_client::StatusAdminClient;
 use tonic::transport::Channel;
 
 use crate::cmd::TlsArgs;
+use crate::ingest::progress::ProgressMode;
+use crate::ingest::rows::{self, Format};
+use crate::ingest::{self, Payload, TokenSink};
 use crate::usage;
 
 #[derive(Debug, Subcommand)]
@@ -35,6 +40,10 @@ pub enum AdminCommand {
         #[arg(long, default_value_t = 0)]
         valid_for: i64,
     },
+    /// Load statuses from a JSON Lines or CSV file in batches (progress, --resume, refusals file).
+    Import(IngestArgs),
+    /// Issue tokens for the subjects of a JSON Lines or CSV file in batches.
+    Tokens(IngestArgs),
     /// Issue a fresh token and QR for a subject.
     Token {
         #[command(flatten)]
@@ -46,6 +55,53 @@ pub enum AdminCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// `huren admin import` and `huren admin tokens`: a file of rows, in batches.
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    #[command(flatten)]
+    pub target: AdminTarget,
+    /// The input: a JSON Lines or CSV file, or `-` for standard input.
+    pub file: String,
+    /// Input format (default: csv for a .csv file, else jsonl; jsonl for standard input).
+    #[arg(long, value_enum)]
+    pub format: Option<ingest::rows::Format>,
+    /// Items per call (statuses: at most 5000; tokens: at most 1000).
+    #[arg(long, default_value_t = 1000)]
+    pub batch: usize,
+    /// Calls at the node at once.
+    #[arg(long, default_value_t = 4)]
+    pub in_flight: usize,
+    /// Checkpoint file (default: FILE.checkpoint; none for standard input unless given).
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// Continue a killed or failed run from its checkpoint.
+    #[arg(long)]
+    pub resume: bool,
+    /// Refusals file: one JSON object a line with the input line, reason and message
+    /// (default: FILE.refusals.jsonl, or refusals.jsonl for standard input).
+    #[arg(long)]
+    pub refusals: Option<PathBuf>,
+    /// Names the input in item ids (`<source id>:<line>`; default: a digest of the file,
+    /// random for standard input). A resumed run takes the checkpoint's.
+    #[arg(long)]
+    pub source_id: Option<String>,
+    /// Progress display: auto (a bar on a terminal, plain lines otherwise), plain, none.
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+    pub progress: ProgressMode,
+    /// Interval of plain progress lines.
+    #[arg(long, default_value = "5s", value_parser = huren_bench::parse_duration)]
+    pub progress_every: Duration,
+    /// How long a batch is retried while the node is unreachable before the run stops.
+    #[arg(long, default_value = "30s", value_parser = huren_bench::parse_duration)]
+    pub retry_for: Duration,
+    /// Statuses: apply each batch whole or not at all (a refused row leaves its batch unapplied).
+    #[arg(long)]
+    pub all_or_nothing: bool,
+    /// Tokens: where the issued tokens go, one JSON object a line (default: FILE.tokens.jsonl).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -60,6 +116,8 @@ pub struct AdminTarget {
 /// Runs `huren admin …`.
 pub async fn run(command: AdminCommand) -> Result<()> {
     match command {
+        AdminCommand::Import(args) => ingest_file(args, "statuses").await?,
+        AdminCommand::Tokens(args) => ingest_file(args, "tokens").await?,
         AdminCommand::Status { target, subject_ref, status, rule, authority, valid_for } => {
             let status = status_name(&status)?;
             let valid_until = if valid_for > 0 { unix_now() + valid_for } else { 0 };
@@ -99,8 +157,89 @@ pub async fn run(command: AdminCommand) -> Result<()> {
     Ok(())
 }
 
+/// `huren admin import` / `tokens`: the file's rows through [`ingest::run`].
+async fn ingest_file(args: IngestArgs, kind: &'static str) -> Result<()> {
+    let stdin = args.file == "-";
+    let path = PathBuf::from(&args.file);
+    let beside = |suffix: &str| PathBuf::from(format!("{}{suffix}", args.file));
+    let checkpoint = args.checkpoint.clone().or_else(|| (!stdin).then(|| beside(".checkpoint")));
+    let refusals =
+        args.refusals
+            .clone()
+            .unwrap_or_else(|| if stdin { "refusals.jsonl".into() } else { beside(".refusals.jsonl") });
+    let out = (kind == "tokens").then(|| {
+        args.out.clone().unwrap_or_else(|| if stdin { "tokens.jsonl".into() } else { beside(".tokens.jsonl") })
+    });
+    let mut total = None;
+    let start = ingest::Start::decide(kind, checkpoint.as_deref(), args.resume, || {
+        Ok(match (&args.source_id, stdin) {
+            (Some(id), _) => id.clone(),
+            (None, true) => ingest::random_source_id(),
+            (None, false) => ingest::digest_and_lines(&path)?.0,
+        })
+    })?;
+    if !stdin {
+        total = Some(ingest::digest_and_lines(&path)?.1);
+    }
+    let input: Box<dyn std::io::BufRead + Send> = if stdin {
+        Box::new(std::io::BufReader::new(std::io::stdin()))
+    } else {
+        let file = std::fs::File::open(&path).map_err(|e| usage(format!("reading {}: {e}", path.display())))?;
+        Box::new(std::io::BufReader::with_capacity(1 << 20, file))
+    };
+    let format = args.format.unwrap_or_else(|| if stdin { Format::Jsonl } else { Format::guess(&args.file) });
+    let source = start.source_id.clone();
+    let rows: Box<dyn Iterator<Item = (u64, Payload)> + Send> = if kind == "statuses" {
+        Box::new(rows::read::<rows::StatusRow>(input, format).map(move |(line, row)| {
+            let item = row.and_then(|r| r.item(format!("{source}:{line}")));
+            (line, item.map_or_else(Payload::Refused, Payload::Status))
+        }))
+    } else {
+        Box::new(rows::read::<rows::TokenRow>(input, format).map(|(line, row)| {
+            (line, row.and_then(rows::TokenRow::item).map_or_else(Payload::Refused, Payload::Token))
+        }))
+    };
+    let options = ingest::Options {
+        batch: args.batch,
+        in_flight: args.in_flight,
+        checkpoint,
+        refusals: refusals.clone(),
+        out,
+        sink: TokenSink::Jsonl,
+        all_or_nothing: args.all_or_nothing,
+        progress: args.progress,
+        progress_every: args.progress_every,
+        retry_for: args.retry_for,
+        total_lines: total,
+        kind,
+    };
+    if start.after_line > 0 {
+        eprintln!("resuming after line {} ({})", start.after_line, start.counts.total());
+    }
+    let summary = ingest::run(client(&args.target)?, rows, start, &options).await?;
+    println!("{}", summary.text(&refusals));
+    if let Some(out) = &options.out {
+        println!("tokens in {}", out.display());
+    }
+    Ok(())
+}
+
 /// A `StatusAdmin` client for the caller's own province node.
-fn client(target: &AdminTarget) -> Result<StatusAdminClient<Channel>> {
+pub(crate) fn client(target: &AdminTarget) -> Result<StatusAdminClient<Channel>> {
+    status_admin_client(&target.tls, &target.node)
+}
+
+/// A `StatusAdmin` client for the node at `node`, as the province admin or authority `tls`.
+pub(crate) fn status_admin_client(tls: &TlsArgs, node: &str) -> Result<StatusAdminClient<Channel>> {
+    let target = AdminTarget {
+        tls: TlsArgs {
+            cert: tls.cert.clone(),
+            key: tls.key.clone(),
+            ca: tls.ca.clone(),
+            trust_domain: tls.trust_domain.clone(),
+        },
+        node: node.to_owned(),
+    };
     let identity = target.tls.load()?;
     let province = identity
         .identity
@@ -111,7 +250,7 @@ fn client(target: &AdminTarget) -> Result<StatusAdminClient<Channel>> {
     let expected = ExpectedPeer::Exactly(Identity::new(&target.tls.trust_domain, Role::Node(province)));
     let config = tls::client_config(&identity, expected, Revocations::default())?;
     let channel = tls::channel(&target.node, config, Duration::from_secs(3)).map_err(usage)?;
-    Ok(StatusAdminClient::new(channel))
+    Ok(StatusAdminClient::new(channel).max_decoding_message_size(16 << 20))
 }
 
 fn status_name(s: &str) -> Result<pb::HealthStatus> {

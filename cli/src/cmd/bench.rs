@@ -1,7 +1,8 @@
 //! `huren bench`: the command line of [`huren_bench`]'s tools.
 //!
 //! - `lookup`: a gRPC load generator over mutual TLS ([`huren_bench::lookup`]).
-//! - `seed`: synthetic subjects and tokens at a node, and a tokens file for `lookup`.
+//! - `seed`: synthetic subjects and tokens at a node through the batched import of
+//!   `huren admin import` ([`crate::ingest`]), and a tokens file for `lookup`.
 //! - `store`: the node's redb store on its own.
 //! - `report`: a `deploy/bench/run.sh` results folder summarised.
 //! - `handshake-flood`: a loopback federation of its own under a handshake flood (idle
@@ -15,7 +16,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
-use huren_bench::{BenchError, LookupOptions, SeedOptions, StoreOptions, TlsFiles};
+use huren_bench::{BenchError, LookupOptions, StoreOptions, TlsFiles};
 
 use crate::cmd::TlsArgs;
 use crate::usage;
@@ -135,9 +136,12 @@ pub struct SeedArgs {
     /// Token lifetime in seconds (at most 86400).
     #[arg(long, default_value_t = 86_400)]
     pub lifetime: u32,
-    /// Calls in flight at once.
-    #[arg(long, default_value_t = 16)]
+    /// Batches in flight at once.
+    #[arg(long, default_value_t = 4)]
     pub concurrency: usize,
+    /// Items per batch (statuses at most 5000, tokens at most 1000).
+    #[arg(long, default_value_t = 1000)]
+    pub batch: usize,
     /// Subject reference prefix.
     #[arg(long, default_value = "bench-subj-")]
     pub prefix: String,
@@ -194,9 +198,8 @@ pub async fn run(command: BenchCommand) -> Result<()> {
             }
         }
         BenchCommand::Seed(args) => {
-            let options = args.options();
-            huren_bench::seed(&options, &mut |line| eprintln!("{line}")).await.map_err(bench_error)?;
-            println!("{}", options.out.display());
+            seed(&args).await?;
+            println!("{}", args.out.display());
         }
         BenchCommand::Store(args) => {
             let (options, json) = args.options();
@@ -266,6 +269,71 @@ async fn handshake_flood(args: HandshakeFloodArgs) -> Result<()> {
     Ok(())
 }
 
+/// `huren bench seed`: GREEN subjects `<prefix><n>` and then tokens round robin over them,
+/// through the batched import of `huren admin import` (`PublishStatuses`, `IssueTokens`),
+/// with its progress; the tokens go to `--out` as `<province>:<token>` lines.
+async fn seed(args: &SeedArgs) -> Result<()> {
+    use crate::ingest::{self, Payload, Start, TokenSink};
+    use huren_proto::pb;
+    if args.subjects == 0 || args.tokens == 0 || args.concurrency == 0 || args.batch == 0 {
+        return Err(usage("--subjects, --tokens, --concurrency and --batch must be positive"));
+    }
+    let node = huren_bench::loopback(&args.node).map_err(bench_error)?;
+    let province = match args.tls.load()?.identity.role {
+        huren_pki::Role::Admin(p) => p.to_string(),
+        other => return Err(usage(format!("a province admin identity is needed, not a {} identity", other.kind()))),
+    };
+    let client = crate::cmd::admin::status_admin_client(&args.tls, &node)?;
+    let run = ingest::random_source_id();
+    let options = |kind, batch: usize, out: Option<PathBuf>, total| ingest::Options {
+        batch,
+        in_flight: args.concurrency,
+        checkpoint: None,
+        refusals: args.out.with_extension("refusals.jsonl"),
+        out,
+        sink: TokenSink::Bench { province: province.clone() },
+        all_or_nothing: false,
+        progress: crate::ingest::progress::ProgressMode::Auto,
+        progress_every: Duration::from_secs(5),
+        retry_for: Duration::from_secs(30),
+        total_lines: Some(total),
+        kind,
+    };
+    let fresh = || Start { source_id: run.clone(), after_line: 0, counts: Default::default() };
+    let prefix = args.prefix.clone();
+    let statuses = (1..=args.subjects).map(move |i| {
+        let change = pb::UpsertStatusRequest {
+            subject_ref: format!("{prefix}{}", i - 1),
+            status: pb::HealthStatus::Green as i32,
+            test_recency: pb::TestRecency::None as i32,
+            ..Default::default()
+        };
+        (i, Payload::Status(pb::PublishStatusItem { item_id: format!("seed-{i}"), change: Some(change) }))
+    });
+    let opts = options("statuses", args.batch.min(huren_node::MAX_STATUS_ITEMS), None, args.subjects);
+    let summary = ingest::run(client.clone(), Box::new(statuses), fresh(), &opts).await?;
+    eprintln!("subjects: {}", summary.text(&opts.refusals));
+    if summary.counts.accepted != args.subjects {
+        bail!("not every subject was published (see {})", opts.refusals.display());
+    }
+    let (prefix, subjects, lifetime) = (args.prefix.clone(), args.subjects, args.lifetime);
+    let tokens = (1..=args.tokens).map(move |i| {
+        let request = pb::IssueTokenRequest {
+            subject_ref: format!("{prefix}{}", (i - 1) % subjects),
+            lifetime_seconds: lifetime,
+            purpose: String::new(),
+        };
+        (i, Payload::Token(request))
+    });
+    let opts = options("tokens", args.batch.min(huren_node::MAX_TOKEN_ITEMS), Some(args.out.clone()), args.tokens);
+    let summary = ingest::run(client, Box::new(tokens), fresh(), &opts).await?;
+    eprintln!("tokens: {}", summary.text(&opts.refusals));
+    if summary.counts.accepted != args.tokens {
+        bail!("not every token was issued (see {})", opts.refusals.display());
+    }
+    Ok(())
+}
+
 /// A bench error for `main`: usage errors exit 64.
 fn bench_error(e: BenchError) -> anyhow::Error {
     match e {
@@ -303,21 +371,6 @@ impl LookupArgs {
             verify_trust_list: self.verify_trust_list.clone(),
             watch_pid: self.watch_pid.clone(),
             label: self.label.clone(),
-        }
-    }
-}
-
-impl SeedArgs {
-    fn options(self) -> SeedOptions {
-        SeedOptions {
-            tls: (&self.tls).into(),
-            node: self.node,
-            subjects: self.subjects,
-            tokens: self.tokens,
-            lifetime: self.lifetime,
-            concurrency: self.concurrency,
-            prefix: self.prefix,
-            out: self.out,
         }
     }
 }

@@ -27,6 +27,10 @@ pub enum Table {
     /// Name ([`Key::Text`]) → bytes: the commitment salt, the log's frontier and the other
     /// node metadata (see [`super::log`]).
     Meta,
+    /// Salted hash of (caller, item id) ([`Key::Bytes`]) → encoded `AppliedItem`: which
+    /// batch items were applied, so a retried batch writes nothing twice (see
+    /// [`super::batch`]).
+    Applied,
 }
 
 /// A key in one [`Table`].
@@ -110,7 +114,7 @@ pub trait Backend: Send + Sync + std::fmt::Debug + 'static {
     /// nothing is written and `f` runs again, so `f` must act only through the writer.
     fn write<T>(&self, f: &mut dyn FnMut(&mut dyn Writer) -> Result<T, StoreError>) -> Result<T, StoreError>;
 
-    /// Hands every record of `table` ([`Table::Status`] or [`Table::Token`]) to `page`, a page at
+    /// Hands every record of `table` ([`Table::Status`], [`Table::Token`] or [`Table::Applied`]) to `page`, a page at
     /// a time. `page` may delete records meanwhile ([`Backend::delete_unchanged`]).
     fn scan(&self, table: Table, page: &mut Page<'_>) -> Result<(), StoreError>;
 

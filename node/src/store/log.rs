@@ -56,10 +56,11 @@ fn indices(start: u64, end: u64) -> Vec<Key> {
 }
 
 /// Appends `entries` (their `index` set here) inside the write `w`: meta read and written once
-/// per call, however many entries.
-pub(crate) fn append(w: &mut dyn Writer, entries: Vec<pb::LogEntry>) -> Result<(), StoreError> {
+/// per call, however many entries. Returns the index of the first one (the log's size before).
+pub(crate) fn append(w: &mut dyn Writer, entries: Vec<pb::LogEntry>) -> Result<u64, StoreError> {
     let mut meta = w.get_many(Table::Meta, &[Key::text(FRONTIER), Key::text(NODES_SIZE)])?.into_iter();
     let mut frontier = frontier_of(meta.next().flatten())?;
+    let first = frontier.size();
     let nodes_size = u64_of(meta.next().flatten(), NODES_SIZE)?;
     let complete = nodes_size == frontier.size();
     for mut entry in entries {
@@ -81,7 +82,12 @@ pub(crate) fn append(w: &mut dyn Writer, entries: Vec<pb::LogEntry>) -> Result<(
         // Every interior hash up to here was stored: it still is.
         w.put(Table::Meta, Key::text(NODES_SIZE), frontier.size().to_be_bytes().to_vec())?;
     }
-    Ok(())
+    Ok(first)
+}
+
+/// The log's size, as the write `w` sees it.
+pub(crate) fn size_in(w: &mut dyn Writer) -> Result<u64, StoreError> {
+    Ok(frontier_of(w.get(Table::Meta, Key::text(FRONTIER))?)?.size())
 }
 
 /// The log's frontier, as `r` sees it.

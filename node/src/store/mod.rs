@@ -16,6 +16,7 @@
 //! (the two backends). Status records, tokens and purges are written once, here.
 
 mod backend;
+mod batch;
 mod log;
 pub mod redb;
 pub mod redis;
@@ -32,6 +33,8 @@ use prost::Message;
 use sha2::{Digest, Sha256};
 
 use self::backend::{Backend, Key, Reader, Table};
+pub(crate) use self::batch::repeated;
+pub use self::batch::{BatchItem, BatchOutcome, Decide, ItemApplied, MAX_BATCH_ITEMS};
 pub use self::redb::Store;
 pub use self::redis::RedisStore;
 
@@ -173,6 +176,19 @@ pub trait NodeStore: Send + Sync + std::fmt::Debug {
     /// Deletes what `plan` names, calling `progress` with the running total. Returns
     /// what was deleted, committed to as a Merkle tree.
     fn purge(&self, plan: &PurgePlan, progress: &mut dyn FnMut(u64)) -> Result<PurgeOutcome, StoreError>;
+    /// Decides and applies a batch of status changes by the caller `scope` (its identity
+    /// URI) in one transaction with their log entries, idempotent by item id: see the
+    /// `batch` module. Subjects must be distinct.
+    fn publish_statuses(
+        &self,
+        scope: &str,
+        items: &[BatchItem],
+        all_or_nothing: bool,
+        now: i64,
+        decide: &mut Decide<'_>,
+    ) -> Result<BatchOutcome, StoreError>;
+    /// Records many token digests in one transaction.
+    fn put_tokens(&self, tokens: &[([u8; 32], TokenRecord)]) -> Result<(), StoreError>;
 }
 
 /// What a purge deletes.
@@ -513,6 +529,21 @@ impl<B: Backend> NodeStore for BackedStore<B> {
         Self::counts_in(&self.backend)
     }
 
+    fn publish_statuses(
+        &self,
+        scope: &str,
+        items: &[BatchItem],
+        all_or_nothing: bool,
+        now: i64,
+        decide: &mut Decide<'_>,
+    ) -> Result<BatchOutcome, StoreError> {
+        self.publish_in(scope, items, all_or_nothing, now, decide)
+    }
+
+    fn put_tokens(&self, tokens: &[([u8; 32], TokenRecord)]) -> Result<(), StoreError> {
+        self.put_tokens_in(tokens)
+    }
+
     /// Deletes what `plan` names in batches of atomic writes (statuses and tokens only if
     /// unchanged since judged, so a change made meanwhile survives), calling `progress` with
     /// the running total.
@@ -533,6 +564,12 @@ impl<B: Backend> NodeStore for BackedStore<B> {
         };
         self.purge_table(Table::Token, &tokens, &mut out, progress)?;
         log::purge_entries(&self.backend, plan, &mut out, progress)?;
+        // Applied batch-item ids: bookkeeping without subject data, kept as long as statuses.
+        if plan.everything {
+            self.purge_applied(None)?;
+        } else if plan.statuses_changed_before.is_some() {
+            self.purge_applied(plan.statuses_changed_before)?;
+        }
         if plan.everything {
             self.backend.write(&mut |w| {
                 log::purge_hashes(w)?;

@@ -28,6 +28,8 @@ const LOG_HASHES: TableDefinition<'static, u64, &[u8]> = TableDefinition::new("l
 pub(super) const LOG_NODES: TableDefinition<'static, (u8, u64), &[u8]> = TableDefinition::new("log_nodes");
 const SUBJECT_LOG: MultimapTableDefinition<'static, &[u8], u64> = MultimapTableDefinition::new("subject_log");
 pub(super) const META: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("meta");
+/// Applied batch items (see `super::batch`), added by this version.
+const APPLIED: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("applied_items");
 
 /// Records handed to a scan's callback at a time.
 const SCAN_PAGE: usize = 1000;
@@ -72,6 +74,7 @@ impl BackedStore<Redb> {
         tx.open_table(LOG_NODES).map_err(backend)?;
         tx.open_multimap_table(SUBJECT_LOG).map_err(backend)?;
         tx.open_table(META).map_err(backend)?;
+        tx.open_table(APPLIED).map_err(backend)?;
         tx.commit().map_err(backend)?;
         Self::open_in(Redb { db: Arc::new(RwLock::new(db)), path: Arc::new(path.to_owned()) })
     }
@@ -132,6 +135,7 @@ impl Reader for RedbReader {
             Table::Status => read_each!(tx, SUBJECTS, table, keys, Key::Text(s) => s.as_str()),
             Table::Meta => read_each!(tx, META, table, keys, Key::Text(s) => s.as_str()),
             Table::Token => read_each!(tx, TOKENS, table, keys, Key::Bytes(b) => b.as_slice()),
+            Table::Applied => read_each!(tx, APPLIED, table, keys, Key::Bytes(b) => b.as_slice()),
             Table::LogEntries => read_each!(tx, LOG_ENTRIES, table, keys, Key::Index(i) => *i),
             Table::LogHashes => read_each!(tx, LOG_HASHES, table, keys, Key::Index(i) => *i),
             Table::LogNodes => read_each!(tx, LOG_NODES, table, keys, Key::Node(n) => (n.level, n.index)),
@@ -157,6 +161,7 @@ impl Reader for RedbReader {
             Table::LogNodes => len(absent(tx.open_table(LOG_NODES))?),
             Table::SubjectLog => len(absent(tx.open_multimap_table(SUBJECT_LOG))?),
             Table::Meta => len(absent(tx.open_table(META))?),
+            Table::Applied => len(absent(tx.open_table(APPLIED))?),
         }
     }
 }
@@ -171,6 +176,7 @@ struct RedbWriter<'tx> {
     hashes: Option<redb::Table<'tx, u64, &'static [u8]>>,
     nodes: Option<redb::Table<'tx, (u8, u64), &'static [u8]>>,
     subjects: Option<MultimapTable<'tx, &'static [u8], u64>>,
+    applied: Option<redb::Table<'tx, &'static [u8], &'static [u8]>>,
 }
 
 /// The table of `$self.$field`, opened on first use.
@@ -208,6 +214,10 @@ macro_rules! with_table {
                 let ($t, $k) = (open!($self.tokens, open_table, TOKENS), b.as_slice());
                 $body
             }
+            (Table::Applied, Key::Bytes(b)) => {
+                let ($t, $k) = (open!($self.applied, open_table, APPLIED), b.as_slice());
+                $body
+            }
             (Table::LogEntries, Key::Index(i)) => {
                 let ($t, $k) = (open!($self.entries, open_table, LOG_ENTRIES), *i);
                 $body
@@ -227,7 +237,17 @@ macro_rules! with_table {
 
 impl<'tx> RedbWriter<'tx> {
     fn new(tx: &'tx WriteTransaction) -> Self {
-        Self { tx, status: None, meta: None, tokens: None, entries: None, hashes: None, nodes: None, subjects: None }
+        Self {
+            tx,
+            status: None,
+            meta: None,
+            tokens: None,
+            entries: None,
+            hashes: None,
+            nodes: None,
+            subjects: None,
+            applied: None,
+        }
     }
 }
 
@@ -269,6 +289,7 @@ impl Writer for RedbWriter<'_> {
             Table::LogHashes => recreate!(self.hashes, delete_table, open_table, LOG_HASHES),
             Table::LogNodes => recreate!(self.nodes, delete_table, open_table, LOG_NODES),
             Table::SubjectLog => recreate!(self.subjects, delete_multimap_table, open_multimap_table, SUBJECT_LOG),
+            Table::Applied => recreate!(self.applied, delete_table, open_table, APPLIED),
         }
         Ok(())
     }
@@ -315,6 +336,7 @@ impl Backend for Redb {
         match table {
             Table::Status => scan_pages(&tx, SUBJECTS, Key::text, page),
             Table::Token => scan_pages(&tx, TOKENS, |k| Key::Bytes(k.to_vec()), page),
+            Table::Applied => scan_pages(&tx, APPLIED, |k| Key::Bytes(k.to_vec()), page),
             other => Err(backend(format!("table {other:?} is not scanned"))),
         }
     }
@@ -356,6 +378,7 @@ impl Backend for Redb {
             copy_table(&from, &to, LOG_HASHES)?;
             copy_table(&from, &to, LOG_NODES)?;
             copy_table(&from, &to, META)?;
+            copy_table(&from, &to, APPLIED)?;
             {
                 let mut target = to.open_multimap_table(SUBJECT_LOG).map_err(backend)?;
                 if let Some(source) = absent(from.open_multimap_table(SUBJECT_LOG))? {

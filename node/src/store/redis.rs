@@ -11,6 +11,7 @@
 //! | `log:nodes`       | hash       | `level:index` (decimal) of a complete subtree → its hash |
 //! | `log:subjects`    | sorted set | commitment ‖ index (big-endian), all score 0            |
 //! | [`META_KEY`]      | hash       | salt, frontier, nodes_size, first_available, signed_sizes, sunset_receipt |
+//! | `applied`         | hash       | salted hash of (caller, batch item id) → encoded applied item |
 //!
 //! A write runs as one `MULTI`/`EXEC` under `WATCH` of every hash it read: a status
 //! change reads the status hash and the meta hash (which holds the frontier), so another
@@ -98,6 +99,7 @@ struct Keys {
     nodes: String,
     subjects: String,
     meta: String,
+    applied: String,
 }
 
 impl Keys {
@@ -110,6 +112,7 @@ impl Keys {
             nodes: format!("{prefix}log:nodes"),
             subjects: format!("{prefix}log:subjects"),
             meta: format!("{prefix}{META_KEY}"),
+            applied: format!("{prefix}applied"),
         }
     }
 
@@ -122,6 +125,7 @@ impl Keys {
             Table::LogNodes => &self.nodes,
             Table::SubjectLog => &self.subjects,
             Table::Meta => &self.meta,
+            Table::Applied => &self.applied,
         }
     }
 }
@@ -130,7 +134,7 @@ impl Keys {
 fn field(table: Table, key: &Key) -> Result<Vec<u8>, StoreError> {
     Ok(match (table, key) {
         (Table::Status | Table::Meta, Key::Text(s)) => s.as_bytes().to_vec(),
-        (Table::Token, Key::Bytes(b)) => b.clone(),
+        (Table::Token | Table::Applied, Key::Bytes(b)) => b.clone(),
         (Table::LogEntries | Table::LogHashes, Key::Index(i)) => i.to_string().into_bytes(),
         (Table::LogNodes, Key::Node(n)) => format!("{}:{}", n.level, n.index).into_bytes(),
         (table, key) => return Err(wrong_key(table, key)),
@@ -406,7 +410,7 @@ impl Backend for Redis {
             for pair in items.chunks_exact(2) {
                 let key = match table {
                     Table::Status => Key::Text(String::from_utf8(pair[0].clone()).map_err(|_| corrupt("status key"))?),
-                    Table::Token => Key::Bytes(pair[0].clone()),
+                    Table::Token | Table::Applied => Key::Bytes(pair[0].clone()),
                     other => return Err(backend(format!("table {other:?} is not scanned"))),
                 };
                 records.push((key, pair[1].clone()));

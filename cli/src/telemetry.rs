@@ -1,10 +1,23 @@
 //! Telemetry for the binary: logs to stderr, an OpenTelemetry meter provider read by a
 //! Prometheus registry (served on the admin port) and, with an OTLP endpoint configured,
 //! traces and metrics exported to a collector. W3C trace context is always propagated.
+//!
+//! Logs are text (colours only when stderr is a terminal, so files and the journal get
+//! none) or JSON, one object per line ([`LogFormat`]); levels come from `HUREN_LOG`
+//! (servers default to `info` for Huren's own crates and `warn` for libraries, other
+//! commands to `warn`). Every registry also carries `huren_build_info{version}` and, on
+//! Linux, the standard `process_*` metrics (CPU, memory, open files, threads, start time).
+
+use std::io::IsTerminal as _;
 
 use anyhow::{Context, Result};
 use opentelemetry::metrics::{Meter, MeterProvider as _};
 use opentelemetry_sdk::metrics::SdkMeterProvider;
+
+pub use huren_runtime::config::LogFormat;
+
+/// The default `HUREN_LOG` filter of the servers: Huren's lifecycle events at `info`.
+pub const SERVER_LOG_FILTER: &str = "warn,huren_node=info,huren_gateway=info,huren_runtime=info,huren_cli=info";
 
 /// A meter provider read by a Prometheus registry.
 #[derive(Clone)]
@@ -27,6 +40,10 @@ impl PrometheusMetrics {
     /// Also exports every metric over OTLP/gRPC to `otlp` when given.
     pub fn with_otlp(otlp: Option<&str>) -> Result<Self> {
         let registry = prometheus::Registry::new();
+        #[cfg(target_os = "linux")]
+        registry
+            .register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))
+            .context("registering the process metrics")?;
         let exporter = opentelemetry_prometheus::exporter()
             .with_registry(registry.clone())
             .without_target_info()
@@ -42,7 +59,14 @@ impl PrometheusMetrics {
                 .context("building the OTLP metric exporter")?;
             builder = builder.with_reader(opentelemetry_sdk::metrics::PeriodicReader::builder(otlp).build());
         }
-        Ok(Self { registry, provider: builder.build() })
+        let provider = builder.build();
+        provider
+            .meter("huren")
+            .u64_observable_gauge("huren_build_info")
+            .with_description("Always 1; labelled with the version of huren that runs")
+            .with_callback(|o| o.observe(1, &[opentelemetry::KeyValue::new("version", env!("CARGO_PKG_VERSION"))]))
+            .build();
+        Ok(Self { registry, provider })
     }
 
     pub fn provider(&self) -> &SdkMeterProvider {
@@ -100,16 +124,41 @@ impl Drop for Telemetry {
     }
 }
 
-/// Sets up logging (stderr, `HUREN_LOG` filter, default `warn`), the global meter
+/// A log layer writing `format` lines to `writer`; `ansi` colours text lines (never JSON).
+pub fn log_layer<S, W>(format: LogFormat, ansi: bool, writer: W) -> Box<dyn tracing_subscriber::Layer<S> + Send + Sync>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    use tracing_subscriber::Layer as _;
+    match format {
+        LogFormat::Text => tracing_subscriber::fmt::layer().with_writer(writer).with_ansi(ansi).boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer().json().with_writer(writer).with_ansi(false).boxed(),
+    }
+}
+
+/// Sets up logging (stderr, text, `HUREN_LOG` filter, default `warn`), the global meter
 /// provider and, with `otlp`, trace export. Call once per process.
 pub fn init(service: &'static str, otlp: Option<&str>) -> Result<Telemetry> {
+    init_with(service, otlp, LogFormat::Text, "warn")
+}
+
+/// As [`init`], for a server: log lines in `format`, `default_filter` when `HUREN_LOG`
+/// is not set (see [`SERVER_LOG_FILTER`]).
+pub fn init_with(
+    service: &'static str,
+    otlp: Option<&str>,
+    format: LogFormat,
+    default_filter: &str,
+) -> Result<Telemetry> {
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
     opentelemetry::global::set_text_map_propagator(opentelemetry_sdk::propagation::TraceContextPropagator::new());
     let metrics = PrometheusMetrics::with_otlp(otlp)?;
     opentelemetry::global::set_meter_provider(metrics.provider.clone());
-    let filter = tracing_subscriber::EnvFilter::try_from_env("HUREN_LOG").unwrap_or_else(|_| "warn".into());
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("HUREN_LOG").unwrap_or_else(|_| default_filter.into());
+    let fmt = log_layer(format, std::io::stderr().is_terminal(), std::io::stderr);
     let tracer = match otlp {
         Some(endpoint) => {
             use opentelemetry::trace::TracerProvider as _;

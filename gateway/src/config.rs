@@ -69,6 +69,10 @@ pub struct GatewayConfig {
     pub admin_listen: String,
     /// OTLP/gRPC collector for traces and metrics, e.g. "http://otel-collector:4317".
     pub otlp_endpoint: Option<String>,
+    /// Log lines as `text` (colours only on a terminal) or `json` (one object per line).
+    /// Levels come from the `HUREN_LOG` variable (default: `info` for Huren, `warn` for
+    /// libraries).
+    pub log_format: huren_runtime::config::LogFormat,
     /// TLS handshakes in progress at once; when all are taken, a new connection evicts
     /// the oldest (so idle or trickling connections cannot hoard them).
     pub handshake_max_pending: u64,
@@ -111,6 +115,7 @@ impl Default for GatewayConfig {
             retry_min_per_sec: 10,
             admin_listen: "127.0.0.1:9090".into(),
             otlp_endpoint: None,
+            log_format: huren_runtime::config::LogFormat::Text,
             handshake_max_pending: handshake::DEFAULT_MAX_PENDING as u64,
             handshake_max_pending_per_source: handshake::DEFAULT_MAX_PENDING_PER_SOURCE as u64,
             handshake_timeout_ms: handshake::DEFAULT_TIMEOUT.as_millis() as u64,
@@ -309,6 +314,7 @@ mod tests {
             retry_min_per_sec: 3,
             admin_listen: "0.0.0.0:19090".into(),
             otlp_endpoint: Some("http://otel:4317".into()),
+            log_format: huren_runtime::config::LogFormat::Json,
             handshake_max_pending: 100,
             handshake_max_pending_per_source: 10,
             handshake_timeout_ms: 5_000,

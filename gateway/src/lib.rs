@@ -35,7 +35,7 @@ mod capture;
 mod config;
 mod error;
 mod limits;
-mod metrics;
+pub mod metrics;
 mod node_call;
 mod receipts;
 mod request;
@@ -174,21 +174,16 @@ impl Health {
     }
 }
 
-fn register_gauges(
-    meter: &opentelemetry::metrics::Meter,
-    shared: Arc<shared::Shared>,
-    breakers: Arc<breaker::Breakers>,
-    trust: LiveTrust,
-) {
+fn register_gauges(meter: &opentelemetry::metrics::Meter, state: &Arc<State>) {
+    let (breakers, trust) = (state.breakers.clone(), state.trust.clone());
     meter
         .u64_observable_gauge("huren_gateway_breaker_state")
         .with_description("Circuit breaker per province: 0 closed, 1 open (failing fast), 2 half-open (one trial call)")
         .with_callback(move |o| {
             let now = std::time::Instant::now();
-            let mut provinces: Vec<String> = trust.current().provinces().map(|p| p.code.to_string()).collect();
-            provinces.extend(breakers.states(now).into_iter().map(|(code, _)| code));
-            provinces.sort_unstable();
-            provinces.dedup();
+            // The provinces of the trust list in force only (a breaker of a province that
+            // left the list is of no interest, and labels stay bounded).
+            let provinces: Vec<String> = trust.current().provinces().map(|p| p.code.to_string()).collect();
             for province in provinces {
                 let value = match breakers.state(&province, now) {
                     breaker::BreakerState::Closed => 0,
@@ -199,6 +194,7 @@ fn register_gauges(
             }
         })
         .build();
+    let shared = state.shared.clone();
     meter
         .u64_observable_gauge("huren_gateway_redis_up")
         .with_description("1 when Redis answers, 0 when degraded (absent when Redis is off)")
@@ -206,6 +202,24 @@ fn register_gauges(
             shared::RedisState::Up => o.observe(1, &[]),
             shared::RedisState::Degraded => o.observe(0, &[]),
             shared::RedisState::Off => {}
+        })
+        .build();
+    let (trust, clock) = (state.trust.clone(), state.clock());
+    meter
+        .u64_observable_gauge("huren_gateway_sunset_in_force")
+        .with_description("1 once the trust list's sunset order is in force (lookups refused, receipts awaited)")
+        .with_callback(move |o| o.observe(u64::from(trust.current().sunset_in_force(clock.now()).is_some()), &[]))
+        .build();
+    let (trust, receipts) = (state.trust.clone(), state.clone());
+    meter
+        .u64_observable_gauge("huren_gateway_sunset_receipts")
+        .with_description("Sunset deletion receipts this gateway holds, per province of the trust list")
+        .with_callback(move |o| {
+            let held = receipts.receipts.sunset_provinces();
+            for p in trust.current().provinces() {
+                let n = held.iter().filter(|h| h.as_str() == p.code.as_str()).count() as u64;
+                o.observe(n, &[opentelemetry::KeyValue::new("province", p.code.to_string())]);
+            }
         })
         .build();
 }
@@ -247,8 +261,10 @@ impl Gateway {
             None => shared::Shared::local(&settings.redis_prefix),
         };
         let shared = Arc::new(shared.with_clock(settings.clock.clone()));
-        let state = Arc::new(State::new(trust, tls.clone(), &settings, Metrics::new(&meter), receipts, shared));
-        register_gauges(&meter, state.shared.clone(), state.breakers.clone(), state.trust.clone());
+        let metrics = Metrics::new(&meter);
+        metrics.prime(&trust.current());
+        let state = Arc::new(State::new(trust, tls.clone(), &settings, metrics, receipts, shared));
+        register_gauges(&meter, &state);
         Ok(Self { state, tls, handshakes: settings.handshakes })
     }
 
@@ -335,6 +351,18 @@ impl Gateway {
         })
     }
 
+    /// Exports the counter series of new provinces and hubs at 0 as trust lists arrive.
+    fn spawn_metrics_priming(&self) -> huren_runtime::live::TaskGuard {
+        let state = self.state.clone();
+        huren_runtime::live::TaskGuard::spawn(async move {
+            let mut updates = state.trust.subscribe();
+            while updates.changed().await.is_ok() {
+                let trust = updates.borrow_and_update().clone();
+                state.metrics.prime(&trust);
+            }
+        })
+    }
+
     /// Becomes true once the gateway has purged its caches after a sunset.
     pub fn sunset_purged(&self) -> tokio::sync::watch::Receiver<bool> {
         self.state.sunset_purged.subscribe()
@@ -357,6 +385,7 @@ impl Gateway {
         let _redis = self.state.shared.spawn(self.state.trust.clone());
         let _sweeper = self.state.shared.spawn_sweeper();
         let _sunset = self.spawn_sunset_purge();
+        let _prime = self.spawn_metrics_priming();
         let services = Services::new()
             .add(
                 pb::lookup_server::LookupServer::new(LookupService(self.state.clone()))

@@ -56,6 +56,17 @@ impl ReceiptStore {
         self.receipts.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// The province of each sunset receipt held (one entry per receipt).
+    pub(crate) fn sunset_provinces(&self) -> Vec<String> {
+        let receipts = self.receipts.lock().unwrap_or_else(|e| e.into_inner());
+        receipts
+            .iter()
+            .filter_map(|r| pb::DeletionReceipt::decode(r.receipt.as_slice()).ok())
+            .filter(|r| r.reason == "sunset")
+            .map(|r| r.province)
+            .collect()
+    }
+
     /// Number of receipts held, as it changes.
     pub(crate) fn watch(&self) -> watch::Receiver<usize> {
         self.count.subscribe()

@@ -17,7 +17,7 @@ use prost::Message as _;
 use tonic::{Code, Request, Response};
 
 use crate::authz::{authorize, Call};
-use crate::breaker::Breakers;
+use crate::breaker::{BreakerState, Breakers};
 use crate::capture::CaptureSink;
 use crate::error::{node_failure, transport_cause, GatewayError, MisconfiguredCause, UnavailableCause};
 use crate::limits::MissPolicy;
@@ -114,7 +114,7 @@ impl State {
             cache: settings.cache,
             cache_fresh_seconds: i64::try_from(settings.cache_fresh.as_secs()).unwrap_or(i64::MAX),
             shared,
-            breakers: Arc::new(Breakers::new(settings.breaker)),
+            breakers: Arc::new(Breakers::new(settings.breaker).observed(breaker_observer(metrics.clone()))),
             metrics,
             capture: settings.capture.clone(),
             receipts,
@@ -135,6 +135,10 @@ impl State {
 
     pub(crate) fn clock_now(&self) -> i64 {
         self.clock.now()
+    }
+
+    pub(crate) fn clock(&self) -> huren_runtime::clock::Clock {
+        self.clock.clone()
     }
 
     /// The deadline for a call to `code`'s node: its override, else the default.
@@ -179,6 +183,19 @@ impl State {
         routes.by_province.insert(code.clone(), route.clone());
         Ok(route)
     }
+}
+
+/// Logs (at info) and counts every breaker transition.
+fn breaker_observer(metrics: Metrics) -> crate::breaker::TransitionObserver {
+    Box::new(move |province, to| {
+        match to {
+            BreakerState::Open => {
+                tracing::warn!(%province, state = to.label(), "circuit breaker opened: failing fast for this province")
+            }
+            _ => tracing::info!(%province, state = to.label(), "circuit breaker state changed"),
+        }
+        metrics.breaker_transition(province, to.label());
+    })
 }
 
 /// The caller of `request`, if it may make `call`.
@@ -229,10 +246,15 @@ impl LookupService {
             }
             Some(_) => {}
         }
-        if state.hub_rate_per_sec > 0
-            && state.shared.incr("rate", hub, std::time::Duration::from_secs(1)).await > state.hub_rate_per_sec
-        {
-            return Err(GatewayError::RateLimited { hub: hub.to_owned(), rate_per_sec: state.hub_rate_per_sec });
+        if state.hub_rate_per_sec > 0 {
+            let count = state.shared.incr("rate", hub, std::time::Duration::from_secs(1)).await;
+            if count > state.hub_rate_per_sec {
+                // Counted once per window: the first lookup over the rate.
+                if count == state.hub_rate_per_sec + 1 {
+                    state.metrics.throttled(hub, "rate_limited");
+                }
+                return Err(GatewayError::RateLimited { hub: hub.to_owned(), rate_per_sec: state.hub_rate_per_sec });
+            }
         }
         if state.shared.count("miss", hub, state.misses.window()).await >= state.misses.limit() {
             return Err(GatewayError::TooManyUnknownTokens { hub: hub.to_owned(), window: state.misses.window() });
@@ -325,6 +347,10 @@ impl LookupService {
     ) -> Result<pb::SignedAttestation, GatewayError> {
         let state = &self.0;
         let code = &lookup.province;
+        // Before the breaker: only provinces of the trust list get one.
+        if trust.province(code).is_none() {
+            return Err(GatewayError::ProvinceUnknown { province: code.clone() });
+        }
         if let Err(wait) = state.breakers.allow(code.as_str(), std::time::Instant::now()) {
             return Err(GatewayError::ProvinceUnavailable {
                 province: code.clone(),
@@ -396,7 +422,7 @@ impl LookupService {
                     && state.shared.incr("miss", hub, state.misses.window()).await == state.misses.limit()
                 {
                     tracing::warn!(%hub, "hub throttled after too many unknown-token lookups");
-                    state.metrics.throttled(hub);
+                    state.metrics.throttled(hub, "unknown_tokens");
                 }
                 return Err(failure);
             }
@@ -445,8 +471,8 @@ fn check(
 impl pb::lookup_server::Lookup for LookupService {
     async fn lookup(&self, request: Request<pb::LookupRequest>) -> Result<Response<pb::LookupResponse>, tonic::Status> {
         let started = std::time::Instant::now();
-        let province = request.get_ref().province.clone();
-        let province = if province.parse::<ProvinceCode>().is_ok() { province } else { "invalid".into() };
+        // Bounded: a province of the trust list in force, else `unknown`.
+        let province = crate::metrics::province_label(&self.0.trust(), &request.get_ref().province);
         let span = tracing::info_span!(
             "huren.gateway.lookup",
             from = tracing::field::Empty,
@@ -460,10 +486,10 @@ impl pb::lookup_server::Lookup for LookupService {
             Ok(_) => "ok",
             Err(e) => e.outcome(),
         };
-        let from = from.as_ref().map_or("unknown", ProvinceCode::as_str);
-        span.record("from", from);
+        let from = from.as_ref().map_or_else(|| "unknown".to_owned(), |p| crate::metrics::province_label(&self.0.trust(), p.as_str()));
+        span.record("from", from.as_str());
         span.record("outcome", outcome);
-        self.0.metrics.lookup(from, &province, outcome, started.elapsed().as_secs_f64());
+        self.0.metrics.lookup(&from, &province, outcome, started.elapsed().as_secs_f64());
         Ok(Response::new(result?))
     }
 }

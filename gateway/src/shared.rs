@@ -115,14 +115,22 @@ impl RedisLink {
 
     /// While Redis is up, waits for it to go down; while down, probes until it answers.
     async fn keep_probing(&self) {
+        let mut first = true;
         loop {
             if self.is_up() {
                 self.went_down.notified().await;
                 continue;
             }
             if !self.probe().await {
+                // Down from the start: no transition to log, so say it once here.
+                if std::mem::take(&mut first) {
+                    tracing::warn!(
+                        "redis down at start; using in-process cache and local limits until it answers"
+                    );
+                }
                 tokio::time::sleep(PROBE_EVERY).await;
             }
+            first = false;
         }
     }
 }

@@ -52,6 +52,10 @@ pub struct NodeConfig {
     pub admin_listen: String,
     /// OTLP/gRPC collector for traces and metrics, e.g. "http://otel-collector:4317".
     pub otlp_endpoint: Option<String>,
+    /// Log lines as `text` (colours only on a terminal) or `json` (one object per line).
+    /// Levels come from the `HUREN_LOG` variable (default: `info` for Huren, `warn` for
+    /// libraries).
+    pub log_format: huren_runtime::config::LogFormat,
     /// TLS handshakes in progress at once; when all are taken, a new connection evicts
     /// the oldest (so idle or trickling connections cannot hoard them).
     pub handshake_max_pending: u64,
@@ -86,6 +90,7 @@ impl Default for NodeConfig {
             default_status_validity_seconds: 7 * 24 * 3600,
             admin_listen: "127.0.0.1:9091".into(),
             otlp_endpoint: None,
+            log_format: huren_runtime::config::LogFormat::Text,
             handshake_max_pending: handshake::DEFAULT_MAX_PENDING as u64,
             handshake_max_pending_per_source: handshake::DEFAULT_MAX_PENDING_PER_SOURCE as u64,
             handshake_timeout_ms: handshake::DEFAULT_TIMEOUT.as_millis() as u64,
@@ -270,6 +275,7 @@ mod tests {
             default_status_validity_seconds: 3600,
             admin_listen: "0.0.0.0:19091".into(),
             otlp_endpoint: Some("http://otel:4317".into()),
+            log_format: huren_runtime::config::LogFormat::Json,
             handshake_max_pending: 100,
             handshake_max_pending_per_source: 10,
             handshake_timeout_ms: 5_000,

@@ -29,6 +29,7 @@ pub mod config;
 mod error;
 mod keys;
 mod lift;
+mod metrics;
 mod request;
 pub mod retention;
 mod service;
@@ -133,6 +134,7 @@ impl Node {
             settings,
             sunset: std::sync::atomic::AtomicBool::new(sunset_done),
             reports,
+            metrics: std::sync::OnceLock::new(),
         });
         Ok(Self { inner, tls: Arc::new(tls), gateway: None, meter: None })
     }
@@ -196,12 +198,33 @@ impl Node {
             let mut rescan = tokio::time::interval(KEY_RESCAN_EVERY);
             rescan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut warned = false;
+            let mut signing = None;
             loop {
                 tokio::select! {
                     changed = updates.changed() => if changed.is_err() { return },
                     _ = rescan.tick() => {}
                 }
                 let trust = inner.trust.current();
+                // Key activation, as the node sees it: the key it signs with changes.
+                let now = inner.settings.clock.now();
+                let kid = inner.keys.signing_key(&trust, &inner.province, now).map(|k| k.kid().to_string());
+                if kid != signing {
+                    match &kid {
+                        Some(kid) => tracing::info!(
+                            province = %inner.province,
+                            %kid,
+                            previous = signing.as_deref().unwrap_or("none"),
+                            trust_list = trust.sequence(),
+                            "attestation key in use"
+                        ),
+                        None => tracing::warn!(
+                            province = %inner.province,
+                            trust_list = trust.sequence(),
+                            "no held attestation key is active in the trust list: attestations fail"
+                        ),
+                    }
+                    signing = kid;
+                }
                 if !inner.keys.lacks_active(&trust, &inner.province) {
                     warned = false;
                     continue;
@@ -251,6 +274,20 @@ impl Node {
         (!sunset, line)
     }
 
+    /// Reads the store's sizes for the metrics now and every [`metrics::STORE_REFRESH`].
+    fn spawn_store_sizes(&self, sizes: metrics::StoreSizes) -> TaskGuard {
+        let store = self.inner.store.clone();
+        TaskGuard::spawn(async move {
+            let mut tick = tokio::time::interval(metrics::STORE_REFRESH);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let (store, sizes) = (store.clone(), sizes.clone());
+                let _ = tokio::task::spawn_blocking(move || sizes.refresh(&*store)).await;
+            }
+        })
+    }
+
     /// What each retention run (or the sunset) deleted, as it happens.
     pub fn purge_reports(&self) -> tokio::sync::watch::Receiver<retention::PurgeReport> {
         self.inner.reports.subscribe()
@@ -272,6 +309,7 @@ impl Node {
             let mut tick = tokio::time::interval(inner.settings.retention_interval);
             let mut updates = inner.trust.subscribe();
             let mut handed_in = false;
+            let mut sunset_announced = false;
             loop {
                 tokio::select! {
                     _ = tick.tick() => {}
@@ -282,6 +320,13 @@ impl Node {
                 if trust.sunset_in_force(now).is_some() || inner.sunset.load(std::sync::atomic::Ordering::SeqCst) {
                     if handed_in {
                         continue;
+                    }
+                    if !std::mem::replace(&mut sunset_announced, true) {
+                        tracing::info!(
+                            province = %inner.province,
+                            effective_at = trust.sunset().map(|o| o.effective_at),
+                            "federation sunset in force: refusing every call, purging all subject data"
+                        );
                     }
                     let (work, m) = (inner.clone(), metrics.clone());
                     let receipt = tokio::task::spawn_blocking(move || sunset(&work, &m, now)).await;
@@ -345,8 +390,16 @@ impl Node {
             Some(gateway) => Some(live::follow(self.inner.trust.clone(), gateway, &self.tls)?),
             None => None,
         };
-        let meter = self.meter.clone().unwrap_or_else(|| opentelemetry::global::meter("huren-node"));
+        let meter = self
+            .meter
+            .clone()
+            .or_else(|| self.inner.settings.meter.clone())
+            .unwrap_or_else(|| opentelemetry::global::meter("huren-node"));
         expiry::register_gauges(&meter, Some((*self.tls).clone()), self.inner.trust.clone());
+        let _ = self.inner.metrics.set(metrics::NodeMetrics::new(&meter, &self.inner.province));
+        let sizes = metrics::StoreSizes::default();
+        sizes.register(&meter, &self.inner.province);
+        let _sizes = self.spawn_store_sizes(sizes);
         let metrics = retention::PurgeMetrics::new(&meter, &self.inner.province);
         let _keys = self.spawn_key_watcher();
         let _retention = self.spawn_retention(metrics)?;
@@ -369,7 +422,7 @@ impl Node {
         services.serve(listener, &self.tls, self.inner.trust.revocations(), shutdown).await?;
         // Wait for the background tasks to end: they hold the store, which must be closed
         // (its file lock released) when `serve` returns.
-        for guard in [Some(_retention), Some(_keys), Some(_expiry), _follow].into_iter().flatten() {
+        for guard in [Some(_retention), Some(_keys), Some(_expiry), Some(_sizes), _follow].into_iter().flatten() {
             guard.stop().await;
         }
         Ok(())

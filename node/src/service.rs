@@ -17,6 +17,7 @@ use crate::authz::{authorize, Call};
 use crate::error::{NodeError, Signing, StatusChangeRefused};
 use crate::keys::KeyRing;
 use crate::lift;
+use crate::metrics;
 use crate::request::{Attest, InvalidRequest, StatusChange, TokenRequest};
 use crate::store::{NodeStore, StatusRecord, StoreError, TokenRecord};
 
@@ -36,6 +37,9 @@ pub struct NodeSettings {
     pub retention_interval: std::time::Duration,
     /// Limits on TLS handshakes in progress at this node.
     pub handshakes: huren_runtime::tls::HandshakeLimits,
+    /// Where the node's metrics go; `None` uses the global meter provider's `huren-node`
+    /// meter (or the one given to [`crate::Node::with_meter`]).
+    pub meter: Option<opentelemetry::metrics::Meter>,
 }
 
 impl Default for NodeSettings {
@@ -47,6 +51,7 @@ impl Default for NodeSettings {
             clock: Clock::system(),
             retention_interval: std::time::Duration::from_secs(60),
             handshakes: huren_runtime::tls::HandshakeLimits::default(),
+            meter: None,
         }
     }
 }
@@ -61,6 +66,8 @@ pub(crate) struct Inner {
     /// Set once the sunset purge has run: every call is refused from then on.
     pub(crate) sunset: std::sync::atomic::AtomicBool,
     pub(crate) reports: tokio::sync::watch::Sender<crate::retention::PurgeReport>,
+    /// The request instruments, set when the node starts serving.
+    pub(crate) metrics: std::sync::OnceLock<crate::metrics::NodeMetrics>,
 }
 
 /// The caller of `request`, if it may make `call` on this province's node.
@@ -239,10 +246,14 @@ pub(crate) struct AttestationService(pub(crate) Arc<Inner>);
 #[tonic::async_trait]
 impl pb::attestation_server::Attestation for AttestationService {
     async fn attest(&self, request: Request<pb::AttestRequest>) -> Result<Response<pb::AttestResponse>, tonic::Status> {
+        let started = std::time::Instant::now();
         let span = tracing::info_span!("huren.node.attest", province = %self.0.province);
         huren_runtime::tracectx::adopt(&span, &request);
-        let attestation = tracing::Instrument::instrument(self.attest_inner(request), span).await?;
-        Ok(Response::new(pb::AttestResponse { attestation: Some(attestation) }))
+        let result = tracing::Instrument::instrument(self.attest_inner(request), span).await;
+        if let Some(m) = self.0.metrics.get() {
+            m.attestation(&metrics::outcome(&result), started.elapsed().as_secs_f64());
+        }
+        Ok(Response::new(pb::AttestResponse { attestation: Some(result?) }))
     }
 }
 
@@ -273,14 +284,25 @@ impl pb::status_admin_server::StatusAdmin for StatusAdminService {
         &self,
         request: Request<pb::UpsertStatusRequest>,
     ) -> Result<Response<pb::UpsertStatusResponse>, tonic::Status> {
-        Ok(Response::new(pb::UpsertStatusResponse { version: self.upsert_status_inner(request).await? }))
+        let started = std::time::Instant::now();
+        let status = metrics::status_label(request.get_ref().status);
+        let result = self.upsert_status_inner(request).await;
+        if let Some(m) = self.0.metrics.get() {
+            m.status_change(status, &metrics::outcome(&result), started.elapsed().as_secs_f64());
+        }
+        Ok(Response::new(pb::UpsertStatusResponse { version: result? }))
     }
 
     async fn issue_token(
         &self,
         request: Request<pb::IssueTokenRequest>,
     ) -> Result<Response<pb::IssueTokenResponse>, tonic::Status> {
-        Ok(Response::new(self.issue_token_inner(request).await?))
+        let started = std::time::Instant::now();
+        let result = self.issue_token_inner(request).await;
+        if let Some(m) = self.0.metrics.get() {
+            m.token(&metrics::outcome(&result), started.elapsed().as_secs_f64());
+        }
+        Ok(Response::new(result?))
     }
 
     async fn publish_statuses(

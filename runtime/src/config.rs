@@ -390,6 +390,18 @@ fn one_line(message: &str) -> String {
     message.trim().lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; ")
 }
 
+/// How a server writes its log lines (`log_format` in `node.toml` and `gateway.toml`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines (colours only when writing to a terminal).
+    #[default]
+    Text,
+    /// One JSON object per line (`timestamp`, `level`, `target`, `fields`, `span`), for
+    /// log collectors.
+    Json,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

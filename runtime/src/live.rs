@@ -145,8 +145,17 @@ impl LiveTrust {
         }
         let sequence = list.sequence();
         self.0.revocations.replace(list.revoked_serials().clone());
+        // Counts and codes only: what changed is for `trust-list diff`, not for the logs.
+        tracing::info!(
+            sequence,
+            previous = held.sequence(),
+            provinces = list.provinces().count(),
+            revoked_serials = list.revoked_serials().len(),
+            next_update = list.raw().next_update,
+            sunset_at = list.sunset().map(|o| o.effective_at),
+            "trust list updated"
+        );
         self.0.tx.send_replace(Arc::new(list));
-        tracing::info!(sequence, "trust list updated");
         Ok(sequence)
     }
 }

@@ -13,7 +13,12 @@ use crate::{telemetry, usage};
 pub async fn run(args: ServerArgs) -> Result<()> {
     let Some(path) = args.config_file::<GatewayConfig>()? else { return Ok(()) };
     let config = GatewayConfig::load(path).map_err(usage)?;
-    let telemetry = telemetry::init("huren-gateway", config.otlp_endpoint.as_deref())?;
+    let telemetry = telemetry::init_with(
+        "huren-gateway",
+        config.otlp_endpoint.as_deref(),
+        config.log_format,
+        telemetry::SERVER_LOG_FILTER,
+    )?;
     let gateway = huren_gateway::Gateway::from_config(&config).map_err(usage)?;
     let health = gateway.clone();
     let readiness = Arc::new(move || {

@@ -62,7 +62,12 @@ pub async fn run(args: NodeArgs) -> Result<()> {
 async fn serve(args: ServerArgs) -> Result<()> {
     let Some(path) = args.config_file::<NodeConfig>()? else { return Ok(()) };
     let config = NodeConfig::load(path).map_err(usage)?;
-    let telemetry = telemetry::init("huren-node", config.otlp_endpoint.as_deref())?;
+    let telemetry = telemetry::init_with(
+        "huren-node",
+        config.otlp_endpoint.as_deref(),
+        config.log_format,
+        telemetry::SERVER_LOG_FILTER,
+    )?;
     let node = huren_node::Node::from_config(&config).map_err(usage)?.with_meter(telemetry.metrics.meter("huren-node"));
     let health = node.clone();
     let readiness = Arc::new(move || health.readiness());

@@ -168,3 +168,91 @@ mod tests {
         );
     }
 }
+
+/// One receipt fetched from a gateway and what verifying it found.
+#[derive(Debug, Clone, Serialize)]
+pub struct FetchedReceipt {
+    /// The province the receipt names (`unknown` when it does not decode).
+    pub province: String,
+    /// Where it was saved.
+    pub file: String,
+    /// Its content once every check passed, or why it was refused.
+    #[serde(flatten)]
+    pub outcome: FetchOutcome,
+}
+
+/// What verifying a fetched receipt found.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum FetchOutcome {
+    /// Every check of `huren audit verify-receipt` passed.
+    Verified {
+        /// Always true.
+        verified: bool,
+        /// The receipt's content.
+        receipt: CheckedReceipt,
+    },
+    /// A check failed.
+    Refused {
+        /// Always false.
+        verified: bool,
+        /// Why.
+        error: String,
+    },
+}
+
+/// Fetches every deletion receipt the gateway holds (`TrustRegistry/ListReceipts`, as a
+/// coordinator or auditor), verifies each against `trust` exactly as `huren audit
+/// verify-receipt` does ([`verify_receipt`]), and saves each under `out`: verified ones as
+/// `<province>-<time>-<reason>.receipt`, refused ones under `out/refused/` (kept as
+/// evidence, never mixed with verified ones).
+pub async fn fetch_receipts(
+    identity: &huren_runtime::tls::TlsIdentity,
+    gateway: &str,
+    trust: &huren_pki::TrustList,
+    out: &std::path::Path,
+) -> Result<Vec<FetchedReceipt>> {
+    use huren_proto::pb;
+    use prost::Message as _;
+    let config = huren_runtime::tls::client_config(
+        identity,
+        huren_runtime::tls::ExpectedPeer::AnyGateway,
+        huren_runtime::tls::Revocations::new(trust.revoked_serials().clone()),
+    )?;
+    let channel = huren_runtime::tls::channel(gateway, config, std::time::Duration::from_secs(3))
+        .map_err(crate::usage)?;
+    let receipts = pb::trust_registry_client::TrustRegistryClient::new(channel)
+        .list_receipts(pb::ListReceiptsRequest {})
+        .await
+        .map_err(|s| anyhow!("gateway refused to list receipts: {:?}: {}", s.code(), s.message()))?
+        .into_inner()
+        .receipts;
+    let mut fetched = Vec::new();
+    for (i, signed) in receipts.iter().enumerate() {
+        let decoded = pb::DeletionReceipt::decode(signed.receipt.as_slice()).ok();
+        // A code only (it names a file): anything else is `unknown`.
+        let province_label = decoded
+            .as_ref()
+            .and_then(|r| r.province.parse::<huren_pki::ProvinceCode>().ok())
+            .map_or_else(|| "unknown".to_owned(), |c| c.to_string());
+        let (path, outcome) = match verify_receipt(trust, signed, None) {
+            Ok(receipt) => (
+                out.join(format!("{}-{}-{}.receipt", receipt.province, receipt.time, safe(&receipt.reason))),
+                FetchOutcome::Verified { verified: true, receipt },
+            ),
+            Err(e) => (
+                out.join("refused").join(format!("{province_label}-{i}.receipt")),
+                FetchOutcome::Refused { verified: false, error: e.to_string() },
+            ),
+        };
+        huren_pki::fsio::write_atomic(&path, &signed.encode_to_vec())
+            .with_context(|| format!("writing {}", path.display()))?;
+        fetched.push(FetchedReceipt { province: province_label, file: path.display().to_string(), outcome });
+    }
+    Ok(fetched)
+}
+
+/// A reason label safe in a file name.
+fn safe(s: &str) -> String {
+    s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
+}

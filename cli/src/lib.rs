@@ -4,7 +4,7 @@
 //! - here: [`Cli`] and [`Command`], the top-level command line, and [`run`], the
 //!   dispatcher; [`UsageError`] marks what `main.rs` turns into exit code 64.
 //! - [`cmd`]: one module per command (`pki`, `node`, `gateway`, `admin`, `hub`, `audit`,
-//!   `demo`, `bench`), each with its clap definitions and its `run`.
+//!   `demo`, `bench`, `console`), each with its clap definitions and its `run`.
 //! - [`federation`]: an in-process loopback federation (the demo and the tests);
 //!   [`demo`]: the story `huren demo` tells against it.
 //! - [`admin`]: the plain-HTTP admin endpoint of the servers (`/metrics`, `/healthz`,
@@ -86,6 +86,8 @@ pub enum Command {
         #[command(subcommand)]
         command: cmd::bench::BenchCommand,
     },
+    /// The coordinator's read-only web console on a local address.
+    Console(cmd::console::ConsoleArgs),
 }
 
 /// Runs a parsed command line.
@@ -105,5 +107,6 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Audit { command } => cmd::audit::run(command).await,
         Command::Demo(args) => cmd::demo::run(args).await,
         Command::Bench { command } => cmd::bench::run(command).await,
+        Command::Console(args) => cmd::console::run(args).await,
     }
 }

@@ -1,5 +1,6 @@
 //! `huren audit`: the auditor's tools — a node's signed tree heads and log consistency,
-//! deletion receipts, non-green statistics (all on [`huren_client`]) and scans of a
+//! deletion receipts (verified one by one, or fetched from the gateway and verified),
+//! non-green statistics (all on [`huren_client`]) and scans of a
 //! stopped node's data for records left behind ([`crate::audit`]).
 
 use std::path::{Path, PathBuf};
@@ -77,6 +78,11 @@ pub enum AuditCommand {
         #[arg(long, default_value = "huren:")]
         redis_prefix: String,
     },
+    /// Deletion receipts collected by the gateway.
+    Receipts {
+        #[command(subcommand)]
+        command: AuditReceiptsCommand,
+    },
     /// Non-green status changes per rule and authority in a time window.
     Stats {
         #[command(flatten)]
@@ -89,6 +95,28 @@ pub enum AuditCommand {
         until: Option<i64>,
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditReceiptsCommand {
+    /// Fetch every receipt the gateway holds (TrustRegistry/ListReceipts), verify each as
+    /// `verify-receipt` does and save it: verified ones as <out>/<province>-<time>-<reason>.receipt,
+    /// refused ones under <out>/refused/. Prints one JSON line per receipt; exits 1 if any
+    /// is refused.
+    Fetch {
+        /// A coordinator or auditor identity.
+        #[command(flatten)]
+        tls: TlsArgs,
+        /// Gateway address, host:port.
+        #[arg(long)]
+        gateway: String,
+        /// Trust list to verify against (default: the gateway's, verified against --ca).
+        #[arg(long)]
+        trust_list: Option<PathBuf>,
+        /// Folder to save the receipts in.
+        #[arg(long, default_value = "receipts")]
+        out: PathBuf,
     },
 }
 
@@ -158,6 +186,9 @@ pub async fn run(command: AuditCommand) -> Result<()> {
             let checked = huren_client::verify_receipt(&trust, &signed, saved.as_ref())?;
             println!("{}", serde_json::to_string(&checked)?);
         }
+        AuditCommand::Receipts { command: AuditReceiptsCommand::Fetch { tls, gateway, trust_list, out } } => {
+            fetch_receipts(tls, gateway, trust_list, out).await?
+        }
         AuditCommand::Scan { node_data, patterns, patterns_file, redis, redis_prefix } => {
             scan(node_data, patterns, patterns_file, redis, redis_prefix).await?
         }
@@ -192,6 +223,41 @@ pub async fn run(command: AuditCommand) -> Result<()> {
                 }
             }
         }
+    }
+    Ok(())
+}
+
+/// `huren audit receipts fetch`.
+async fn fetch_receipts(tls: TlsArgs, gateway: String, trust_list: Option<PathBuf>, out: PathBuf) -> Result<()> {
+    let identity = tls.load()?;
+    let trust = match trust_list {
+        Some(path) => TrustList::load(&path, identity.root.as_ref()).map_err(usage)?,
+        None => {
+            let config = huren_runtime::tls::client_config(
+                &identity,
+                huren_runtime::tls::ExpectedPeer::AnyGateway,
+                huren_runtime::tls::Revocations::default(),
+            )?;
+            let channel =
+                huren_runtime::tls::channel(&gateway, config, std::time::Duration::from_secs(3)).map_err(usage)?;
+            let signed = pb::trust_registry_client::TrustRegistryClient::new(channel)
+                .get_trust_list(pb::GetTrustListRequest {})
+                .await
+                .map_err(|s| anyhow::anyhow!("gateway gave no trust list: {:?}: {}", s.code(), s.message()))?
+                .into_inner();
+            TrustList::verify(signed, identity.root.as_ref())
+                .map_err(|e| anyhow::anyhow!("the gateway's trust list does not verify: {e}"))?
+        }
+    };
+    let fetched = audit::fetch_receipts(&identity, &gateway, &trust, &out).await?;
+    let mut refused = 0;
+    for f in &fetched {
+        println!("{}", serde_json::to_string(f)?);
+        refused += usize::from(matches!(f.outcome, audit::FetchOutcome::Refused { .. }));
+    }
+    eprintln!("{} receipts fetched into {}, {} verified", fetched.len(), out.display(), fetched.len() - refused);
+    if refused > 0 {
+        bail!("{refused} of {} receipts do not verify (kept in {})", fetched.len(), out.join("refused").display());
     }
     Ok(())
 }

@@ -7,12 +7,14 @@
 //! - [`hub`], [`audit`]: the hub's and the auditor's clients, on [`huren_client`].
 //! - [`demo`]: the loopback federation and its story.
 //! - [`bench`](mod@bench): the benchmark tools, on [`huren_bench`].
+//! - [`console`]: the coordinator's web console, on [`huren_console`].
 //!
 //! Shared here: [`TlsArgs`] (a client identity) and small helpers.
 
 pub mod admin;
 pub mod audit;
 pub mod bench;
+pub mod console;
 pub mod demo;
 pub mod gateway;
 pub mod hub;

@@ -28,6 +28,39 @@ impl PkiDir {
     pub fn trust_list_path(&self) -> PathBuf {
         self.dir.join("trust-list.bin")
     }
+    /// `history/`: every trust list signed here, kept as `trust-list-<sequence>.bin`.
+    pub fn history_dir(&self) -> PathBuf {
+        self.dir.join("history")
+    }
+    /// `history/trust-list-<sequence>.bin`: the trust list signed with `sequence`.
+    pub fn history_path(&self, sequence: u64) -> PathBuf {
+        self.history_dir().join(format!("trust-list-{sequence}.bin"))
+    }
+    /// The sequences kept in `history/`, ascending.
+    pub fn history(&self) -> Result<Vec<u64>, RegistryError> {
+        let dir = self.history_dir();
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(RegistryError::Io { path: dir, source: e }),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let name = entry.map_err(io(&dir))?.file_name();
+            let seq = name
+                .to_str()
+                .and_then(|n| n.strip_prefix("trust-list-"))
+                .and_then(|n| n.strip_suffix(".bin"))
+                .and_then(|n| n.parse::<u64>().ok());
+            out.extend(seq);
+        }
+        out.sort_unstable();
+        Ok(out)
+    }
+    /// The newest list kept in `history/` signed before `sequence`, if any.
+    pub fn previous_trust_list_path(&self, sequence: u64) -> Result<Option<PathBuf>, RegistryError> {
+        Ok(self.history()?.into_iter().rev().find(|s| *s < sequence).map(|s| self.history_path(s)))
+    }
     /// `provinces/<code>`: a province's CA and attestation keys.
     pub fn province_dir(&self, code: &ProvinceCode) -> PathBuf {
         self.dir.join("provinces").join(code.as_str())
@@ -215,7 +248,8 @@ impl PkiDir {
     }
 
     /// Builds the next trust list from the registry, signs it with the root key and
-    /// writes it to `trust-list.bin`.
+    /// writes it to `trust-list.bin`, and a copy to `history/trust-list-<sequence>.bin`
+    /// (so `trust-list diff` always has the previous list to compare with).
     pub fn sign_trust_list(&self) -> Result<TrustList, RegistryError> {
         let mut registry = self.registry()?;
         let root = self.root()?;
@@ -299,6 +333,8 @@ impl PkiDir {
         };
         let signed = trust::sign(&list, &root)?;
         let verified = TrustList::verify(signed, &ca::pem_to_der(&root.cert_pem)?)?;
+        // History first: a list in `trust-list.bin` is always also in the history.
+        verified.save(&self.history_path(next))?;
         verified.save(&self.trust_list_path())?;
         registry.sequence = next;
         self.save_registry(&registry)?;

@@ -7,6 +7,7 @@
 //! <dir>/provinces/<code>/attestation-<kid>.key   province attestation key (PKCS#8)
 //! <dir>/issued/<kind>-<name>/cert.pem, key.pem   leaf certificates (cert.pem holds the chain)
 //! <dir>/trust-list.bin                      the last signed trust list
+//! <dir>/history/trust-list-<sequence>.bin   every trust list signed here, kept for diffs
 //! ```
 //!
 //! Layout: here the registry's data ([`Registry`] and its parts, as `registry.toml` holds
@@ -365,6 +366,11 @@ mod tests {
         let l1 = pki.sign_trust_list().unwrap();
         let l2 = pki.sign_trust_list().unwrap();
         assert_eq!((l1.sequence(), l2.sequence()), (1, 2));
+        // Signing keeps every list: the previous one is there to compare with.
+        assert_eq!(pki.history().unwrap(), [1, 2]);
+        assert_eq!(pki.previous_trust_list_path(2).unwrap(), Some(pki.history_path(1)));
+        assert_eq!(pki.previous_trust_list_path(1).unwrap(), None);
+        assert_eq!(std::fs::read(pki.history_path(2)).unwrap(), std::fs::read(pki.trust_list_path()).unwrap());
         let loaded = TrustList::load(&pki.trust_list_path(), &pki.root_cert_der().unwrap()).unwrap();
         assert_eq!(loaded.province(&code).unwrap().keys.len(), 1);
         assert!(loaded.province(&code).unwrap().keys.contains_key(&key.kid()));

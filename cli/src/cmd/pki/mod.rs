@@ -1,8 +1,12 @@
 //! `huren pki`: the coordinator's national PKI — root, provinces, role certificates,
 //! revocations — and the registry it signs into the trust list. Registry edits live in
-//! [`registry`], the signed list itself in [`trust_list`].
+//! [`registry`], the signed list itself in [`trust_list`] (rendered whole by [`describe`]),
+//! listings in [`list`], and the federation's state as the console sees it in [`status`].
 
+pub mod describe;
+pub mod list;
 pub mod registry;
+pub mod status;
 pub mod trust_list;
 
 use std::path::PathBuf;
@@ -120,6 +124,11 @@ pub enum PkiCommand {
         #[command(subcommand)]
         command: TrustListCommand,
     },
+    /// List provinces, hubs, keys, certificates or rules (keys and certificates with days left).
+    List(list::ListArgs),
+    /// The federation now, as the console shows it: nodes, trust-list sequences, breakers,
+    /// expiries, traffic, sunset receipts (coordinator or auditor identity).
+    Status(status::StatusArgs),
 }
 
 /// Runs `huren pki …`.
@@ -195,6 +204,8 @@ pub async fn run(args: PkiArgs) -> Result<()> {
             }
         }
         PkiCommand::TrustList { command } => trust_list::run(&dir, command).await?,
+        PkiCommand::List(args) => list::run(&dir, args)?,
+        PkiCommand::Status(args) => status::run(&dir, args).await?,
     }
     Ok(())
 }

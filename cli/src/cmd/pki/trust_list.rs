@@ -1,5 +1,6 @@
 //! `huren pki trust-list sign|diff|upload|show`: the signed trust list that gateways,
-//! nodes and hubs follow.
+//! nodes and hubs follow. Signing keeps every list in `history/`; `show` and `diff` render
+//! every field ([`super::describe`]).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -18,10 +19,13 @@ use crate::usage;
 pub enum TrustListCommand {
     /// Sign the next trust list from the registry (writes trust-list.bin).
     Sign,
-    /// Show what changed between two trust list files.
+    /// Show every field that changed between two trust list files; without files, between
+    /// the last signed list and the one signed before it (kept in `history/`).
     Diff {
-        old: PathBuf,
-        new: PathBuf,
+        /// The older list (default: the list signed before NEW, from `history/`).
+        old: Option<PathBuf>,
+        /// The newer list (default: the PKI directory's trust-list.bin).
+        new: Option<PathBuf>,
         /// National root certificate (default: the PKI directory's root).
         #[arg(long)]
         ca: Option<PathBuf>,
@@ -45,6 +49,9 @@ pub enum TrustListCommand {
         /// National root certificate (default: the PKI directory's root).
         #[arg(long)]
         ca: Option<PathBuf>,
+        /// Print JSON (the default; every field of the list).
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -57,13 +64,29 @@ pub(crate) async fn run(dir: &Path, command: TrustListCommand) -> Result<()> {
             println!("trust list sequence {} signed: {}", list.sequence(), pki.trust_list_path().display());
         }
         TrustListCommand::Diff { old, new, ca } => {
+            let pki = || PkiDir::open(dir);
             let ca = match ca {
                 Some(c) => c,
-                None => PkiDir::open(dir)?.root_cert_path(),
+                None => pki()?.root_cert_path(),
             };
             let root = read_root(&ca)?;
-            let (old, new) = (TrustList::load(&old, &root)?, TrustList::load(&new, &root)?);
-            for line in huren_pki::trust::diff(&old, &new) {
+            let new_path = match new {
+                Some(n) => n,
+                None => pki()?.trust_list_path(),
+            };
+            let new = TrustList::load(&new_path, &root).map_err(usage)?;
+            let old_path = match old {
+                Some(o) => o,
+                None => pki()?.previous_trust_list_path(new.sequence())?.ok_or_else(|| {
+                    usage(format!(
+                        "no trust list signed before sequence {} in {}; give OLD and NEW files",
+                        new.sequence(),
+                        pki().map(|p| p.history_dir().display().to_string()).unwrap_or_default()
+                    ))
+                })?,
+            };
+            let old = TrustList::load(&old_path, &root).map_err(usage)?;
+            for line in super::describe::diff(&old, &new) {
                 println!("{line}");
             }
         }
@@ -87,7 +110,7 @@ pub(crate) async fn run(dir: &Path, command: TrustListCommand) -> Result<()> {
                 .map_err(|s| anyhow!("gateway refused the upload: {:?}: {}", s.code(), s.message()))?;
             println!("gateway {gateway} now serves trust list sequence {}", response.into_inner().sequence);
         }
-        TrustListCommand::Show { file, ca } => {
+        TrustListCommand::Show { file, ca, json: _ } => {
             let (file, ca) = match (file, ca) {
                 (Some(f), Some(c)) => (f, c),
                 (f, c) => {
@@ -96,49 +119,8 @@ pub(crate) async fn run(dir: &Path, command: TrustListCommand) -> Result<()> {
                 }
             };
             let list = TrustList::load(&file, &read_root(&ca)?)?;
-            println!("{}", serde_json::to_string_pretty(&trust_list_json(&list))?);
+            println!("{}", serde_json::to_string_pretty(&super::describe::trust_list_json(&list))?);
         }
     }
     Ok(())
-}
-
-/// The trust list as `show` prints it: provinces (sorted by code) with their keys, rules,
-/// revoked serials, attestation bounds.
-fn trust_list_json(list: &TrustList) -> serde_json::Value {
-    let raw = list.raw();
-    let mut provinces: Vec<_> = raw
-        .provinces
-        .iter()
-        .map(|p| {
-            serde_json::json!({
-                "code": p.code,
-                "name": p.name,
-                "endpoints": p.endpoints,
-                "attestation_keys": p.attestation_keys.iter().map(|k| serde_json::json!({
-                    "kid": data_encoding::HEXLOWER.encode(&k.kid),
-                    "status": pb::KeyStatus::try_from(k.status).map(|s| s.as_str_name()).unwrap_or("?"),
-                    "not_before": k.not_before,
-                    "not_after": k.not_after,
-                })).collect::<Vec<_>>(),
-            })
-        })
-        .collect();
-    provinces.sort_by(|a, b| a["code"].as_str().cmp(&b["code"].as_str()));
-    serde_json::json!({
-        "sequence": raw.sequence,
-        "issued_at": raw.issued_at,
-        "next_update": raw.next_update,
-        "trust_domain": raw.trust_domain,
-        "provinces": provinces,
-        "rules": raw.rules.iter().map(|r| serde_json::json!({
-            "id": r.id, "title": r.title, "legal_basis": r.legal_basis,
-            "max_duration_seconds": r.max_duration_seconds, "exit_condition": r.exit_condition,
-            "authorities": r.authorities,
-            // Who may lift its status before it lapses (the authorities when not set).
-            "may_lift": huren_pki::TrustList::lifters(r),
-        })).collect::<Vec<_>>(),
-        "revoked_serials": raw.revoked_serials,
-        // The bound in force (the built-in default when the list sets none).
-        "attestation_bounds": { "max_lifetime_seconds": list.attestation_bounds().max_lifetime },
-    })
 }

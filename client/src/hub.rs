@@ -5,17 +5,14 @@
 //! attestation itself (signature, key status, validity, token binding, purpose).
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use huren_pki::qr::{QrError, Scanned};
 use huren_pki::trust::{AttestationError, TrustListError};
 use huren_pki::{unix_now, verify_attestation, Expected, ProvinceCode, TrustList, VerifyError};
 use huren_proto::pb;
-use huren_runtime::tls::{self, ExpectedPeer, Revocations, TlsIdentity};
-use pb::lookup_client::LookupClient;
-use pb::trust_registry_client::TrustRegistryClient;
-use tonic::transport::Channel;
+use huren_runtime::tls::{self, Revocations, TlsIdentity};
 
+use crate::failover::Gateways;
 use crate::status::VerifiedStatus;
 
 /// Purpose used when a hub does not say.
@@ -134,7 +131,8 @@ pub fn verify_offline(trust: &TrustList, qr: &str, now: i64) -> Result<VerifiedS
     Ok(VerifiedStatus::describe(&attestation, trust))
 }
 
-/// A hub's connection to a gateway.
+/// A hub's connection to the gateway — to one replica or several, with failover
+/// ([`HubClient::connect_any`]).
 ///
 /// ```no_run
 /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
@@ -158,8 +156,7 @@ pub fn verify_offline(trust: &TrustList, qr: &str, now: i64) -> Result<VerifiedS
 /// ```
 #[derive(Clone)]
 pub struct HubClient {
-    lookup: LookupClient<Channel>,
-    registry: TrustRegistryClient<Channel>,
+    gateways: Gateways,
     root_der: Vec<u8>,
     trust: Option<TrustList>,
     cache: Option<PathBuf>,
@@ -178,12 +175,18 @@ impl HubClient {
     /// a gateway identity of the federation whose certificate the trust list held (once
     /// there is one) does not revoke.
     pub fn connect(gateway: &str, identity: &TlsIdentity) -> Result<Self, HubError> {
+        Self::connect_any(&[gateway], identity)
+    }
+
+    /// Connects lazily to several gateway replicas: each call goes to the one that
+    /// answered last and fails over to the next when no replica answered it (connection
+    /// or handshake failure, `UNAVAILABLE` or `CANCELLED` without a Huren reason; see
+    /// [`crate::should_fail_over`]). A refusal is returned at once, never retried
+    /// elsewhere. Lookups and trust-list reads change nothing, so resending one is safe.
+    pub fn connect_any<S: AsRef<str>>(gateways: &[S], identity: &TlsIdentity) -> Result<Self, HubError> {
         let revocations = Revocations::default();
-        let config = tls::client_config(identity, ExpectedPeer::AnyGateway, revocations.clone())?;
-        let channel = tls::channel(gateway, config, Duration::from_secs(3))?;
         Ok(Self {
-            lookup: LookupClient::new(channel.clone()),
-            registry: TrustRegistryClient::new(channel),
+            gateways: Gateways::connect(gateways, identity, revocations.clone())?,
             root_der: identity.root.to_vec(),
             trust: None,
             cache: None,
@@ -221,7 +224,7 @@ impl HubClient {
     /// Fetches the gateway's trust list, verifies it and keeps it unless it is older than
     /// the one held (rollback protection: [`HubError::Rollback`], and the held list stays).
     pub async fn refresh_trust_list(&mut self) -> Result<&TrustList, HubError> {
-        let signed = self.registry.get_trust_list(pb::GetTrustListRequest {}).await?.into_inner();
+        let signed = self.gateways.get_trust_list().await?;
         let fetched = TrustList::verify(signed, &self.root_der)?;
         match &self.trust {
             Some(held) if fetched.sequence() < held.sequence() => {
@@ -249,14 +252,9 @@ impl HubClient {
         if self.trust.is_none() {
             self.refresh_trust_list().await?;
         }
-        let span = tracing::info_span!("huren.hub.lookup", province = %province);
-        let mut request = tonic::Request::new(pb::LookupRequest {
-            province: province.to_string(),
-            token: token.to_vec(),
-            purpose: purpose.into(),
-        });
-        span.in_scope(|| huren_runtime::tracectx::inject(&mut request));
-        let response = tracing::Instrument::instrument(self.lookup.lookup(request), span).await?.into_inner();
+        let request =
+            pb::LookupRequest { province: province.to_string(), token: token.to_vec(), purpose: purpose.into() };
+        let response = self.gateways.lookup(request).await?;
         let signed = response.attestation.ok_or(HubError::Empty)?;
         let trust = self.trust.as_ref().ok_or(HubError::Empty)?;
         let expected = Expected::lookup(province, token, purpose);
@@ -276,7 +274,12 @@ impl HubClient {
 
     /// Raw lookup returning the gateway's answer unverified (for tests and tooling).
     pub async fn lookup_raw(&mut self, request: pb::LookupRequest) -> Result<pb::LookupResponse, tonic::Status> {
-        Ok(self.lookup.lookup(request).await?.into_inner())
+        self.gateways.lookup_status(request).await
+    }
+
+    /// The gateway replicas this client talks to.
+    pub fn gateways(&self) -> &Gateways {
+        &self.gateways
     }
 }
 

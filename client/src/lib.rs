@@ -15,7 +15,11 @@
 //!   proofs ([`verify_subject_entries`]), summarise non-green assignments ([`stats`]) and
 //!   check a signed deletion receipt ([`verify_receipt`]).
 //!
-//! Layout: `hub` (the hub client and [`HubError`]), `status` ([`VerifiedStatus`]),
+//! A hub may list several gateway replicas ([`HubClient::connect_any`], [`Gateways`]):
+//! lookups and trust-list reads fail over to the next replica when one cannot be
+//! reached, never on a refusal.
+//!
+//! Layout: `hub` (the hub client and [`HubError`]), `failover` ([`Gateways`]), `status` ([`VerifiedStatus`]),
 //! `audit` (the transparency client and [`AuditError`]), `receipt` (deletion receipts and
 //! [`ReceiptError`]), `stats`. `examples/lookup.rs` looks one token up from the command
 //! line.
@@ -25,12 +29,14 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 mod audit;
+mod failover;
 mod hub;
 mod receipt;
 mod stats;
 mod status;
 
 pub use audit::{verify_subject_entries, AuditClient, AuditError};
+pub use failover::{should_fail_over, split_endpoints, Gateways};
 pub use hub::{verify_offline, HubClient, HubError, DEFAULT_PURPOSE, ERROR_DOMAIN};
 pub use receipt::{verify_receipt, CheckedReceipt, ReceiptError};
 pub use stats::{stats, LiftRow, Stats, StatsRow};

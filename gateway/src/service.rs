@@ -613,7 +613,17 @@ impl pb::trust_registry_server::TrustRegistry for TrustRegistryService {
     ) -> Result<Response<pb::UploadTrustListResponse>, tonic::Status> {
         let caller = authorized(&request, Call::UploadTrustList)?;
         let signed = request.into_inner();
-        let sequence = self.0.trust.offer(signed.clone()).map_err(upload_refused)?;
+        let sequence = match self.0.trust.offer(signed.clone()) {
+            Ok(sequence) => sequence,
+            // The very list held (same sequence, same bytes): a coordinator re-uploading
+            // to every replica, or retrying an upload whose answer it lost. Nothing to do;
+            // a different list under the held sequence is still refused.
+            Err(OfferError::Rollback { offered, held }) if offered == held && *self.0.trust().signed() == signed => {
+                tracing::info!(%caller, sequence = held, "trust list re-uploaded: already held, nothing changed");
+                return Ok(Response::new(pb::UploadTrustListResponse { sequence: held }));
+            }
+            Err(e) => return Err(upload_refused(e).into()),
+        };
         self.0.shared.publish_trust_list(&signed).await;
         tracing::info!(%caller, sequence, "trust list uploaded");
         Ok(Response::new(pb::UploadTrustListResponse { sequence }))

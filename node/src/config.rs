@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use huren_pki::ProvinceCode;
 pub use huren_runtime::config::ConfigError;
 use huren_runtime::config::{self, Settings};
+use huren_runtime::gateways::GatewayList;
 use huren_runtime::handshake::{self, HandshakeLimits};
 use serde::{Deserialize, Serialize};
 
@@ -36,8 +37,11 @@ pub struct NodeConfig {
     /// The province's Ed25519 attestation key (PKCS#8 PEM), or a folder of
     /// `attestation-*.key` files during a key rotation.
     pub attestation_key: PathBuf,
-    /// Gateway to follow for trust-list updates (`host:port`); none = the configured file only.
-    pub gateway: Option<String>,
+    /// Gateways to follow for trust-list updates: `"host:port"`, several replicas as
+    /// `"gw1:8443,gw2:8443"` or `["gw1:8443", "gw2:8443"]` (every one is followed and the
+    /// highest sequence wins, so one replica down delays nothing); none = the configured
+    /// file only. A deletion receipt goes to the first that takes it.
+    pub gateway: Option<GatewayList>,
     /// Signed trust list file (verified against `ca` at start).
     pub trust_list: PathBuf,
     /// Longest validity of an attestation, seconds. What is signed is also clamped to the
@@ -138,6 +142,11 @@ impl NodeConfig {
         .map_err(|e| invalid(e.to_string()))
     }
 
+    /// The gateways to follow (none when `gateway` is unset).
+    pub fn gateways(&self) -> &[String] {
+        self.gateway.as_ref().map(GatewayList::endpoints).unwrap_or_default()
+    }
+
     /// Path of the redb status store.
     pub fn store_path(&self) -> PathBuf {
         self.data_dir.join("status.redb")
@@ -180,7 +189,7 @@ impl Settings for NodeConfig {
             return Err(invalid("token_lifetime_seconds must be within 1..=86400"));
         }
         if let Some(gateway) = &self.gateway {
-            huren_runtime::tls::endpoint_authority(gateway).map_err(|e| invalid(format!("gateway: {e}")))?;
+            gateway.validate().map_err(|e| invalid(format!("gateway: {e}")))?;
         }
         self.handshake_limits()?;
         if self.default_status_validity_seconds <= 0 {
@@ -239,8 +248,21 @@ mod tests {
         assert_eq!(c.province, "340000", "file over defaults");
         assert_eq!(c.attestation_ttl_seconds, NodeConfig::default().attestation_ttl_seconds, "defaults");
         assert_eq!(c.admin_listen, "0.0.0.0:9091");
-        assert_eq!(c.gateway.as_deref(), Some("huren-gateway.huren.svc.cluster.local:8443"));
+        assert_eq!(c.gateways(), ["huren-gateway.huren.svc.cluster.local:8443"]);
         assert_eq!(c.data_dir, Path::new("/etc/huren/state"), "relative paths from the environment too");
+    }
+
+    #[test]
+    fn the_gateway_is_one_endpoint_or_several() {
+        let c = load(&format!("{FILE}gateway = \"gw1:8443\"\n"), &[]).unwrap();
+        assert_eq!(c.gateways(), ["gw1:8443"], "the single string of older configs");
+        let c = load(&format!("{FILE}gateway = [\"gw1:8443\", \"https://gw2:8443\"]\n"), &[]).unwrap();
+        assert_eq!(c.gateways(), ["gw1:8443", "https://gw2:8443"]);
+        let c = load(FILE, &[("HUREN_NODE_GATEWAY", "gw1:8443, gw2:8443")]).unwrap();
+        assert_eq!(c.gateways(), ["gw1:8443", "gw2:8443"]);
+        let err = load(FILE, &[("HUREN_NODE_GATEWAY", "gw1:8443,gw2")]).unwrap_err();
+        assert!(err.to_string().starts_with("invalid node config: gateway: "), "{err}");
+        assert!(load(FILE, &[]).unwrap().gateways().is_empty());
     }
 
     #[test]
@@ -268,7 +290,7 @@ mod tests {
             key: "/c/key.pem".into(),
             ca: "/c/root.pem".into(),
             attestation_key: "/c/keys".into(),
-            gateway: Some("gateway.example:8443".into()),
+            gateway: Some(GatewayList::parse("gateway-1.example:8443,gateway-2.example:8443")),
             trust_list: "/c/trust-list.bin".into(),
             attestation_ttl_seconds: 600,
             token_lifetime_seconds: 60,

@@ -84,7 +84,7 @@ impl From<store::StoreError> for StartError {
 pub struct Node {
     inner: Arc<Inner>,
     tls: Arc<TlsIdentity>,
-    gateway: Option<String>,
+    gateways: Vec<String>,
     meter: Option<opentelemetry::metrics::Meter>,
 }
 
@@ -136,7 +136,7 @@ impl Node {
             reports,
             metrics: std::sync::OnceLock::new(),
         });
-        Ok(Self { inner, tls: Arc::new(tls), gateway: None, meter: None })
+        Ok(Self { inner, tls: Arc::new(tls), gateways: Vec::new(), meter: None })
     }
 
     /// Records the node's metrics (purge progress, certificate, key and trust-list
@@ -146,9 +146,11 @@ impl Node {
         self
     }
 
-    /// Keeps the trust list in step with a gateway's `TrustRegistry.Watch` while serving.
-    pub fn following(mut self, gateway: Option<String>) -> Self {
-        self.gateway = gateway;
+    /// Keeps the trust list in step with the `TrustRegistry.Watch` of every gateway in
+    /// `gateways` while serving (the highest sequence wins); `None` or an empty list
+    /// follows none.
+    pub fn following<S: Into<String>>(mut self, gateways: impl IntoIterator<Item = S>) -> Self {
+        self.gateways = gateways.into_iter().map(Into::into).collect();
         self
     }
 
@@ -175,7 +177,7 @@ impl Node {
             handshakes: config.handshake_limits()?,
             ..NodeSettings::default()
         };
-        Ok(Self::new(tls, keys, trust, store, settings)?.following(config.gateway.clone()))
+        Ok(Self::new(tls, keys, trust, store, settings)?.following(config.gateways().to_vec()))
     }
 
     /// The province this node serves.
@@ -297,13 +299,15 @@ impl Node {
     /// order once it is in force and hands the receipt in until the gateway takes it.
     fn spawn_retention(&self, metrics: retention::PurgeMetrics) -> Result<TaskGuard, StartError> {
         let inner = self.inner.clone();
-        let registry = match &self.gateway {
-            Some(gateway) => {
-                let config = tls::client_config(&self.tls, tls::ExpectedPeer::AnyGateway, inner.trust.revocations())?;
-                let channel = tls::channel(gateway, config, Duration::from_secs(3))?;
-                Some(pb::trust_registry_client::TrustRegistryClient::new(channel))
-            }
-            None => None,
+        let registries = {
+            let config = tls::client_config(&self.tls, tls::ExpectedPeer::AnyGateway, inner.trust.revocations())?;
+            self.gateways
+                .iter()
+                .map(|gateway| {
+                    let channel = tls::channel(gateway, config.clone(), Duration::from_secs(3))?;
+                    Ok(pb::trust_registry_client::TrustRegistryClient::new(channel))
+                })
+                .collect::<Result<Vec<_>, tls::TlsError>>()?
         };
         Ok(TaskGuard::spawn(async move {
             let mut tick = tokio::time::interval(inner.settings.retention_interval);
@@ -343,17 +347,20 @@ impl Node {
                             continue;
                         }
                     };
-                    match registry.clone() {
-                        Some(mut client) => match client.submit_receipt(receipt).await {
+                    if registries.is_empty() {
+                        tracing::warn!("no gateway configured: the deletion receipt stays in the store");
+                        handed_in = true;
+                    }
+                    // The first gateway that takes it; the others get it from the
+                    // coordinators' collection, not from us.
+                    for mut client in registries.iter().cloned() {
+                        match client.submit_receipt(receipt.clone()).await {
                             Ok(_) => {
                                 tracing::info!("deletion receipt handed in to the gateway");
                                 handed_in = true;
+                                break;
                             }
                             Err(e) => tracing::warn!(error = %e, "gateway did not take the deletion receipt; retrying"),
-                        },
-                        None => {
-                            tracing::warn!("no gateway configured: the deletion receipt stays in the store");
-                            handed_in = true;
                         }
                     }
                     continue;
@@ -386,10 +393,7 @@ impl Node {
     /// Serves `Attestation` and `StatusAdmin` over mTLS on `listener` until `shutdown`
     /// resolves, then drains in-flight calls and returns (releasing the store).
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
-        let _follow = match &self.gateway {
-            Some(gateway) => Some(live::follow(self.inner.trust.clone(), gateway, &self.tls)?),
-            None => None,
-        };
+        let follow = live::follow_all(self.inner.trust.clone(), &self.gateways, &self.tls)?;
         let meter = self
             .meter
             .clone()
@@ -422,7 +426,7 @@ impl Node {
         services.serve(listener, &self.tls, self.inner.trust.revocations(), shutdown).await?;
         // Wait for the background tasks to end: they hold the store, which must be closed
         // (its file lock released) when `serve` returns.
-        for guard in [Some(_retention), Some(_keys), Some(_expiry), Some(_sizes), _follow].into_iter().flatten() {
+        for guard in [_retention, _keys, _expiry, _sizes].into_iter().chain(follow) {
             guard.stop().await;
         }
         Ok(())

@@ -17,6 +17,7 @@
 //!   check, and why a server could not start.
 //! - [`live`]: the trust list as a live, persisted value, and the follower that keeps it in
 //!   step with a gateway's `Watch` stream.
+//! - [`gateways`]: the `gateway` setting — one gateway endpoint or several replicas.
 //! - [`expiry`]: certificate, key and trust-list expiry warnings and gauges.
 //! - [`oversize`]: the tower layer that answers oversized requests with RESOURCE_EXHAUSTED.
 //! - [`tracectx`]: W3C trace context through gRPC metadata.
@@ -30,6 +31,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod expiry;
+pub mod gateways;
 pub mod handshake;
 pub mod live;
 pub mod oversize;

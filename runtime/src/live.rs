@@ -5,7 +5,8 @@
 //! strictly greater (rollback protection); it is persisted (atomically) *before* it is
 //! used, so a restart resumes from the last good copy. Subscribers ([`LiveTrust::subscribe`])
 //! see every accepted list; the [`Revocations`] handed to TLS verifiers follow it.
-//! [`follow`] keeps a `LiveTrust` in step with a gateway's `TrustRegistry.Watch` stream.
+//! [`follow`] keeps a `LiveTrust` in step with a gateway's `TrustRegistry.Watch` stream;
+//! [`follow_all`] with several gateways' at once.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -225,6 +226,18 @@ pub fn follow(live: LiveTrust, endpoint: &str, identity: &TlsIdentity) -> Result
             backoff = (backoff * 2).min(Duration::from_secs(2));
         }
     }))
+}
+
+/// Keeps `live` in step with every gateway in `endpoints` at once (one [`follow`] each):
+/// whichever replica publishes a newer list first, it is taken, and older or equal ones
+/// from the others are ignored, so the highest sequence wins. A replica that goes down
+/// costs nothing while another one is up.
+pub fn follow_all<S: AsRef<str>>(
+    live: LiveTrust,
+    endpoints: &[S],
+    identity: &TlsIdentity,
+) -> Result<Vec<TaskGuard>, tls::TlsError> {
+    endpoints.iter().map(|endpoint| follow(live.clone(), endpoint.as_ref(), identity)).collect()
 }
 
 #[cfg(test)]

@@ -20,7 +20,8 @@ pub enum HubCommand {
     Lookup {
         #[command(flatten)]
         tls: TlsArgs,
-        /// Gateway address, host:port.
+        /// Gateway address, host:port; several replicas as a,b,… (a lookup fails over to
+        /// the next when one cannot be reached, never on a refusal).
         #[arg(long)]
         gateway: String,
         /// Purpose of the check, e.g. transit.highway.
@@ -39,6 +40,8 @@ pub enum HubCommand {
     Watch {
         #[command(flatten)]
         tls: TlsArgs,
+        /// Gateway address, host:port; several replicas as a,b,… (every one is followed,
+        /// the highest sequence wins).
         #[arg(long)]
         gateway: String,
         #[arg(long)]
@@ -62,8 +65,9 @@ pub async fn run(command: HubCommand) -> Result<()> {
     match command {
         HubCommand::Lookup { tls, gateway, purpose, trust_list_cache, json, input } => {
             let scanned = Scanned::parse(&input).map_err(usage)?;
+            let gateways = gateway_list(&gateway)?;
             let identity = tls.load()?;
-            let mut client = HubClient::connect(&gateway, &identity).map_err(usage)?;
+            let mut client = HubClient::connect_any(&gateways, &identity).map_err(usage)?;
             if let Some(path) = &trust_list_cache {
                 client = client.with_cache(path)?;
             }
@@ -90,6 +94,7 @@ pub async fn run(command: HubCommand) -> Result<()> {
 /// `huren hub watch`: follows the gateway's trust list until stopped, starting from the
 /// cache if it verifies, else from the gateway.
 async fn watch(tls: TlsArgs, gateway: String, cache: PathBuf) -> Result<()> {
+    let gateways = gateway_list(&gateway)?;
     let identity = tls.load()?;
     let live = match TrustList::load(&cache, identity.root.as_ref()) {
         Ok(list) => LiveTrust::new(list, identity.root.to_vec(), Some(cache))?,
@@ -98,7 +103,7 @@ async fn watch(tls: TlsArgs, gateway: String, cache: PathBuf) -> Result<()> {
             // both causes are reported.
             let cache_problem =
                 cache.exists().then(|| format!("trust list cache {} unusable ({cache_error})", cache.display()));
-            let mut client = HubClient::connect(&gateway, &identity).map_err(usage)?;
+            let mut client = HubClient::connect_any(&gateways, &identity).map_err(usage)?;
             let list = match client.refresh_trust_list().await {
                 Ok(list) => {
                     if let Some(problem) = &cache_problem {
@@ -115,7 +120,7 @@ async fn watch(tls: TlsArgs, gateway: String, cache: PathBuf) -> Result<()> {
         }
     };
     eprintln!("following {gateway}; trust list sequence {}", live.current().sequence());
-    let _follow = live::follow(live.clone(), &gateway, &identity)?;
+    let _follow = live::follow_all(live.clone(), &gateways, &identity)?;
     let mut updates = live.subscribe();
     tokio::select! {
         _ = shutdown_signal() => {}
@@ -126,6 +131,15 @@ async fn watch(tls: TlsArgs, gateway: String, cache: PathBuf) -> Result<()> {
         } => {}
     }
     Ok(())
+}
+
+/// The endpoints of a `--gateway a,b,…` value; none is a usage error.
+pub(crate) fn gateway_list(value: &str) -> Result<Vec<String>> {
+    let gateways = huren_client::split_endpoints(value);
+    if gateways.is_empty() {
+        return Err(usage("--gateway names no endpoint"));
+    }
+    Ok(gateways)
 }
 
 fn print_status(status: &VerifiedStatus, json: bool) -> Result<()> {

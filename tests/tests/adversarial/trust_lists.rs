@@ -36,13 +36,16 @@ rows![
         },
     ),
     case(
-        the_current_trust_list_replayed,
-        "the current trust list replayed",
+        another_list_under_the_held_sequence,
+        "another list under the held sequence (a re-upload of the very list held is a no-op)",
         Status(Code::FailedPrecondition, "is not newer than the held sequence"),
         |c| {
             Box::pin(async move {
-                let current = c.f.gateway_trust().expect("gateway").current().signed().clone();
-                upload_as_coordinator(&c, current).await
+                let list = root_signed(&c, |l| {
+                    l.sequence -= 10;
+                    l.issued_at += 1;
+                });
+                upload_as_coordinator(&c, list).await
             })
         },
     ),

@@ -13,11 +13,14 @@
 //!   RFC 9162 consistency proofs between two of them, download and recompute a whole log
 //!   ([`AuditClient::fetch_verified`]), check a subject's entries and their inclusion
 //!   proofs ([`verify_subject_entries`]), summarise non-green assignments ([`stats`]) and
-//!   check a signed deletion receipt ([`verify_receipt`]).
+//!   check a signed deletion receipt ([`verify_receipt`]); rank hubs by the distinct
+//!   subjects they checked and flag over-checking ([`rank_hubs`], over a node's per-hub
+//!   aggregates).
 //!
 //! Layout: `hub` (the hub client and [`HubError`]), `status` ([`VerifiedStatus`]),
 //! `audit` (the transparency client and [`AuditError`]), `receipt` (deletion receipts and
-//! [`ReceiptError`]), `stats`. `examples/lookup.rs` looks one token up from the command
+//! [`ReceiptError`]), `stats`, `hubs` (over-checking, pure), `disclosures` (a traveller's
+//! disclosure log as people read it: [`disclosure_line`]). `examples/lookup.rs` looks one token up from the command
 //! line.
 
 #![forbid(unsafe_code)]
@@ -25,13 +28,17 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 mod audit;
+mod disclosures;
 mod hub;
+mod hubs;
 mod receipt;
 mod stats;
 mod status;
 
 pub use audit::{verify_subject_entries, AuditClient, AuditError};
+pub use disclosures::{china_minutes, disclosure_line};
 pub use hub::{verify_offline, HubClient, HubError, DEFAULT_PURPOSE, ERROR_DOMAIN};
+pub use hubs::{rank_hubs, HubFlag, HubRank, OverCheck};
 pub use receipt::{verify_receipt, CheckedReceipt, ReceiptError};
 pub use stats::{stats, LiftRow, Stats, StatsRow};
 pub use status::{rfc3339, VerifiedStatus};

@@ -27,6 +27,12 @@ pub enum Table {
     /// Name ([`Key::Text`]) → bytes: the commitment salt, the log's frontier and the other
     /// node metadata (see [`super::log`]).
     Meta,
+    /// Pseudonymous subject reference ([`Key::Text`]) → encoded `DisclosureLog`: who checked
+    /// the subject (never keyed by a token).
+    Disclosures,
+    /// `<hour>/<hub>/<province>/<purpose>` ([`Key::Text`]) → encoded `HubAggregateRecord`:
+    /// distinct subjects per hub, hour and purpose, without subject identity.
+    HubAggregates,
 }
 
 /// A key in one [`Table`].
@@ -110,7 +116,8 @@ pub trait Backend: Send + Sync + std::fmt::Debug + 'static {
     /// nothing is written and `f` runs again, so `f` must act only through the writer.
     fn write<T>(&self, f: &mut dyn FnMut(&mut dyn Writer) -> Result<T, StoreError>) -> Result<T, StoreError>;
 
-    /// Hands every record of `table` ([`Table::Status`] or [`Table::Token`]) to `page`, a page at
+    /// Hands every record of `table` ([`Table::Status`], [`Table::Token`], [`Table::Disclosures`]
+    /// or [`Table::HubAggregates`]) to `page`, a page at
     /// a time. `page` may delete records meanwhile ([`Backend::delete_unchanged`]).
     fn scan(&self, table: Table, page: &mut Page<'_>) -> Result<(), StoreError>;
 

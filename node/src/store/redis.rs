@@ -10,7 +10,9 @@
 //! | `log:hashes`      | hash       | log index (decimal) → RFC 9162 leaf hash                |
 //! | `log:nodes`       | hash       | `level:index` (decimal) of a complete subtree → its hash |
 //! | `log:subjects`    | sorted set | commitment ‖ index (big-endian), all score 0            |
-//! | [`META_KEY`]      | hash       | salt, frontier, nodes_size, first_available, signed_sizes, sunset_receipt |
+//! | [`META_KEY`]      | hash       | salt, frontier, nodes_size, first_available, signed_sizes, sunset_receipt, disclosures_dropped |
+//! | `disclosures`     | hash       | pseudonymous subject reference → encoded `DisclosureLog` |
+//! | `hub_aggregates`  | hash       | `hour/hub/province/purpose` → encoded `HubAggregateRecord` |
 //!
 //! A write runs as one `MULTI`/`EXEC` under `WATCH` of every hash it read: a status
 //! change reads the status hash and the meta hash (which holds the frontier), so another
@@ -98,6 +100,8 @@ struct Keys {
     nodes: String,
     subjects: String,
     meta: String,
+    disclosures: String,
+    aggregates: String,
 }
 
 impl Keys {
@@ -110,6 +114,8 @@ impl Keys {
             nodes: format!("{prefix}log:nodes"),
             subjects: format!("{prefix}log:subjects"),
             meta: format!("{prefix}{META_KEY}"),
+            disclosures: format!("{prefix}disclosures"),
+            aggregates: format!("{prefix}hub_aggregates"),
         }
     }
 
@@ -122,6 +128,8 @@ impl Keys {
             Table::LogNodes => &self.nodes,
             Table::SubjectLog => &self.subjects,
             Table::Meta => &self.meta,
+            Table::Disclosures => &self.disclosures,
+            Table::HubAggregates => &self.aggregates,
         }
     }
 }
@@ -129,7 +137,9 @@ impl Keys {
 /// The hash field of `key` in `table`.
 fn field(table: Table, key: &Key) -> Result<Vec<u8>, StoreError> {
     Ok(match (table, key) {
-        (Table::Status | Table::Meta, Key::Text(s)) => s.as_bytes().to_vec(),
+        (Table::Status | Table::Meta | Table::Disclosures | Table::HubAggregates, Key::Text(s)) => {
+            s.as_bytes().to_vec()
+        }
         (Table::Token, Key::Bytes(b)) => b.clone(),
         (Table::LogEntries | Table::LogHashes, Key::Index(i)) => i.to_string().into_bytes(),
         (Table::LogNodes, Key::Node(n)) => format!("{}:{}", n.level, n.index).into_bytes(),
@@ -405,7 +415,9 @@ impl Backend for Redis {
             let mut records = Vec::with_capacity(items.len() / 2);
             for pair in items.chunks_exact(2) {
                 let key = match table {
-                    Table::Status => Key::Text(String::from_utf8(pair[0].clone()).map_err(|_| corrupt("status key"))?),
+                    Table::Status | Table::Disclosures | Table::HubAggregates => {
+                        Key::Text(String::from_utf8(pair[0].clone()).map_err(|_| corrupt("text key"))?)
+                    }
                     Table::Token => Key::Bytes(pair[0].clone()),
                     other => return Err(backend(format!("table {other:?} is not scanned"))),
                 };

@@ -190,6 +190,7 @@ rows![
                         id: "adv-space".into(),
                         purposes: vec!["transit.space".into()],
                         province: String::new(),
+                        name: String::new(),
                     })
                 });
                 upload_as_coordinator(&c, list).await
@@ -207,6 +208,7 @@ rows![
                         id: "adv-nowhere".into(),
                         purposes: vec!["transit.rail".into()],
                         province: "99".into(),
+                        name: String::new(),
                     })
                 });
                 upload_as_coordinator(&c, list).await

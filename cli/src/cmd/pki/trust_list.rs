@@ -140,5 +140,7 @@ fn trust_list_json(list: &TrustList) -> serde_json::Value {
         "revoked_serials": raw.revoked_serials,
         // The bound in force (the built-in default when the list sets none).
         "attestation_bounds": { "max_lifetime_seconds": list.attestation_bounds().max_lifetime },
+        // The window in force (the built-in default when the list sets none).
+        "disclosure_max_age_seconds": list.disclosure_max_age(),
     })
 }

@@ -55,6 +55,9 @@ impl Shared {
                 let mut request = tonic::Request::new(pb::AttestRequest {
                     token: token.bytes.clone(),
                     purpose: self.purpose.clone(),
+                    // A node records every check in the subject's disclosure log.
+                    hub_id: "bench-hub".into(),
+                    hub_province: String::new(),
                 });
                 request.set_timeout(self.timeout);
                 c.attest(request).await.map(|r| r.into_inner().attestation)

@@ -254,3 +254,11 @@ pub fn verify_subject_entries(
     }
     Ok(out)
 }
+
+impl AuditClient {
+    /// The node's per-hub aggregates of the hours starting in `[since, until)` (`until` 0:
+    /// now), and how many disclosure records the node could not write.
+    pub async fn hub_aggregates(&mut self, since: i64, until: i64) -> Result<pb::HubAggregatesResponse, AuditError> {
+        Ok(self.client.get_hub_aggregates(pb::HubAggregatesRequest { since, until }).await?.into_inner())
+    }
+}

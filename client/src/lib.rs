@@ -13,7 +13,9 @@
 //!   RFC 9162 consistency proofs between two of them, download and recompute a whole log
 //!   ([`AuditClient::fetch_verified`]), check a subject's entries and their inclusion
 //!   proofs ([`verify_subject_entries`]), summarise non-green assignments ([`stats`]) and
-//!   check a signed deletion receipt ([`verify_receipt`]).
+//!   check a signed deletion receipt ([`verify_receipt`]); rank hubs by the distinct
+//!   subjects they checked and flag over-checking ([`rank_hubs`], over a node's per-hub
+//!   aggregates).
 //!
 //! A hub may list several gateway replicas ([`HubClient::connect_any`], [`Gateways`]):
 //! lookups and trust-list reads fail over to the next replica when one cannot be
@@ -21,7 +23,8 @@
 //!
 //! Layout: `hub` (the hub client and [`HubError`]), `failover` ([`Gateways`]), `status` ([`VerifiedStatus`]),
 //! `audit` (the transparency client and [`AuditError`]), `receipt` (deletion receipts and
-//! [`ReceiptError`]), `stats`. `examples/lookup.rs` looks one token up from the command
+//! [`ReceiptError`]), `stats`, `hubs` (over-checking, pure), `disclosures` (a traveller's
+//! disclosure log as people read it: [`disclosure_line`]). `examples/lookup.rs` looks one token up from the command
 //! line.
 
 #![forbid(unsafe_code)]
@@ -30,14 +33,20 @@
 
 mod audit;
 mod failover;
+
+mod disclosures;
 mod hub;
+mod hubs;
 mod receipt;
 mod stats;
 mod status;
 
 pub use audit::{verify_subject_entries, AuditClient, AuditError};
 pub use failover::{should_fail_over, split_endpoints, Gateways};
+
+pub use disclosures::{china_minutes, disclosure_line};
 pub use hub::{verify_offline, HubClient, HubError, DEFAULT_PURPOSE, ERROR_DOMAIN};
+pub use hubs::{rank_hubs, HubFlag, HubRank, OverCheck};
 pub use receipt::{verify_receipt, CheckedReceipt, ReceiptError};
 pub use stats::{stats, LiftRow, Stats, StatsRow};
 pub use status::{rfc3339, VerifiedStatus};

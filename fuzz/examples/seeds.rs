@@ -91,6 +91,7 @@ fn main() {
         status_max_age_seconds: 86_400,
         audit_max_age_seconds: 2 * 86_400,
         cache_max_seconds: 60,
+        disclosure_max_age_seconds: 7 * 86_400,
     });
     full.sunset = Some(pb::SunsetOrder { effective_at: NOW + 3600, reason: "end of the emergency".into() });
     write(&dir, "payload-full", &with_mode(1, &full.encode_to_vec()));

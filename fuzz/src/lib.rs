@@ -103,6 +103,7 @@ pub fn fixture() -> &'static Fixture {
                 id: "sd-jinan-highway".into(),
                 purposes: vec!["transit.highway".into()],
                 province: "370000".into(),
+                name: "Jinan highway exit".into(),
             }],
             ..Default::default()
         };

@@ -364,7 +364,15 @@ impl LookupService {
                 return Err(e);
             }
         };
-        let attest = pb::AttestRequest { token: lookup.token.to_vec(), purpose: lookup.purpose.clone() };
+        // Who asked, for the subject's disclosure log at the home province: the hub id from
+        // its verified certificate and the province its registration in the trust list
+        // names — never anything the hub says about itself.
+        let attest = pb::AttestRequest {
+            token: lookup.token.to_vec(),
+            purpose: lookup.purpose.clone(),
+            hub_id: hub.to_owned(),
+            hub_province: trust.hub_province(hub).map(ToString::to_string).unwrap_or_default(),
+        };
         // One deadline for the lookup, retry included; it covers the wait for a slot under
         // the province's concurrency limit too.
         let deadline = tokio::time::Instant::now() + state.node_timeout_for(code);

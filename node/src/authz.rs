@@ -14,6 +14,10 @@ pub(crate) enum Call {
     LogRead,
     /// Transparency: a subject's own entries (through a token).
     SubjectEntries,
+    /// StatusAdmin: a subject's disclosure log (the province's app backend).
+    ListDisclosures,
+    /// Transparency: per-hub aggregates of checks.
+    HubAggregates,
 }
 
 impl Call {
@@ -25,6 +29,8 @@ impl Call {
             Call::TreeHead => "Transparency/GetTreeHead",
             Call::LogRead => "Transparency proofs and entries",
             Call::SubjectEntries => "Transparency/GetSubjectEntries",
+            Call::ListDisclosures => "StatusAdmin/ListDisclosures",
+            Call::HubAggregates => "Transparency/GetHubAggregates",
         }
     }
 }
@@ -42,6 +48,9 @@ pub(crate) fn authorize(call: Call, caller: &Identity, own: &ProvinceCode) -> Re
         (Call::TreeHead | Call::SubjectEntries, Role::Admin(p)) => p == own,
         (Call::LogRead, Role::Auditor(_) | Role::Coordinator(_)) => true,
         (Call::SubjectEntries, Role::Auditor(_)) => true,
+        // A subject's disclosures never leave the province: its own admin only.
+        (Call::ListDisclosures, Role::Admin(p)) => p == own,
+        (Call::HubAggregates, Role::Auditor(_)) => true,
         _ => false,
     };
     if allowed {
@@ -54,6 +63,8 @@ pub(crate) fn authorize(call: Call, caller: &Identity, own: &ProvinceCode) -> Re
         Call::TreeHead => format!("auditors, coordinators, gateways and the admin of province {own}"),
         Call::LogRead => "auditors and coordinators".to_owned(),
         Call::SubjectEntries => format!("auditors and the admin of province {own}"),
+        Call::ListDisclosures => format!("the admin identity of province {own}"),
+        Call::HubAggregates => "auditors".to_owned(),
     };
     Err(format!("{} is for {who}; caller {caller} ({}) may not call it", call.name(), caller.role.kind()))
 }
@@ -89,6 +100,15 @@ mod tests {
             (Call::SubjectEntries, "spiffe://huren.gov/province/340000/admin", true),
             (Call::SubjectEntries, "spiffe://huren.gov/province/440000/admin", false),
             (Call::SubjectEntries, "spiffe://huren.gov/gateway/g", false),
+            (Call::ListDisclosures, "spiffe://huren.gov/province/340000/admin", true),
+            (Call::ListDisclosures, "spiffe://huren.gov/province/440000/admin", false),
+            (Call::ListDisclosures, "spiffe://huren.gov/hub/h", false),
+            (Call::ListDisclosures, "spiffe://huren.gov/gateway/g", false),
+            (Call::ListDisclosures, "spiffe://huren.gov/auditor/a", false),
+            (Call::ListDisclosures, "spiffe://huren.gov/province/340000/authority/hefei-cdc", false),
+            (Call::HubAggregates, "spiffe://huren.gov/auditor/a", true),
+            (Call::HubAggregates, "spiffe://huren.gov/hub/h", false),
+            (Call::HubAggregates, "spiffe://huren.gov/province/340000/admin", false),
         ];
         for (call, caller, ok) in cases {
             assert_eq!(authorize(call, &id(caller), &own).is_ok(), ok, "{call:?} by {caller}");

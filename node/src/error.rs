@@ -67,6 +67,13 @@ pub enum NodeError {
     /// A fault inside the node (a task that failed, no randomness, its own data unreadable).
     #[error("{0}")]
     Internal(String),
+    /// An `Attest` that does not say which hub asked: nothing is answered that cannot be
+    /// recorded in the subject's disclosure log.
+    #[error(
+        "Attest must say which hub asked (hub_id, and hub_province if the hub has one) so the check can be \
+         recorded in the subject's disclosure log; the gateway sets them from the hub's certificate"
+    )]
+    HubContextRequired,
 }
 
 /// What a node signs with its attestation key.
@@ -251,6 +258,7 @@ impl Refusal for NodeError {
             NodeError::Sunset { .. } => Reason::Sunset,
             NodeError::Store(_) => Reason::StorageFailure,
             NodeError::Internal(_) => Reason::Internal,
+            NodeError::HubContextRequired => Reason::HubContextRequired,
         }
     }
 
@@ -276,7 +284,8 @@ impl Refusal for NodeError {
             | NodeError::SubjectUnknown
             | NodeError::Sunset { .. }
             | NodeError::Store(_)
-            | NodeError::Internal(_) => Vec::new(),
+            | NodeError::Internal(_)
+            | NodeError::HubContextRequired => Vec::new(),
         }
     }
 
@@ -290,6 +299,7 @@ impl Refusal for NodeError {
             NodeError::NoCurrentStatus { .. } => "no_current_status",
             NodeError::NoSigningKey { .. } | NodeError::Sunset { .. } | NodeError::Store(_) => "unavailable",
             NodeError::Internal(_) => "internal",
+            NodeError::HubContextRequired => "failed_precondition",
         }
     }
 

@@ -26,6 +26,7 @@
 mod authz;
 mod batch;
 pub mod config;
+mod disclosure;
 mod error;
 mod keys;
 mod lift;
@@ -135,6 +136,8 @@ impl Node {
             sunset: std::sync::atomic::AtomicBool::new(sunset_done),
             reports,
             metrics: std::sync::OnceLock::new(),
+
+            disclosures: Arc::new(disclosure::Disclosures::default()),
         });
         Ok(Self { inner, tls: Arc::new(tls), gateways: Vec::new(), meter: None })
     }
@@ -407,6 +410,14 @@ impl Node {
         let metrics = retention::PurgeMetrics::new(&meter, &self.inner.province);
         let _keys = self.spawn_key_watcher();
         let _retention = self.spawn_retention(metrics)?;
+        self.inner.disclosures.register_metrics(&meter, self.inner.province.as_str());
+        let (stop_writer, writer_stop) = tokio::sync::watch::channel(false);
+        let sunset_flag = {
+            let inner = self.inner.clone();
+            std::sync::Arc::new(move || inner.sunset.load(std::sync::atomic::Ordering::SeqCst))
+                as std::sync::Arc<dyn Fn() -> bool + Send + Sync>
+        };
+        let writer = self.inner.disclosures.spawn_writer(self.inner.store.clone(), sunset_flag, writer_stop);
         let _expiry = expiry::spawn_monitor(Some((*self.tls).clone()), self.inner.trust.clone(), EXPIRY_CHECK_EVERY);
         let services = Services::new()
             .add(
@@ -423,7 +434,13 @@ impl Node {
             )
             .handshake_limits(self.inner.settings.handshakes);
         tracing::info!(province = %self.inner.province, "node serving");
-        services.serve(listener, &self.tls, self.inner.trust.revocations(), shutdown).await?;
+        let served = services.serve(listener, &self.tls, self.inner.trust.revocations(), shutdown).await;
+        // The disclosure writer writes what is still queued, then ends.
+        let _ = stop_writer.send(true);
+        if let Some(writer) = writer {
+            let _ = writer.await;
+        }
+        served?;
         // Wait for the background tasks to end: they hold the store, which must be closed
         // (its file lock released) when `serve` returns.
         for guard in [_retention, _keys, _expiry, _sizes].into_iter().chain(follow) {
@@ -453,6 +470,8 @@ fn sunset(inner: &Inner, metrics: &retention::PurgeMetrics, now: i64) -> Result<
             .map_err(|e| NodeError::Store(store::StoreError::Corrupt(e.to_string())));
     }
     inner.sunset.store(true, std::sync::atomic::Ordering::SeqCst);
+    // A disclosure batch being written finishes before the purge; none is written after it.
+    let _writing = inner.disclosures.gate.lock().unwrap_or_else(|e| e.into_inner());
     let trust = inner.trust.current();
     let plan = store::PurgePlan { everything: true, ..Default::default() };
     let receipt = retention::purge_with_receipt(
@@ -483,6 +502,8 @@ fn kind_label(kind: &str) -> &'static str {
         "status" => "status",
         "token" => "token",
         "log_entry" => "log_entry",
+        "disclosure" => "disclosure",
+        "hub_aggregate" => "hub_aggregate",
         _ => "other",
     }
 }

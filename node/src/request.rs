@@ -71,6 +71,10 @@ pub enum InvalidRequest {
     /// A batch item without its change.
     #[error("the item carries no change")]
     MissingChange,
+
+    /// A disclosure-log window of more than a year.
+    #[error("days must be at most {MAX_DISCLOSURE_DAYS} (0: {DEFAULT_DISCLOSURE_DAYS})")]
+    Days,
 }
 
 impl InvalidRequest {
@@ -90,6 +94,8 @@ impl InvalidRequest {
             InvalidRequest::ItemId | InvalidRequest::ItemIdReused => "item_id",
             InvalidRequest::DuplicateSubject => "subject_ref",
             InvalidRequest::MissingChange => "change",
+
+            InvalidRequest::Days => "days",
         }
     }
 }
@@ -108,6 +114,55 @@ impl TryFrom<pb::AttestRequest> for Attest {
         let token = token(&req.token)?;
         purpose(&req.purpose)?;
         Ok(Self { token, purpose: req.purpose })
+    }
+}
+
+/// Who asked for an attestation, as the gateway says from the hub's verified certificate
+/// and its trust list: recorded in the subject's disclosure log. `None` from
+/// [`HubContext::of`] when the request does not say (no or a malformed `hub_id`, a
+/// `hub_province` that is no province code): the node then refuses the call
+/// (`HUB_CONTEXT_REQUIRED`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct HubContext {
+    pub(crate) hub_id: String,
+    /// Empty when the hub's registration names no province.
+    pub(crate) hub_province: String,
+}
+
+impl HubContext {
+    pub(crate) fn of(req: &pb::AttestRequest) -> Option<Self> {
+        if !huren_pki::identity::valid_name(&req.hub_id) {
+            return None;
+        }
+        if !req.hub_province.is_empty() && req.hub_province.parse::<huren_pki::ProvinceCode>().is_err() {
+            return None;
+        }
+        Some(Self { hub_id: req.hub_id.clone(), hub_province: req.hub_province.clone() })
+    }
+}
+
+/// Days of disclosure log `ListDisclosures` returns when asked for none.
+pub(crate) const DEFAULT_DISCLOSURE_DAYS: u32 = 30;
+/// Most days of disclosure log one `ListDisclosures` may ask for.
+pub(crate) const MAX_DISCLOSURE_DAYS: u32 = 366;
+
+/// `StatusAdmin/ListDisclosures`: a subject's disclosure log for the last `days` days.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DisclosureQuery {
+    pub(crate) subject_ref: String,
+    pub(crate) days: u32,
+}
+
+impl TryFrom<pb::ListDisclosuresRequest> for DisclosureQuery {
+    type Error = InvalidRequest;
+
+    fn try_from(req: pb::ListDisclosuresRequest) -> Result<Self, Self::Error> {
+        subject_ref(&req.subject_ref)?;
+        if req.days > MAX_DISCLOSURE_DAYS {
+            return Err(InvalidRequest::Days);
+        }
+        let days = if req.days == 0 { DEFAULT_DISCLOSURE_DAYS } else { req.days };
+        Ok(Self { subject_ref: req.subject_ref, days })
     }
 }
 
@@ -240,16 +295,44 @@ mod tests {
 
     #[test]
     fn attest_requests_need_a_token_and_a_purpose() {
-        let ok = pb::AttestRequest { token: vec![7; TOKEN_LEN], purpose: "transit.rail".into() };
+        let ok = pb::AttestRequest { token: vec![7; TOKEN_LEN], purpose: "transit.rail".into(), ..Default::default() };
         assert_eq!(Attest::try_from(ok), Ok(Attest { token: [7; TOKEN_LEN], purpose: "transit.rail".into() }));
-        let short = pb::AttestRequest { token: vec![7; 3], purpose: "transit.rail".into() };
+        let short = pb::AttestRequest { token: vec![7; 3], purpose: "transit.rail".into(), ..Default::default() };
         assert_eq!(Attest::try_from(short), Err(InvalidRequest::TokenLength(3)));
-        let bad = pb::AttestRequest { token: vec![7; TOKEN_LEN], purpose: "Transit Rail".into() };
+        let bad = pb::AttestRequest { token: vec![7; TOKEN_LEN], purpose: "Transit Rail".into(), ..Default::default() };
         let err = Attest::try_from(bad).unwrap_err();
         assert_eq!(
             (err.field(), err.to_string().as_str()),
             ("purpose", "purpose must be dotted lowercase words, e.g. transit.rail")
         );
+    }
+
+    #[test]
+    fn an_attest_says_which_hub_asked() {
+        let req = |hub: &str, province: &str| pb::AttestRequest {
+            token: vec![7; TOKEN_LEN],
+            purpose: "transit.rail".into(),
+            hub_id: hub.into(),
+            hub_province: province.into(),
+        };
+        assert_eq!(
+            HubContext::of(&req("jinan-west", "370000")),
+            Some(HubContext { hub_id: "jinan-west".into(), hub_province: "370000".into() })
+        );
+        assert!(HubContext::of(&req("jinan-west", "")).is_some());
+        assert_eq!(HubContext::of(&req("", "370000")), None);
+        assert_eq!(HubContext::of(&req("a/b", "")), None);
+        assert_eq!(HubContext::of(&req("jinan-west", "37")), None);
+    }
+
+    #[test]
+    fn disclosure_queries_are_bounded() {
+        let req = pb::ListDisclosuresRequest { subject_ref: "ah-0001".into(), days: 0 };
+        assert_eq!(DisclosureQuery::try_from(req.clone()).unwrap().days, DEFAULT_DISCLOSURE_DAYS);
+        let long = pb::ListDisclosuresRequest { days: MAX_DISCLOSURE_DAYS + 1, ..req.clone() };
+        assert_eq!(DisclosureQuery::try_from(long), Err(InvalidRequest::Days));
+        let personal = pb::ListDisclosuresRequest { subject_ref: "13800138000".into(), ..req };
+        assert_eq!(DisclosureQuery::try_from(personal), Err(InvalidRequest::PersonalData));
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //!
 //! - The retention task purges, every `retention_interval`, statuses older than the
 //!   policy's window, expired tokens and old transparency entries (leaf hashes stay, so
-//!   the log still verifies), and reports what it did.
+//!   the log still verifies), disclosure-log records past `disclosure_max_age_seconds` and
+//!   per-hub aggregates past the audit window, and reports what it did.
 //! - [`purge_with_receipt`] is the manual purge of province IT (`huren node purge`).
 //! - At a sunset order's effective time the node refuses all calls, purges every subject
 //!   record (and the commitment salt), signs a [`pb::DeletionReceipt`] and hands it in
@@ -39,7 +40,7 @@ pub struct PurgeReport {
 }
 
 /// Record kinds a purge counts (see [`crate::store::PurgeOutcome`]).
-pub(crate) const KINDS: [&str; 3] = ["status", "token", "log_entry"];
+pub(crate) const KINDS: [&str; 5] = ["status", "token", "log_entry", "disclosure", "hub_aggregate"];
 
 /// Purge progress as OpenTelemetry instruments. Labels: province, kind, reason
 /// (retention, sunset; a manual purge runs with the node stopped), outcome — never a
@@ -118,6 +119,9 @@ pub(crate) fn retention_plan(trust: &TrustList, now: i64) -> PurgePlan {
         tokens_expired_before: Some(now),
         log_entries_before: Some(now - r.audit_max_age),
         everything: false,
+        disclosures_before: Some(now - trust.disclosure_max_age()),
+        // Aggregates name no one: kept as long as the audit log.
+        hub_aggregates_before: Some(now - r.audit_max_age),
     }
 }
 

@@ -14,12 +14,13 @@ use huren_runtime::live::LiveTrust;
 use tonic::{Request, Response};
 
 use crate::authz::{authorize, Call};
+use crate::disclosure::{Disclosures, Pending};
 use crate::error::{NodeError, Signing, StatusChangeRefused};
 use crate::keys::KeyRing;
 use crate::lift;
 use crate::metrics;
-use crate::request::{Attest, InvalidRequest, StatusChange, TokenRequest};
-use crate::store::{NodeStore, StatusRecord, StoreError, TokenRecord};
+use crate::request::{Attest, DisclosureQuery, HubContext, InvalidRequest, StatusChange, TokenRequest};
+use crate::store::{DisclosureRecord, NodeStore, StatusRecord, StoreError, TokenRecord};
 
 /// Tunables of a node.
 #[derive(Debug, Clone)]
@@ -68,6 +69,9 @@ pub(crate) struct Inner {
     pub(crate) reports: tokio::sync::watch::Sender<crate::retention::PurgeReport>,
     /// The request instruments, set when the node starts serving.
     pub(crate) metrics: std::sync::OnceLock<crate::metrics::NodeMetrics>,
+
+    /// The disclosure log's queue and writer (see [`crate::disclosure`]).
+    pub(crate) disclosures: Arc<Disclosures>,
 }
 
 /// The caller of `request`, if it may make `call` on this province's node.
@@ -260,9 +264,13 @@ impl pb::attestation_server::Attestation for AttestationService {
 impl AttestationService {
     async fn attest_inner(&self, request: Request<pb::AttestRequest>) -> Result<pb::SignedAttestation, NodeError> {
         let inner = &self.0;
-        authorized(&request, Call::Attest, &inner.province)?;
+        let gateway = authorized(&request, Call::Attest, &inner.province)?;
         inner.refuse_if_sunset()?;
-        let req = Attest::try_from(request.into_inner())?;
+        let wire = request.into_inner();
+        // Every check that reaches a subject is recorded in its disclosure log: a call
+        // that does not say which hub asked is not answered.
+        let hub = HubContext::of(&wire).ok_or(NodeError::HubContextRequired)?;
+        let req = Attest::try_from(wire)?;
         // Two point reads from redb (microseconds, from the page cache) and one signature:
         // done inline; a hop through the blocking pool would cost more than the work.
         let now = inner.settings.clock.now();
@@ -270,7 +278,25 @@ impl AttestationService {
         let not_known = || NodeError::TokenUnknown { province: Some(inner.province.clone()) };
         let record = inner.store.token(&digest)?.filter(|t| t.expires_at > now).ok_or_else(not_known)?;
         let status = inner.store.status(&record.subject_ref)?.ok_or_else(not_known)?;
-        inner.attest(&status, digest, record.expires_at, &req.purpose, now)
+        let signed = inner.attest(&status, digest, record.expires_at, &req.purpose, now);
+        let outcome = match &signed {
+            Ok(_) => "attested",
+            Err(NodeError::NoCurrentStatus { .. }) => "no_current_status",
+            Err(NodeError::PurposeNotInPolicy { .. }) => "purpose_not_in_policy",
+            Err(NodeError::NoSigningKey { .. }) => "no_signing_key",
+            Err(_) => "refused",
+        };
+        // Off the lookup path: queued for the batching writer.
+        let disclosure = DisclosureRecord {
+            hub_id: hub.hub_id,
+            hub_province: hub.hub_province,
+            purpose: req.purpose,
+            time: now,
+            gateway: gateway.to_string(),
+            outcome: outcome.to_owned(),
+        };
+        inner.disclosures.record(Pending { subject_ref: record.subject_ref, record: disclosure }).await;
+        signed
     }
 }
 
@@ -318,6 +344,13 @@ impl pb::status_admin_server::StatusAdmin for StatusAdminService {
     ) -> Result<Response<pb::IssueTokensResponse>, tonic::Status> {
         Ok(Response::new(self.issue_tokens_inner(request).await?))
     }
+
+    async fn list_disclosures(
+        &self,
+        request: Request<pb::ListDisclosuresRequest>,
+    ) -> Result<Response<pb::ListDisclosuresResponse>, tonic::Status> {
+        Ok(Response::new(self.list_disclosures_inner(request).await?))
+    }
 }
 
 impl StatusAdminService {
@@ -347,6 +380,37 @@ impl StatusAdminService {
                 "status change kept conflicting with other changes to the subject ({UPSERT_ATTEMPTS} attempts)"
             ))
             .into())
+        })
+        .await
+    }
+
+    /// A subject's disclosure log for its province's app backend (the admin identity),
+    /// hub ids resolved to their registered names in the node's trust list.
+    async fn list_disclosures_inner(
+        &self,
+        request: Request<pb::ListDisclosuresRequest>,
+    ) -> Result<pb::ListDisclosuresResponse, NodeError> {
+        let inner = self.0.clone();
+        authorized(&request, Call::ListDisclosures, &inner.province)?;
+        let query = DisclosureQuery::try_from(request.into_inner())?;
+        blocking(move || {
+            let since = inner.settings.clock.now() - i64::from(query.days) * 86_400;
+            let trust = inner.trust();
+            let disclosures = inner
+                .store
+                .disclosures(&query.subject_ref, since)?
+                .into_iter()
+                .map(|d| pb::Disclosure {
+                    hub_name: trust.hub_name(&d.hub_id).unwrap_or_default().to_owned(),
+                    hub_id: d.hub_id,
+                    hub_province: d.hub_province,
+                    purpose: d.purpose,
+                    time: d.time,
+                    gateway: d.gateway,
+                    outcome: d.outcome,
+                })
+                .collect();
+            Ok(pb::ListDisclosuresResponse { disclosures })
         })
         .await
     }

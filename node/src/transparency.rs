@@ -46,6 +46,39 @@ fn range(e: StoreError) -> NodeError {
 
 #[tonic::async_trait]
 impl pb::transparency_server::Transparency for TransparencyService {
+    async fn get_hub_aggregates(
+        &self,
+        request: Request<pb::HubAggregatesRequest>,
+    ) -> Result<Response<pb::HubAggregatesResponse>, tonic::Status> {
+        let inner = self.0.clone();
+        authorized(&request, Call::HubAggregates, &inner.province)?;
+        let req = request.into_inner();
+        let now = inner.settings.clock.now();
+        let until = if req.until == 0 { now + 1 } else { req.until };
+        let since = req.since - req.since.rem_euclid(3600);
+        if until < since {
+            return Err(NodeError::from(InvalidRequest::EntriesRange).into());
+        }
+        let response = blocking(move || {
+            let aggregates = inner
+                .store
+                .hub_aggregates(since, until)?
+                .into_iter()
+                .map(|a| pb::HubAggregate {
+                    hour: a.hour,
+                    hub_id: a.hub_id,
+                    hub_province: a.hub_province,
+                    purpose: a.purpose,
+                    distinct_subjects: a.distinct_subjects,
+                    checks: a.checks,
+                })
+                .collect();
+            Ok(pb::HubAggregatesResponse { aggregates, disclosures_dropped: inner.store.dropped_disclosures()? })
+        })
+        .await?;
+        Ok(Response::new(response))
+    }
+
     async fn get_tree_head(
         &self,
         request: Request<pb::GetTreeHeadRequest>,

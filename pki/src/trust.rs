@@ -341,6 +341,9 @@ impl TrustList {
                 return Err(content(format!("duplicate rule {}", r.id)));
             }
         }
+        if list.retention.is_some_and(|r| r.disclosure_max_age_seconds < 0) {
+            return Err(content("disclosure retention window is negative"));
+        }
         if list.attestation_bounds.is_some_and(|b| b.max_lifetime_seconds < 0) {
             return Err(content("attestation lifetime bound is negative"));
         }
@@ -443,7 +446,25 @@ impl TrustList {
     pub fn hub_province(&self, hub_id: &str) -> Option<&ProvinceCode> {
         self.hub_provinces.get(hub_id)
     }
+    /// The registered name of a hub ("Jinan West railway station"), if its registration
+    /// gives one: what a traveller reads in their disclosure log.
+    pub fn hub_name(&self, hub_id: &str) -> Option<&str> {
+        self.list.hubs.iter().find(|h| h.id == hub_id).map(|h| h.name.as_str()).filter(|n| !n.is_empty())
+    }
+    /// How long a node keeps disclosure-log records, seconds (the built-in
+    /// [`DEFAULT_DISCLOSURE_MAX_AGE_SECS`] when the list sets none).
+    pub fn disclosure_max_age(&self) -> i64 {
+        let v = self.list.retention.unwrap_or_default().disclosure_max_age_seconds;
+        if v > 0 {
+            v
+        } else {
+            DEFAULT_DISCLOSURE_MAX_AGE_SECS
+        }
+    }
 }
+
+/// Built-in retention of disclosure-log records when the trust list sets none: 30 days.
+pub const DEFAULT_DISCLOSURE_MAX_AGE_SECS: i64 = 30 * 86_400;
 
 /// Built-in retention when the trust list sets none: statuses 30 days after their last
 /// change, audit entries 180 days, gateway cache entries 30 seconds (the staleness a cached status may have).

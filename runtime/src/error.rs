@@ -148,6 +148,9 @@ reasons! {
     ReceiptInvalid = "RECEIPT_INVALID", InvalidArgument, false;
     /// A node handed in another province's deletion receipt.
     ReceiptWrongProvince = "RECEIPT_WRONG_PROVINCE", PermissionDenied, false;
+    /// An `Attest` that does not say which hub asked (no `hub_id`): the node records every
+    /// check in the subject's disclosure log and answers none it cannot record.
+    HubContextRequired = "HUB_CONTEXT_REQUIRED", FailedPrecondition, false;
 }
 
 impl std::fmt::Display for Reason {

@@ -106,7 +106,12 @@ async fn hub_calling_a_node_directly_is_refused() {
 
     let token = Scanned::parse(&qr_of(&issued, "ah-driver-0001").qr).unwrap().token().to_vec();
     let err = pb::attestation_client::AttestationClient::new(channel.clone())
-        .attest(pb::AttestRequest { token, purpose: "transit.rail".into() })
+        .attest(pb::AttestRequest {
+            token,
+            purpose: "transit.rail".into(),
+            hub_id: "sneaky".into(),
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);

@@ -47,7 +47,12 @@ fn assert_refused_at_handshake(err: &tonic::Status, what: &str) {
 
 async fn attest_at(channel: tonic::transport::Channel, token: &[u8]) -> Result<pb::AttestResponse, tonic::Status> {
     pb::attestation_client::AttestationClient::new(channel)
-        .attest(pb::AttestRequest { token: token.to_vec(), purpose: "transit.rail".into() })
+        .attest(pb::AttestRequest {
+            token: token.to_vec(),
+            purpose: "transit.rail".into(),
+            hub_id: "registry-test-hub".into(),
+            hub_province: String::new(),
+        })
         .await
         .map(|r| r.into_inner())
 }

@@ -55,6 +55,20 @@ pub enum AdminCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Who checked a subject: its disclosure log at the province node, newest first, each
+    /// hub by its registered name ("Jinan West railway station, transit.rail,
+    /// 2026-12-01 08:14", times in UTC+8). The province admin identity only.
+    Disclosures {
+        #[command(flatten)]
+        target: AdminTarget,
+        /// Province-internal pseudonymous subject reference.
+        subject_ref: String,
+        /// How many days back (1-366).
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `huren admin import` and `huren admin tokens`: a file of rows, in batches.
@@ -151,6 +165,35 @@ pub async fn run(command: AdminCommand) -> Result<()> {
                 println!("token:      {token}");
                 println!("expires_at: {}", response.expires_at);
                 println!("qr:         {}", response.qr);
+            }
+        }
+        AdminCommand::Disclosures { target, subject_ref, days, json } => {
+            if days == 0 || days > 366 {
+                return Err(usage("--days must be 1-366"));
+            }
+            let response = client(&target)?
+                .list_disclosures(pb::ListDisclosuresRequest { subject_ref, days })
+                .await
+                .map_err(refused)?
+                .into_inner();
+            if json {
+                let rows: Vec<_> = response
+                    .disclosures
+                    .iter()
+                    .map(|d| {
+                        serde_json::json!({
+                            "hub_id": d.hub_id, "hub_name": d.hub_name, "hub_province": d.hub_province,
+                            "purpose": d.purpose, "time": d.time, "gateway": d.gateway, "outcome": d.outcome,
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::Value::Array(rows));
+            } else if response.disclosures.is_empty() {
+                println!("no checks in the last {days} days");
+            } else {
+                for d in &response.disclosures {
+                    println!("{}", huren_client::disclosure_line(d));
+                }
             }
         }
     }

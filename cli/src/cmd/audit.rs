@@ -83,6 +83,11 @@ pub enum AuditCommand {
         #[command(subcommand)]
         command: AuditReceiptsCommand,
     },
+
+    /// Hubs ranked by the distinct subjects of the province they checked (the node's
+    /// per-hub hourly aggregates), flagging those far above their own baseline, checking
+    /// outside their registered province or purposes, or not registered.
+    Hubs(HubsArgs),
     /// Non-green status changes per rule and authority in a time window.
     Stats {
         #[command(flatten)]
@@ -96,6 +101,27 @@ pub enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// `huren audit hubs`: its arguments.
+#[derive(Debug, Args)]
+pub struct HubsArgs {
+    #[command(flatten)]
+    pub target: AuditTarget,
+    /// Window start, Unix seconds (default: 7 days ago).
+    #[arg(long)]
+    pub since: Option<i64>,
+    /// Window end, Unix seconds (default: now).
+    #[arg(long)]
+    pub until: Option<i64>,
+    /// Flag a hub whose busiest hour exceeds this many times its median hour.
+    #[arg(long, default_value_t = 3.0)]
+    pub factor: f64,
+    /// ... and counts at least this many distinct subjects.
+    #[arg(long, default_value_t = 20)]
+    pub min_subjects: u64,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -192,6 +218,7 @@ pub async fn run(command: AuditCommand) -> Result<()> {
         AuditCommand::Scan { node_data, patterns, patterns_file, redis, redis_prefix } => {
             scan(node_data, patterns, patterns_file, redis, redis_prefix).await?
         }
+        AuditCommand::Hubs(args) => hubs(args).await?,
         AuditCommand::Stats { target, since, until, json } => {
             let mut client = client(&target)?;
             let (_, head) = client.tree_head().await?;
@@ -302,6 +329,76 @@ async fn scan(
     }
     println!("no subject records remain");
     Ok(())
+}
+
+/// `huren audit hubs`: ranks and flags the hubs in the node's aggregates.
+async fn hubs(args: HubsArgs) -> Result<()> {
+    if !(args.factor >= 1.0) {
+        return Err(usage("--factor must be at least 1"));
+    }
+    let identity = args.target.tls.load()?;
+    let trust = TrustList::load(&args.target.trust_list, identity.root.as_ref()).map_err(usage)?;
+    let mut client = client(&args.target)?;
+    let until = args.until.unwrap_or(0);
+    let since = args.since.unwrap_or_else(|| unix_now() - 7 * 86_400);
+    let response = client.hub_aggregates(since, until).await?;
+    let rule = huren_client::OverCheck { factor: args.factor, min_subjects: args.min_subjects };
+    let ranked = huren_client::rank_hubs(&response.aggregates, &trust, rule);
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "province": args.target.province,
+                "hubs": ranked,
+                "disclosures_dropped": response.disclosures_dropped,
+            })
+        );
+        return Ok(());
+    }
+    println!(
+        "province {}: {} hubs checked its travellers since {}",
+        args.target.province,
+        ranked.len(),
+        huren_client::rfc3339(since)
+    );
+    println!("{:>4} {:<28} {:<32} {:>9} {:>8} {:>6}  flags", "rank", "hub", "name", "subjects", "checks", "hours");
+    for (i, r) in ranked.iter().enumerate() {
+        let flags: Vec<String> = r.flags.iter().map(flag_text).collect();
+        println!(
+            "{:>4} {:<28} {:<32} {:>9} {:>8} {:>6}  {}",
+            i + 1,
+            r.hub_id,
+            r.name,
+            r.distinct_subjects,
+            r.checks,
+            r.active_hours,
+            flags.join("; ")
+        );
+    }
+    if response.disclosures_dropped > 0 {
+        println!(
+            "WARNING: the node could not record {} checks in disclosure logs (see its metrics)",
+            response.disclosures_dropped
+        );
+    }
+    Ok(())
+}
+
+fn flag_text(flag: &huren_client::HubFlag) -> String {
+    use huren_client::HubFlag;
+    match flag {
+        HubFlag::AboveBaseline { hour, subjects, median } => {
+            format!("{subjects} subjects in the hour from {} (median {median})", huren_client::rfc3339(*hour))
+        }
+        HubFlag::OutsideRegisteredProvince { checked_in, registered } => format!(
+            "checked in {} but registered in {}",
+            if checked_in.is_empty() { "no province" } else { checked_in },
+            if registered.is_empty() { "none" } else { registered }
+        ),
+        HubFlag::NotRegistered => "not registered".to_owned(),
+        HubFlag::PurposeNotRegistered { purpose } => format!("purpose {purpose} not registered"),
+        _ => format!("{flag:?}"),
+    }
 }
 
 /// An auditor's client for the target node, checking signatures with its trust list.

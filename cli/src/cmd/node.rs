@@ -94,6 +94,8 @@ fn purge(config: &Path, before: Option<i64>, all: bool, receipt: Option<PathBuf>
         tokens_expired_before: before,
         log_entries_before: before,
         everything: all,
+        disclosures_before: before,
+        hub_aggregates_before: before,
     };
     let total: u64 =
         store.counts()?.iter().filter(|(k, _)| matches!(**k, "status" | "token" | "log_entry")).map(|(_, v)| v).sum();

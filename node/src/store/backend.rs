@@ -31,6 +31,13 @@ pub enum Table {
     /// batch items were applied, so a retried batch writes nothing twice (see
     /// [`super::batch`]).
     Applied,
+
+    /// Pseudonymous subject reference ([`Key::Text`]) → encoded `DisclosureLog`: who checked
+    /// the subject (never keyed by a token).
+    Disclosures,
+    /// `<hour>/<hub>/<province>/<purpose>` ([`Key::Text`]) → encoded `HubAggregateRecord`:
+    /// distinct subjects per hub, hour and purpose, without subject identity.
+    HubAggregates,
 }
 
 /// A key in one [`Table`].
@@ -114,7 +121,8 @@ pub trait Backend: Send + Sync + std::fmt::Debug + 'static {
     /// nothing is written and `f` runs again, so `f` must act only through the writer.
     fn write<T>(&self, f: &mut dyn FnMut(&mut dyn Writer) -> Result<T, StoreError>) -> Result<T, StoreError>;
 
-    /// Hands every record of `table` ([`Table::Status`], [`Table::Token`] or [`Table::Applied`]) to `page`, a page at
+    /// Hands every record of `table` ([`Table::Status`], [`Table::Token`], [`Table::Applied`],
+    /// [`Table::Disclosures`] or [`Table::HubAggregates`]) to `page`, a page at
     /// a time. `page` may delete records meanwhile ([`Backend::delete_unchanged`]).
     fn scan(&self, table: Table, page: &mut Page<'_>) -> Result<(), StoreError>;
 

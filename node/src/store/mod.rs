@@ -17,6 +17,8 @@
 
 mod backend;
 mod batch;
+
+mod disclosures;
 mod log;
 pub mod redb;
 pub mod redis;
@@ -35,6 +37,8 @@ use sha2::{Digest, Sha256};
 use self::backend::{Backend, Key, Reader, Table};
 pub(crate) use self::batch::repeated;
 pub use self::batch::{BatchItem, BatchOutcome, Decide, ItemApplied, MAX_BATCH_ITEMS};
+
+pub use self::disclosures::{DisclosureLog, DisclosureRecord, HubAggregateRecord};
 pub use self::redb::Store;
 pub use self::redis::RedisStore;
 
@@ -171,7 +175,8 @@ pub trait NodeStore: Send + Sync + std::fmt::Debug {
     /// Makes sure no byte of a deleted record stays in what the backend keeps.
     fn rewrite(&self) -> Result<(), StoreError>;
     /// Records held, by kind: status, token, log_entry, log_hash, log_node (interior hashes
-    /// of the log), subject_index, salt.
+    /// of the log), subject_index, salt, disclosure_log (subjects with a disclosure log),
+    /// hub_aggregate.
     fn counts(&self) -> Result<BTreeMap<&'static str, u64>, StoreError>;
     /// Deletes what `plan` names, calling `progress` with the running total. Returns
     /// what was deleted, committed to as a Merkle tree.
@@ -189,6 +194,23 @@ pub trait NodeStore: Send + Sync + std::fmt::Debug {
     ) -> Result<BatchOutcome, StoreError>;
     /// Records many token digests in one transaction.
     fn put_tokens(&self, tokens: &[([u8; 32], TokenRecord)]) -> Result<(), StoreError>;
+
+    /// Appends each `(subject_ref, record)` to that subject's disclosure log and adds the
+    /// aggregate deltas (their `distinct_subjects` and `checks` add to what is stored), in
+    /// one atomic write.
+    fn append_disclosures(
+        &self,
+        batch: &[(String, DisclosureRecord)],
+        aggregate_deltas: &[HubAggregateRecord],
+    ) -> Result<(), StoreError>;
+    /// A subject's disclosure records at or after `since`, newest first.
+    fn disclosures(&self, subject_ref: &str, since: i64) -> Result<Vec<DisclosureRecord>, StoreError>;
+    /// Per-hub aggregates of the hours starting in `[since, until)`.
+    fn hub_aggregates(&self, since: i64, until: i64) -> Result<Vec<HubAggregateRecord>, StoreError>;
+    /// Adds `n` to the count of disclosure records the node could not write.
+    fn add_dropped_disclosures(&self, n: u64) -> Result<(), StoreError>;
+    /// Disclosure records the node could not write, since the store was created.
+    fn dropped_disclosures(&self) -> Result<u64, StoreError>;
 }
 
 /// What a purge deletes.
@@ -204,6 +226,10 @@ pub struct PurgePlan {
     /// subject index and the commitment salt (the log's frontier stays, so its last head still
     /// holds).
     pub everything: bool,
+    /// Disclosure-log records of checks made before this time.
+    pub disclosures_before: Option<i64>,
+    /// Per-hub aggregates of hours that started before this time.
+    pub hub_aggregates_before: Option<i64>,
 }
 
 /// What a purge deleted.
@@ -420,6 +446,8 @@ impl<B: Backend> BackedStore<B> {
             ("log_hash", Table::LogHashes),
             ("log_node", Table::LogNodes),
             ("subject_index", Table::SubjectLog),
+            ("disclosure_log", Table::Disclosures),
+            ("hub_aggregate", Table::HubAggregates),
         ] {
             out.insert(kind, reader.count(table)?);
         }
@@ -570,6 +598,8 @@ impl<B: Backend> NodeStore for BackedStore<B> {
         } else if plan.statuses_changed_before.is_some() {
             self.purge_applied(plan.statuses_changed_before)?;
         }
+
+        self.purge_disclosures(plan, &mut out, progress)?;
         if plan.everything {
             self.backend.write(&mut |w| {
                 log::purge_hashes(w)?;
@@ -577,5 +607,32 @@ impl<B: Backend> NodeStore for BackedStore<B> {
             })?;
         }
         Ok(out)
+    }
+
+    fn append_disclosures(
+        &self,
+        batch: &[(String, DisclosureRecord)],
+        aggregate_deltas: &[HubAggregateRecord],
+    ) -> Result<(), StoreError> {
+        if batch.is_empty() && aggregate_deltas.is_empty() {
+            return Ok(());
+        }
+        self.append_disclosures_in(batch, aggregate_deltas)
+    }
+
+    fn disclosures(&self, subject_ref: &str, since: i64) -> Result<Vec<DisclosureRecord>, StoreError> {
+        self.disclosures_in(subject_ref, since)
+    }
+
+    fn hub_aggregates(&self, since: i64, until: i64) -> Result<Vec<HubAggregateRecord>, StoreError> {
+        self.hub_aggregates_in(since, until)
+    }
+
+    fn add_dropped_disclosures(&self, n: u64) -> Result<(), StoreError> {
+        self.add_dropped_in(n)
+    }
+
+    fn dropped_disclosures(&self) -> Result<u64, StoreError> {
+        self.dropped_in()
     }
 }

@@ -31,6 +31,9 @@ pub(super) const META: TableDefinition<'static, &str, &[u8]> = TableDefinition::
 /// Applied batch items (see `super::batch`), added by this version.
 const APPLIED: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("applied_items");
 
+const DISCLOSURES: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("disclosures");
+const HUB_AGGREGATES: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("hub_aggregates");
+
 /// Records handed to a scan's callback at a time.
 const SCAN_PAGE: usize = 1000;
 
@@ -75,6 +78,9 @@ impl BackedStore<Redb> {
         tx.open_multimap_table(SUBJECT_LOG).map_err(backend)?;
         tx.open_table(META).map_err(backend)?;
         tx.open_table(APPLIED).map_err(backend)?;
+
+        tx.open_table(DISCLOSURES).map_err(backend)?;
+        tx.open_table(HUB_AGGREGATES).map_err(backend)?;
         tx.commit().map_err(backend)?;
         Self::open_in(Redb { db: Arc::new(RwLock::new(db)), path: Arc::new(path.to_owned()) })
     }
@@ -140,6 +146,8 @@ impl Reader for RedbReader {
             Table::LogHashes => read_each!(tx, LOG_HASHES, table, keys, Key::Index(i) => *i),
             Table::LogNodes => read_each!(tx, LOG_NODES, table, keys, Key::Node(n) => (n.level, n.index)),
             Table::SubjectLog => Err(StoreError::Backend("the subject index is read with subject_log".into())),
+            Table::Disclosures => read_each!(tx, DISCLOSURES, table, keys, Key::Text(s) => s.as_str()),
+            Table::HubAggregates => read_each!(tx, HUB_AGGREGATES, table, keys, Key::Text(s) => s.as_str()),
         }
     }
 
@@ -162,6 +170,9 @@ impl Reader for RedbReader {
             Table::SubjectLog => len(absent(tx.open_multimap_table(SUBJECT_LOG))?),
             Table::Meta => len(absent(tx.open_table(META))?),
             Table::Applied => len(absent(tx.open_table(APPLIED))?),
+
+            Table::Disclosures => len(absent(tx.open_table(DISCLOSURES))?),
+            Table::HubAggregates => len(absent(tx.open_table(HUB_AGGREGATES))?),
         }
     }
 }
@@ -177,6 +188,9 @@ struct RedbWriter<'tx> {
     nodes: Option<redb::Table<'tx, (u8, u64), &'static [u8]>>,
     subjects: Option<MultimapTable<'tx, &'static [u8], u64>>,
     applied: Option<redb::Table<'tx, &'static [u8], &'static [u8]>>,
+
+    disclosures: Option<redb::Table<'tx, &'static str, &'static [u8]>>,
+    aggregates: Option<redb::Table<'tx, &'static str, &'static [u8]>>,
 }
 
 /// The table of `$self.$field`, opened on first use.
@@ -230,6 +244,14 @@ macro_rules! with_table {
                 let ($t, $k) = (open!($self.nodes, open_table, LOG_NODES), (n.level, n.index));
                 $body
             }
+            (Table::Disclosures, Key::Text(s)) => {
+                let ($t, $k) = (open!($self.disclosures, open_table, DISCLOSURES), s.as_str());
+                $body
+            }
+            (Table::HubAggregates, Key::Text(s)) => {
+                let ($t, $k) = (open!($self.aggregates, open_table, HUB_AGGREGATES), s.as_str());
+                $body
+            }
             (table, key) => return Err(wrong_key(table, key)),
         }
     };
@@ -247,6 +269,9 @@ impl<'tx> RedbWriter<'tx> {
             nodes: None,
             subjects: None,
             applied: None,
+
+            disclosures: None,
+            aggregates: None,
         }
     }
 }
@@ -290,6 +315,9 @@ impl Writer for RedbWriter<'_> {
             Table::LogNodes => recreate!(self.nodes, delete_table, open_table, LOG_NODES),
             Table::SubjectLog => recreate!(self.subjects, delete_multimap_table, open_multimap_table, SUBJECT_LOG),
             Table::Applied => recreate!(self.applied, delete_table, open_table, APPLIED),
+
+            Table::Disclosures => recreate!(self.disclosures, delete_table, open_table, DISCLOSURES),
+            Table::HubAggregates => recreate!(self.aggregates, delete_table, open_table, HUB_AGGREGATES),
         }
         Ok(())
     }
@@ -337,6 +365,9 @@ impl Backend for Redb {
             Table::Status => scan_pages(&tx, SUBJECTS, Key::text, page),
             Table::Token => scan_pages(&tx, TOKENS, |k| Key::Bytes(k.to_vec()), page),
             Table::Applied => scan_pages(&tx, APPLIED, |k| Key::Bytes(k.to_vec()), page),
+
+            Table::Disclosures => scan_pages(&tx, DISCLOSURES, Key::text, page),
+            Table::HubAggregates => scan_pages(&tx, HUB_AGGREGATES, Key::text, page),
             other => Err(backend(format!("table {other:?} is not scanned"))),
         }
     }
@@ -379,6 +410,9 @@ impl Backend for Redb {
             copy_table(&from, &to, LOG_NODES)?;
             copy_table(&from, &to, META)?;
             copy_table(&from, &to, APPLIED)?;
+
+            copy_table(&from, &to, DISCLOSURES)?;
+            copy_table(&from, &to, HUB_AGGREGATES)?;
             {
                 let mut target = to.open_multimap_table(SUBJECT_LOG).map_err(backend)?;
                 if let Some(source) = absent(from.open_multimap_table(SUBJECT_LOG))? {

@@ -10,8 +10,10 @@
 //! | `log:hashes`      | hash       | log index (decimal) → RFC 9162 leaf hash                |
 //! | `log:nodes`       | hash       | `level:index` (decimal) of a complete subtree → its hash |
 //! | `log:subjects`    | sorted set | commitment ‖ index (big-endian), all score 0            |
-//! | [`META_KEY`]      | hash       | salt, frontier, nodes_size, first_available, signed_sizes, sunset_receipt |
+//! | [`META_KEY`]      | hash       | salt, frontier, nodes_size, first_available, signed_sizes, sunset_receipt, disclosures_dropped |
 //! | `applied`         | hash       | salted hash of (caller, batch item id) → encoded applied item |
+//! | `disclosures`     | hash       | pseudonymous subject reference → encoded `DisclosureLog` |
+//! | `hub_aggregates`  | hash       | `hour/hub/province/purpose` → encoded `HubAggregateRecord` |
 //!
 //! A write runs as one `MULTI`/`EXEC` under `WATCH` of every hash it read: a status
 //! change reads the status hash and the meta hash (which holds the frontier), so another
@@ -100,6 +102,9 @@ struct Keys {
     subjects: String,
     meta: String,
     applied: String,
+
+    disclosures: String,
+    aggregates: String,
 }
 
 impl Keys {
@@ -113,6 +118,9 @@ impl Keys {
             subjects: format!("{prefix}log:subjects"),
             meta: format!("{prefix}{META_KEY}"),
             applied: format!("{prefix}applied"),
+
+            disclosures: format!("{prefix}disclosures"),
+            aggregates: format!("{prefix}hub_aggregates"),
         }
     }
 
@@ -126,6 +134,9 @@ impl Keys {
             Table::SubjectLog => &self.subjects,
             Table::Meta => &self.meta,
             Table::Applied => &self.applied,
+
+            Table::Disclosures => &self.disclosures,
+            Table::HubAggregates => &self.aggregates,
         }
     }
 }
@@ -133,7 +144,9 @@ impl Keys {
 /// The hash field of `key` in `table`.
 fn field(table: Table, key: &Key) -> Result<Vec<u8>, StoreError> {
     Ok(match (table, key) {
-        (Table::Status | Table::Meta, Key::Text(s)) => s.as_bytes().to_vec(),
+        (Table::Status | Table::Meta | Table::Disclosures | Table::HubAggregates, Key::Text(s)) => {
+            s.as_bytes().to_vec()
+        }
         (Table::Token | Table::Applied, Key::Bytes(b)) => b.clone(),
         (Table::LogEntries | Table::LogHashes, Key::Index(i)) => i.to_string().into_bytes(),
         (Table::LogNodes, Key::Node(n)) => format!("{}:{}", n.level, n.index).into_bytes(),
@@ -409,7 +422,9 @@ impl Backend for Redis {
             let mut records = Vec::with_capacity(items.len() / 2);
             for pair in items.chunks_exact(2) {
                 let key = match table {
-                    Table::Status => Key::Text(String::from_utf8(pair[0].clone()).map_err(|_| corrupt("status key"))?),
+                    Table::Status | Table::Disclosures | Table::HubAggregates => {
+                        Key::Text(String::from_utf8(pair[0].clone()).map_err(|_| corrupt("text key"))?)
+                    }
                     Table::Token | Table::Applied => Key::Bytes(pair[0].clone()),
                     other => return Err(backend(format!("table {other:?} is not scanned"))),
                 };

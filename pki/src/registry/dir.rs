@@ -99,6 +99,7 @@ impl PkiDir {
             hubs: vec![],
             retention: None,
             attestation_bounds: None,
+            disclosure_max_age_seconds: None,
             sunset: None,
         })?;
         Ok(pki)
@@ -311,11 +312,18 @@ impl PkiDir {
                 .sunset
                 .as_ref()
                 .map(|s| pb::SunsetOrder { effective_at: s.effective_at, reason: s.reason.clone() }),
-            retention: registry.retention.as_ref().map(|r| pb::RetentionPolicy {
-                status_max_age_seconds: r.status_max_age_seconds,
-                audit_max_age_seconds: r.audit_max_age_seconds,
-                cache_max_seconds: r.cache_max_seconds,
-            }),
+            retention: match (&registry.retention, registry.disclosure_max_age_seconds) {
+                (None, None) => None,
+                (r, disclosure) => {
+                    let r = r.clone().unwrap_or_default();
+                    Some(pb::RetentionPolicy {
+                        status_max_age_seconds: r.status_max_age_seconds,
+                        audit_max_age_seconds: r.audit_max_age_seconds,
+                        cache_max_seconds: r.cache_max_seconds,
+                        disclosure_max_age_seconds: disclosure.unwrap_or(0),
+                    })
+                }
+            },
             attestation_bounds: registry
                 .attestation_bounds
                 .as_ref()
@@ -328,6 +336,7 @@ impl PkiDir {
                     id: h.id.clone(),
                     purposes: h.purposes.clone(),
                     province: h.province.clone().unwrap_or_default(),
+                    name: h.name.clone().unwrap_or_default(),
                 })
                 .collect(),
         };

@@ -205,9 +205,11 @@ impl PkiDir {
         if let Some(p) = purposes.iter().find(|p| policy.allowed(p).is_none()) {
             return Err(RegistryError::Policy(format!("purpose {p:?} is not in the field policy")));
         }
-        let province = registry.hubs.iter().find(|h| h.id == id).and_then(|h| h.province.clone());
+        let held = registry.hubs.iter().find(|h| h.id == id);
+        let province = held.and_then(|h| h.province.clone());
+        let name = held.and_then(|h| h.name.clone());
         registry.hubs.retain(|h| h.id != id);
-        registry.hubs.push(RegistryHub { id: id.to_owned(), purposes: purposes.to_vec(), province });
+        registry.hubs.push(RegistryHub { id: id.to_owned(), purposes: purposes.to_vec(), province, name });
         self.save_registry(&registry)
     }
 
@@ -220,6 +222,32 @@ impl PkiDir {
             .find(|h| h.id == id)
             .ok_or_else(|| RegistryError::Policy(format!("hub {id} is not registered; register it first")))?;
         hub.province = province.map(ToString::to_string);
+        self.save_registry(&registry)
+    }
+
+    /// Records (or, with `None`, forgets) the name travellers read for a registered hub
+    /// in their disclosure log ("Jinan West railway station").
+    pub fn set_hub_name(&self, id: &str, name: Option<&str>) -> Result<(), RegistryError> {
+        if name.is_some_and(|n| n.trim().is_empty() || n.len() > 200 || n.chars().any(char::is_control)) {
+            return Err(RegistryError::Policy("a hub name is 1-200 printable characters".into()));
+        }
+        let mut registry = self.registry()?;
+        let hub = registry
+            .hubs
+            .iter_mut()
+            .find(|h| h.id == id)
+            .ok_or_else(|| RegistryError::Policy(format!("hub {id} is not registered; register it first")))?;
+        hub.name = name.map(ToOwned::to_owned);
+        self.save_registry(&registry)
+    }
+
+    /// Sets how long nodes keep disclosure-log records (0 = built-in default).
+    pub fn set_disclosure_retention(&self, max_age_seconds: i64) -> Result<(), RegistryError> {
+        if max_age_seconds < 0 {
+            return Err(RegistryError::Policy("the disclosure retention window cannot be negative".into()));
+        }
+        let mut registry = self.registry()?;
+        registry.disclosure_max_age_seconds = Some(max_age_seconds);
         self.save_registry(&registry)
     }
 

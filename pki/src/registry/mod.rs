@@ -148,6 +148,10 @@ pub struct Registry {
     /// Bounds on every attestation's validity (unset = built-in default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attestation_bounds: Option<RegistryAttestationBounds>,
+    /// How long nodes keep disclosure-log records, seconds (unset or 0 = built-in default,
+    /// [`trust::DEFAULT_DISCLOSURE_MAX_AGE_SECS`]); signed into `RetentionPolicy`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disclosure_max_age_seconds: Option<i64>,
     /// The order to end the federation, once given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sunset: Option<RegistrySunset>,
@@ -209,6 +213,9 @@ pub struct RegistryHub {
     /// Where the hub checks travellers (for lookup counts by province pair).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub province: Option<String>,
+    /// The hub's name as travellers read it in their disclosure log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 fn default_next_update() -> i64 {

@@ -311,7 +311,12 @@ pub(crate) async fn upsert(channel: Channel, request: pb::UpsertStatusRequest) -
 }
 
 pub(crate) async fn attest(channel: Channel) -> Outcome {
-    let request = pb::AttestRequest { token: random_token(), purpose: "transit.rail".into() };
+    let request = pb::AttestRequest {
+        token: random_token(),
+        purpose: "transit.rail".into(),
+        hub_id: "adv-hub".into(),
+        hub_province: String::new(),
+    };
     grpc(pb::attestation_client::AttestationClient::new(channel).attest(request).await)
 }
 

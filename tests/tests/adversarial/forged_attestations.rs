@@ -233,7 +233,7 @@ impl Forging {
             Offline::Accepted => None,
             Offline::NotApplicable => return outcome,
         };
-        let attest = pb::AttestRequest { token: token.clone(), purpose: "transit.rail".into() };
+        let attest = pb::AttestRequest { token: token.clone(), purpose: "transit.rail".into(), ..Default::default() };
         let signed = forge(&attest, &self.keys).expect("an attestation to verify offline");
         let trust = self.ctx.f.gateway_trust().expect("gateway").current();
         let code = qr::encode_qr(&pb::QrCode { attestation: Some(signed), token });

@@ -32,7 +32,8 @@ rows![
     ),
     case(one_mib_token_in_an_attest, "1 MiB token in an Attest", Status(TOO_LARGE, TOO_LARGE_TEXT), |c| {
         Box::pin(async move {
-            let request = pb::AttestRequest { token: vec![1; 1 << 20], purpose: "transit.rail".into() };
+            let request =
+                pb::AttestRequest { token: vec![1; 1 << 20], purpose: "transit.rail".into(), ..Default::default() };
             let channel = c.node(&c.id("gateway", "national-1"), "340000");
             grpc(pb::attestation_client::AttestationClient::new(channel).attest(request).await)
         })

@@ -193,6 +193,7 @@ rows![
                         id: "adv-space".into(),
                         purposes: vec!["transit.space".into()],
                         province: String::new(),
+                        name: String::new(),
                     })
                 });
                 upload_as_coordinator(&c, list).await
@@ -210,6 +211,7 @@ rows![
                         id: "adv-nowhere".into(),
                         purposes: vec!["transit.rail".into()],
                         province: "99".into(),
+                        name: String::new(),
                     })
                 });
                 upload_as_coordinator(&c, list).await

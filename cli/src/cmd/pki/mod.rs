@@ -95,6 +95,13 @@ pub enum PkiCommand {
         #[arg(long, default_value_t = 0)]
         max_lifetime_seconds: i64,
     },
+    /// How long nodes keep each subject's disclosure log (who checked them), signed into
+    /// the trust list; nodes purge older records continuously.
+    DisclosureRetention {
+        /// Seconds a disclosure record is kept (0 = built-in default, 30 days).
+        #[arg(long, default_value_t = 0)]
+        max_age_seconds: i64,
+    },
     /// Order the federation to end: gateways stop routing, nodes purge and hand in receipts.
     Sunset {
         /// Effective time, Unix seconds (default: now).
@@ -171,6 +178,10 @@ pub async fn run(args: PkiArgs) -> Result<()> {
             PkiDir::open(&dir)?
                 .set_attestation_bounds(huren_pki::registry::RegistryAttestationBounds { max_lifetime_seconds })?;
             println!("attestation bounds set; sign and upload a new trust list to publish it");
+        }
+        PkiCommand::DisclosureRetention { max_age_seconds } => {
+            PkiDir::open(&dir)?.set_disclosure_retention(max_age_seconds)?;
+            println!("disclosure retention set; sign and upload a new trust list to publish it");
         }
         PkiCommand::Sunset { at, reason } => {
             let at = at.unwrap_or_else(unix_now);

@@ -93,6 +93,10 @@ pub enum HubRegistryCommand {
         /// province pair.
         #[arg(long)]
         province: Option<String>,
+        /// The hub's name as travellers read it in their disclosure log, e.g.
+        /// "Jinan West railway station".
+        #[arg(long)]
+        name: Option<String>,
     },
 }
 
@@ -185,11 +189,14 @@ pub(crate) fn key(dir: &Path, command: KeyCommand) -> Result<()> {
 
 /// `huren pki hub …`
 pub(crate) fn hub(dir: &Path, command: HubRegistryCommand) -> Result<()> {
-    let HubRegistryCommand::Register { id, purposes, province } = command;
+    let HubRegistryCommand::Register { id, purposes, province, name } = command;
     let province = province.as_deref().map(province_code).transpose()?;
     let pki = PkiDir::open(dir)?;
     pki.register_hub(&id, &purposes)?;
     pki.set_hub_province(&id, province.as_ref())?;
+    if name.is_some() {
+        pki.set_hub_name(&id, name.as_deref())?;
+    }
     println!("hub {id} registered for {}; sign and upload a new trust list to publish it", purposes.join(", "));
     Ok(())
 }

@@ -1,0 +1,54 @@
+//! A traveller's disclosure log as people read it: one line per check, the hub by its
+//! registered name, the purpose, and the time in China Standard Time (UTC+8, the one time
+//! zone of every province) to the minute.
+
+use huren_proto::pb;
+
+/// "Jinan West railway station, transit.rail, 2026-12-01 08:14": the hub's registered
+/// name (its id when the trust list gives none), the purpose and the time (UTC+8), and
+/// what was disclosed when it was not a status.
+pub fn disclosure_line(d: &pb::Disclosure) -> String {
+    let who = if d.hub_name.is_empty() { d.hub_id.as_str() } else { d.hub_name.as_str() };
+    let mut line = format!("{who}, {}, {}", d.purpose, china_minutes(d.time));
+    if d.outcome != "attested" && !d.outcome.is_empty() {
+        line.push_str(&format!(" (nothing disclosed: {})", d.outcome.replace('_', " ")));
+    }
+    line
+}
+
+/// `YYYY-MM-DD HH:MM` in UTC+8.
+pub fn china_minutes(unix: i64) -> String {
+    let offset = time::UtcOffset::from_hms(8, 0, 0).unwrap_or(time::UtcOffset::UTC);
+    match time::OffsetDateTime::from_unix_timestamp(unix) {
+        Ok(t) => {
+            let t = t.to_offset(offset);
+            format!("{:04}-{:02}-{:02} {:02}:{:02}", t.year(), u8::from(t.month()), t.day(), t.hour(), t.minute())
+        }
+        Err(_) => unix.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_check_reads_as_name_purpose_and_beijing_time() {
+        let d = pb::Disclosure {
+            hub_id: "jinan-west".into(),
+            hub_name: "Jinan West railway station".into(),
+            hub_province: "370000".into(),
+            purpose: "transit.rail".into(),
+            // 2026-12-01 00:14:30 UTC
+            time: 1_796_084_070,
+            gateway: "spiffe://huren.gov/gateway/national-1".into(),
+            outcome: "attested".into(),
+        };
+        assert_eq!(disclosure_line(&d), "Jinan West railway station, transit.rail, 2026-12-01 08:14");
+        let unnamed = pb::Disclosure { hub_name: String::new(), outcome: "no_current_status".into(), ..d };
+        assert_eq!(
+            disclosure_line(&unnamed),
+            "jinan-west, transit.rail, 2026-12-01 08:14 (nothing disclosed: no current status)"
+        );
+    }
+}

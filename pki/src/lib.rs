@@ -10,6 +10,7 @@
 //! - [`policy`]: the minimum-field policy, as data plus pure checks over the payload's wire fields.
 //! - [`trust`]: the signed, sequenced trust list (the federation's only source of truth).
 //! - [`verify`]: the one attestation verifier every party runs (gateway, offline hub, client library).
+//! - [`batch`]: Ed25519 batch verification giving exactly `verify_strict`'s verdicts (the verifier's batch path).
 //! - [`endpoint`]: `host:port` endpoints as the trust list writes them.
 //! - [`qr`]: the `HRN1:` QR string and opaque tokens.
 //! - [`registry`]: the coordinator's on-disk PKI directory and the registry the trust list is built from.
@@ -20,6 +21,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 pub mod attest;
+pub mod batch;
 pub mod ca;
 pub mod endpoint;
 pub mod fsio;
@@ -33,7 +35,7 @@ pub mod verify;
 
 pub use identity::{AuthorityRef, Identity, ProvinceCode, Role, DEFAULT_TRUST_DOMAIN};
 pub use trust::TrustList;
-pub use verify::{verify_attestation, Expected, VerifyError};
+pub use verify::{verify_attestation, verify_attestations, Expected, Verified, VerifyError};
 
 /// Seconds since the Unix epoch, now.
 pub fn unix_now() -> i64 {

@@ -28,7 +28,7 @@ use prost::Message as _;
 use crate::attest::{signing_input, token_digest, Attestation, Kid, Status};
 use crate::identity::{AuthorityRef, ProvinceCode};
 use crate::policy;
-use crate::trust::{AttestationError, TrustList, MAX_CLOCK_SKEW_SECS};
+use crate::trust::{AttestationError, KeyEntry, TrustList, MAX_CLOCK_SKEW_SECS};
 
 /// What the verifying party knows independently of the attestation, and so binds it to.
 #[derive(Debug, Clone, Copy, Default)]
@@ -105,10 +105,112 @@ pub fn verify_attestation(
     expected: &Expected<'_>,
     now: i64,
 ) -> Result<Attestation, VerifyError> {
-    let attestation = verify_signed(trust, signed, now)?;
+    Ok(verify_once(trust, signed, expected, now)?.attestation)
+}
+
+/// [`verify_attestation`] for many attestations at once, with the same verdicts (and the
+/// same refusals) one by one: the contract is checked per attestation exactly as there,
+/// and the Ed25519 signatures of those that reach step 6 are checked together
+/// ([`crate::batch::verify_strict_batch`]).
+pub fn verify_attestations(
+    trust: &TrustList,
+    items: &[(&pb::SignedAttestation, Expected<'_>)],
+    now: i64,
+) -> Vec<Result<Verified, VerifyError>> {
+    let prepared: Vec<_> = items.iter().map(|(signed, _)| prepare(trust, signed, now)).collect();
+    let checks: Vec<_> = prepared
+        .iter()
+        .filter_map(|p| p.as_ref().ok())
+        .map(|p| crate::batch::SignatureItem { key: &p.key.public_key, message: &p.message, signature: &p.signature })
+        .collect();
+    let mut verdicts = crate::batch::verify_strict_batch(&checks).into_iter();
+    prepared
+        .into_iter()
+        .zip(items)
+        .map(|(p, (_, expected))| {
+            let p = p?;
+            let signature_ok = verdicts.next().unwrap_or(false);
+            p.finish(trust, signature_ok, expected, now)
+        })
+        .collect()
+}
+
+/// [`verify_attestation`], keeping what a cache needs to skip the signature next time.
+pub fn verify_once(
+    trust: &TrustList,
+    signed: &pb::SignedAttestation,
+    expected: &Expected<'_>,
+    now: i64,
+) -> Result<Verified, VerifyError> {
+    let pending = prepare(trust, signed, now)?;
+    let signature_ok = pending.key.public_key.verify_strict(&pending.message, &pending.signature).is_ok();
+    pending.finish(trust, signature_ok, expected, now)
+}
+
+/// An attestation that passed [`verify_attestation`]: what a cache keeps so that a hit
+/// does not check the (unchanged) signature again — [`Verified::recheck`] re-checks the rest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// The verified attestation.
+    pub attestation: Attestation,
+    kid: Kid,
+    /// The exact key the signature was checked against.
+    public_key: [u8; 32],
+}
+
+impl Verified {
+    /// Re-checks, without the signature, everything that can change between uses of an
+    /// attestation verified once: under the trust list in force (the field policy, the
+    /// key — still listed with the same public key, not revoked, valid now — the lifetime
+    /// bound and the key window, the rule of a non-green status), the time window at
+    /// `now`, and the binding to what the caller `expected`. (Wire form, canonical
+    /// encoding and the signature are properties of the unchanged bytes.)
+    pub fn recheck(&self, trust: &TrustList, expected: &Expected<'_>, now: i64) -> Result<&Attestation, VerifyError> {
+        let attestation = &self.attestation;
+        trust.field_policy().check(&pb::AttestationPayload::from(attestation)).map_err(AttestationError::from)?;
+        let key = signing_key(trust, &attestation.province, self.kid, now)?;
+        if key.public_key.as_bytes() != &self.public_key {
+            return Err(AttestationError::UnknownKey { province: attestation.province.clone(), kid: self.kid }.into());
+        }
+        after_signature(trust, attestation, self.kid, key, now)?;
+        bound(attestation, expected)?;
+        Ok(attestation)
+    }
+}
+
+/// An attestation checked up to its signature (steps 1–5, the signature parsed).
+struct Pending<'t> {
+    attestation: Attestation,
+    kid: Kid,
+    key: &'t KeyEntry,
+    message: Vec<u8>,
+    signature: Signature,
+}
+
+impl Pending<'_> {
+    /// Steps 6 (given the signature's verdict) to 10.
+    fn finish(
+        self,
+        trust: &TrustList,
+        signature_ok: bool,
+        expected: &Expected<'_>,
+        now: i64,
+    ) -> Result<Verified, VerifyError> {
+        let attestation = self.attestation;
+        if !signature_ok {
+            return Err(AttestationError::BadSignature { province: attestation.province.clone(), kid: self.kid }.into());
+        }
+        after_signature(trust, &attestation, self.kid, self.key, now)?;
+        bound(&attestation, expected)?;
+        Ok(Verified { attestation, kid: self.kid, public_key: self.key.public_key.to_bytes() })
+    }
+}
+
+/// Step 10: what the caller expected — the province asked, the token it holds, the purpose.
+fn bound(attestation: &Attestation, expected: &Expected<'_>) -> Result<(), VerifyError> {
     if let Some(province) = expected.province {
         if &attestation.province != province {
-            return Err(VerifyError::Province { expected: province.clone(), got: attestation.province });
+            return Err(VerifyError::Province { expected: province.clone(), got: attestation.province.clone() });
         }
     }
     if let Some(token) = expected.token {
@@ -118,14 +220,18 @@ pub fn verify_attestation(
     }
     if let Some(purpose) = expected.purpose {
         if attestation.purpose != purpose {
-            return Err(VerifyError::Purpose { expected: purpose.to_owned(), got: attestation.purpose });
+            return Err(VerifyError::Purpose { expected: purpose.to_owned(), got: attestation.purpose.clone() });
         }
     }
-    Ok(attestation)
+    Ok(())
 }
 
-/// Everything that depends only on the attestation and the trust list.
-fn verify_signed(trust: &TrustList, signed: &pb::SignedAttestation, now: i64) -> Result<Attestation, AttestationError> {
+/// Steps 1–5 and the signature's form: everything before the Ed25519 check.
+fn prepare<'t>(
+    trust: &'t TrustList,
+    signed: &pb::SignedAttestation,
+    now: i64,
+) -> Result<Pending<'t>, AttestationError> {
     let kid = Kid::from_slice(&signed.kid).ok_or(AttestationError::KidLength)?;
     // Strict first: size, then every field number on the wire (prost would skip unknown ones).
     policy::wire_fields(&signed.payload)?;
@@ -136,7 +242,19 @@ fn verify_signed(trust: &TrustList, signed: &pb::SignedAttestation, now: i64) ->
     }
     trust.field_policy().check(&payload)?;
     let attestation = Attestation::try_from(payload)?;
-    let province = &attestation.province;
+    let key = signing_key(trust, &attestation.province, kid, now)?;
+    let signature = Signature::from_slice(&signed.signature)
+        .map_err(|_| AttestationError::BadSignature { province: attestation.province.clone(), kid })?;
+    Ok(Pending { attestation, kid, key, message: signing_input(&signed.payload), signature })
+}
+
+/// Step 5: the signing key, scoped by the province, not revoked, valid now.
+fn signing_key<'t>(
+    trust: &'t TrustList,
+    province: &ProvinceCode,
+    kid: Kid,
+    now: i64,
+) -> Result<&'t KeyEntry, AttestationError> {
     let entry = trust.province(province).ok_or_else(|| AttestationError::UnknownProvince(province.clone()))?;
     let key = entry.keys.get(&kid).ok_or_else(|| AttestationError::UnknownKey { province: province.clone(), kid })?;
     if key.status == pb::KeyStatus::Revoked {
@@ -145,11 +263,18 @@ fn verify_signed(trust: &TrustList, signed: &pb::SignedAttestation, now: i64) ->
     if now < key.not_before || now >= key.not_after {
         return Err(AttestationError::KeyNotValid { province: province.clone(), kid });
     }
-    let signature = Signature::from_slice(&signed.signature)
-        .map_err(|_| AttestationError::BadSignature { province: province.clone(), kid })?;
-    key.public_key
-        .verify_strict(&signing_input(&signed.payload), &signature)
-        .map_err(|_| AttestationError::BadSignature { province: province.clone(), kid })?;
+    Ok(key)
+}
+
+/// Steps 7–9: the time window, the validity bounds, the rule of a non-green status.
+fn after_signature(
+    trust: &TrustList,
+    attestation: &Attestation,
+    kid: Kid,
+    key: &KeyEntry,
+    now: i64,
+) -> Result<(), AttestationError> {
+    let province = &attestation.province;
     if attestation.issued_at > now + MAX_CLOCK_SKEW_SECS {
         return Err(AttestationError::FutureDated(attestation.issued_at));
     }
@@ -172,9 +297,9 @@ fn verify_signed(trust: &TrustList, signed: &pb::SignedAttestation, now: i64) ->
         });
     }
     if attestation.status != Status::Green {
-        check_rule(trust, &attestation)?;
+        check_rule(trust, attestation)?;
     }
-    Ok(attestation)
+    Ok(())
 }
 
 /// A non-green status: its rule is registered, may assign that status, and names an
@@ -214,8 +339,11 @@ mod tests {
     /// Anhui (340000) with one key valid from a day ago to two hours on; rules: RED for
     /// Anhui's authority, YELLOW-only for Anhui's, RED for Shandong's authority only.
     fn fixture(max_lifetime_seconds: Option<i64>) -> Fixture {
+        fixture_with(AttestationKey::generate().unwrap(), pb::KeyStatus::Active, max_lifetime_seconds)
+    }
+
+    fn fixture_with(key: AttestationKey, status: pb::KeyStatus, max_lifetime_seconds: Option<i64>) -> Fixture {
         let root = ca::new_root("huren.gov", Validity::days(1)).unwrap();
-        let key = AttestationKey::generate().unwrap();
         let rule = |id: &str, status: pb::HealthStatus, authority: &str| pb::Rule {
             id: id.into(),
             may_assign: vec![status as i32],
@@ -233,7 +361,7 @@ mod tests {
                     public_key: key.public_key().to_vec(),
                     not_before: KEY_NOT_BEFORE,
                     not_after: KEY_NOT_AFTER,
-                    status: pb::KeyStatus::Active as i32,
+                    status: status as i32,
                 }],
                 ..Default::default()
             }],
@@ -342,5 +470,81 @@ mod tests {
         assert_eq!(verify(&f, &f.key.sign_bytes(default)), Err("non_canonical"));
         let swapped = [&canonical[2..10], &canonical[..2], &canonical[10..]].concat();
         assert_eq!(verify(&f, &f.key.sign_bytes(swapped)), Err("non_canonical"));
+    }
+    #[test]
+    fn many_at_once_give_the_same_verdicts_and_refusals_as_one_by_one() {
+        let f = fixture(None);
+        let good = f.key.sign(&payload(pb::HealthStatus::Green, ""));
+        let mut bad_signature = good.clone();
+        bad_signature.signature[3] ^= 1;
+        let mut expired = payload(pb::HealthStatus::Green, "");
+        expired.expires_at = NOW;
+        let expired = f.key.sign(&expired);
+        let mut bad_and_expired = expired.clone();
+        bad_and_expired.signature[50] ^= 1;
+        let red = f.key.sign(&payload(pb::HealthStatus::Red, "AH-RED"));
+        let wrong_rule = f.key.sign(&payload(pb::HealthStatus::Red, "SD-RED"));
+        let mut short_kid = good.clone();
+        short_kid.kid.pop();
+        let province: ProvinceCode = "340000".parse().unwrap();
+        let other_token = [1u8; 16];
+        let signed = [&good, &bad_signature, &expired, &bad_and_expired, &red, &wrong_rule, &short_kid, &good, &red];
+        let items: Vec<_> = signed
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let expected = if i == 7 { Expected::scanned(&province, &other_token) } else { Expected::default() };
+                (*s, expected)
+            })
+            .collect();
+        let batch: Vec<_> = verify_attestations(&f.trust, &items, NOW)
+            .into_iter()
+            .map(|r| r.map(|v| v.attestation).map_err(|e| e.reason()))
+            .collect();
+        let single: Vec<_> =
+            items.iter().map(|(s, e)| verify_attestation(&f.trust, s, e, NOW).map_err(|e| e.reason())).collect();
+        assert_eq!(batch, single);
+        let reasons: Vec<_> = batch.iter().map(|r| r.as_ref().err().copied().unwrap_or("ok")).collect();
+        assert_eq!(
+            reasons,
+            [
+                "ok",
+                "bad_signature",
+                "expired",
+                "bad_signature",
+                "ok",
+                "rule_not_for_province",
+                "kid_length",
+                "token_binding",
+                "ok"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_verified_attestation_is_rechecked_against_the_list_in_force_and_the_clock() {
+        let key_pem = AttestationKey::generate().unwrap().to_pkcs8_pem().unwrap();
+        let key = || AttestationKey::from_pkcs8_pem(&key_pem).unwrap();
+        let f = fixture_with(key(), pb::KeyStatus::Active, None);
+        let signed = f.key.sign(&payload(pb::HealthStatus::Green, ""));
+        let verified = verify_once(&f.trust, &signed, &Expected::default().with_purpose("transit.rail"), NOW).unwrap();
+        let recheck = |trust: &TrustList, expected: &Expected<'_>, now| {
+            verified.recheck(trust, expected, now).map(|_| ()).map_err(|e| e.reason())
+        };
+        assert_eq!(recheck(&f.trust, &Expected::default(), NOW), Ok(()));
+        // The clock moves on: expired.
+        assert_eq!(recheck(&f.trust, &Expected::default(), NOW + 290), Err("expired"));
+        // The binding: another purpose, another token.
+        assert_eq!(recheck(&f.trust, &Expected::default().with_purpose("venue.entry"), NOW), Err("purpose_mismatch"));
+        let province: ProvinceCode = "340000".parse().unwrap();
+        assert_eq!(recheck(&f.trust, &Expected::scanned(&province, b"another"), NOW), Err("token_binding"));
+        // A newer list revokes the key, or lists another key: refused without the signature.
+        let revoked = fixture_with(key(), pb::KeyStatus::Revoked, None);
+        assert_eq!(recheck(&revoked.trust, &Expected::default(), NOW), Err("key_revoked"));
+        let other = fixture(None);
+        assert_eq!(recheck(&other.trust, &Expected::default(), NOW), Err("unknown_key"));
+        // A tighter lifetime bound applies to what was verified under the old one.
+        let tight = fixture_with(key(), pb::KeyStatus::Active, Some(60));
+        assert_eq!(recheck(&tight.trust, &Expected::default(), NOW), Err("lifetime_too_long"));
     }
 }

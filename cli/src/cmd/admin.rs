@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use anyhow::{anyhow, Result};
+use anyhow::Result;
 use clap::{Args, Subcommand};
 use huren_pki::{unix_now, Identity, Role};
 use huren_proto::pb;
@@ -12,6 +12,7 @@ use pb::status_admin_client::StatusAdminClient;
 use tonic::transport::Channel;
 
 use crate::cmd::TlsArgs;
+use crate::connect::Peer;
 use crate::usage;
 
 #[derive(Debug, Subcommand)]
@@ -63,7 +64,8 @@ pub async fn run(command: AdminCommand) -> Result<()> {
         AdminCommand::Status { target, subject_ref, status, rule, authority, valid_for } => {
             let status = status_name(&status)?;
             let valid_until = if valid_for > 0 { unix_now() + valid_for } else { 0 };
-            let response = client(&target)?
+            let (mut client, peer) = client(&target)?;
+            let result = client
                 .upsert_status(pb::UpsertStatusRequest {
                     subject_ref,
                     status: status as i32,
@@ -73,16 +75,17 @@ pub async fn run(command: AdminCommand) -> Result<()> {
                     test_recency: 0,
                 })
                 .await
-                .map_err(refused)?
-                .into_inner();
+                .map_err(refused);
+            let response = peer.explained(result).await?.into_inner();
             println!("status recorded (version {})", response.version);
         }
         AdminCommand::Token { target, subject_ref, lifetime, json } => {
-            let response = client(&target)?
+            let (mut client, peer) = client(&target)?;
+            let result = client
                 .issue_token(pb::IssueTokenRequest { subject_ref, lifetime_seconds: lifetime, purpose: String::new() })
                 .await
-                .map_err(refused)?
-                .into_inner();
+                .map_err(refused);
+            let response = peer.explained(result).await?.into_inner();
             let token = huren_pki::qr::token_to_text(&response.token);
             if json {
                 println!(
@@ -100,7 +103,7 @@ pub async fn run(command: AdminCommand) -> Result<()> {
 }
 
 /// A `StatusAdmin` client for the caller's own province node.
-fn client(target: &AdminTarget) -> Result<StatusAdminClient<Channel>> {
+fn client(target: &AdminTarget) -> Result<(StatusAdminClient<Channel>, Peer)> {
     let identity = target.tls.load()?;
     let province = identity
         .identity
@@ -109,9 +112,9 @@ fn client(target: &AdminTarget) -> Result<StatusAdminClient<Channel>> {
         .cloned()
         .ok_or_else(|| usage(format!("{} is not a province admin or authority identity", identity.identity)))?;
     let expected = ExpectedPeer::Exactly(Identity::new(&target.tls.trust_domain, Role::Node(province)));
-    let config = tls::client_config(&identity, expected, Revocations::default())?;
+    let config = tls::client_config(&identity, expected.clone(), Revocations::default())?;
     let channel = tls::channel(&target.node, config, Duration::from_secs(3)).map_err(usage)?;
-    Ok(StatusAdminClient::new(channel))
+    Ok((StatusAdminClient::new(channel), Peer { addr: target.node.clone(), identity, expected }))
 }
 
 fn status_name(s: &str) -> Result<pb::HealthStatus> {
@@ -121,5 +124,5 @@ fn status_name(s: &str) -> Result<pb::HealthStatus> {
 }
 
 fn refused(s: tonic::Status) -> anyhow::Error {
-    anyhow!("node refused: {:?}: {}", s.code(), s.message())
+    crate::connect::refused("node", s)
 }

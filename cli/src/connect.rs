@@ -187,9 +187,11 @@ pub(crate) async fn explain(addr: &str, identity: &TlsIdentity, expected: &Expec
                 STEP.as_secs()
             ))
         }
-        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => return Some(anyhow!(
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            return Some(anyhow!(
             "nothing is listening at {authority} (connection refused): is the server running, and is this its port?"
-        )),
+        ))
+        }
         Ok(Err(e)) => return Some(anyhow!("cannot connect to {authority}: {e}")),
         Ok(Ok(tcp)) => tcp,
     };
@@ -207,10 +209,12 @@ pub(crate) async fn explain(addr: &str, identity: &TlsIdentity, expected: &Expec
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let name = ServerName::try_from("huren.invalid").ok()?;
     let mut stream = match tokio::time::timeout(STEP, connector.connect(name, tcp)).await {
-        Err(_) => return Some(usage(format!(
+        Err(_) => {
+            return Some(usage(format!(
             "{authority} accepted the connection but completed no TLS handshake within {} s: does that port speak TLS?",
             STEP.as_secs()
-        ))),
+        )))
+        }
         Ok(Err(e)) => return Some(handshake_failure(&authority, &e)),
         Ok(Ok(stream)) => stream,
     };

@@ -2,6 +2,7 @@
 //! revocations — and the registry it signs into the trust list. Registry edits live in
 //! [`registry`], the signed list itself in [`trust_list`].
 
+pub mod bundle;
 pub mod registry;
 pub mod trust_list;
 
@@ -110,6 +111,10 @@ pub enum PkiCommand {
         #[command(subcommand)]
         command: TrustListCommand,
     },
+    /// Write everything one party needs into one folder to hand over: certificate chain and
+    /// key, national root, current trust list, a node's attestation keys, a filled-in
+    /// configuration, and what to run.
+    Bundle(bundle::BundleArgs),
 }
 
 /// Runs `huren pki …`.
@@ -176,6 +181,7 @@ pub async fn run(args: PkiArgs) -> Result<()> {
             println!("serial: {}", issued.serial_hex);
         }
         PkiCommand::TrustList { command } => trust_list::run(&dir, command).await?,
+        PkiCommand::Bundle(args) => bundle::run(&dir, args)?,
     }
     Ok(())
 }

@@ -26,6 +26,7 @@
 pub mod admin;
 pub mod audit;
 pub mod cmd;
+mod connect;
 pub mod demo;
 pub mod federation;
 pub mod hub;
@@ -38,6 +39,69 @@ pub use huren_client;
 
 use anyhow::{anyhow, Result};
 use clap::{Parser, Subcommand};
+
+/// Exit code of bad usage, a bad configuration, or an unusable key, certificate or input
+/// file (`EX_USAGE` of sysexits).
+pub const EXIT_USAGE: u8 = 64;
+/// Exit code of a runtime failure: a server refused, a check failed, a peer is down.
+pub const EXIT_FAILURE: u8 = 1;
+
+/// The exit code for a failed command: [`EXIT_USAGE`] when the cause is something the
+/// caller must fix in what they gave (a [`UsageError`], configuration, key or certificate
+/// files, a QR string or token, a registry edit that is not well-formed), else
+/// [`EXIT_FAILURE`]. Decided here, once, from the error's types, so every command
+/// agrees.
+pub fn exit_code(e: &anyhow::Error) -> u8 {
+    use huren_pki::registry::RegistryError as R;
+    let usage = e.chain().any(|c| {
+        if c.is::<UsageError>()
+            || c.is::<huren_runtime::tls::TlsError>()
+            || c.is::<huren_runtime::config::ConfigError>()
+            || c.is::<huren_pki::qr::QrError>()
+            || c.is::<huren_pki::serial::InvalidSerial>()
+            || c.is::<huren_pki::identity::InvalidProvinceCode>()
+            || c.is::<huren_pki::identity::InvalidIdentity>()
+        {
+            return true;
+        }
+        if let Some(h) = c.downcast_ref::<huren_client::HubError>() {
+            return matches!(h, huren_client::HubError::Input(_) | huren_client::HubError::Tls(_));
+        }
+        if let Some(a) = c.downcast_ref::<huren_client::AuditError>() {
+            return matches!(
+                a,
+                huren_client::AuditError::Tls(_)
+                    | huren_client::AuditError::UnknownProvince(_)
+                    | huren_client::AuditError::NoEndpoint(_)
+            );
+        }
+        // Registry edits: what was asked is malformed or does not fit the registry (exit
+        // 64); reading, writing, generating or signing failed (exit 1).
+        c.downcast_ref::<R>().is_some_and(|r| !matches!(r, R::Io { .. } | R::Ca(_) | R::Key(_) | R::TrustList(_)))
+    });
+    if usage {
+        EXIT_USAGE
+    } else {
+        EXIT_FAILURE
+    }
+}
+
+/// The error and its causes on one line, each said once: a cause whose text its wrapper
+/// already printed (a `"…: {0}"` message over its own source) is not repeated.
+pub fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line.replace('\n', " ")
+}
 
 /// Marks an error as a usage/configuration error (exit code 64).
 #[derive(Debug, thiserror::Error)]

@@ -1,6 +1,7 @@
 //! `huren`: thin entry point. Parses the command line, runs it (logging and telemetry are
-//! set up per command, see `huren_cli::telemetry`) and maps failures to exit codes: 64 for
-//! usage or configuration errors, 1 otherwise.
+//! set up per command, see `huren_cli::telemetry`) and maps failures to exit codes
+//! ([`huren_cli::exit_code`]): 64 for usage, configuration and unusable key or certificate
+//! files, 1 for runtime failures; the cause is printed once, on one line.
 
 #![forbid(unsafe_code)]
 
@@ -8,18 +9,19 @@ use clap::Parser;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let cli = huren_cli::Cli::parse();
+    let cli = match huren_cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // `--help` and `--version` succeed; every other parse error is bad usage (64).
+            let _ = e.print();
+            return std::process::ExitCode::from(if e.use_stderr() { huren_cli::EXIT_USAGE } else { 0 });
+        }
+    };
     match huren_cli::run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            let code = if e.downcast_ref::<huren_cli::UsageError>().is_some() { 64 } else { 1 };
-            eprintln!("huren: {}", one_line(&e));
-            std::process::ExitCode::from(code)
+            eprintln!("huren: {}", huren_cli::one_line(&e));
+            std::process::ExitCode::from(huren_cli::exit_code(&e))
         }
     }
-}
-
-/// The error and its causes on one line.
-fn one_line(e: &anyhow::Error) -> String {
-    e.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": ").replace('\n', " ")
 }

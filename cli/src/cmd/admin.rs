@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{anyhow, Result};
+use anyhow::Result;
 use clap::{Args, Subcommand};
 use huren_pki::{unix_now, Identity, Role};
 use huren_proto::pb;
@@ -17,6 +17,7 @@ use crate::cmd::TlsArgs;
 use crate::ingest::progress::ProgressMode;
 use crate::ingest::rows::{self, Format};
 use crate::ingest::{self, Payload, TokenSink};
+use crate::connect::Peer;
 use crate::usage;
 
 #[derive(Debug, Subcommand)]
@@ -135,7 +136,8 @@ pub async fn run(command: AdminCommand) -> Result<()> {
         AdminCommand::Status { target, subject_ref, status, rule, authority, valid_for } => {
             let status = status_name(&status)?;
             let valid_until = if valid_for > 0 { unix_now() + valid_for } else { 0 };
-            let response = client(&target)?
+            let (mut client, peer) = client(&target)?;
+            let result = client
                 .upsert_status(pb::UpsertStatusRequest {
                     subject_ref,
                     status: status as i32,
@@ -145,16 +147,17 @@ pub async fn run(command: AdminCommand) -> Result<()> {
                     test_recency: 0,
                 })
                 .await
-                .map_err(refused)?
-                .into_inner();
+                .map_err(refused);
+            let response = peer.explained(result).await?.into_inner();
             println!("status recorded (version {})", response.version);
         }
         AdminCommand::Token { target, subject_ref, lifetime, json } => {
-            let response = client(&target)?
+            let (mut client, peer) = client(&target)?;
+            let result = client
                 .issue_token(pb::IssueTokenRequest { subject_ref, lifetime_seconds: lifetime, purpose: String::new() })
                 .await
-                .map_err(refused)?
-                .into_inner();
+                .map_err(refused);
+            let response = peer.explained(result).await?.into_inner();
             let token = huren_pki::qr::token_to_text(&response.token);
             if json {
                 println!(
@@ -268,12 +271,14 @@ async fn ingest_file(args: IngestArgs, kind: &'static str) -> Result<()> {
 }
 
 /// A `StatusAdmin` client for the caller's own province node.
-pub(crate) fn client(target: &AdminTarget) -> Result<StatusAdminClient<Channel>> {
+/// Also returns the node as a [`Peer`], to say in words why a connection failed.
+pub(crate) fn client(target: &AdminTarget) -> Result<(StatusAdminClient<Channel>, Peer)> {
     status_admin_client(&target.tls, &target.node)
 }
 
-/// A `StatusAdmin` client for the node at `node`, as the province admin or authority `tls`.
-pub(crate) fn status_admin_client(tls: &TlsArgs, node: &str) -> Result<StatusAdminClient<Channel>> {
+/// A `StatusAdmin` client for the node at `node`, as the province admin or authority `tls`,
+/// and the node as a [`Peer`].
+pub(crate) fn status_admin_client(tls: &TlsArgs, node: &str) -> Result<(StatusAdminClient<Channel>, Peer)> {
     let target = AdminTarget {
         tls: TlsArgs {
             cert: tls.cert.clone(),
@@ -291,9 +296,9 @@ pub(crate) fn status_admin_client(tls: &TlsArgs, node: &str) -> Result<StatusAdm
         .cloned()
         .ok_or_else(|| usage(format!("{} is not a province admin or authority identity", identity.identity)))?;
     let expected = ExpectedPeer::Exactly(Identity::new(&target.tls.trust_domain, Role::Node(province)));
-    let config = tls::client_config(&identity, expected, Revocations::default())?;
+    let config = tls::client_config(&identity, expected.clone(), Revocations::default())?;
     let channel = tls::channel(&target.node, config, Duration::from_secs(3)).map_err(usage)?;
-    Ok(StatusAdminClient::new(channel).max_decoding_message_size(16 << 20))
+    Ok((StatusAdminClient::new(channel).max_decoding_message_size(16 << 20), Peer { addr: target.node.clone(), identity, expected }))
 }
 
 fn status_name(s: &str) -> Result<pb::HealthStatus> {
@@ -303,5 +308,5 @@ fn status_name(s: &str) -> Result<pb::HealthStatus> {
 }
 
 fn refused(s: tonic::Status) -> anyhow::Error {
-    anyhow!("node refused: {:?}: {}", s.code(), s.message())
+    crate::connect::refused("node", s)
 }

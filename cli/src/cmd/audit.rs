@@ -13,7 +13,10 @@ use huren_proto::pb;
 use prost::Message as _;
 
 use crate::cmd::{read_root, TlsArgs};
+use crate::connect::Peer;
 use crate::{audit, usage};
+use huren_pki::{Identity, Role};
+use huren_runtime::tls::ExpectedPeer;
 
 #[derive(Debug, Args)]
 pub struct AuditTarget {
@@ -167,8 +170,8 @@ pub enum AuditLogCommand {
 pub async fn run(command: AuditCommand) -> Result<()> {
     match command {
         AuditCommand::TreeHead { target, out } => {
-            let mut client = client(&target)?;
-            let (signed, head) = client.tree_head().await?;
+            let (mut client, peer) = client(&target)?;
+            let (signed, head) = peer.explained(client.tree_head().await.map_err(Into::into)).await?;
             if let Some(out) = out {
                 huren_pki::fsio::write_atomic(&out, &signed.encode_to_vec())?;
             }
@@ -184,13 +187,13 @@ pub async fn run(command: AuditCommand) -> Result<()> {
             );
         }
         AuditCommand::Log { command: AuditLogCommand::Verify { target, old, new, full } } => {
-            let mut client = client(&target)?;
+            let (mut client, peer) = client(&target)?;
             let old = read_head(&old)?;
             let new = match new {
                 Some(path) => read_head(&path)?,
-                None => client.tree_head().await?.0,
+                None => peer.explained(client.tree_head().await.map_err(Into::into)).await?.0,
             };
-            client.verify_consistency(&old, &new).await?;
+            peer.explained(client.verify_consistency(&old, &new).await.map_err(Into::into)).await?;
             let (old_head, new_head) = (client.verify_head(&old)?, client.verify_head(&new)?);
             if full {
                 client.fetch_verified(&new_head).await?;
@@ -220,8 +223,8 @@ pub async fn run(command: AuditCommand) -> Result<()> {
         }
         AuditCommand::Hubs(args) => hubs(args).await?,
         AuditCommand::Stats { target, since, until, json } => {
-            let mut client = client(&target)?;
-            let (_, head) = client.tree_head().await?;
+            let (mut client, peer) = client(&target)?;
+            let (_, head) = peer.explained(client.tree_head().await.map_err(Into::into)).await?;
             let entries = client.fetch_verified(&head).await?;
             let stats = huren_client::stats(&entries, since, until.unwrap_or_else(|| unix_now() + 1));
             if json {
@@ -401,12 +404,19 @@ fn flag_text(flag: &huren_client::HubFlag) -> String {
     }
 }
 
-/// An auditor's client for the target node, checking signatures with its trust list.
-fn client(target: &AuditTarget) -> Result<AuditClient> {
+/// An auditor's client for the target node, checking signatures with its trust list, and
+/// the node as a [`Peer`] (to say in words why a connection failed).
+fn client(target: &AuditTarget) -> Result<(AuditClient, Peer)> {
     let identity = target.tls.load()?;
     let trust = TrustList::load(&target.trust_list, identity.root.as_ref()).map_err(usage)?;
     let province: ProvinceCode = target.province.parse().map_err(usage)?;
-    Ok(AuditClient::connect(target.node.as_deref(), &province, &identity, trust)?)
+    let addr = match &target.node {
+        Some(node) => node.clone(),
+        None => trust.province(&province).and_then(|p| p.endpoints.first().cloned()).unwrap_or_default(),
+    };
+    let expected = ExpectedPeer::Exactly(Identity::new(trust.trust_domain(), Role::Node(province.clone())));
+    let client = AuditClient::connect(target.node.as_deref(), &province, &identity, trust)?;
+    Ok((client, Peer { addr, identity, expected }))
 }
 
 /// A signed tree head saved by `audit tree-head --out`.

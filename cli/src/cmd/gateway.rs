@@ -13,6 +13,8 @@ use crate::{telemetry, usage};
 pub async fn run(args: ServerArgs) -> Result<()> {
     let Some(path) = args.config_file::<GatewayConfig>()? else { return Ok(()) };
     let config = GatewayConfig::load(path).map_err(usage)?;
+    // A key that is not the certificate's is found here, before anything listens.
+    crate::connect::load_identity(&config.cert, &config.key, &config.ca, &config.trust_domain)?;
     let telemetry = telemetry::init_with(
         "huren-gateway",
         config.otlp_endpoint.as_deref(),

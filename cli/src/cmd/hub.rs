@@ -10,6 +10,7 @@ use huren_client::{HubClient, HubError, VerifiedStatus};
 use huren_pki::qr::Scanned;
 use huren_pki::{unix_now, TrustList};
 use huren_runtime::live::{self, LiveTrust};
+use huren_runtime::tls::{ExpectedPeer, TlsIdentity};
 
 use crate::cmd::{read_root, shutdown_signal, TlsArgs};
 use crate::usage;
@@ -76,9 +77,11 @@ pub async fn run(command: HubCommand) -> Result<()> {
                 // the hub keeps working on its last good copy (degrade, don't stop).
                 Ok(_) => {}
                 Err(e @ HubError::Rollback { .. }) => eprintln!("warning: {e}; using the cached trust list"),
-                Err(e) => return Err(e.into()),
+                Err(e) => return explained(&gateway, &identity, Err(e)).await,
             }
-            let status = client.lookup(scanned.province(), scanned.token(), &purpose).await?;
+            let status =
+                explained(&gateway, &identity, client.lookup(scanned.province(), scanned.token(), &purpose).await)
+                    .await?;
             print_status(&status, json)?;
         }
         HubCommand::Watch { tls, gateway, trust_list_cache } => watch(tls, gateway, trust_list_cache).await?,
@@ -111,10 +114,13 @@ async fn watch(tls: TlsArgs, gateway: String, cache: PathBuf) -> Result<()> {
                     }
                     list.clone()
                 }
-                Err(e) => match cache_problem {
-                    Some(problem) => return Err(anyhow!("{problem}, and {e}")),
-                    None => return Err(e.into()),
-                },
+                Err(e) => {
+                    let Err(e) = explained::<()>(&gateway, &identity, Err(e)).await else { unreachable!() };
+                    match cache_problem {
+                        Some(problem) => return Err(anyhow!("{problem}, and {}", crate::one_line(&e))),
+                        None => return Err(e),
+                    }
+                }
             };
             LiveTrust::new(list, identity.root.to_vec(), Some(cache))?
         }
@@ -140,6 +146,11 @@ pub(crate) fn gateway_list(value: &str) -> Result<Vec<String>> {
         return Err(usage("--gateway names no endpoint"));
     }
     Ok(gateways)
+}
+
+/// A hub call's result, a failed connection to the gateway in words.
+async fn explained<T>(gateway: &str, identity: &TlsIdentity, r: Result<T, HubError>) -> Result<T> {
+    crate::connect::explained(gateway, identity, &ExpectedPeer::AnyGateway, r.map_err(Into::into)).await
 }
 
 fn print_status(status: &VerifiedStatus, json: bool) -> Result<()> {

@@ -28,8 +28,6 @@ use anyhow::{Context, Result};
 use clap::Args;
 use huren_runtime::tls::TlsIdentity;
 
-use crate::usage;
-
 /// A client identity: `--cert`, `--key`, `--ca`, `--trust-domain`.
 #[derive(Debug, Args)]
 pub struct TlsArgs {
@@ -49,7 +47,7 @@ pub struct TlsArgs {
 impl TlsArgs {
     /// Loads the identity; an unreadable or unusable one is a usage error.
     pub(crate) fn load(&self) -> Result<TlsIdentity> {
-        TlsIdentity::load(&self.cert, &self.key, &self.ca, &self.trust_domain).map_err(usage)
+        crate::connect::load_identity(&self.cert, &self.key, &self.ca, &self.trust_domain)
     }
 }
 

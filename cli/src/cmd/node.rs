@@ -62,6 +62,8 @@ pub async fn run(args: NodeArgs) -> Result<()> {
 async fn serve(args: ServerArgs) -> Result<()> {
     let Some(path) = args.config_file::<NodeConfig>()? else { return Ok(()) };
     let config = NodeConfig::load(path).map_err(usage)?;
+    // A key that is not the certificate's is found here, before anything listens.
+    crate::connect::load_identity(&config.cert, &config.key, &config.ca, &config.trust_domain)?;
     let telemetry = telemetry::init_with(
         "huren-node",
         config.otlp_endpoint.as_deref(),

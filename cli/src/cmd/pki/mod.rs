@@ -5,6 +5,8 @@
 
 pub mod describe;
 pub mod list;
+
+pub mod bundle;
 pub mod registry;
 pub mod status;
 pub mod trust_list;
@@ -136,6 +138,11 @@ pub enum PkiCommand {
     /// The federation now, as the console shows it: nodes, trust-list sequences, breakers,
     /// expiries, traffic, sunset receipts (coordinator or auditor identity).
     Status(status::StatusArgs),
+
+    /// Write everything one party needs into one folder to hand over: certificate chain and
+    /// key, national root, current trust list, a node's attestation keys, a filled-in
+    /// configuration, and what to run.
+    Bundle(bundle::BundleArgs),
 }
 
 /// Runs `huren pki …`.
@@ -217,6 +224,8 @@ pub async fn run(args: PkiArgs) -> Result<()> {
         PkiCommand::TrustList { command } => trust_list::run(&dir, command).await?,
         PkiCommand::List(args) => list::run(&dir, args)?,
         PkiCommand::Status(args) => status::run(&dir, args).await?,
+
+        PkiCommand::Bundle(args) => bundle::run(&dir, args)?,
     }
     Ok(())
 }

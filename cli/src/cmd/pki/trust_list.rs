@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{anyhow, Result};
+use anyhow::Result;
 use clap::Subcommand;
 use huren_pki::registry::PkiDir;
 use huren_pki::TrustList;
@@ -104,10 +104,11 @@ pub(crate) async fn run(dir: &Path, command: TrustListCommand) -> Result<()> {
                 Revocations::new(list.revoked_serials().clone()),
             )?;
             let channel = tls::channel(&gateway, config, Duration::from_secs(3)).map_err(usage)?;
-            let response = pb::trust_registry_client::TrustRegistryClient::new(channel)
+            let result = pb::trust_registry_client::TrustRegistryClient::new(channel)
                 .upload(list.signed().clone())
                 .await
-                .map_err(|s| anyhow!("gateway refused the upload: {:?}: {}", s.code(), s.message()))?;
+                .map_err(|s| crate::connect::refused("gateway (upload)", s));
+            let response = crate::connect::explained(&gateway, &identity, &ExpectedPeer::AnyGateway, result).await?;
             println!("gateway {gateway} now serves trust list sequence {}", response.into_inner().sequence);
         }
         TrustListCommand::Show { file, ca, json: _ } => {

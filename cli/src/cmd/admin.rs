@@ -174,11 +174,10 @@ pub async fn run(command: AdminCommand) -> Result<()> {
             if days == 0 || days > 366 {
                 return Err(usage("--days must be 1-366"));
             }
-            let response = client(&target)?
-                .list_disclosures(pb::ListDisclosuresRequest { subject_ref, days })
-                .await
-                .map_err(refused)?
-                .into_inner();
+            let (mut client, peer) = client(&target)?;
+            let result =
+                client.list_disclosures(pb::ListDisclosuresRequest { subject_ref, days }).await.map_err(refused);
+            let response = peer.explained(result).await?.into_inner();
             if json {
                 let rows: Vec<_> = response
                     .disclosures
@@ -262,7 +261,7 @@ async fn ingest_file(args: IngestArgs, kind: &'static str) -> Result<()> {
     if start.after_line > 0 {
         eprintln!("resuming after line {} ({})", start.after_line, start.counts.total());
     }
-    let summary = ingest::run(client(&args.target)?, rows, start, &options).await?;
+    let summary = ingest::run(client(&args.target)?.0, rows, start, &options).await?;
     println!("{}", summary.text(&refusals));
     if let Some(out) = &options.out {
         println!("tokens in {}", out.display());

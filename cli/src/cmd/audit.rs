@@ -341,10 +341,10 @@ async fn hubs(args: HubsArgs) -> Result<()> {
     }
     let identity = args.target.tls.load()?;
     let trust = TrustList::load(&args.target.trust_list, identity.root.as_ref()).map_err(usage)?;
-    let mut client = client(&args.target)?;
+    let (mut client, peer) = client(&args.target)?;
     let until = args.until.unwrap_or(0);
     let since = args.since.unwrap_or_else(|| unix_now() - 7 * 86_400);
-    let response = client.hub_aggregates(since, until).await?;
+    let response = peer.explained(client.hub_aggregates(since, until).await.map_err(Into::into)).await?;
     let rule = huren_client::OverCheck { factor: args.factor, min_subjects: args.min_subjects };
     let ranked = huren_client::rank_hubs(&response.aggregates, &trust, rule);
     if args.json {

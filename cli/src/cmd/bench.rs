@@ -283,7 +283,7 @@ async fn seed(args: &SeedArgs) -> Result<()> {
         huren_pki::Role::Admin(p) => p.to_string(),
         other => return Err(usage(format!("a province admin identity is needed, not a {} identity", other.kind()))),
     };
-    let client = crate::cmd::admin::status_admin_client(&args.tls, &node)?;
+    let (client, _node) = crate::cmd::admin::status_admin_client(&args.tls, &node)?;
     let run = ingest::random_source_id();
     let options = |kind, batch: usize, out: Option<PathBuf>, total| ingest::Options {
         batch,

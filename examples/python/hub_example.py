@@ -22,6 +22,7 @@ Exits 0 when everything behaved as expected, 1 otherwise.
 """
 
 import argparse
+import base64
 import copy
 import json
 import os
@@ -164,7 +165,7 @@ def main():
     forged.payload = forged.payload + b"\x00"
     try:
         hv.TrustList.verify(forged, root_pem)
-        check(False, "a altered trust list is refused")
+        check(False, "an altered trust list is refused")
     except hv.Refused as e:
         check(e.reason == "bad_signature", f"an altered trust list is refused ({e.reason})")
 
@@ -305,7 +306,6 @@ def self_tests(trust, good, province, token, purpose):
     # A QR whose bytes are not canonical, or that smuggles a field, is refused before
     # anything is verified.
     qr = pb.QrCode(attestation=good, token=token).SerializeToString()
-    import base64
 
     def qr_text(raw):
         return "HRN1:" + base64.b32encode(raw).decode().rstrip("=")

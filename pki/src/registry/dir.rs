@@ -218,7 +218,12 @@ impl PkiDir {
                     .ok_or_else(|| RegistryError::UnknownProvince(code.clone()))?;
                 let mut names = Vec::new();
                 for endpoint in &province.endpoints {
-                    let name = HostName::of_endpoint(endpoint).map_err(|e| RegistryError::Endpoint(e.to_string()))?;
+                    let name = HostName::of_endpoint(endpoint).map_err(|_| {
+                        RegistryError::HostNames(format!(
+                            "the host of endpoint {endpoint:?} is no DNS name or IP address a certificate can \
+                             carry; give --dns or --ip"
+                        ))
+                    })?;
                     if !names.contains(&name) {
                         names.push(name);
                     }

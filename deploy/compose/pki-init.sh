@@ -43,8 +43,10 @@ else
         --exit-condition "two negative tests 24 h apart" --lapses-to GREEN \
         --authority 340000/hefei-cdc --authority 370000/jinan-cdc --authority 440000/guangzhou-cdc
     # One certificate per gateway replica (a shared one works too: the identity is the role).
-    h issue gateway national-1
-    h issue gateway national-2
+    # Each names its compose service, so stock gRPC clients can check the name as usual
+    # (a node's certificate names its registered endpoint's host by default).
+    h issue gateway national-1 --dns gateway-1
+    h issue gateway national-2 --dns gateway-2
     # Hubs: registered while issuing, or separately.
     h issue hub sd-jinan-highway-g3 --purpose transit.highway
     h issue hub gz-south-rail

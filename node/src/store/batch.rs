@@ -263,6 +263,9 @@ mod tests {
         ($($name:ident),* $(,)?) => {
             mod on_redb { $(#[test] fn $name() { super::$name(&super::Fixture::new(super::Kind::Redb)) })* }
             mod on_redis { $(#[test] fn $name() { super::$name(&super::Fixture::new(super::Kind::Redis)) })* }
+            mod on_redis_cluster {
+                $(#[test] fn $name() { super::$name(&super::Fixture::new(super::Kind::RedisCluster)) })*
+            }
         };
     }
 

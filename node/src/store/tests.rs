@@ -36,6 +36,9 @@ fn free_port() -> u16 {
     }
 }
 
+/// The watchdog shells of the cluster's servers.
+static SERVERS: std::sync::Mutex<Vec<std::process::Child>> = std::sync::Mutex::new(Vec::new());
+
 fn start_cluster() -> String {
     let dir = tempfile::tempdir().unwrap().keep();
     let me = std::process::id();
@@ -48,7 +51,9 @@ fn start_cluster() -> String {
              while kill -0 {me} 2>/dev/null && kill -0 $r 2>/dev/null; do sleep 1; done; kill $r",
             dir = dir.display()
         );
-        std::process::Command::new("sh").arg("-c").arg(script).spawn().unwrap();
+        let watchdog = std::process::Command::new("sh").arg("-c").arg(script).spawn().unwrap();
+        // Held for the life of the test process (the shell ends with it, taking its server).
+        SERVERS.lock().unwrap_or_else(|e| e.into_inner()).push(watchdog);
     }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let url = |port: &u16| format!("redis://127.0.0.1:{port}");

@@ -257,3 +257,75 @@ fn csv_statuses_and_a_token_file_in_batches() {
     assert!(refusals.contains("\"line\":2") && refusals.contains("SUBJECT_UNKNOWN"), "{refusals}");
     drop(node);
 }
+
+/// A `StatusAdmin` client of Anhui's node at `addr` as `who` (a folder under `issued/`).
+fn admin_client(
+    setup: &Setup,
+    who: &str,
+    addr: &str,
+) -> pb::status_admin_client::StatusAdminClient<tonic::transport::Channel> {
+    use huren_pki::{Identity, Role};
+    use huren_runtime::tls::{self, ExpectedPeer, Revocations, TlsIdentity};
+    let issued = Path::new(&setup.pki).join("issued").join(who);
+    let root = Path::new(&setup.pki).join("root").join("ca.pem");
+    let identity = TlsIdentity::load(&issued.join("cert.pem"), &issued.join("key.pem"), &root, "huren.gov").unwrap();
+    let expected = ExpectedPeer::Exactly(Identity::new("huren.gov", Role::Node("340000".parse().unwrap())));
+    let config = tls::client_config(&identity, expected, Revocations::default()).unwrap();
+    pb::status_admin_client::StatusAdminClient::new(tls::channel(addr, config, Duration::from_secs(3)).unwrap())
+}
+
+fn item(id: &str, subject: &str, status: pb::HealthStatus, rule: &str) -> pb::PublishStatusItem {
+    let change = pb::UpsertStatusRequest {
+        subject_ref: subject.into(),
+        status: status as i32,
+        rule_id: rule.into(),
+        ..Default::default()
+    };
+    pb::PublishStatusItem { item_id: id.into(), change: Some(change) }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_item_is_authorized_as_its_unary_call_and_a_retry_writes_nothing() {
+    use pb::HealthStatus::{Green, Red};
+    let setup = setup();
+    let node = spawn_server("node", &setup.node_toml);
+    let mut authority = admin_client(&setup, "authority-340000-hefei-cdc", &node.addr);
+    let mut admin = admin_client(&setup, "admin-340000", &node.addr);
+    let publish = |items: Vec<pb::PublishStatusItem>| pb::PublishStatusesRequest { items, all_or_nothing: false };
+
+    let red = authority.publish_statuses(publish(vec![item("a:1", "held", Red, "R1")])).await.unwrap().into_inner();
+    assert_eq!((red.accepted, red.tree_size), (1, 1));
+    // The admin may set GREEN, but not lift a RED held under R1, nor set RED at all.
+    let batch = vec![item("b:1", "fresh", Green, ""), item("b:2", "held", Green, ""), item("b:3", "other", Red, "R1")];
+    let first = admin.publish_statuses(publish(batch.clone())).await.unwrap().into_inner();
+    let reasons: Vec<String> =
+        first.results.iter().map(|r| r.refusal.as_ref().map(|f| f.reason.clone()).unwrap_or_default()).collect();
+    assert_eq!(reasons, vec!["", "LIFT_NOT_ALLOWED", "AUTHORITY_REQUIRED"]);
+    assert_eq!(first.results[1].refusal.as_ref().unwrap().metadata.get("ruleId").map(String::as_str), Some("R1"));
+    assert_eq!((first.accepted, first.refused, first.tree_size), (1, 2, 2));
+    assert_eq!((first.results[0].version, first.results[0].log_index), (1, 1));
+    // The same batch again: the accepted item is skipped with what it got, nothing is logged.
+    let again = admin.publish_statuses(publish(batch)).await.unwrap().into_inner();
+    assert_eq!((again.accepted, again.already_applied, again.refused, again.tree_size), (0, 1, 2, 2));
+    assert_eq!(again.results[0].outcome, pb::ItemOutcome::AlreadyApplied as i32);
+    assert_eq!((again.results[0].version, again.results[0].log_index), (1, 1));
+
+    // Too large a batch is refused whole, with the field at fault; so is an empty one.
+    let many: Vec<_> =
+        (0..=huren_node::MAX_STATUS_ITEMS).map(|i| item(&format!("c:{i}"), &format!("s{i}"), Green, "")).collect();
+    for items in [many, Vec::new()] {
+        let refused = admin.publish_statuses(publish(items)).await.unwrap_err();
+        let details = huren_runtime::error::details(&refused).unwrap();
+        assert_eq!(
+            (details.reason.as_str(), details.metadata.get("field").map(String::as_str)),
+            ("INVALID_REQUEST", Some("items"))
+        );
+    }
+    // An authority may not issue tokens, in a batch either.
+    let tokens = pb::IssueTokensRequest {
+        items: vec![pb::IssueTokenRequest { subject_ref: "fresh".into(), ..Default::default() }],
+    };
+    let refused = authority.issue_tokens(tokens).await.unwrap_err();
+    assert_eq!(huren_runtime::error::details(&refused).unwrap().reason, "NOT_AUTHORIZED");
+    drop(node);
+}

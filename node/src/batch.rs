@@ -135,7 +135,7 @@ fn publish(
         let mut decided: Vec<Option<NodeError>> = (0..items.len()).map(|_| None).collect();
         let batch =
             inner.store.publish_statuses(&caller.to_string(), &items, req.all_or_nothing, now, &mut |i, current| {
-                let Some((change, _, _)) = changes[open[i]].as_ref() else { return None };
+                let (change, _, _) = changes[open[i]].as_ref()?;
                 match validate_upsert(change, current, caller, &trust, now, default_validity) {
                     Ok(record) => Some(record),
                     Err(e) => {

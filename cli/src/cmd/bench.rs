@@ -4,6 +4,8 @@
 //! - `seed`: synthetic subjects and tokens at a node through the batched import of
 //!   `huren admin import` ([`crate::ingest`]), and a tokens file for `lookup`.
 //! - `store`: the node's redb store on its own.
+//! - `ingest`: batched publishing end to end into a loopback node, with Attest latency
+//!   meanwhile ([`crate::ingest::bench`]).
 //! - `report`: a `deploy/bench/run.sh` results folder summarised.
 //! - `handshake-flood`: a loopback federation of its own under a handshake flood (idle
 //!   connections from one address and a trickler, [`huren_bench::flood`]); the latency of
@@ -30,6 +32,9 @@ pub enum BenchCommand {
     Seed(SeedArgs),
     /// Node store on its own: bulk ingest, single upserts, updates, point lookups, size, memory.
     Store(StoreArgs),
+    /// Batched publishing end to end: a loopback node preloaded with subjects, a timed import
+    /// through PublishStatuses, and Attest latency at a fixed rate meanwhile.
+    Ingest(IngestArgs),
     /// Summarise a deploy/bench/run.sh results folder into results.json and results.md.
     Report(ReportArgs),
     /// Start a loopback federation, hold idle connections from one address and a slow-TLS
@@ -178,6 +183,31 @@ pub struct StoreArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// Subjects loaded before the measured import (timed too).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub subjects: u64,
+    /// Status changes of existing subjects in the measured import.
+    #[arg(long, default_value_t = 200_000)]
+    pub rows: u64,
+    /// Items per batch (at most 5000).
+    #[arg(long, default_value_t = 5000)]
+    pub batch: usize,
+    /// Batches in flight.
+    #[arg(long, default_value_t = 4)]
+    pub in_flight: usize,
+    /// Attest requests per second to the node during the measured import (0: none).
+    #[arg(long, default_value_t = 500.0)]
+    pub attest_rate: f64,
+    /// Folder for the federation and its store (default: a temporary folder).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct ReportArgs {
     /// Results folder written by deploy/bench/run.sh.
     pub dir: PathBuf,
@@ -220,6 +250,22 @@ pub async fn run(command: BenchCommand) -> Result<()> {
                 println!("{}", report.json);
             } else {
                 print!("{}", report.text());
+            }
+        }
+        BenchCommand::Ingest(args) => {
+            let bench = crate::ingest::bench::IngestBench {
+                subjects: args.subjects,
+                rows: args.rows,
+                batch: args.batch.min(huren_node::MAX_STATUS_ITEMS),
+                in_flight: args.in_flight,
+                attest_rate: args.attest_rate,
+                dir: args.dir,
+            };
+            let (text, json) = crate::ingest::bench::run(&bench).await?;
+            if args.json {
+                println!("{json}");
+            } else {
+                print!("{text}");
             }
         }
         BenchCommand::Report(args) => print!("{}", huren_bench::report(&args.dir).map_err(bench_error)?),

@@ -14,6 +14,7 @@
 //! Layout: here the engine ([`run`]), the checkpoint and the counts; [`rows`] the file
 //! formats; [`progress`] the progress bar or lines.
 
+pub mod bench;
 pub mod progress;
 pub mod rows;
 

@@ -87,7 +87,7 @@ pub struct BatchOutcome {
 /// the same item when the backend runs the transaction again.
 pub type Decide<'a> = dyn FnMut(usize, Option<&StatusRecord>) -> Option<StatusRecord> + 'a;
 
-/// Items per batch: what [`BackedStore::publish_in`] is built and measured for.
+/// Most items in one batch (`StatusAdmin.PublishStatuses` refuses a larger one).
 pub const MAX_BATCH_ITEMS: usize = 5000;
 
 fn item_key(salt: &[u8], scope: &str, item_id: &str) -> Vec<u8> {
@@ -144,7 +144,7 @@ impl<B: Backend> BackedStore<B> {
             }
             let keys: Vec<Key> = open.iter().map(|at| subjects[*at].clone()).collect();
             let mut records = Vec::with_capacity(open.len());
-            let mut failed = out.iter().any(|o| *o == ItemApplied::IdReused);
+            let mut failed = out.contains(&ItemApplied::IdReused);
             for (at, current) in open.iter().copied().zip(w.get_many(Table::Status, &keys)?) {
                 let current = current.map(|b| StatusRecord::decode(b.as_slice()).map_err(corrupt)).transpose()?;
                 match decide(at, current.as_ref()) {
@@ -263,6 +263,9 @@ mod tests {
         ($($name:ident),* $(,)?) => {
             mod on_redb { $(#[test] fn $name() { super::$name(&super::Fixture::new(super::Kind::Redb)) })* }
             mod on_redis { $(#[test] fn $name() { super::$name(&super::Fixture::new(super::Kind::Redis)) })* }
+            mod on_redis_cluster {
+                $(#[test] fn $name() { super::$name(&super::Fixture::new(super::Kind::RedisCluster)) })*
+            }
         };
     }
 

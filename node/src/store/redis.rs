@@ -85,6 +85,8 @@ pub struct Redis {
     conn: Mutex<Option<redis::Connection>>,
     prefix: String,
     keys: Keys,
+    /// On Redis Cluster: how to find the master that holds the store's slot.
+    cluster: Option<cluster::Slot>,
 }
 
 impl std::fmt::Debug for Redis {
@@ -164,26 +166,24 @@ impl BackedStore<Redis> {
     /// Connects to `url` and opens (or creates) the store under `prefix`, creating the
     /// commitment salt if there is none; computes the interior log hashes a store written by
     /// an older version lacks (once).
+    ///
+    /// On Redis Cluster (the server at `url` reports `cluster_enabled:1`) every key of the
+    /// store lives in one hash slot: a prefix without a hash tag is wrapped in one
+    /// (`huren-node:340000:` becomes `{huren-node:340000:}`), and the store talks to the
+    /// master holding that slot, found again after a failover (see [`cluster`]).
     pub fn open(url: &str, prefix: &str) -> Result<Self, StoreError> {
-        let open_err = |m: String| StoreError::Open { path: format!("{url} {prefix}*"), message: m };
-        let client = redis::Client::open(url).map_err(|e| open_err(e.to_string()))?;
-        let mut conn = connect(&client, prefix).map_err(|e| open_err(e.to_string()))?;
-        warn_if_not_durable(&mut conn);
-        let redis = Redis { client, conn: Mutex::new(Some(conn)), prefix: prefix.to_owned(), keys: Keys::new(prefix) };
+        let mut redis = Redis::connect_to(url, prefix)?;
+        let conn = redis.conn.get_mut().unwrap_or_else(|e| e.into_inner());
+        if let Some(conn) = conn.as_mut() {
+            warn_if_not_durable(conn);
+        }
         Self::open_in(redis)
     }
 
     /// What the store under `prefix` holds, by kind, read without changing anything
     /// (for `huren audit scan`).
     pub fn inspect(url: &str, prefix: &str) -> Result<BTreeMap<&'static str, u64>, StoreError> {
-        let client = redis::Client::open(url).map_err(backend)?;
-        let conn = connect(&client, prefix).map_err(backend)?;
-        Self::counts_in(&Redis {
-            client,
-            conn: Mutex::new(Some(conn)),
-            prefix: prefix.to_owned(),
-            keys: Keys::new(prefix),
-        })
+        Self::counts_in(&Redis::connect_to(url, prefix)?)
     }
 
     /// The key prefix.
@@ -193,11 +193,37 @@ impl BackedStore<Redis> {
 }
 
 impl Redis {
+    /// Connects to `url` (on a cluster: to the master of the store's slot).
+    fn connect_to(url: &str, prefix: &str) -> Result<Self, StoreError> {
+        let open_err = |m: String| StoreError::Open { path: format!("{url} {prefix}*"), message: m };
+        let client = redis::Client::open(url).map_err(|e| open_err(e.to_string()))?;
+        let mut conn = connect(&client, prefix).map_err(|e| open_err(e.to_string()))?;
+        let (prefix, cluster) = if cluster::enabled(&mut conn).map_err(|e| open_err(e.to_string()))? {
+            let prefix = cluster::tagged(prefix);
+            let slot = cluster::Slot::new(&client, &prefix).map_err(|e| open_err(e.to_string()))?;
+            conn = connect(&slot.master(&mut conn).map_err(|e| open_err(e.to_string()))?, &prefix)
+                .map_err(|e| open_err(e.to_string()))?;
+            (prefix, Some(slot))
+        } else {
+            (prefix.to_owned(), None)
+        };
+        Ok(Redis { client, conn: Mutex::new(Some(conn)), keys: Keys::new(&prefix), prefix, cluster })
+    }
+
+    /// A fresh connection: to the server, or on a cluster to the master now holding the slot.
+    fn reconnect(&self) -> Result<redis::Connection, StoreError> {
+        let mut conn = connect(&self.client, &self.prefix).map_err(backend)?;
+        if let Some(slot) = &self.cluster {
+            conn = connect(&slot.master(&mut conn).map_err(backend)?, &self.prefix).map_err(backend)?;
+        }
+        Ok(conn)
+    }
+
     /// Runs `f` on the connection, reconnecting first if the last call broke it.
     fn with<T>(&self, f: impl FnOnce(&mut redis::Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
         let mut guard = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         if guard.is_none() {
-            *guard = Some(connect(&self.client, &self.prefix).map_err(backend)?);
+            *guard = Some(self.reconnect()?);
         }
         let conn = guard.as_mut().ok_or_else(|| backend("no connection"))?;
         let out = f(conn);
@@ -485,5 +511,81 @@ fn warn_if_not_durable(conn: &mut redis::Connection) {
             "redis node store: acknowledged changes survive a Redis crash only with appendonly yes and \
              appendfsync always"
         );
+    }
+}
+
+/// Redis Cluster: the store's keys share one hash tag, so they sit in one slot and a
+/// transaction (`WATCH`/`MULTI`/`EXEC` over several keys) runs on the one master that holds
+/// it — the log's sequencer (the frontier in the meta hash) is in one place, and a status
+/// change commits with its log entry. A store scales out across a cluster by provinces (or
+/// several node stores, each with its own tag); one store's keys do not spread further.
+pub mod cluster {
+    use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo as _, RedisResult, Value};
+
+    /// Whether the server runs in cluster mode.
+    pub(crate) fn enabled(conn: &mut redis::Connection) -> RedisResult<bool> {
+        let info: String = redis::cmd("INFO").arg("cluster").query(conn)?;
+        Ok(info.lines().any(|l| l.trim() == "cluster_enabled:1"))
+    }
+
+    /// The hash tag of `prefix`: what is between its first `{` and the next `}`, if not empty.
+    pub fn hash_tag(prefix: &str) -> Option<&str> {
+        let open = prefix.find('{')?;
+        let close = prefix[open + 1..].find('}')?;
+        Some(&prefix[open + 1..open + 1 + close]).filter(|t| !t.is_empty())
+    }
+
+    /// `prefix` with a hash tag: unchanged if it has one, else wrapped whole in braces.
+    pub fn tagged(prefix: &str) -> String {
+        if hash_tag(prefix).is_some() {
+            prefix.to_owned()
+        } else {
+            format!("{{{prefix}}}")
+        }
+    }
+
+    /// The slot a store's keys hash to, and how to reach the server first named.
+    pub(crate) struct Slot {
+        seed: ConnectionInfo,
+        tag: String,
+    }
+
+    impl Slot {
+        pub(crate) fn new(client: &redis::Client, prefix: &str) -> RedisResult<Self> {
+            let tag = hash_tag(prefix).unwrap_or(prefix).to_owned();
+            Ok(Self { seed: client.get_connection_info().clone().into_connection_info()?, tag })
+        }
+
+        /// A client for the master holding the slot, as `conn` (any cluster node) sees it now.
+        pub(crate) fn master(&self, conn: &mut redis::Connection) -> RedisResult<redis::Client> {
+            let slot: i64 = redis::cmd("CLUSTER").arg("KEYSLOT").arg(&self.tag).query(conn)?;
+            let ranges: Vec<Value> = redis::cmd("CLUSTER").arg("SLOTS").query(conn)?;
+            for range in ranges {
+                let Value::Array(parts) = range else { continue };
+                let (Some(Value::Int(start)), Some(Value::Int(end)), Some(Value::Array(master))) =
+                    (parts.first(), parts.get(1), parts.get(2))
+                else {
+                    continue;
+                };
+                if !(*start..=*end).contains(&slot) {
+                    continue;
+                }
+                let host = match master.first() {
+                    Some(Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
+                    Some(Value::SimpleString(s)) => s.clone(),
+                    _ => continue,
+                };
+                let Some(Value::Int(port)) = master.get(1) else { continue };
+                let port = u16::try_from(*port).unwrap_or_default();
+                let addr = match self.seed.addr() {
+                    ConnectionAddr::TcpTls { insecure, tls_params, .. } => {
+                        ConnectionAddr::TcpTls { host, port, insecure: *insecure, tls_params: tls_params.clone() }
+                    }
+                    _ => ConnectionAddr::Tcp(host, port),
+                };
+                return redis::Client::open(self.seed.clone().set_addr(addr));
+            }
+            Err(redis::RedisError::from((redis::ErrorKind::Client, "no cluster master holds the store's slot")))
+        }
     }
 }

@@ -18,10 +18,82 @@ pub(crate) fn redis_url() -> String {
     std::env::var("HUREN_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
+/// A loopback Redis Cluster of three masters for the tests (`HUREN_TEST_REDIS_CLUSTER`,
+/// a URL of one of its nodes, else one started once per test process with `redis-server`
+/// and `redis-cli --cluster create` on free ports; its servers exit with the process).
+pub(crate) fn redis_cluster_url() -> String {
+    static URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    URL.get_or_init(|| std::env::var("HUREN_TEST_REDIS_CLUSTER").unwrap_or_else(|_| start_cluster())).clone()
+}
+
+/// A TCP port free on loopback whose cluster bus port (+10000) is free too.
+fn free_port() -> u16 {
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        if port < 55_000 && std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// The watchdog shells of the cluster's servers.
+static SERVERS: std::sync::Mutex<Vec<std::process::Child>> = std::sync::Mutex::new(Vec::new());
+
+fn start_cluster() -> String {
+    let dir = tempfile::tempdir().unwrap().keep();
+    let me = std::process::id();
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    for port in &ports {
+        // The server exits when this test process does: the shell watches it.
+        let script = format!(
+            "redis-server --port {port} --bind 127.0.0.1 --cluster-enabled yes --cluster-config-file nodes-{port}.conf \
+             --dir {dir} --save '' --appendonly no --daemonize no >/dev/null 2>&1 & r=$!; \
+             while kill -0 {me} 2>/dev/null && kill -0 $r 2>/dev/null; do sleep 1; done; kill $r",
+            dir = dir.display()
+        );
+        let watchdog = std::process::Command::new("sh").arg("-c").arg(script).spawn().unwrap();
+        // Held for the life of the test process (the shell ends with it, taking its server).
+        SERVERS.lock().unwrap_or_else(|e| e.into_inner()).push(watchdog);
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let url = |port: &u16| format!("redis://127.0.0.1:{port}");
+    let ping = |port: &u16| {
+        redis::Client::open(url(port))
+            .ok()
+            .and_then(|c| c.get_connection().ok())
+            .is_some_and(|mut c| redis::cmd("PING").query::<String>(&mut c).is_ok())
+    };
+    while !ports.iter().all(ping) {
+        assert!(std::time::Instant::now() < deadline, "redis-server did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let nodes: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let status = std::process::Command::new("redis-cli")
+        .args(["--cluster", "create"])
+        .args(&nodes)
+        .args(["--cluster-replicas", "0", "--cluster-yes"])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "redis-cli --cluster create failed");
+    let ready = |port: &u16| {
+        let mut c = redis::Client::open(url(port)).unwrap().get_connection().unwrap();
+        let info: String = redis::cmd("CLUSTER").arg("INFO").query(&mut c).unwrap();
+        info.contains("cluster_state:ok")
+    };
+    while !ports.iter().all(ready) {
+        assert!(std::time::Instant::now() < deadline, "the cluster did not become ready");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    url(&ports[0])
+}
+
 #[derive(Clone, Copy)]
 pub(crate) enum Kind {
     Redb,
     Redis,
+    /// The store on a three-master Redis Cluster.
+    RedisCluster,
 }
 
 /// A store location of one backend: a temporary folder, or a unique key prefix on the
@@ -37,7 +109,18 @@ impl Fixture {
         let mut random = [0u8; 8];
         getrandom::getrandom(&mut random).unwrap();
         let suffix: String = random.iter().map(|b| format!("{b:02x}")).collect();
-        Self { kind, dir: tempfile::tempdir().unwrap(), prefix: format!("huren-test:{suffix}:") }
+        let prefix = match kind {
+            Kind::RedisCluster => format!("{{huren-test:{suffix}}}:"),
+            _ => format!("huren-test:{suffix}:"),
+        };
+        Self { kind, dir: tempfile::tempdir().unwrap(), prefix }
+    }
+
+    fn url(&self) -> String {
+        match self.kind {
+            Kind::RedisCluster => redis_cluster_url(),
+            _ => redis_url(),
+        }
     }
 
     fn path(&self) -> PathBuf {
@@ -51,7 +134,7 @@ impl Fixture {
     pub(crate) fn open(&self) -> Box<dyn NodeStore> {
         match self.kind {
             Kind::Redb => Box::new(Store::open(&self.path()).unwrap()),
-            Kind::Redis => Box::new(RedisStore::open(&redis_url(), &self.prefix).unwrap()),
+            Kind::Redis | Kind::RedisCluster => Box::new(RedisStore::open(&self.url(), &self.prefix).unwrap()),
         }
     }
 
@@ -60,8 +143,15 @@ impl Fixture {
         matches!(self.kind, Kind::Redb)
     }
 
+    /// A connection to the server holding the store's keys (on a cluster, its slot's master).
     fn connection(&self) -> redis::Connection {
-        redis::Client::open(redis_url()).unwrap().get_connection().unwrap()
+        let client = redis::Client::open(self.url()).unwrap();
+        let mut conn = client.get_connection().unwrap();
+        if let Kind::RedisCluster = self.kind {
+            let slot = super::redis::cluster::Slot::new(&client, &self.prefix).unwrap();
+            conn = slot.master(&mut conn).unwrap().get_connection().unwrap();
+        }
+        conn
     }
 
     fn redis_keys(&self, conn: &mut redis::Connection) -> Vec<String> {
@@ -76,7 +166,7 @@ impl Fixture {
         let contains = |bytes: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
         match self.kind {
             Kind::Redb => contains(&std::fs::read(self.path()).unwrap()),
-            Kind::Redis => {
+            Kind::Redis | Kind::RedisCluster => {
                 let mut conn = self.connection();
                 self.redis_keys(&mut conn).into_iter().any(|key| {
                     let kind: String = redis::cmd("TYPE").arg(&key).query(&mut conn).unwrap();
@@ -121,7 +211,7 @@ impl Fixture {
                 }
                 tx.commit().unwrap();
             }
-            Kind::Redis => {
+            Kind::Redis | Kind::RedisCluster => {
                 let mut conn = self.connection();
                 let (nodes, meta) = (format!("{}log:nodes", self.prefix), format!("{}meta", self.prefix));
                 let fields: Vec<String> = redis::cmd("HKEYS").arg(&nodes).query(&mut conn).unwrap();
@@ -145,7 +235,7 @@ impl Fixture {
 
 impl Drop for Fixture {
     fn drop(&mut self) {
-        if let Kind::Redis = self.kind {
+        if let Kind::Redis | Kind::RedisCluster = self.kind {
             let mut conn = self.connection();
             for key in self.redis_keys(&mut conn) {
                 let _: () = redis::cmd("DEL").arg(key).query(&mut conn).unwrap();
@@ -154,7 +244,8 @@ impl Drop for Fixture {
     }
 }
 
-/// Runs each named test body against both backends: `on_redb::<name>`, `on_redis::<name>`.
+/// Runs each named test body against every backend: `on_redb::<name>`, `on_redis::<name>`,
+/// `on_redis_cluster::<name>`.
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
         mod on_redb {
@@ -162,6 +253,9 @@ macro_rules! on_both_backends {
         }
         mod on_redis {
             $(#[test] fn $name() { super::$name(&super::Fixture::new(super::Kind::Redis)) })*
+        }
+        mod on_redis_cluster {
+            $(#[test] fn $name() { super::$name(&super::Fixture::new(super::Kind::RedisCluster)) })*
         }
     };
 }

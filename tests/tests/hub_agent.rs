@@ -142,6 +142,10 @@ async fn the_agent_checks_online_then_offline_refuses_malformed_input_and_never_
         assert!(answer["message"].as_str().is_some_and(|m| !m.is_empty()), "{text}");
     }
 
+    // An oversized body is refused before it is read.
+    let (code, _) = post(addr, "/v1/check", &format!("{{\"scan\": \"{}\"}}", "A".repeat(9000))).await;
+    assert_eq!(code, 413);
+
     // Health and metrics.
     let health = http_get(addr, "/healthz").await;
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");

@@ -100,7 +100,7 @@ impl Verified {
 #[derive(Debug)]
 pub(crate) enum Outcome {
     /// 200: verified.
-    Verified(Verified),
+    Verified(Box<Verified>),
     /// 400: the request itself is malformed (`reason`: `INVALID_JSON`, `INVALID_SCAN`,
     /// `INVALID_PURPOSE`).
     BadRequest { reason: &'static str, message: String },

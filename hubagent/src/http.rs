@@ -201,7 +201,7 @@ impl Agent {
         }
         let trust = self.0.live.current();
         match verify_offline(&trust, scan, unix_now()) {
-            Ok(status) => Outcome::Verified(Verified::new(Checked::Offline, status, Some(why_offline))),
+            Ok(status) => Outcome::Verified(Box::new(Verified::new(Checked::Offline, status, Some(why_offline)))),
             Err(e) => Outcome::NotVerified { checked: Checked::Offline, message: e.to_string() },
         }
     }
@@ -213,7 +213,9 @@ impl Agent {
         let trust = self.0.live.current();
         let expected = Expected::lookup(scanned.province(), scanned.token(), purpose);
         match verify_attestation(&trust, &signed, &expected, unix_now()) {
-            Ok(a) => Outcome::Verified(Verified::new(Checked::Online, VerifiedStatus::describe(&a, &trust), None)),
+            Ok(a) => {
+                Outcome::Verified(Box::new(Verified::new(Checked::Online, VerifiedStatus::describe(&a, &trust), None)))
+            }
             Err(e) => Outcome::NotVerified { checked: Checked::Online, message: HubError::from(e).to_string() },
         }
     }

@@ -10,6 +10,8 @@
 //! - `handshake-flood`: a loopback federation of its own under a handshake flood (idle
 //!   connections from one address and a trickler, [`huren_bench::flood`]); the latency of
 //!   a hub's fresh connection and lookup meanwhile.
+//! - `agent`: a loopback federation and a hub agent; `POST /v1/check` checks/s and
+//!   latency, online (gateway up) then offline (gateway stopped).
 //!
 //! Targets are refused unless they are loopback addresses.
 
@@ -40,6 +42,26 @@ pub enum BenchCommand {
     /// Start a loopback federation, hold idle connections from one address and a slow-TLS
     /// trickler against its gateway, and time a hub's fresh connection + lookup meanwhile.
     HandshakeFlood(HandshakeFloodArgs),
+    /// Start a loopback federation and a hub agent (`huren hub serve`); load its
+    /// `POST /v1/check` with a QR, online (gateway up), then offline (gateway stopped):
+    /// checks/s and p50/p99/max latency of each.
+    Agent(AgentBenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AgentBenchArgs {
+    /// Checks in flight at once (closed loop: one keep-alive HTTP/1.1 connection each).
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
+    /// Measured time of each phase (online, then offline).
+    #[arg(long, default_value = "10s", value_parser = huren_bench::parse_duration)]
+    pub duration: Duration,
+    /// Unrecorded time before each phase.
+    #[arg(long, default_value = "1s", value_parser = huren_bench::parse_duration)]
+    pub warmup: Duration,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -270,6 +292,7 @@ pub async fn run(command: BenchCommand) -> Result<()> {
         }
         BenchCommand::Report(args) => print!("{}", huren_bench::report(&args.dir).map_err(bench_error)?),
         BenchCommand::HandshakeFlood(args) => handshake_flood(args).await?,
+        BenchCommand::Agent(args) => agent(args).await?,
     }
     Ok(())
 }
@@ -378,6 +401,157 @@ async fn seed(args: &SeedArgs) -> Result<()> {
         bail!("not every token was issued (see {})", opts.refusals.display());
     }
     Ok(())
+}
+
+/// `huren bench agent`: a demo federation in a temporary folder, one GREEN Anhui subject,
+/// a hub agent following the gateway; `concurrency` workers post the subject's QR to
+/// `/v1/check` over keep-alive connections, first with the gateway up (every check
+/// online: lookup through the gateway + local verification), then with it stopped (every
+/// check offline: a refused connection, then the QR's own attestation verified).
+async fn agent(args: AgentBenchArgs) -> Result<()> {
+    use crate::demo::{demo_rules, demo_subjects, seed};
+    use crate::federation::{Federation, DEMO_PROVINCES};
+    if args.concurrency == 0 || args.duration.is_zero() {
+        return Err(usage("--concurrency and --duration must be positive"));
+    }
+    let dir = tempfile::tempdir()?;
+    let mut federation = Federation::start(dir.path(), &DEMO_PROVINCES, demo_rules()).await?;
+    let subject = demo_subjects().into_iter().find(|s| s.province == "340000").context("an Anhui demo subject")?;
+    let qr = seed(&federation, &subject, 3600).await?.qr;
+    federation.register_hub("bench-agent", &["transit.rail"]).await?;
+    let issued = federation.pki.issue("hub", "bench-agent", huren_pki::ca::Validity::days(1))?;
+    let config = huren_hub_agent::AgentConfig {
+        gateway: Some(huren_runtime::gateways::GatewayList::parse(&federation.gateway_addr().to_string())),
+        cert: issued.cert,
+        key: issued.key,
+        ca: federation.pki.root_cert_path(),
+        trust_list_cache: dir.path().join("agent-trust-list.bin"),
+        default_purpose: "transit.rail".into(),
+        ..Default::default()
+    };
+    let agent = huren_hub_agent::Agent::start(config).await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(agent.serve(listener, async {
+        let _ = stopped.await;
+    }));
+    let body = serde_json::json!({ "scan": qr, "purpose": "transit.rail" }).to_string();
+    let online = agent_phase(addr, &body, "online", &args).await?;
+    federation.stop_gateway().await?;
+    let offline = agent_phase(addr, &body, "offline", &args).await?;
+    let _ = stop.send(());
+    federation.shutdown().await?;
+    if args.json {
+        println!("{}", serde_json::json!({ "concurrency": args.concurrency, "online": online, "offline": offline }));
+    } else {
+        for (name, p) in [("online", &online), ("offline", &offline)] {
+            println!(
+                "{name:>7}: {:.0} checks/s, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} checks, {} not {name})",
+                p["checks_per_sec"].as_f64().unwrap_or(0.0),
+                p["p50_ms"].as_f64().unwrap_or(0.0),
+                p["p99_ms"].as_f64().unwrap_or(0.0),
+                p["max_ms"].as_f64().unwrap_or(0.0),
+                p["checks"],
+                p["wrong"],
+            );
+        }
+    }
+    if online["checks"] == 0 || offline["checks"] == 0 {
+        bail!("a phase made no check");
+    }
+    Ok(())
+}
+
+/// One phase of `huren bench agent`: warm-up, then `duration` of closed-loop checks;
+/// counts answers that were not `200` checked as `expect`.
+async fn agent_phase(
+    addr: std::net::SocketAddr,
+    body: &str,
+    expect: &'static str,
+    args: &AgentBenchArgs,
+) -> Result<serde_json::Value> {
+    use std::time::Instant;
+    let request = format!(
+        "POST /v1/check HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let started = Instant::now();
+    let measure_from = started + args.warmup;
+    let end = measure_from + args.duration;
+    let mut workers = Vec::new();
+    for _ in 0..args.concurrency {
+        let request = request.clone();
+        workers.push(tokio::spawn(async move {
+            let mut conn = tokio::io::BufStream::new(tokio::net::TcpStream::connect(addr).await?);
+            let (mut latencies, mut wrong) = (Vec::new(), 0u64);
+            loop {
+                let sent = Instant::now();
+                if sent >= end {
+                    break;
+                }
+                let (code, answer) = http_exchange(&mut conn, request.as_bytes()).await?;
+                let ok = code == 200 && answer.contains(&format!("\"checked\":\"{expect}\""));
+                if sent >= measure_from {
+                    latencies.push(sent.elapsed().as_micros() as u64);
+                    wrong += u64::from(!ok);
+                }
+            }
+            anyhow::Ok((latencies, wrong))
+        }));
+    }
+    let (mut latencies, mut wrong) = (Vec::new(), 0);
+    for worker in workers {
+        let (l, w) = worker.await??;
+        latencies.extend(l);
+        wrong += w;
+    }
+    latencies.sort_unstable();
+    let at = |q: f64| {
+        latencies.get(((latencies.len() as f64 * q).ceil() as usize).saturating_sub(1)).copied().unwrap_or(0) as f64
+            / 1000.0
+    };
+    Ok(serde_json::json!({
+        "checks": latencies.len(),
+        "wrong": wrong,
+        "checks_per_sec": latencies.len() as f64 / args.duration.as_secs_f64(),
+        "p50_ms": at(0.50),
+        "p99_ms": at(0.99),
+        "max_ms": latencies.last().copied().unwrap_or(0) as f64 / 1000.0,
+    }))
+}
+
+/// Sends one HTTP/1.1 request on a keep-alive connection and reads the answer (a
+/// `Content-Length` body, as the agent sends).
+async fn http_exchange(
+    conn: &mut tokio::io::BufStream<tokio::net::TcpStream>,
+    request: &[u8],
+) -> Result<(u16, String)> {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+    conn.write_all(request).await?;
+    conn.flush().await?;
+    let mut status = String::new();
+    conn.read_line(&mut status).await?;
+    let code = status.split(' ').nth(1).and_then(|c| c.parse().ok()).context("no HTTP status line")?;
+    let mut length = 0usize;
+    loop {
+        let mut line = String::new();
+        if conn.read_line(&mut line).await? == 0 {
+            bail!("connection closed mid-answer");
+        }
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse().context("bad content-length")?;
+            }
+        }
+    }
+    let mut body = vec![0; length];
+    conn.read_exact(&mut body).await?;
+    Ok((code, String::from_utf8_lossy(&body).into_owned()))
 }
 
 /// A bench error for `main`: usage errors exit 64.

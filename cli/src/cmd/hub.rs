@@ -1,17 +1,19 @@
 //! `huren hub`: the transport hub's client (on [`huren_client`]) — online lookups that
-//! the hub verifies itself, a trust list cache kept in step with the gateway, and offline
-//! QR checks.
+//! the hub verifies itself, a trust list cache kept in step with the gateways, and offline
+//! QR checks — and `huren hub serve`, the agent for gate scanners (on [`huren_hub_agent`]).
 
 use std::path::PathBuf;
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, Context, Result};
 use clap::Subcommand;
 use huren_client::{HubClient, HubError, VerifiedStatus};
+use huren_hub_agent::{Agent, AgentConfig, AgentError};
 use huren_pki::qr::Scanned;
 use huren_pki::{unix_now, TrustList};
 use huren_runtime::live::{self, LiveTrust};
 use huren_runtime::tls::{ExpectedPeer, TlsIdentity};
 
+use crate::cmd::server::ServerArgs;
 use crate::cmd::{read_root, shutdown_signal, TlsArgs};
 use crate::usage;
 
@@ -48,6 +50,10 @@ pub enum HubCommand {
         #[arg(long)]
         trust_list_cache: PathBuf,
     },
+    /// Run the hub agent for gate scanners: a local HTTP/JSON API (`POST /v1/check`,
+    /// `/healthz`, `/metrics`) that checks online through the gateways, offline against
+    /// the followed trust list when none answers.
+    Serve(ServerArgs),
     /// Verify a QR string offline against a saved trust list.
     Verify {
         #[arg(long)]
@@ -85,6 +91,7 @@ pub async fn run(command: HubCommand) -> Result<()> {
             print_status(&status, json)?;
         }
         HubCommand::Watch { tls, gateway, trust_list_cache } => watch(tls, gateway, trust_list_cache).await?,
+        HubCommand::Serve(args) => serve(args).await?,
         HubCommand::Verify { trust_list, ca, json, qr } => {
             let trust = TrustList::load(&trust_list, &read_root(&ca)?).map_err(usage)?;
             let status = huren_client::verify_offline(&trust, &qr, unix_now())?;
@@ -136,6 +143,25 @@ async fn watch(tls: TlsArgs, gateway: String, cache: PathBuf) -> Result<()> {
             }
         } => {}
     }
+    Ok(())
+}
+
+/// `huren hub serve`: the hub agent, from its TOML configuration, until stopped.
+async fn serve(args: ServerArgs) -> Result<()> {
+    let Some(path) = args.config_file::<AgentConfig>()? else { return Ok(()) };
+    let config = AgentConfig::load(path).map_err(usage)?;
+    let addr = config.listen_addr().map_err(usage)?;
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+    let agent = Agent::start(config).await.map_err(|e| match e {
+        AgentError::Identity(_) => usage(e),
+        other => other.into(),
+    })?;
+    eprintln!(
+        "hub agent on http://{} (POST /v1/check, GET /healthz, GET /metrics); trust list sequence {}",
+        listener.local_addr()?,
+        agent.trust().current().sequence()
+    );
+    agent.serve(listener, shutdown_signal()).await?;
     Ok(())
 }
 

@@ -156,8 +156,7 @@ pub fn init_with(
     opentelemetry::global::set_text_map_propagator(opentelemetry_sdk::propagation::TraceContextPropagator::new());
     let metrics = PrometheusMetrics::with_otlp(otlp)?;
     opentelemetry::global::set_meter_provider(metrics.provider.clone());
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_env("HUREN_LOG").unwrap_or_else(|_| default_filter.into());
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HUREN_LOG").unwrap_or_else(|_| default_filter.into());
     let fmt = log_layer(format, std::io::stderr().is_terminal(), std::io::stderr);
     let tracer = match otlp {
         Some(endpoint) => {

@@ -494,7 +494,9 @@ impl pb::lookup_server::Lookup for LookupService {
             Ok(_) => "ok",
             Err(e) => e.outcome(),
         };
-        let from = from.as_ref().map_or_else(|| "unknown".to_owned(), |p| crate::metrics::province_label(&self.0.trust(), p.as_str()));
+        let from = from
+            .as_ref()
+            .map_or_else(|| "unknown".to_owned(), |p| crate::metrics::province_label(&self.0.trust(), p.as_str()));
         span.record("from", from.as_str());
         span.record("outcome", outcome);
         self.0.metrics.lookup(&from, &province, outcome, started.elapsed().as_secs_f64());

@@ -124,9 +124,7 @@ impl RedisLink {
             if !self.probe().await {
                 // Down from the start: no transition to log, so say it once here.
                 if std::mem::take(&mut first) {
-                    tracing::warn!(
-                        "redis down at start; using in-process cache and local limits until it answers"
-                    );
+                    tracing::warn!("redis down at start; using in-process cache and local limits until it answers");
                 }
                 tokio::time::sleep(PROBE_EVERY).await;
             }

@@ -33,7 +33,8 @@ use crate::error::NodeError;
 pub(crate) const STORE_REFRESH: Duration = Duration::from_secs(10);
 
 /// Histogram buckets for durations in seconds: 0.5 ms to 10 s.
-const SECONDS_BUCKETS: [f64; 14] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+const SECONDS_BUCKETS: [f64; 14] =
+    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
 /// Outcomes every RPC can have besides its own.
 const COMMON: [&str; 7] =

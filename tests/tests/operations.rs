@@ -537,7 +537,7 @@ async fn metrics_expose_violations_throttling_redis_and_breaker_state() {
     let body = http_get(admin, "/metrics").await;
     let expect = [
         ("huren_gateway_policy_violations_total", vec![("province", "370000"), ("reason", "missing_rule")], 1.0),
-        ("huren_gateway_hub_throttled_total", vec![("hub", "prober")], 1.0),
+        ("huren_gateway_hub_throttled_total", vec![("hub", "prober"), ("reason", "unknown_tokens")], 1.0),
         ("huren_gateway_redis_up", vec![], 1.0),
         ("huren_gateway_breaker_state", vec![("province", "440000")], 1.0),
         ("huren_gateway_breaker_state", vec![("province", "340000")], 0.0),

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use anyhow::Result;
 use huren_gateway::GatewayConfig;
 
-use crate::cmd::server::{Bound, ServerArgs};
+use crate::cmd::server::{announce, Bound, ServerArgs};
 use crate::cmd::shutdown_signal;
 use crate::{telemetry, usage};
 
@@ -27,7 +27,12 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         let h = health.health();
         (!h.sunset, h.summary())
     });
-    let bound = Bound::bind(&config.listen, &config.admin_listen, telemetry.metrics.clone(), readiness).await?;
-    eprintln!("huren gateway listening on {} (trust list sequence {})", bound.addr()?, gateway.trust_sequence());
+    let bound =
+        Bound::bind(&config.listen, &config.admin_listen, telemetry.metrics.clone(), readiness, config.log_format)
+            .await?;
+    announce(
+        config.log_format,
+        &format!("huren gateway listening on {} (trust list sequence {})", bound.addr()?, gateway.trust_sequence()),
+    );
     bound.serve(|listener| gateway.serve(listener, shutdown_signal())).await
 }

@@ -11,7 +11,7 @@ use huren_pki::unix_now;
 use huren_runtime::tls::TlsIdentity;
 use prost::Message as _;
 
-use crate::cmd::server::{Bound, ServerArgs};
+use crate::cmd::server::{announce, Bound, ServerArgs};
 use crate::cmd::shutdown_signal;
 use crate::{telemetry, usage};
 
@@ -73,8 +73,10 @@ async fn serve(args: ServerArgs) -> Result<()> {
     let node = huren_node::Node::from_config(&config).map_err(usage)?.with_meter(telemetry.metrics.meter("huren-node"));
     let health = node.clone();
     let readiness = Arc::new(move || health.readiness());
-    let bound = Bound::bind(&config.listen, &config.admin_listen, telemetry.metrics.clone(), readiness).await?;
-    eprintln!("huren node {} listening on {}", node.province(), bound.addr()?);
+    let bound =
+        Bound::bind(&config.listen, &config.admin_listen, telemetry.metrics.clone(), readiness, config.log_format)
+            .await?;
+    announce(config.log_format, &format!("huren node {} listening on {}", node.province(), bound.addr()?));
     bound.serve(|listener| node.serve(listener, shutdown_signal())).await
 }
 

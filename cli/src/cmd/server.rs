@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 use crate::admin::{self, Readiness};
-use crate::telemetry::PrometheusMetrics;
+use crate::telemetry::{LogFormat, PrometheusMetrics};
 use crate::usage;
 
 #[derive(Debug, Args)]
@@ -35,6 +35,15 @@ impl ServerArgs {
     }
 }
 
+/// A startup line for people: on stderr as it is in text mode; in JSON mode a log event
+/// (`info`), so that every line a collector reads is JSON.
+pub(crate) fn announce(format: LogFormat, line: &str) {
+    match format {
+        LogFormat::Text => eprintln!("{line}"),
+        LogFormat::Json => tracing::info!("{line}"),
+    }
+}
+
 /// A server's bound gRPC listener, with its admin endpoint already serving.
 pub(crate) struct Bound {
     pub(crate) listener: TcpListener,
@@ -49,11 +58,12 @@ impl Bound {
         admin_listen: &str,
         metrics: PrometheusMetrics,
         readiness: Readiness,
+        format: LogFormat,
     ) -> Result<Self> {
         let listener = TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
         let admin =
             TcpListener::bind(admin_listen).await.with_context(|| format!("binding admin endpoint {admin_listen}"))?;
-        eprintln!("admin endpoint (/metrics, /healthz, /readyz) on http://{}", admin.local_addr()?);
+        announce(format, &format!("admin endpoint (/metrics, /healthz, /readyz) on http://{}", admin.local_addr()?));
         let (stop_admin, stopped) = oneshot::channel::<()>();
         tokio::spawn(async move {
             let shutdown = async {

@@ -27,7 +27,7 @@ h2 { font-size: 1.15rem; margin: 1.2rem 0 .5rem; }
 @media (max-width: 1000px) { .columns { grid-template-columns: 1fr; } }
 .map { display: grid; grid-template-columns: repeat(8, minmax(0, 1fr)); gap: 4px; }
 .tile { border-radius: 4px; padding: .25rem .35rem; color: #fff; min-height: 4.2rem; font-size: .8rem; line-height: 1.2; overflow-wrap: break-word; }
-.tile strong { display: block; font-size: .9rem; }
+.tile strong { display: block; font-size: .82rem; }
 .tile.ok { background: var(--ok); } .tile.warn { background: var(--warn); } .tile.down { background: var(--down); }
 .tile.absent { background: #ececec; color: #777; min-height: 2.4rem; font-size: .7rem; }
 table { border-collapse: collapse; width: 100%; margin-bottom: .6rem; }

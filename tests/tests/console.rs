@@ -232,3 +232,28 @@ async fn the_console_shows_the_live_federation_in_a_real_browser() {
 fn trust_now(f: &huren_cli::federation::Federation) -> huren_pki::TrustList {
     f.gateway_trust().unwrap().current().as_ref().clone()
 }
+
+/// `huren pki status`'s summary: the same collection as the console, as text.
+#[tokio::test]
+async fn pki_status_summarises_the_live_federation() {
+    let (mut f, _dir) = start_with(FederationOptions::default()).await;
+    let console = Console::new(Sources {
+        identity: f.identity("auditor", "status").unwrap(),
+        gateway: f.gateway_addr().to_string(),
+        gateway_metrics: None,
+        node_metrics: BTreeMap::new(),
+        pki_dir: None,
+        timeout: Duration::from_secs(3),
+    });
+    f.stop_node(&code("370000")).deadline("Shandong's node to stop").await.unwrap();
+    let o = console.overview().await;
+    let text = huren_cli::cmd::pki::status::text(&o);
+    let sequence = f.gateway_trust().unwrap().current().sequence();
+    assert!(text.contains(&format!("trust list sequence {sequence} (from the gateway)")), "{text}");
+    assert!(text.contains(&format!("serves sequence {sequence}")), "{text}");
+    let line = |c: &str| text.lines().find(|l| l.starts_with(c)).unwrap_or_default().to_owned();
+    assert!(line("340000").contains("serving"), "{text}");
+    assert!(line("370000").contains("UNREACHABLE"), "{text}");
+    assert!(text.contains("first key to expire: ") && text.contains("days left"), "{text}");
+    assert!(text.contains("traffic: no gateway metrics address given"), "{text}");
+}

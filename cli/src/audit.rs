@@ -219,8 +219,8 @@ pub async fn fetch_receipts(
         huren_runtime::tls::ExpectedPeer::AnyGateway,
         huren_runtime::tls::Revocations::new(trust.revoked_serials().clone()),
     )?;
-    let channel = huren_runtime::tls::channel(gateway, config, std::time::Duration::from_secs(3))
-        .map_err(crate::usage)?;
+    let channel =
+        huren_runtime::tls::channel(gateway, config, std::time::Duration::from_secs(3)).map_err(crate::usage)?;
     let receipts = pb::trust_registry_client::TrustRegistryClient::new(channel)
         .list_receipts(pb::ListReceiptsRequest {})
         .await

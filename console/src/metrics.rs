@@ -50,11 +50,11 @@ impl Scrape {
             .samples
             .into_iter()
             .filter_map(|s| {
-                let value = match s.value {
-                    prometheus_parse::Value::Counter(v)
-                    | prometheus_parse::Value::Gauge(v)
-                    | prometheus_parse::Value::Untyped(v) => v,
-                    _ => return None,
+                let (prometheus_parse::Value::Counter(value)
+                | prometheus_parse::Value::Gauge(value)
+                | prometheus_parse::Value::Untyped(value)) = s.value
+                else {
+                    return None;
                 };
                 let labels = s.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
                 Some((s.metric, labels, value))

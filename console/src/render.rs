@@ -23,13 +23,13 @@ h2 { font-size: 1.15rem; margin: 1.2rem 0 .5rem; }
 .summary { display: flex; flex-wrap: wrap; gap: .6rem 1.6rem; }
 .summary div { min-width: 9rem; }
 .summary b { display: block; font-size: 1.5rem; }
-.columns { display: grid; grid-template-columns: minmax(0, 3fr) minmax(0, 2fr); gap: 1.5rem; }
+.columns { display: grid; grid-template-columns: minmax(0, 2fr) minmax(0, 1fr); gap: 1.5rem; }
 @media (max-width: 1000px) { .columns { grid-template-columns: 1fr; } }
-.map { display: grid; grid-template-columns: repeat(9, minmax(0, 1fr)); gap: 4px; }
-.tile { border-radius: 4px; padding: .25rem .35rem; color: #fff; min-height: 4.2rem; font-size: .8rem; line-height: 1.2; }
-.tile strong { display: block; font-size: .95rem; }
+.map { display: grid; grid-template-columns: repeat(8, minmax(0, 1fr)); gap: 4px; }
+.tile { border-radius: 4px; padding: .25rem .35rem; color: #fff; min-height: 4.2rem; font-size: .8rem; line-height: 1.2; overflow-wrap: break-word; }
+.tile strong { display: block; font-size: .82rem; }
 .tile.ok { background: var(--ok); } .tile.warn { background: var(--warn); } .tile.down { background: var(--down); }
-.tile.absent { background: #e4e4e4; color: #666; }
+.tile.absent { background: #ececec; color: #777; min-height: 2.4rem; font-size: .7rem; }
 table { border-collapse: collapse; width: 100%; margin-bottom: .6rem; }
 th, td { text-align: left; padding: .25rem .5rem; border-bottom: 1px solid #ddd; vertical-align: top; }
 td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
@@ -40,42 +40,43 @@ td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
 @media (min-width: 1800px) { body { font-size: 22px; } }
 "#;
 
-/// Where each province sits on the schematic map (row, column), by GB/T 2260 code.
-const GRID: &[(&str, u8, u8)] = &[
-    ("230000", 1, 8),
-    ("650000", 2, 2),
-    ("150000", 2, 6),
-    ("220000", 2, 8),
-    ("620000", 3, 4),
-    ("640000", 3, 5),
-    ("110000", 3, 6),
-    ("120000", 3, 7),
-    ("210000", 3, 8),
-    ("540000", 4, 2),
-    ("630000", 4, 3),
-    ("610000", 4, 4),
-    ("140000", 4, 5),
-    ("130000", 4, 6),
-    ("370000", 4, 7),
-    ("510000", 5, 3),
-    ("500000", 5, 4),
-    ("410000", 5, 5),
-    ("340000", 5, 6),
-    ("320000", 5, 7),
-    ("530000", 6, 3),
-    ("520000", 6, 4),
-    ("420000", 6, 5),
-    ("360000", 6, 6),
-    ("310000", 6, 7),
-    ("450000", 7, 4),
-    ("430000", 7, 5),
-    ("350000", 7, 6),
-    ("330000", 7, 7),
-    ("460000", 8, 4),
-    ("440000", 8, 5),
-    ("810000", 8, 6),
-    ("710000", 8, 7),
-    ("820000", 9, 5),
+/// Where each provincial-level division sits on the schematic map: GB/T 2260 code,
+/// name, row, column (8 columns). Codes not listed are placed below the map.
+const GRID: &[(&str, &str, u8, u8)] = &[
+    ("230000", "Heilongjiang", 1, 7),
+    ("650000", "Xinjiang", 2, 1),
+    ("150000", "Inner Mongolia", 2, 5),
+    ("220000", "Jilin", 2, 7),
+    ("620000", "Gansu", 3, 3),
+    ("640000", "Ningxia", 3, 4),
+    ("110000", "Beijing", 3, 5),
+    ("120000", "Tianjin", 3, 6),
+    ("210000", "Liaoning", 3, 7),
+    ("540000", "Tibet", 4, 1),
+    ("630000", "Qinghai", 4, 2),
+    ("610000", "Shaanxi", 4, 3),
+    ("140000", "Shanxi", 4, 4),
+    ("130000", "Hebei", 4, 5),
+    ("370000", "Shandong", 4, 6),
+    ("510000", "Sichuan", 5, 2),
+    ("500000", "Chongqing", 5, 3),
+    ("410000", "Henan", 5, 4),
+    ("340000", "Anhui", 5, 5),
+    ("320000", "Jiangsu", 5, 6),
+    ("530000", "Yunnan", 6, 2),
+    ("520000", "Guizhou", 6, 3),
+    ("420000", "Hubei", 6, 4),
+    ("360000", "Jiangxi", 6, 5),
+    ("310000", "Shanghai", 6, 6),
+    ("450000", "Guangxi", 7, 3),
+    ("430000", "Hunan", 7, 4),
+    ("350000", "Fujian", 7, 5),
+    ("330000", "Zhejiang", 7, 6),
+    ("460000", "Hainan", 8, 3),
+    ("440000", "Guangdong", 8, 4),
+    ("810000", "Hong Kong", 8, 5),
+    ("710000", "Taiwan", 8, 6),
+    ("820000", "Macao", 9, 4),
 ];
 
 fn time(unix: i64) -> String {
@@ -179,13 +180,17 @@ fn tile(p: &ProvinceView) -> Markup {
 /// The schematic map: provinces on a tile grid, coloured by health and trust-list
 /// sequence held (words on every tile too).
 pub fn map(provinces: &[ProvinceView]) -> Markup {
-    let placed = |code: &str| GRID.iter().find(|(c, _, _)| *c == code).map(|(_, r, c)| (*r, *c));
-    let extra_row = GRID.iter().map(|(_, r, _)| *r).max().unwrap_or(0) + 1;
+    let placed = |code: &str| GRID.iter().find(|(c, _, _, _)| *c == code).map(|(_, _, r, c)| (*r, *c));
+    let extra_row = GRID.iter().map(|(_, _, r, _)| *r).max().unwrap_or(0) + 1;
+    let members: Vec<&str> = provinces.iter().map(|p| p.code.as_str()).collect();
     let mut extra_col = 0u8;
     html! {
         div.map role="img" aria-label="Provinces of the federation by node health" {
+            @for (code, name, row, col) in GRID.iter().filter(|(c, _, _, _)| !members.contains(c)) {
+                div.tile.absent data-absent=(code) style={ "grid-row:" (row) ";grid-column:" (col) } title="not in the federation" { (name) }
+            }
             @for p in provinces {
-                @let (row, col) = placed(&p.code).unwrap_or_else(|| { extra_col += 1; (extra_row + (extra_col - 1) / 9, (extra_col - 1) % 9 + 1) });
+                @let (row, col) = placed(&p.code).unwrap_or_else(|| { extra_col += 1; (extra_row + (extra_col - 1) / 8, (extra_col - 1) % 8 + 1) });
                 div style={ "grid-row:" (row) ";grid-column:" (col) } { (tile(p)) }
             }
         }
@@ -193,6 +198,7 @@ pub fn map(provinces: &[ProvinceView]) -> Markup {
             span style="background:var(--ok)" { "serving, current" }
             span style="background:var(--warn)" { "behind on the trust list or breaker not closed" }
             span style="background:var(--down)" { "unreachable or not serving" }
+            span style="background:#ececec;color:#555" { "not in the federation" }
         }
     }
 }
@@ -550,7 +556,14 @@ mod tests {
         assert!(html.contains(r#"data-province="370000" data-state="warn""#), "behind on the list");
         assert!(html.contains(r#"data-province="440000" data-state="down""#), "unreachable");
         assert!(html.contains(r#"data-province="990100" data-state="down""#), "no endpoint, off the grid");
-        assert!(html.contains("grid-row:5;grid-column:6"), "Anhui where it belongs on the map");
+        assert!(
+            html.contains("grid-row:5;grid-column:5\"><div class=\"tile ok\" data-province=\"340000\""),
+            "Anhui where it belongs on the map: {html}"
+        );
+        assert!(
+            html.contains(r#"data-absent="410000""#) && !html.contains(r#"data-absent="340000""#),
+            "Henan shown as not a member"
+        );
         assert!(html.contains("sequence 4"));
         assert!(html.contains("10 days left"));
         assert!(html.contains("breaker open"));

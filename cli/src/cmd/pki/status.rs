@@ -123,7 +123,12 @@ pub fn text(o: &huren_console::Overview) -> String {
         None => {
             let lookups: u64 = t.lookups.iter().map(|l| l.count).sum();
             let violations: u64 = t.violations.iter().map(|v| v.count).sum();
-            let _ = writeln!(s, "\nlookups: {lookups}, policy violations: {violations}");
+            let window = if t.window_seconds == 0 {
+                "since the gateway started".to_owned()
+            } else {
+                format!("over the last {} minutes", (t.window_seconds + 59) / 60)
+            };
+            let _ = writeln!(s, "\nlookups: {lookups}, policy violations: {violations} ({window})");
             for v in &t.violations {
                 let _ = writeln!(s, "  violation {} {}: {}", v.province, v.reason, v.count);
             }

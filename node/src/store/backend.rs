@@ -27,8 +27,8 @@ pub enum Table {
     /// Name ([`Key::Text`]) → bytes: the commitment salt, the log's frontier and the other
     /// node metadata (see [`super::log`]).
     Meta,
-    /// Pseudonymous subject reference ([`Key::Text`]) → encoded `DisclosureLog`: who checked
-    /// the subject (never keyed by a token).
+    /// `<subject ref>/<day>` ([`Key::Text`]) → encoded `DisclosureLog`: who checked the
+    /// subject that day (never keyed by a token).
     Disclosures,
     /// `<hour>/<hub>/<province>/<purpose>` ([`Key::Text`]) → encoded `HubAggregateRecord`:
     /// distinct subjects per hub, hour and purpose, without subject identity.

@@ -165,7 +165,7 @@ impl<B: Backend> BackedStore<B> {
             let log = DisclosureLog::decode(bytes.as_slice()).map_err(corrupt)?;
             entries.extend(log.entries.into_iter().filter(|e| e.time >= since));
         }
-        entries.sort_by(|a, b| b.time.cmp(&a.time));
+        entries.sort_by_key(|e| std::cmp::Reverse(e.time));
         Ok(entries)
     }
 

@@ -394,11 +394,12 @@ impl StatusAdminService {
         authorized(&request, Call::ListDisclosures, &inner.province)?;
         let query = DisclosureQuery::try_from(request.into_inner())?;
         blocking(move || {
-            let since = inner.settings.clock.now() - i64::from(query.days) * 86_400;
+            let now = inner.settings.clock.now();
+            let since = now - i64::from(query.days) * 86_400;
             let trust = inner.trust();
             let disclosures = inner
                 .store
-                .disclosures(&query.subject_ref, since)?
+                .disclosures(&query.subject_ref, since, now)?
                 .into_iter()
                 .map(|d| pb::Disclosure {
                     hub_name: trust.hub_name(&d.hub_id).unwrap_or_default().to_owned(),

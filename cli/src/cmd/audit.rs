@@ -336,7 +336,7 @@ async fn scan(
 
 /// `huren audit hubs`: ranks and flags the hubs in the node's aggregates.
 async fn hubs(args: HubsArgs) -> Result<()> {
-    if !(args.factor >= 1.0) {
+    if args.factor.is_nan() || args.factor < 1.0 {
         return Err(usage("--factor must be at least 1"));
     }
     let identity = args.target.tls.load()?;

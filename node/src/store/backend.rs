@@ -31,9 +31,8 @@ pub enum Table {
     /// batch items were applied, so a retried batch writes nothing twice (see
     /// [`super::batch`]).
     Applied,
-
-    /// Pseudonymous subject reference ([`Key::Text`]) → encoded `DisclosureLog`: who checked
-    /// the subject (never keyed by a token).
+    /// `<subject ref>/<day>` ([`Key::Text`]) → encoded `DisclosureLog`: who checked the
+    /// subject that day (never keyed by a token).
     Disclosures,
     /// `<hour>/<hub>/<province>/<purpose>` ([`Key::Text`]) → encoded `HubAggregateRecord`:
     /// distinct subjects per hub, hour and purpose, without subject identity.

@@ -1,9 +1,12 @@
 //! The disclosure log and the per-hub aggregates, over the same backend as the statuses.
 //!
-//! - [`Table::Disclosures`]: one `DisclosureLog` per subject, keyed by the pseudonymous
-//!   subject reference (never by a token): who checked the subject, when, for what
-//!   purpose, through which gateway, and what was disclosed. A batch of checks is
-//!   appended in one atomic write (read the subjects' logs, append, put).
+//! - [`Table::Disclosures`]: one `DisclosureLog` per subject and day, keyed
+//!   `<subject ref>/<day>` (the pseudonymous reference, never a token; `day` = Unix days,
+//!   zero-padded): who checked the subject, when, for what purpose, through which
+//!   gateway, and what was disclosed. A batch of checks is appended in one atomic write
+//!   (read the touched subject-days, append, put): a day's bucket keeps that
+//!   read-modify-write small however long the retention window, and a subject's last N
+//!   days are N point reads.
 //! - [`Table::HubAggregates`]: one `HubAggregateRecord` per (hour, hub, hub province,
 //!   purpose): distinct subjects and checks. The counts are added as deltas the writer
 //!   computed (see `crate::disclosure`); nothing in them names a subject.
@@ -75,6 +78,16 @@ pub struct HubAggregateRecord {
     pub checks: u64,
 }
 
+/// The key of `subject_ref`'s bucket for the day of `time` (subject references hold no `/`).
+fn bucket(subject_ref: &str, time: i64) -> String {
+    format!("{subject_ref}/{:06}", time.div_euclid(86_400))
+}
+
+/// The subject reference of a bucket key.
+fn subject_of(key: &str) -> Result<&str, StoreError> {
+    key.rsplit_once('/').map(|(s, _)| s).ok_or_else(|| corrupt("disclosure key"))
+}
+
 impl HubAggregateRecord {
     /// The record's key: hour first, so keys sort by time.
     pub(crate) fn key(&self) -> String {
@@ -100,14 +113,14 @@ impl<B: Backend> BackedStore<B> {
         batch: &[(String, DisclosureRecord)],
         deltas: &[HubAggregateRecord],
     ) -> Result<(), StoreError> {
-        let mut subjects: Vec<&str> = batch.iter().map(|(s, _)| s.as_str()).collect();
+        let mut subjects: Vec<String> = batch.iter().map(|(s, r)| bucket(s, r.time)).collect();
         subjects.sort_unstable();
         subjects.dedup();
         let keys: Vec<Key> = subjects.iter().map(|s| Key::text(s)).collect();
         let agg_keys: Vec<Key> = deltas.iter().map(|d| Key::Text(d.key())).collect();
         self.backend.write(&mut |w| {
             let mut logs: HashMap<&str, DisclosureLog> = HashMap::with_capacity(subjects.len());
-            for (subject, bytes) in subjects.iter().zip(w.get_many(Table::Disclosures, &keys)?) {
+            for (subject, bytes) in subjects.iter().map(String::as_str).zip(w.get_many(Table::Disclosures, &keys)?) {
                 let log = match bytes {
                     Some(b) => DisclosureLog::decode(b.as_slice()).map_err(corrupt)?,
                     None => DisclosureLog::default(),
@@ -115,7 +128,7 @@ impl<B: Backend> BackedStore<B> {
                 logs.insert(subject, log);
             }
             for (subject, record) in batch {
-                if let Some(log) = logs.get_mut(subject.as_str()) {
+                if let Some(log) = logs.get_mut(bucket(subject, record.time).as_str()) {
                     log.entries.push(record.clone());
                 }
             }
@@ -135,17 +148,24 @@ impl<B: Backend> BackedStore<B> {
         })
     }
 
-    /// A subject's checks at or after `since`, newest first.
-    pub(super) fn disclosures_in(&self, subject_ref: &str, since: i64) -> Result<Vec<DisclosureRecord>, StoreError> {
-        let bytes = self.backend.reader()?.get(Table::Disclosures, Key::text(subject_ref))?;
-        let Some(bytes) = bytes else { return Ok(Vec::new()) };
-        let mut entries: Vec<DisclosureRecord> = DisclosureLog::decode(bytes.as_slice())
-            .map_err(corrupt)?
-            .entries
-            .into_iter()
-            .filter(|e| e.time >= since)
-            .collect();
-        entries.sort_by(|a, b| b.time.cmp(&a.time));
+    /// A subject's checks at or after `since` (and up to `until`), newest first.
+    pub(super) fn disclosures_in(
+        &self,
+        subject_ref: &str,
+        since: i64,
+        until: i64,
+    ) -> Result<Vec<DisclosureRecord>, StoreError> {
+        let (first, last) = (since.max(0).div_euclid(86_400), until.max(0).div_euclid(86_400));
+        if last < first || last - first > 400 {
+            return Err(StoreError::Range(format!("disclosures from {since} to {until}: at most 400 days")));
+        }
+        let keys: Vec<Key> = (first..=last).map(|day| Key::Text(bucket(subject_ref, day * 86_400))).collect();
+        let mut entries = Vec::new();
+        for bytes in self.backend.reader()?.get_many(Table::Disclosures, &keys)?.into_iter().flatten() {
+            let log = DisclosureLog::decode(bytes.as_slice()).map_err(corrupt)?;
+            entries.extend(log.entries.into_iter().filter(|e| e.time >= since));
+        }
+        entries.sort_by_key(|e| std::cmp::Reverse(e.time));
         Ok(entries)
     }
 
@@ -221,19 +241,19 @@ impl<B: Backend> BackedStore<B> {
             };
             self.backend.scan(Table::Disclosures, &mut |page| {
                 for (key, value) in page {
-                    let Key::Text(subject) = key else { return Err(corrupt("disclosure key")) };
+                    let Key::Text(name) = key else { return Err(corrupt("disclosure key")) };
                     let log = DisclosureLog::decode(value.as_slice()).map_err(corrupt)?;
                     let (kept, gone): (Vec<_>, Vec<_>) = log.entries.into_iter().partition(|e| e.time >= cutoff);
                     if gone.is_empty() {
                         continue;
                     }
-                    let commitment = super::subject_commitment(self.salt.as_slice(), &subject);
+                    let commitment = super::subject_commitment(self.salt.as_slice(), subject_of(&name)?);
                     let notes = gone
                         .iter()
                         .map(|e| (e.time, deletion_leaf("disclosure", &commitment, &e.encode_to_vec())))
                         .collect();
                     let keep = (!kept.is_empty()).then(|| DisclosureLog { entries: kept }.encode_to_vec());
-                    pending.push((subject, value, keep, notes));
+                    pending.push((name, value, keep, notes));
                 }
                 if pending.len() >= super::log::PURGE_BATCH {
                     flush(&mut pending, out)?;
@@ -295,10 +315,14 @@ mod tests {
         ];
         store.append_disclosures(&batch, &[delta(0, "h1", 2, 2), delta(0, "h2", 1, 1)]).unwrap();
         store.append_disclosures(&[("s-1".to_owned(), check("h1", 300))], &[delta(0, "h1", 0, 1)]).unwrap();
-        let s1: Vec<_> = store.disclosures("s-1", 0).unwrap().into_iter().map(|d| (d.hub_id, d.time)).collect();
+        let s1: Vec<_> = store.disclosures("s-1", 0, 1000).unwrap().into_iter().map(|d| (d.hub_id, d.time)).collect();
         assert_eq!(s1, vec![("h1".to_owned(), 300), ("h2".to_owned(), 200), ("h1".to_owned(), 100)]);
-        assert_eq!(store.disclosures("s-1", 250).unwrap().len(), 1);
-        assert!(store.disclosures("s-3", 0).unwrap().is_empty());
+        assert_eq!(store.disclosures("s-1", 250, 1000).unwrap().len(), 1);
+        assert!(store.disclosures("s-3", 0, 1000).unwrap().is_empty());
+        // Another day's bucket.
+        store.append_disclosures(&[("s-1".to_owned(), check("h3", 86_400 + 5))], &[]).unwrap();
+        assert_eq!(store.disclosures("s-1", 0, 86_400 + 10).unwrap()[0].hub_id, "h3");
+        assert_eq!(store.disclosures("s-1", 0, 1000).unwrap().len(), 3);
         let aggs: Vec<_> = store
             .hub_aggregates(0, 3600)
             .unwrap()
@@ -313,15 +337,16 @@ mod tests {
         let out = store.purge(&plan, &mut |_| {}).unwrap();
         assert_eq!(out.counts.get("disclosure"), Some(&2));
         assert_eq!(out.range, Some((100, 150)));
-        assert_eq!(store.disclosures("s-1", 0).unwrap().len(), 2);
-        assert!(store.disclosures("s-2", 0).unwrap().is_empty());
-        assert_eq!(store.counts().unwrap().get("disclosure_log"), Some(&1));
+        assert_eq!(store.disclosures("s-1", 0, 100_000).unwrap().len(), 3);
+        assert!(store.disclosures("s-2", 0, 1000).unwrap().is_empty());
+        // s-1's two days.
+        assert_eq!(store.counts().unwrap().get("disclosure_log"), Some(&2));
 
         // Sunset: nothing remains, and the counts say what went.
         store.add_dropped_disclosures(3).unwrap();
         assert_eq!(store.dropped_disclosures().unwrap(), 3);
         let out = store.purge(&PurgePlan { everything: true, ..Default::default() }, &mut |_| {}).unwrap();
-        assert_eq!((out.counts.get("disclosure"), out.counts.get("hub_aggregate")), (Some(&2), Some(&2)));
+        assert_eq!((out.counts.get("disclosure"), out.counts.get("hub_aggregate")), (Some(&3), Some(&2)));
         let counts = store.counts().unwrap();
         assert_eq!((counts["disclosure_log"], counts["hub_aggregate"]), (0, 0));
     }

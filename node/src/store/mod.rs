@@ -175,7 +175,7 @@ pub trait NodeStore: Send + Sync + std::fmt::Debug {
     /// Makes sure no byte of a deleted record stays in what the backend keeps.
     fn rewrite(&self) -> Result<(), StoreError>;
     /// Records held, by kind: status, token, log_entry, log_hash, log_node (interior hashes
-    /// of the log), subject_index, salt, disclosure_log (subjects with a disclosure log),
+    /// of the log), subject_index, salt, disclosure_log (subject-days with a disclosure log),
     /// hub_aggregate.
     fn counts(&self) -> Result<BTreeMap<&'static str, u64>, StoreError>;
     /// Deletes what `plan` names, calling `progress` with the running total. Returns
@@ -203,8 +203,9 @@ pub trait NodeStore: Send + Sync + std::fmt::Debug {
         batch: &[(String, DisclosureRecord)],
         aggregate_deltas: &[HubAggregateRecord],
     ) -> Result<(), StoreError>;
-    /// A subject's disclosure records at or after `since`, newest first.
-    fn disclosures(&self, subject_ref: &str, since: i64) -> Result<Vec<DisclosureRecord>, StoreError>;
+    /// A subject's disclosure records from `since` to `until` (at most 400 days apart),
+    /// newest first.
+    fn disclosures(&self, subject_ref: &str, since: i64, until: i64) -> Result<Vec<DisclosureRecord>, StoreError>;
     /// Per-hub aggregates of the hours starting in `[since, until)`.
     fn hub_aggregates(&self, since: i64, until: i64) -> Result<Vec<HubAggregateRecord>, StoreError>;
     /// Adds `n` to the count of disclosure records the node could not write.
@@ -620,8 +621,8 @@ impl<B: Backend> NodeStore for BackedStore<B> {
         self.append_disclosures_in(batch, aggregate_deltas)
     }
 
-    fn disclosures(&self, subject_ref: &str, since: i64) -> Result<Vec<DisclosureRecord>, StoreError> {
-        self.disclosures_in(subject_ref, since)
+    fn disclosures(&self, subject_ref: &str, since: i64, until: i64) -> Result<Vec<DisclosureRecord>, StoreError> {
+        self.disclosures_in(subject_ref, since, until)
     }
 
     fn hub_aggregates(&self, since: i64, until: i64) -> Result<Vec<HubAggregateRecord>, StoreError> {

@@ -12,7 +12,7 @@
 //! | `log:subjects`    | sorted set | commitment ‖ index (big-endian), all score 0            |
 //! | [`META_KEY`]      | hash       | salt, frontier, nodes_size, first_available, signed_sizes, sunset_receipt, disclosures_dropped |
 //! | `applied`         | hash       | salted hash of (caller, batch item id) → encoded applied item |
-//! | `disclosures`     | hash       | pseudonymous subject reference → encoded `DisclosureLog` |
+//! | `disclosures`     | hash       | `<subject ref>/<day>` → encoded `DisclosureLog` (that day's checks) |
 //! | `hub_aggregates`  | hash       | `hour/hub/province/purpose` → encoded `HubAggregateRecord` |
 //!
 //! A write runs as one `MULTI`/`EXEC` under `WATCH` of every hash it read: a status

@@ -53,8 +53,8 @@ pub use error::{NodeError, Signing, StatusChangeRefused};
 pub use huren_runtime::error::StartError;
 pub use keys::{KeyError, KeyRing};
 pub use request::InvalidRequest;
-pub use service::NodeSettings;
 use service::{AttestationService, Inner, StatusAdminService};
+pub use service::{NodeSettings, MAX_BATCH_TOKENS};
 
 pub use redis_store::RedisStore;
 pub use store::{NodeStore, Store};

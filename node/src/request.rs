@@ -51,6 +51,9 @@ pub enum InvalidRequest {
     /// A tree size or index beyond the log.
     #[error("{0}")]
     LogRange(String),
+    /// An `AttestBatch` of more tokens than allowed.
+    #[error("at most {max} tokens per batch, got {0}", max = crate::service::MAX_BATCH_TOKENS)]
+    BatchSize(usize),
 }
 
 impl InvalidRequest {
@@ -58,6 +61,7 @@ impl InvalidRequest {
     pub fn field(&self) -> &'static str {
         match self {
             InvalidRequest::TokenLength(_) => "token",
+            InvalidRequest::BatchSize(_) => "tokens",
             InvalidRequest::Purpose => "purpose",
             InvalidRequest::SubjectRef | InvalidRequest::PersonalData => "subject_ref",
             InvalidRequest::Status => "status",

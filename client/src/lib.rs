@@ -31,7 +31,7 @@ mod stats;
 mod status;
 
 pub use audit::{verify_subject_entries, AuditClient, AuditError};
-pub use hub::{verify_offline, HubClient, HubError, DEFAULT_PURPOSE, ERROR_DOMAIN};
+pub use hub::{verify_offline, HubClient, HubError, DEFAULT_PURPOSE, ERROR_DOMAIN, MAX_BATCH_TOKENS};
 pub use receipt::{verify_receipt, CheckedReceipt, ReceiptError};
 pub use stats::{stats, LiftRow, Stats, StatsRow};
 pub use status::{rfc3339, VerifiedStatus};

@@ -305,10 +305,8 @@ impl HubClient {
             }
         }
         let verify = |trust: &TrustList| {
-            let items: Vec<_> = signed
-                .iter()
-                .map(|(i, a)| (a, Expected::lookup(&tokens[*i].0, &tokens[*i].1, purpose)))
-                .collect();
+            let items: Vec<_> =
+                signed.iter().map(|(i, a)| (a, Expected::lookup(&tokens[*i].0, &tokens[*i].1, purpose))).collect();
             huren_pki::verify_attestations(trust, &items, unix_now())
         };
         let mut verdicts = verify(self.trust.as_ref().ok_or(HubError::Empty)?);
@@ -319,9 +317,8 @@ impl HubClient {
         }
         let trust = self.trust.as_ref().ok_or(HubError::Empty)?;
         for ((i, _), verdict) in signed.iter().zip(verdicts) {
-            results[*i] = Some(
-                verdict.map(|v| VerifiedStatus::describe(&v.attestation, trust)).map_err(HubError::Verify),
-            );
+            results[*i] =
+                Some(verdict.map(|v| VerifiedStatus::describe(&v.attestation, trust)).map_err(HubError::Verify));
         }
         Ok(results.into_iter().map(|r| r.unwrap_or(Err(HubError::Empty))).collect())
     }

@@ -96,14 +96,7 @@ async fn every_unknown_token_counts_and_the_limit_cuts_the_manifest_short() {
     let reasons: Vec<_> = answers.iter().map(|a| a.as_ref().err().and_then(|e| e.reason()).unwrap_or("ok")).collect();
     assert_eq!(
         reasons,
-        [
-            "TOKEN_UNKNOWN",
-            "ok",
-            "TOKEN_UNKNOWN",
-            "TOKEN_UNKNOWN",
-            "TOO_MANY_UNKNOWN_TOKENS",
-            "TOO_MANY_UNKNOWN_TOKENS"
-        ],
+        ["TOKEN_UNKNOWN", "ok", "TOKEN_UNKNOWN", "TOKEN_UNKNOWN", "TOO_MANY_UNKNOWN_TOKENS", "TOO_MANY_UNKNOWN_TOKENS"],
         "three misses reach the limit of three: every later token is refused, known or not"
     );
     // And the hub stays throttled, for single lookups and manifests alike.

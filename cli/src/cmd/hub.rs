@@ -152,8 +152,8 @@ async fn watch(tls: TlsArgs, gateway: String, cache: PathBuf) -> Result<()> {
 
 /// Reads a manifest: one QR string or `<province>:<token>` per line.
 fn read_manifest(path: &std::path::Path) -> Result<Vec<(huren_pki::ProvinceCode, Vec<u8>)>> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| usage(anyhow!("cannot read manifest {}: {e}", path.display())))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| usage(anyhow!("cannot read manifest {}: {e}", path.display())))?;
     let mut tokens = Vec::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();

@@ -64,6 +64,34 @@ fn crypto(c: &mut Criterion) {
         });
     }
     g.finish();
+
+    // huren-pki's batch path (verify_strict's exact verdicts: canonical s, R and A in the
+    // prime-order subgroup, then one random linear combination), per signature, against
+    // verify_strict one by one. One province key, distinct messages.
+    let mut g = c.benchmark_group("attestation_verify_strict_batch");
+    for n in [1usize, 8, 64] {
+        let messages: Vec<Vec<u8>> = (0..n)
+            .map(|i| {
+                let mut p = huren_bench::payload(&fixture.province, &[i as u8; 16], false, fixture.now);
+                p.issued_at += i as i64;
+                signing_input(&p.encode_to_vec())
+            })
+            .collect();
+        let signatures: Vec<_> = messages.iter().map(|m| dalek.sign(m)).collect();
+        let items: Vec<_> = messages
+            .iter()
+            .zip(&signatures)
+            .map(|(message, signature)| huren_pki::batch::SignatureItem { key: &public, message, signature })
+            .collect();
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_function(format!("huren_pki_batch_{n}"), |b| {
+            b.iter(|| huren_pki::batch::verify_strict_batch(black_box(&items)))
+        });
+        g.bench_function(format!("verify_strict_one_by_one_{n}"), |b| {
+            b.iter(|| items.iter().all(|i| public.verify_strict(black_box(i.message), i.signature).is_ok()))
+        });
+    }
+    g.finish();
 }
 
 criterion_group! {

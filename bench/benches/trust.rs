@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use huren_bench::{Fixture, RULE};
+use huren_bench::{payload, Fixture, RULE};
 use huren_pki::attest::Kid;
 use huren_pki::qr::{decode_qr, encode_qr, Scanned};
 use huren_pki::TrustList;
@@ -29,6 +29,18 @@ fn trust(c: &mut Criterion) {
             huren_pki::verify_attestation(&f.trust, black_box(&f.red), &huren_pki::Expected::default(), f.now)
                 .expect("ok")
         })
+    });
+    // A cache hit once verified (issue 19): what can change is re-checked, not the
+    // signature — against a full verification bound the same way.
+    let province = f.province.clone();
+    let expected = huren_pki::Expected::lookup(&province, &f.token, "transit.highway");
+    let signed = f.key.sign(&payload(&f.province, &f.token, false, f.now));
+    let verified = huren_pki::verify::verify_once(&f.trust, &signed, &expected, f.now).expect("verifies");
+    g.bench_function("cache_hit_full_verify", |b| {
+        b.iter(|| huren_pki::verify_attestation(&f.trust, black_box(&signed), &expected, f.now).expect("ok"))
+    });
+    g.bench_function("cache_hit_verified_once_recheck", |b| {
+        b.iter(|| black_box(&verified).recheck(&f.trust, &expected, f.now).expect("ok").issued_at)
     });
     // The strict field-policy check on its own: wire-level field scan (unknown, repeated,
     // oversized) and the per-purpose allowed-field set.

@@ -1,7 +1,8 @@
 //! The load generator: N concurrent tasks share M persistent HTTP/2 connections over
 //! mutual TLS; closed loop by default, open loop at a fixed rate (paced from a dedicated
 //! thread, latency also measured from each request's scheduled time, so no coordinated
-//! omission). Latencies go into HDR histograms; the run is bounded and stops by itself.
+//! omission). Latencies go into HDR histograms — successes and failures apart, and per
+//! (token province, gRPC code) — and the run is bounded and stops by itself.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -26,6 +27,7 @@ use crate::workload::{expected_peer, load_tokens, loopback, LookupOptions, Rpc, 
 enum Client {
     Lookup(LookupClient<Channel>),
     Attest(AttestationClient<Channel>),
+    Batch(LookupClient<Channel>),
 }
 
 /// Everything a request needs, shared by all workers.
@@ -35,12 +37,82 @@ struct Shared {
     purpose: String,
     timeout: Duration,
     verify: Option<TrustList>,
+    unique: bool,
+    batch: usize,
 }
 
+/// What one request came to: per token answered, its province and `OK` or the gRPC code
+/// (or a client-side label).
+type Outcome = Vec<(String, Result<(), String>)>;
+
 impl Shared {
-    async fn request(&self, client: &mut Client) -> Result<(), String> {
-        let i = self.next.fetch_add(1, Ordering::Relaxed) as usize;
-        let token = &self.tokens[i % self.tokens.len()];
+    /// The next `n` tokens (fewer, or none, once unique tokens run out).
+    fn take(&self, n: usize) -> Vec<&Token> {
+        let i = self.next.fetch_add(n as u64, Ordering::Relaxed) as usize;
+        (i..i + n)
+            .filter(|j| !self.unique || *j < self.tokens.len())
+            .map(|j| &self.tokens[j % self.tokens.len()])
+            .collect()
+    }
+
+    async fn request(&self, client: &mut Client) -> Outcome {
+        if let Client::Batch(c) = client {
+            return self.batch(c).await;
+        }
+        let Some(token) = self.take(1).pop() else {
+            return vec![("none".to_owned(), Err("TokensExhausted".to_owned()))];
+        };
+        vec![(token.province.to_string(), self.single(client, token).await)]
+    }
+
+    async fn batch(&self, c: &mut LookupClient<Channel>) -> Outcome {
+        let tokens = self.take(self.batch);
+        if tokens.is_empty() {
+            return vec![("none".to_owned(), Err("TokensExhausted".to_owned()))];
+        }
+        let mut request = tonic::Request::new(pb::LookupBatchRequest {
+            purpose: self.purpose.clone(),
+            tokens: tokens
+                .iter()
+                .map(|t| pb::BatchToken { province: t.province.to_string(), token: t.bytes.clone() })
+                .collect(),
+        });
+        request.set_timeout(self.timeout);
+        let answers = match c.lookup_batch(request).await {
+            Ok(r) => r.into_inner().answers,
+            Err(s) => return tokens.iter().map(|t| (t.province.to_string(), Err(format!("{:?}", s.code())))).collect(),
+        };
+        if answers.len() != tokens.len() {
+            return tokens.iter().map(|t| (t.province.to_string(), Err("AnswerCount".to_owned()))).collect();
+        }
+        let mut out = Vec::with_capacity(tokens.len());
+        let mut signed = Vec::new();
+        for (i, (token, answer)) in tokens.iter().zip(answers).enumerate() {
+            let province = token.province.to_string();
+            match answer.answer {
+                Some(pb::token_answer::Answer::Attestation(a)) => {
+                    signed.push((i, a));
+                    out.push((province, Ok(())));
+                }
+                Some(pb::token_answer::Answer::Refusal(bytes)) => out.push((province, Err(refusal_code(&bytes)))),
+                None => out.push((province, Err("EmptyAnswer".to_owned()))),
+            }
+        }
+        if let Some(trust) = &self.verify {
+            let items: Vec<_> = signed
+                .iter()
+                .map(|(i, a)| (a, huren_pki::Expected::lookup(&tokens[*i].province, &tokens[*i].bytes, &self.purpose)))
+                .collect();
+            for ((i, _), verdict) in signed.iter().zip(huren_pki::verify_attestations(trust, &items, unix_now())) {
+                if verdict.is_err() {
+                    out[*i].1 = Err("VerifyFailed".to_owned());
+                }
+            }
+        }
+        out
+    }
+
+    async fn single(&self, client: &mut Client, token: &Token) -> Result<(), String> {
         let signed = match client {
             Client::Lookup(c) => {
                 let mut request = tonic::Request::new(pb::LookupRequest {
@@ -62,6 +134,7 @@ impl Shared {
                 request.set_timeout(self.timeout);
                 c.attest(request).await.map(|r| r.into_inner().attestation)
             }
+            Client::Batch(_) => return Err("BatchClient".to_owned()),
         }
         .map_err(|s| format!("{:?}", s.code()))?;
         let signed = signed.ok_or_else(|| "EmptyAnswer".to_owned())?;
@@ -73,11 +146,24 @@ impl Shared {
         Ok(())
     }
 
-    async fn timed(&self, client: &mut Client) -> Result<(), String> {
+    async fn timed(&self, client: &mut Client) -> Outcome {
         match tokio::time::timeout(self.timeout + Duration::from_millis(500), self.request(client)).await {
             Ok(r) => r,
-            Err(_) => Err("ClientTimeout".to_owned()),
+            Err(_) => vec![("unknown".to_owned(), Err("ClientTimeout".to_owned()))],
         }
+    }
+}
+
+/// The gRPC code name of a per-token refusal (a `google.rpc.Status`).
+fn refusal_code(bytes: &[u8]) -> String {
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct RpcStatus {
+        #[prost(int32, tag = "1")]
+        code: i32,
+    }
+    match <RpcStatus as prost::Message>::decode(bytes) {
+        Ok(s) => format!("{:?}", tonic::Code::from(s.code)),
+        Err(_) => "UndecodableRefusal".to_owned(),
     }
 }
 
@@ -85,34 +171,60 @@ impl Shared {
 struct Stats {
     latency: Histogram<u64>,
     scheduled: Histogram<u64>,
+    /// Failures are timed too (a fast refusal and a timeout are not the same failure).
+    failed: Histogram<u64>,
     ok: u64,
     errors: BTreeMap<String, u64>,
+    /// Per "<province> <code>" (code `OK` for successes): latencies.
+    by_province_code: BTreeMap<String, Histogram<u64>>,
 }
 
 impl Stats {
     fn new() -> Self {
-        Self { latency: histogram(), scheduled: histogram(), ok: 0, errors: BTreeMap::new() }
+        Self {
+            latency: histogram(),
+            scheduled: histogram(),
+            failed: histogram(),
+            ok: 0,
+            errors: BTreeMap::new(),
+            by_province_code: BTreeMap::new(),
+        }
     }
 
-    fn record(&mut self, outcome: Result<(), String>, latency: Duration, scheduled: Option<Duration>) {
-        match outcome {
-            Ok(()) => {
-                self.ok += 1;
-                let _ = self.latency.record((latency.as_micros() as u64).max(1));
-                if let Some(s) = scheduled {
-                    let _ = self.scheduled.record((s.as_micros() as u64).max(1));
+    fn record(&mut self, outcome: Outcome, latency: Duration, scheduled: Option<Duration>) {
+        let us = (latency.as_micros() as u64).max(1);
+        for (province, result) in outcome {
+            let code = match &result {
+                Ok(()) => "OK",
+                Err(code) => code.as_str(),
+            };
+            let _ = self.by_province_code.entry(format!("{province} {code}")).or_insert_with(histogram).record(us);
+            match result {
+                Ok(()) => {
+                    self.ok += 1;
+                    let _ = self.latency.record(us);
+                    if let Some(s) = scheduled {
+                        let _ = self.scheduled.record((s.as_micros() as u64).max(1));
+                    }
+                }
+                Err(code) => {
+                    let _ = self.failed.record(us);
+                    *self.errors.entry(code).or_default() += 1;
                 }
             }
-            Err(code) => *self.errors.entry(code).or_default() += 1,
         }
     }
 
     fn merge(&mut self, other: Stats) {
         let _ = self.latency.add(&other.latency);
         let _ = self.scheduled.add(&other.scheduled);
+        let _ = self.failed.add(&other.failed);
         self.ok += other.ok;
         for (k, v) in other.errors {
             *self.errors.entry(k).or_default() += v;
+        }
+        for (k, h) in other.by_province_code {
+            let _ = self.by_province_code.entry(k).or_insert_with(histogram).add(&h);
         }
     }
 }
@@ -256,6 +368,7 @@ pub async fn lookup(options: &LookupOptions) -> Result<LookupReport> {
         clients.push(match options.rpc {
             Rpc::Lookup => Client::Lookup(LookupClient::new(channel)),
             Rpc::Attest => Client::Attest(AttestationClient::new(channel)),
+            Rpc::LookupBatch => Client::Batch(LookupClient::new(channel)),
         });
     }
     let shared = Arc::new(Shared {
@@ -264,11 +377,16 @@ pub async fn lookup(options: &LookupOptions) -> Result<LookupReport> {
         purpose: options.purpose.clone(),
         timeout: options.timeout,
         verify,
+        unique: options.unique_tokens,
+        batch: options.batch.clamp(1, 500),
     });
     // Connect every channel and check the path works before measuring anything.
     for client in &clients {
         let mut c = client.clone();
-        shared.timed(&mut c).await.map_err(|code| BenchError::FirstRequest { target: target.clone(), code })?;
+        // (With unique tokens these first ones are not used again.)
+        for (_, result) in shared.timed(&mut c).await {
+            result.map_err(|code| BenchError::FirstRequest { target: target.clone(), code })?;
+        }
     }
     let phase = |duration: Duration| {
         let (shared, clients) = (shared.clone(), clients.clone());
@@ -340,6 +458,14 @@ fn report(
         "ok": stats.ok,
         "errors": errors,
         "error_codes": stats.errors,
+        "unique_tokens": options.unique_tokens,
+        "batch": (options.rpc == Rpc::LookupBatch).then_some(options.batch),
+        "failed_latency_us": (errors > 0).then(|| percentiles(&stats.failed)),
+        "by_province_code": stats
+            .by_province_code
+            .iter()
+            .map(|(k, h)| (k.clone(), json!({ "count": h.len(), "latency_us": percentiles(h) })))
+            .collect::<serde_json::Map<_, _>>(),
         "rps": round(rps, 1),
         "latency_us": percentiles(&stats.latency),
         "scheduled_latency_us": options.rate.map(|_| percentiles(&stats.scheduled)),
@@ -369,6 +495,14 @@ fn report(
         ms(l.p999),
         ms(l.max)
     );
+    if errors > 0 {
+        let f = percentiles(&stats.failed);
+        let _ = writeln!(text, "  failures    p50 {}  p99 {}  max {}", ms(f.p50), ms(f.p99), ms(f.max));
+    }
+    for (key, h) in &stats.by_province_code {
+        let p = percentiles(h);
+        let _ = writeln!(text, "  {key:<28} {:>9}  p50 {}  p99 {}", h.len(), ms(p.p50), ms(p.p99));
+    }
     if options.rate.is_some() {
         let s = percentiles(&stats.scheduled);
         let _ = writeln!(text, "  from schedule  p50 {}  p99 {}  max {}", ms(s.p50), ms(s.p99), ms(s.max));

@@ -41,6 +41,10 @@ pub enum Rpc {
     Lookup,
     /// `huren.v1.Attestation/Attest` (a gateway identity asking a node, or a proxy in front of one).
     Attest,
+    /// `huren.v1.Lookup/LookupBatch` (a hub asking a gateway about a manifest of
+    /// [`LookupOptions::batch`] tokens); throughput counts attestations, not calls.
+    #[serde(rename = "lookup-batch")]
+    LookupBatch,
 }
 
 /// A load run: `huren bench lookup`.
@@ -71,6 +75,11 @@ pub struct LookupOptions {
     pub token: Vec<String>,
     /// Reuse one token for every request (so that a gateway cache would hit).
     pub repeat_tokens: bool,
+    /// Use every token at most once (no repeats inside any cache window): once the
+    /// tokens run out, requests fail with `TokensExhausted` (counted, never sent).
+    pub unique_tokens: bool,
+    /// Tokens per `LookupBatch` call (with [`Rpc::LookupBatch`]).
+    pub batch: usize,
     /// Purpose declared with each request.
     pub purpose: String,
     /// Deadline of one request.
@@ -157,7 +166,7 @@ pub(crate) fn load_tokens(file: Option<&Path>, inline: &[String], repeat: bool) 
 /// The server identity the run accepts (see [`LookupOptions::expect`]).
 pub(crate) fn expected_peer(options: &LookupOptions, tokens: &[Token]) -> Result<ExpectedPeer> {
     let default = match options.rpc {
-        Rpc::Lookup => "gateway",
+        Rpc::Lookup | Rpc::LookupBatch => "gateway",
         Rpc::Attest => "node",
     };
     match options.expect.as_deref().unwrap_or(default) {

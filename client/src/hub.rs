@@ -62,6 +62,34 @@ pub enum HubError {
     /// The client's TLS configuration or the gateway address is unusable.
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    /// A `LookupBatch` answer that does not answer each token once.
+    #[error("gateway answered {got} tokens of {sent}")]
+    BatchAnswers {
+        /// Tokens sent.
+        sent: usize,
+        /// Answers received.
+        got: usize,
+    },
+}
+
+/// Most tokens one [`HubClient::lookup_batch`] may carry (the gateway's `LookupBatch` limit).
+pub const MAX_BATCH_TOKENS: usize = 500;
+
+/// `google.rpc.Status` as far as the client reads it; the details go on as they are.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    code: i32,
+    #[prost(string, tag = "2")]
+    message: String,
+}
+
+/// A per-token refusal of `LookupBatch` as the error a single `Lookup` would have given.
+fn batch_refusal(bytes: Vec<u8>) -> HubError {
+    match <RpcStatus as prost::Message>::decode(bytes.as_slice()) {
+        Ok(s) => HubError::from(tonic::Status::with_details(tonic::Code::from(s.code), s.message, bytes.into())),
+        Err(_) => HubError::Empty,
+    }
 }
 
 fn reason_suffix(reason: Option<&str>) -> String {
@@ -239,6 +267,63 @@ impl HubClient {
             }
         }
         self.trust.as_ref().ok_or(HubError::Empty)
+    }
+
+    /// Looks a manifest up in one `LookupBatch` call (at most [`MAX_BATCH_TOKENS`] tokens,
+    /// each with its province, all for `purpose`) and verifies every answer locally
+    /// ([`huren_pki::verify_attestations`]: the verdicts of one-by-one verification, the
+    /// signatures checked together). One result per token, in order: its verified status,
+    /// or the refusal `lookup` would have returned for it. The outer error is for the call.
+    pub async fn lookup_batch(
+        &mut self,
+        tokens: &[(ProvinceCode, Vec<u8>)],
+        purpose: &str,
+    ) -> Result<Vec<Result<VerifiedStatus, HubError>>, HubError> {
+        if self.trust.is_none() {
+            self.refresh_trust_list().await?;
+        }
+        let span = tracing::info_span!("huren.hub.lookup_batch", tokens = tokens.len());
+        let mut request = tonic::Request::new(pb::LookupBatchRequest {
+            purpose: purpose.into(),
+            tokens: tokens
+                .iter()
+                .map(|(province, token)| pb::BatchToken { province: province.to_string(), token: token.clone() })
+                .collect(),
+        });
+        span.in_scope(|| huren_runtime::tracectx::inject(&mut request));
+        let response = tracing::Instrument::instrument(self.lookup.lookup_batch(request), span).await?.into_inner();
+        if response.answers.len() != tokens.len() {
+            return Err(HubError::BatchAnswers { sent: tokens.len(), got: response.answers.len() });
+        }
+        let mut results: Vec<Option<Result<VerifiedStatus, HubError>>> = Vec::new();
+        let mut signed = Vec::new();
+        for (i, answer) in response.answers.into_iter().enumerate() {
+            match answer.answer {
+                Some(pb::token_answer::Answer::Attestation(a)) => {
+                    results.push(None);
+                    signed.push((i, a));
+                }
+                Some(pb::token_answer::Answer::Refusal(bytes)) => results.push(Some(Err(batch_refusal(bytes)))),
+                None => results.push(Some(Err(HubError::Empty))),
+            }
+        }
+        let verify = |trust: &TrustList| {
+            let items: Vec<_> =
+                signed.iter().map(|(i, a)| (a, Expected::lookup(&tokens[*i].0, &tokens[*i].1, purpose))).collect();
+            huren_pki::verify_attestations(trust, &items, unix_now())
+        };
+        let mut verdicts = verify(self.trust.as_ref().ok_or(HubError::Empty)?);
+        // A key not seen yet: the province may have rotated since our copy; fetch once.
+        if verdicts.iter().any(|v| matches!(v, Err(VerifyError::Attestation(AttestationError::UnknownKey { .. })))) {
+            self.refresh_trust_list().await?;
+            verdicts = verify(self.trust.as_ref().ok_or(HubError::Empty)?);
+        }
+        let trust = self.trust.as_ref().ok_or(HubError::Empty)?;
+        for ((i, _), verdict) in signed.iter().zip(verdicts) {
+            results[*i] =
+                Some(verdict.map(|v| VerifiedStatus::describe(&v.attestation, trust)).map_err(HubError::Verify));
+        }
+        Ok(results.into_iter().map(|r| r.unwrap_or(Err(HubError::Empty))).collect())
     }
 
     /// Looks a token up online and verifies the answer locally with

@@ -5,6 +5,9 @@
 #   3. hub → gateway with cache hits (--repeat-tokens), in-process cache; 3r. the same with the
 #      shared Redis cache of replicated gateways (REDIS_URL; skipped when no Redis answers)
 #   4. hub → nginx grpc_pass (mTLS both sides) → node
+#   5. (max load only) hub → gateway, cache on, UNIQUE_TOKENS tokens each used once
+#      (--unique-tokens: nothing repeats inside any cache window), and hub → gateway
+#      LookupBatch of BATCH tokens (cache off; throughput counted in attestations)
 # each at maximum load (closed loop) and all at one fixed rate, 50% of path 2's maximum
 # (open loop), then the node store on its own (ingest, lookups, size, memory).
 # Writes OUT/results.json and OUT/results.md (and prints the table).
@@ -13,6 +16,7 @@
 # Knobs (environment):
 #   DURATION=10s WARMUP=2s CONCURRENCY=64 CONNECTIONS=4   load generator
 #   SUBJECTS=1000 TOKENS=1000                             seeded at the node
+#   UNIQUE_TOKENS=100000 (0 skips path 5's unique run) BATCH=100
 #   STORE_SUBJECTS=1000000 (0 skips the store benchmark; 10000000 for the full target)
 #   OUT=target/bench-results/<UTC time>                   results folder
 #   HUREN=/path/to/huren                                  skip the build, use this binary
@@ -34,6 +38,8 @@ CONCURRENCY=${CONCURRENCY:-64}
 CONNECTIONS=${CONNECTIONS:-4}
 SUBJECTS=${SUBJECTS:-1000}
 TOKENS=${TOKENS:-1000}
+UNIQUE_TOKENS=${UNIQUE_TOKENS:-100000}
+BATCH=${BATCH:-100}
 STORE_SUBJECTS=${STORE_SUBJECTS:-1000000}
 PORT_BASE=${PORT_BASE:-17440}
 OUT=${OUT:-$ROOT/target/bench-results/$(date -u +%Y%m%dT%H%M%SZ)}
@@ -185,6 +191,17 @@ log "node pid $NODE_PID on 127.0.0.1:$NODE_PORT"
 log "seeding $SUBJECTS subjects and $TOKENS tokens"
 h bench seed --node "127.0.0.1:$NODE_PORT" "${TLS_ADMIN[@]}" --subjects "$SUBJECTS" --tokens "$TOKENS" \
     --out "$WORK/tokens.txt" >/dev/null
+if [ "$UNIQUE_TOKENS" -gt 0 ]; then
+    log "seeding $UNIQUE_TOKENS more tokens for the unique-token run"
+    h bench seed --node "127.0.0.1:$NODE_PORT" "${TLS_ADMIN[@]}" --subjects "$SUBJECTS" --tokens "$UNIQUE_TOKENS" \
+        --out "$WORK/unique-tokens.txt" >/dev/null
+fi
+# Redis's own CPU counts in path 3r (when it runs on this machine).
+REDIS_PID=""
+if [ -n "$REDIS_URL" ]; then
+    REDIS_PID=$(redis-cli -u "$REDIS_URL" info server 2>/dev/null | tr -d '\r' | sed -n 's/^process_id://p' || true)
+    [ -n "$REDIS_PID" ] && [ -d "/proc/$REDIS_PID" ] || REDIS_PID=""
+fi
 
 NGINX_OK=0
 if [ -n "$NGINX" ] && [ -x "$NGINX" ]; then
@@ -259,9 +276,26 @@ redis_url = \"$REDIS_URL\"
 redis_prefix = \"huren-bench-$$-$kind:\""
             start GATEWAY "$PROXY_CPUS" "$WORK/gateway.log" "$HUREN" gateway --config "$WORK/gateway.toml"
             load cached-redis "$OUT/$kind-cached-redis.json" "${VIA_GW[@]}" --repeat-tokens "${rate[@]}" \
+                --watch-pid "gateway=$GATEWAY_PID" --watch-pid "node=$NODE_PID" \
+                ${REDIS_PID:+--watch-pid "redis=$REDIS_PID"}
+            stop "$GATEWAY_PID"
+        fi
+    fi
+
+    if [ "$kind" = max ]; then
+        if [ "$UNIQUE_TOKENS" -gt 0 ]; then
+            gateway_toml "${GATEWAY_CACHE_TOML:-cache = true}"
+            start GATEWAY "$PROXY_CPUS" "$WORK/gateway.log" "$HUREN" gateway --config "$WORK/gateway.toml"
+            load gateway-unique "$OUT/$kind-gateway-unique.json" --target "127.0.0.1:$GATEWAY_PORT" --rpc lookup \
+                "${TLS_HUB[@]}" --tokens "$WORK/unique-tokens.txt" --unique-tokens \
                 --watch-pid "gateway=$GATEWAY_PID" --watch-pid "node=$NODE_PID"
             stop "$GATEWAY_PID"
         fi
+        gateway_toml "${GATEWAY_MISS_TOML:-cache = false}"
+        start GATEWAY "$PROXY_CPUS" "$WORK/gateway.log" "$HUREN" gateway --config "$WORK/gateway.toml"
+        load batch "$OUT/$kind-batch.json" --target "127.0.0.1:$GATEWAY_PORT" --rpc lookup-batch --batch "$BATCH" \
+            "${TLS_HUB[@]}" --tokens "$WORK/tokens.txt" --watch-pid "gateway=$GATEWAY_PID" --watch-pid "node=$NODE_PID"
+        stop "$GATEWAY_PID"
     fi
 
     if [ "$NGINX_OK" = 1 ]; then

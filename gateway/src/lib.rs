@@ -35,6 +35,7 @@ mod capture;
 mod config;
 mod error;
 mod limits;
+mod lookup_batch;
 pub mod metrics;
 mod node_call;
 mod receipts;

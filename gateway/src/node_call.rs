@@ -45,3 +45,28 @@ pub(crate) async fn attest(
     let more = stream.message().await?.is_some();
     Ok(Response::from_parts(metadata, NodeAnswer { response, more }, extensions))
 }
+
+/// A node's answer to `AttestBatch`, and whether it sent a second message (a violation).
+#[derive(Debug)]
+pub(crate) struct NodeBatchAnswer {
+    pub(crate) response: pb::AttestBatchResponse,
+    pub(crate) more: bool,
+}
+
+/// Calls `AttestBatch` on `client`, read as strictly as [`attest`].
+pub(crate) async fn attest_batch(
+    client: &mut NodeClient,
+    call: Request<pb::AttestBatchRequest>,
+) -> Result<Response<NodeBatchAnswer>, Status> {
+    client.ready().await.map_err(|e| Status::unknown(format!("Service was not ready: {e}")))?;
+    let mut call = call;
+    call.extensions_mut().insert(GrpcMethod::new("huren.v1.Attestation", "AttestBatch"));
+    let path = PathAndQuery::from_static("/huren.v1.Attestation/AttestBatch");
+    let response = client
+        .server_streaming::<_, pb::AttestBatchResponse, _>(call, path, tonic_prost::ProstCodec::default())
+        .await?;
+    let (metadata, mut stream, extensions) = response.into_parts();
+    let response = stream.message().await?.ok_or_else(|| Status::internal("Missing response message."))?;
+    let more = stream.message().await?.is_some();
+    Ok(Response::from_parts(metadata, NodeBatchAnswer { response, more }, extensions))
+}

@@ -29,6 +29,9 @@ pub enum InvalidLookup {
     /// A purpose that is not dotted lowercase words.
     #[error("purpose must be dotted lowercase words, e.g. transit.highway")]
     Purpose,
+    /// A `LookupBatch` of more tokens than allowed.
+    #[error("at most {max} tokens per LookupBatch, got {0}", max = crate::lookup_batch::MAX_BATCH_TOKENS)]
+    TooManyTokens(usize),
 }
 
 impl InvalidLookup {
@@ -38,6 +41,7 @@ impl InvalidLookup {
             InvalidLookup::Province(_) => "province",
             InvalidLookup::TokenLength(_) => "token",
             InvalidLookup::Purpose => "purpose",
+            InvalidLookup::TooManyTokens(_) => "tokens",
         }
     }
 }

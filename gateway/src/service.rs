@@ -31,29 +31,29 @@ use tower::limit::ConcurrencyLimit;
 use tower::retry::budget::{Budget as _, TpsBudget};
 
 /// A province's node endpoints, in the trust list's order, one client each.
-struct Route {
+pub(crate) struct Route {
     endpoints: Vec<String>,
-    clients: Vec<NodeClient>,
+    pub(crate) clients: Vec<NodeClient>,
     /// Per endpoint, the serials of the node chain its connection presented: cached
     /// answers carry them, so a revoked node certificate's answers stop being served.
-    served_by: Vec<tls::ServerSerials>,
+    pub(crate) served_by: Vec<tls::ServerSerials>,
     /// The province's retry budget (every lookup deposits, every retry withdraws).
-    budget: TpsBudget,
+    pub(crate) budget: TpsBudget,
     /// The endpoint that answered last: lookups go there first, so a dead endpoint costs
     /// one retry, not one per lookup.
-    preferred: AtomicUsize,
+    pub(crate) preferred: AtomicUsize,
 }
 
 impl Route {
     /// The endpoint index for attempt `attempt` (0 = first): the one that answered last,
     /// then the next listed, so a retry goes to another endpoint when there is one.
-    fn endpoint(&self, attempt: usize) -> usize {
+    pub(crate) fn endpoint(&self, attempt: usize) -> usize {
         (self.preferred.load(Ordering::Relaxed) + attempt) % self.clients.len()
     }
 }
 
 /// Attempts per lookup at most: the first, and one retry after a failure a retry can cure.
-const ATTEMPTS: usize = 2;
+pub(crate) const ATTEMPTS: usize = 2;
 
 /// Routes built for one trust-list sequence; rebuilt when the list changes so that
 /// moved endpoints and revoked node certificates take effect on new connections.
@@ -74,18 +74,18 @@ pub(crate) struct State {
     node_timeout: Duration,
     province_timeouts: HashMap<String, Duration>,
     connect_timeout: Duration,
-    misses: MissPolicy,
-    hub_rate_per_sec: u64,
+    pub(crate) misses: MissPolicy,
+    pub(crate) hub_rate_per_sec: u64,
     node_concurrency: usize,
     retry_budget: RetryBudget,
-    cache: bool,
-    cache_fresh_seconds: i64,
+    pub(crate) cache: bool,
+    pub(crate) cache_fresh_seconds: i64,
     pub shared: Arc<Shared>,
     pub breakers: Arc<Breakers>,
     pub metrics: Metrics,
     capture: Option<Arc<dyn CaptureSink>>,
     pub receipts: ReceiptStore,
-    clock: huren_runtime::clock::Clock,
+    pub(crate) clock: huren_runtime::clock::Clock,
     pub sunset_purged: tokio::sync::watch::Sender<bool>,
 }
 
@@ -123,7 +123,7 @@ impl State {
         }
     }
 
-    fn capture(&self, rpc: &str, direction: &str, message: &impl prost::Message) {
+    pub(crate) fn capture(&self, rpc: &str, direction: &str, message: &impl prost::Message) {
         if let Some(sink) = &self.capture {
             sink.record(rpc, direction, &message.encode_to_vec());
         }
@@ -142,12 +142,12 @@ impl State {
     }
 
     /// The deadline for a call to `code`'s node: its override, else the default.
-    fn node_timeout_for(&self, code: &ProvinceCode) -> Duration {
+    pub(crate) fn node_timeout_for(&self, code: &ProvinceCode) -> Duration {
         self.province_timeouts.get(code.as_str()).copied().unwrap_or(self.node_timeout)
     }
 
     /// The client for a province's node under the trust list in force.
-    fn route(&self, trust: &TrustList, code: &ProvinceCode) -> Result<Arc<Route>, GatewayError> {
+    pub(crate) fn route(&self, trust: &TrustList, code: &ProvinceCode) -> Result<Arc<Route>, GatewayError> {
         let entry = trust.province(code).ok_or_else(|| GatewayError::ProvinceUnknown { province: code.clone() })?;
         let misconfigured = |cause| GatewayError::ProvinceMisconfigured { province: code.clone(), cause };
         if entry.endpoints.is_empty() {
@@ -199,7 +199,7 @@ fn breaker_observer(metrics: Metrics) -> crate::breaker::TransitionObserver {
 }
 
 /// The caller of `request`, if it may make `call`.
-fn authorized<T>(request: &Request<T>, call: Call) -> Result<Identity, GatewayError> {
+pub(crate) fn authorized<T>(request: &Request<T>, call: Call) -> Result<Identity, GatewayError> {
     Ok(huren_runtime::error::authorized(request, |caller| authorize(call, caller))?)
 }
 
@@ -207,7 +207,7 @@ fn authorized<T>(request: &Request<T>, call: Call) -> Result<Identity, GatewayEr
 #[derive(Clone)]
 pub(crate) struct LookupService(pub(crate) Arc<State>);
 
-fn hub_id(caller: &Identity) -> &str {
+pub(crate) fn hub_id(caller: &Identity) -> &str {
     match &caller.role {
         Role::Hub(id) => id,
         _ => "",
@@ -231,39 +231,13 @@ impl LookupService {
         state.capture("Lookup", "hub->gateway", &req);
         let lookup = Lookup::try_from(req)?;
         let code = &lookup.province;
-        if let Some(sunset) = trust.sunset_in_force(state.clock.now()) {
-            return Err(GatewayError::Sunset { effective_at: sunset.effective_at, reason: sunset.reason.clone() });
-        }
-        // Purpose binding: the hub's registration says which purposes it may declare.
-        match trust.hub_purposes(hub) {
-            None => return Err(GatewayError::HubNotRegistered { hub: hub.to_owned() }),
-            Some(purposes) if !purposes.iter().any(|p| p == &lookup.purpose) => {
-                return Err(GatewayError::PurposeNotRegistered {
-                    hub: hub.to_owned(),
-                    purpose: lookup.purpose.clone(),
-                    registered: purposes.to_vec(),
-                })
-            }
-            Some(_) => {}
-        }
-        if state.hub_rate_per_sec > 0 {
-            let count = state.shared.incr("rate", hub, std::time::Duration::from_secs(1)).await;
-            if count > state.hub_rate_per_sec {
-                // Counted once per window: the first lookup over the rate.
-                if count == state.hub_rate_per_sec + 1 {
-                    state.metrics.throttled(hub, "rate_limited");
-                }
-                return Err(GatewayError::RateLimited { hub: hub.to_owned(), rate_per_sec: state.hub_rate_per_sec });
-            }
-        }
-        if state.shared.count("miss", hub, state.misses.window()).await >= state.misses.limit() {
-            return Err(GatewayError::TooManyUnknownTokens { hub: hub.to_owned(), window: state.misses.window() });
-        }
+        state.admit(&trust, hub, &lookup.purpose, 1).await?;
         let now = unix_now();
         let key = cache_key(state.shared.prefix(), code.as_str(), &lookup.purpose, &lookup.token);
-        // A cached attestation still valid now (re-verified on every use: a key revoked
-        // since it was cached fails here), and whether it is fresh enough to serve without
-        // asking the node.
+        // A cached attestation still valid now, and whether it is fresh enough to serve
+        // without asking the node. Its signature is verified once per replica (the first
+        // time this replica meets those exact bytes); every hit re-checks what can change
+        // against the trust list in force: a key revoked since it was cached fails here.
         // One whose node certificate (or its CA) the trust list revokes is dropped, here
         // and in Redis, and never served: not fresh, not stale-if-error.
         let mut cached = None;
@@ -274,15 +248,13 @@ impl LookupService {
                     tracing::info!(province = %code, "cached attestation dropped: its node certificate is revoked");
                     state.shared.cache_delete(&key).await;
                 } else {
-                    cached = pb::SignedAttestation::decode(entry.attestation.as_slice()).ok().and_then(|signed| {
-                        check(&trust, &signed, &lookup, now).ok().map(|attestation| (signed, attestation.issued_at))
-                    });
+                    cached = state.cached_verified(&trust, &key, &entry.attestation, &lookup, now);
                 }
             }
             if let Some((signed, issued_at)) = &cached {
                 if now.saturating_sub(*issued_at) < state.cache_fresh_seconds {
                     state.metrics.cache("hit");
-                    return Ok(self.answer(signed.clone()));
+                    return Ok(self.answer(pb::SignedAttestation::clone(signed)));
                 }
             }
         }
@@ -297,6 +269,7 @@ impl LookupService {
             // still valid and within the retention cap (the cache holds nothing longer).
             Err(e) if e.province_failed() => match cached {
                 Some((signed, _)) => {
+                    let signed = pb::SignedAttestation::clone(&signed);
                     state.metrics.cache("stale");
                     // Per lookup, so debug: during an outage the `stale` cache metric is the signal.
                     tracing::debug!(
@@ -449,15 +422,17 @@ impl LookupService {
         let answer = answer.response;
         let signed =
             answer.attestation.ok_or_else(|| violation("node answered without an attestation".into(), "empty"))?;
-        let attestation = check(trust, &signed, lookup, now).map_err(|(reason, label)| violation(reason, label))?;
+        let verified = check(trust, &signed, lookup, now).map_err(|(reason, label)| violation(reason, label))?;
         // Cached with the serials of the node chain that answered (an answer whose chain is
         // unknown is not cached: it could not be dropped when that chain is revoked).
         let node_serials = route.served_by[answered_by].current();
         if state.cache && !node_serials.is_empty() {
             // Never longer than the attestation itself, nor than the retention policy allows.
-            let ttl = (attestation.expires_at - now).min(trust.retention().cache_max).max(0);
-            let entry = CachedAttestation { attestation: signed.encode_to_vec(), node_serials: node_serials.to_vec() };
-            state.shared.cache_put(key, &entry.encode_to_vec(), std::time::Duration::from_secs(ttl as u64)).await;
+            let ttl = cache_ttl(trust, &verified.attestation, now);
+            let bytes = signed.encode_to_vec();
+            let entry = CachedAttestation { attestation: bytes.clone(), node_serials: node_serials.to_vec() };
+            state.shared.cache_put(key, &entry.encode_to_vec(), ttl).await;
+            state.shared.remember_verified(key, &bytes, signed.clone(), verified, ttl);
         }
         Ok(signed)
     }
@@ -465,14 +440,89 @@ impl LookupService {
 
 /// Everything the gateway checks on an attestation before passing it on: the one verifier,
 /// bound to the province routed to, the hub's token and the purpose asked.
-fn check(
+pub(crate) fn check(
     trust: &TrustList,
     signed: &pb::SignedAttestation,
     lookup: &Lookup,
     now: i64,
-) -> Result<huren_pki::attest::Attestation, (String, &'static str)> {
-    let expected = huren_pki::Expected::lookup(&lookup.province, &lookup.token, &lookup.purpose);
-    huren_pki::verify_attestation(trust, signed, &expected, now).map_err(|e| (e.to_string(), e.reason()))
+) -> Result<huren_pki::Verified, (String, &'static str)> {
+    huren_pki::verify::verify_once(trust, signed, &expected(lookup), now).map_err(|e| (e.to_string(), e.reason()))
+}
+
+/// What a lookup binds an attestation to.
+pub(crate) fn expected(lookup: &Lookup) -> huren_pki::Expected<'_> {
+    huren_pki::Expected::lookup(&lookup.province, &lookup.token, &lookup.purpose)
+}
+
+/// How long a verified attestation may be cached: never longer than it is valid, nor
+/// than the retention policy allows.
+pub(crate) fn cache_ttl(trust: &TrustList, attestation: &huren_pki::attest::Attestation, now: i64) -> Duration {
+    Duration::from_secs((attestation.expires_at - now).min(trust.retention().cache_max).max(0) as u64)
+}
+
+impl State {
+    /// What a lookup (or a manifest of `tokens` lookups) must pass before any token is
+    /// looked at: no sunset, the hub registered for the purpose, within its request rate
+    /// (each token counts) and not throttled for unknown tokens.
+    pub(crate) async fn admit(
+        &self,
+        trust: &TrustList,
+        hub: &str,
+        purpose: &str,
+        tokens: u64,
+    ) -> Result<(), GatewayError> {
+        if let Some(sunset) = trust.sunset_in_force(self.clock.now()) {
+            return Err(GatewayError::Sunset { effective_at: sunset.effective_at, reason: sunset.reason.clone() });
+        }
+        // Purpose binding: the hub's registration says which purposes it may declare.
+        match trust.hub_purposes(hub) {
+            None => return Err(GatewayError::HubNotRegistered { hub: hub.to_owned() }),
+            Some(purposes) if !purposes.iter().any(|p| p == purpose) => {
+                return Err(GatewayError::PurposeNotRegistered {
+                    hub: hub.to_owned(),
+                    purpose: purpose.to_owned(),
+                    registered: purposes.to_vec(),
+                })
+            }
+            Some(_) => {}
+        }
+        if self.hub_rate_per_sec > 0 {
+            let count = self.shared.incr_by("rate", hub, std::time::Duration::from_secs(1), tokens).await;
+            if count > self.hub_rate_per_sec {
+                // Counted once per window: the call that first went over the rate.
+                if count.saturating_sub(tokens) <= self.hub_rate_per_sec {
+                    self.metrics.throttled(hub, "rate_limited");
+                }
+                return Err(GatewayError::RateLimited { hub: hub.to_owned(), rate_per_sec: self.hub_rate_per_sec });
+            }
+        }
+        if self.shared.count("miss", hub, self.misses.window()).await >= self.misses.limit() {
+            return Err(GatewayError::TooManyUnknownTokens { hub: hub.to_owned(), window: self.misses.window() });
+        }
+        Ok(())
+    }
+
+    /// A cached attestation (`bytes`, a `SignedAttestation`) that holds for `lookup` now,
+    /// and when it was issued. Verified in full the first time this replica meets these
+    /// bytes under `key`; after that only [`huren_pki::Verified::recheck`]: no signature.
+    pub(crate) fn cached_verified(
+        &self,
+        trust: &TrustList,
+        key: &str,
+        bytes: &[u8],
+        lookup: &Lookup,
+        now: i64,
+    ) -> Option<(Arc<pb::SignedAttestation>, i64)> {
+        if let Some(entry) = self.shared.verified(key, bytes) {
+            let issued_at = entry.verified.recheck(trust, &expected(lookup), now).ok()?.issued_at;
+            return Some((entry.signed, issued_at));
+        }
+        let signed = pb::SignedAttestation::decode(bytes).ok()?;
+        let verified = check(trust, &signed, lookup, now).ok()?;
+        let issued_at = verified.attestation.issued_at;
+        let ttl = cache_ttl(trust, &verified.attestation, now);
+        Some((self.shared.remember_verified(key, bytes, signed, verified, ttl).signed, issued_at))
+    }
 }
 
 #[tonic::async_trait]
@@ -500,6 +550,30 @@ impl pb::lookup_server::Lookup for LookupService {
         span.record("from", from.as_str());
         span.record("outcome", outcome);
         self.0.metrics.lookup(&from, &province, outcome, started.elapsed().as_secs_f64());
+        Ok(Response::new(result?))
+    }
+
+    async fn lookup_batch(
+        &self,
+        request: Request<pb::LookupBatchRequest>,
+    ) -> Result<Response<pb::LookupBatchResponse>, tonic::Status> {
+        let span = tracing::info_span!(
+            "huren.gateway.lookup_batch",
+            from = tracing::field::Empty,
+            tokens = request.get_ref().tokens.len(),
+            outcome = tracing::field::Empty
+        );
+        huren_runtime::tracectx::adopt(&span, &request);
+        let mut from = None;
+        let result = tracing::Instrument::instrument(self.lookup_batch_inner(request, &mut from), span.clone()).await;
+        span.record("from", from.as_ref().map_or("unknown", ProvinceCode::as_str));
+        span.record(
+            "outcome",
+            match &result {
+                Ok(_) => "ok",
+                Err(e) => e.outcome(),
+            },
+        );
         Ok(Response::new(result?))
     }
 }

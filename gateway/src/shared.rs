@@ -6,6 +6,11 @@
 //!   ([`CachedAttestation`]) carries the serials of the node certificate chain that served
 //!   it (certificate serials, no personal data), so every replica drops it, unserved, once
 //!   the trust list it holds revokes that certificate or its province CA.
+//! - Verified once: beside the cache, in process, what this replica has already verified
+//!   ([`Verified`]) for the exact attestation bytes a cache entry holds, so a hit
+//!   re-checks only what can change ([`Verified::recheck`]) and never the signature again.
+//!   Keyed like the cache, held no longer than the cache entry, bounded, swept and purged
+//!   with it.
 //! - Per-hub counters (request rate, unknown-token misses) over fixed windows.
 //! - Trust-list fan-out: an upload taken by one replica is published to the others.
 //!
@@ -21,6 +26,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use huren_pki::Verified;
 use huren_proto::pb;
 use huren_runtime::live::{LiveTrust, TaskGuard};
 use prost::Message;
@@ -138,6 +144,7 @@ pub(crate) struct Shared {
     prefix: String,
     redis: Option<Arc<RedisLink>>,
     cache: Mutex<HashMap<String, (Vec<u8>, Instant)>>,
+    verified: Mutex<HashMap<String, VerifiedEntry>>,
     counters: Mutex<HashMap<String, (u64, Instant)>>,
     /// Time for the counting windows (shared by replicas through Redis, so wall-clock).
     clock: huren_runtime::clock::Clock,
@@ -147,6 +154,18 @@ impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Shared").field("redis", &self.redis_state()).finish_non_exhaustive()
     }
+}
+
+/// An attestation this replica verified, for the exact bytes a cache entry holds.
+#[derive(Clone)]
+pub(crate) struct VerifiedEntry {
+    /// The `SignedAttestation` bytes, as in [`CachedAttestation::attestation`].
+    bytes: Arc<[u8]>,
+    /// Those bytes, decoded.
+    pub(crate) signed: Arc<pb::SignedAttestation>,
+    /// What verifying them established.
+    pub(crate) verified: Arc<Verified>,
+    until: Instant,
 }
 
 /// What the cache holds for one lookup (in process and in Redis).
@@ -182,6 +201,7 @@ impl Shared {
             prefix: prefix.to_owned(),
             redis: None,
             cache: Mutex::default(),
+            verified: Mutex::default(),
             counters: Mutex::default(),
             clock: huren_runtime::clock::Clock::system(),
         }
@@ -331,6 +351,7 @@ impl Shared {
         cache.retain(|_, (_, until)| *until > now);
         let swept = before - cache.len();
         drop(cache);
+        self.verified.lock().unwrap_or_else(|e| e.into_inner()).retain(|_, e| e.until > now);
         self.counters.lock().unwrap_or_else(|e| e.into_inner()).retain(|_, (_, until)| *until > now);
         swept
     }
@@ -380,11 +401,54 @@ impl Shared {
     /// Drops a cached attestation (here and in Redis) that the node's answer overturned.
     pub(crate) async fn cache_delete(&self, key: &str) {
         self.cache.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+        self.forget_verified(key);
         if self.redis.is_some() {
             let mut p = redis::pipe();
             p.del(key).ignore();
             let _ = self.run::<()>(&p).await;
         }
+    }
+
+    /// What this replica verified for `key`, if it was exactly `bytes` (a cache entry
+    /// another replica rewrote since is verified afresh).
+    pub(crate) fn verified(&self, key: &str, bytes: &[u8]) -> Option<VerifiedEntry> {
+        let memo = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        memo.get(key).filter(|e| *e.bytes == *bytes && e.until > Instant::now()).cloned()
+    }
+
+    /// Remembers that `signed` (encoded as `bytes`) verified, for as long as its cache
+    /// entry lives (`ttl`).
+    pub(crate) fn remember_verified(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        signed: pb::SignedAttestation,
+        verified: Verified,
+        ttl: Duration,
+    ) -> VerifiedEntry {
+        let now = Instant::now();
+        let entry = VerifiedEntry {
+            bytes: bytes.into(),
+            signed: Arc::new(signed),
+            verified: Arc::new(verified),
+            until: now + ttl,
+        };
+        if ttl.is_zero() {
+            return entry;
+        }
+        let mut memo = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        if memo.len() >= LOCAL_CACHE_CAPACITY {
+            memo.retain(|_, e| e.until > now);
+        }
+        if memo.len() < LOCAL_CACHE_CAPACITY {
+            memo.insert(key.to_owned(), entry.clone());
+        }
+        entry
+    }
+
+    /// Forgets what was verified for `key`.
+    pub(crate) fn forget_verified(&self, key: &str) {
+        self.verified.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
     }
 
     fn window_key(&self, kind: &str, subject: &str, window: Duration) -> String {
@@ -396,15 +460,20 @@ impl Shared {
     /// Adds one to a fixed-window counter (shared across replicas when Redis is up);
     /// returns the count in the current window.
     pub(crate) async fn incr(&self, kind: &str, subject: &str, window: Duration) -> u64 {
+        self.incr_by(kind, subject, window, 1).await
+    }
+
+    /// Adds `n` to a fixed-window counter; returns the count in the current window.
+    pub(crate) async fn incr_by(&self, kind: &str, subject: &str, window: Duration, n: u64) -> u64 {
         let key = self.window_key(kind, subject, window);
         if self.redis.is_some() {
             let mut p = redis::pipe();
-            p.incr(&key, 1u64).cmd("PEXPIRE").arg(&key).arg((window.as_millis() * 2) as u64).ignore();
+            p.incr(&key, n).cmd("PEXPIRE").arg(&key).arg((window.as_millis() * 2) as u64).ignore();
             if let Some((n,)) = self.run::<(u64,)>(&p).await {
                 return n;
             }
         }
-        self.local_add(&key, 1, window)
+        self.local_add(&key, n, window)
     }
 
     /// The count in the current window.
@@ -435,6 +504,7 @@ impl Shared {
     /// Redis (the sunset); returns how many Redis keys went.
     pub(crate) async fn purge_all(&self) -> u64 {
         self.cache.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.verified.lock().unwrap_or_else(|e| e.into_inner()).clear();
         self.counters.lock().unwrap_or_else(|e| e.into_inner()).clear();
         let Some((_, mut conn)) = self.conn().await else { return 0 };
         let pattern = format!("{}*", self.prefix);

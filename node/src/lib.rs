@@ -61,6 +61,7 @@ pub use keys::{KeyError, KeyRing};
 pub use request::{looks_like_personal_id, InvalidRequest};
 pub use service::NodeSettings;
 use service::{AttestationService, Inner, StatusAdminService};
+pub use service::{NodeSettings, MAX_BATCH_TOKENS};
 
 pub use redis_store::RedisStore;
 pub use store::{NodeStore, Store};

@@ -75,6 +75,9 @@ pub enum InvalidRequest {
     /// A disclosure-log window of more than a year.
     #[error("days must be at most {MAX_DISCLOSURE_DAYS} (0: {DEFAULT_DISCLOSURE_DAYS})")]
     Days,
+    /// An `AttestBatch` of more tokens than allowed.
+    #[error("at most {max} tokens per batch, got {0}", max = crate::service::MAX_BATCH_TOKENS)]
+    AttestBatchSize(usize),
 }
 
 impl InvalidRequest {
@@ -82,6 +85,7 @@ impl InvalidRequest {
     pub fn field(&self) -> &'static str {
         match self {
             InvalidRequest::TokenLength(_) => "token",
+            InvalidRequest::AttestBatchSize(_) => "tokens",
             InvalidRequest::Purpose => "purpose",
             InvalidRequest::SubjectRef | InvalidRequest::PersonalData => "subject_ref",
             InvalidRequest::Status => "status",

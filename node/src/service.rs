@@ -195,6 +195,23 @@ impl Inner {
         now: i64,
     ) -> Result<pb::SignedAttestation, NodeError> {
         let trust = self.trust();
+        let key = self.keys.signing_key(&trust, &self.province, now);
+        self.attest_with(&trust, key.as_deref(), status, digest, not_after, purpose, now)
+    }
+
+    /// [`Inner::attest`] with the trust list and signing key already looked up (once for a
+    /// whole `AttestBatch`).
+    #[allow(clippy::too_many_arguments)]
+    fn attest_with(
+        &self,
+        trust: &TrustList,
+        key: Option<&huren_pki::attest::AttestationKey>,
+        status: &StatusRecord,
+        digest: [u8; 32],
+        not_after: i64,
+        purpose: &str,
+        now: i64,
+    ) -> Result<pb::SignedAttestation, NodeError> {
         let lapsed;
         let (status, valid_until) = if status.valid_until > now {
             (status, status.valid_until)
@@ -214,7 +231,7 @@ impl Inner {
         if policy.allowed(purpose).is_none() {
             return Err(NodeError::PurposeNotInPolicy { purpose: purpose.to_owned() });
         }
-        let key = self.keys.signing_key(&trust, &self.province, now).ok_or_else(|| NodeError::NoSigningKey {
+        let key = key.ok_or_else(|| NodeError::NoSigningKey {
             province: self.province.clone(),
             signing: Signing::Attestation { trust_list: trust.sequence() },
         })?;
@@ -259,9 +276,63 @@ impl pb::attestation_server::Attestation for AttestationService {
         }
         Ok(Response::new(pb::AttestResponse { attestation: Some(result?) }))
     }
+
+    async fn attest_batch(
+        &self,
+        request: Request<pb::AttestBatchRequest>,
+    ) -> Result<Response<pb::AttestBatchResponse>, tonic::Status> {
+        let span = tracing::info_span!("huren.node.attest_batch", province = %self.0.province);
+        huren_runtime::tracectx::adopt(&span, &request);
+        Ok(Response::new(tracing::Instrument::instrument(self.attest_batch_inner(request), span).await?))
+    }
 }
 
+/// Most tokens one `AttestBatch` (and one gateway `LookupBatch`) may carry.
+pub const MAX_BATCH_TOKENS: usize = 500;
+
 impl AttestationService {
+    /// `AttestBatch`: the caller, the sunset and the batch's size and purpose are checked
+    /// once; the trust list and the signing key are looked up once; then each token is
+    /// answered exactly as `Attest` would answer it.
+    async fn attest_batch_inner(
+        &self,
+        request: Request<pb::AttestBatchRequest>,
+    ) -> Result<pb::AttestBatchResponse, NodeError> {
+        let inner = &self.0;
+        authorized(&request, Call::Attest, &inner.province)?;
+        inner.refuse_if_sunset()?;
+        let req = request.into_inner();
+        if req.tokens.len() > MAX_BATCH_TOKENS {
+            return Err(InvalidRequest::AttestBatchSize(req.tokens.len()).into());
+        }
+        if !huren_pki::attest::valid_purpose(&req.purpose) {
+            return Err(InvalidRequest::Purpose.into());
+        }
+        let now = inner.settings.clock.now();
+        let trust = inner.trust();
+        let key = inner.keys.signing_key(&trust, &inner.province, now);
+        let answer = |token: Vec<u8>| -> Result<pb::SignedAttestation, NodeError> {
+            let req =
+                Attest::try_from(pb::AttestRequest { token, purpose: req.purpose.clone(), ..Default::default() })?;
+            let digest = token_digest(&req.token);
+            let not_known = || NodeError::TokenUnknown { province: Some(inner.province.clone()) };
+            let record = inner.store.token(&digest)?.filter(|t| t.expires_at > now).ok_or_else(not_known)?;
+            let status = inner.store.status(&record.subject_ref)?.ok_or_else(not_known)?;
+            inner.attest_with(&trust, key.as_deref(), &status, digest, record.expires_at, &req.purpose, now)
+        };
+        let answers = req
+            .tokens
+            .into_iter()
+            .map(|token| pb::TokenAnswer {
+                answer: Some(match answer(token) {
+                    Ok(signed) => pb::token_answer::Answer::Attestation(signed),
+                    Err(e) => pb::token_answer::Answer::Refusal(tonic::Status::from(e).details().to_vec()),
+                }),
+            })
+            .collect();
+        Ok(pb::AttestBatchResponse { answers })
+    }
+
     async fn attest_inner(&self, request: Request<pb::AttestRequest>) -> Result<pb::SignedAttestation, NodeError> {
         let inner = &self.0;
         let gateway = authorized(&request, Call::Attest, &inner.province)?;

@@ -185,6 +185,41 @@ impl pb::attestation_server::Attestation for AsyncFakeNode {
     ) -> Result<tonic::Response<pb::AttestResponse>, tonic::Status> {
         (self.0)(request.into_inner()).await.map(tonic::Response::new)
     }
+
+    /// The script, token by token (a refusal is sent as the google.rpc.Status bytes a
+    /// failed call carries).
+    async fn attest_batch(
+        &self,
+        request: tonic::Request<pb::AttestBatchRequest>,
+    ) -> Result<tonic::Response<pb::AttestBatchResponse>, tonic::Status> {
+        let req = request.into_inner();
+        let mut answers = Vec::with_capacity(req.tokens.len());
+        for token in req.tokens {
+            let single = pb::AttestRequest { token, purpose: req.purpose.clone(), ..Default::default() };
+            let answer = match (self.0)(single).await {
+                Ok(response) => response.attestation.map(pb::token_answer::Answer::Attestation),
+                Err(status) => Some(pb::token_answer::Answer::Refusal(status_bytes(&status))),
+            };
+            answers.push(pb::TokenAnswer { answer });
+        }
+        Ok(tonic::Response::new(pb::AttestBatchResponse { answers }))
+    }
+}
+
+/// A status as the `google.rpc.Status` bytes a failed call carries (its details if it has
+/// any, else code and message).
+fn status_bytes(status: &tonic::Status) -> Vec<u8> {
+    if !status.details().is_empty() {
+        return status.details().to_vec();
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct RpcStatus {
+        #[prost(int32, tag = "1")]
+        code: i32,
+        #[prost(string, tag = "2")]
+        message: String,
+    }
+    prost::Message::encode_to_vec(&RpcStatus { code: status.code() as i32, message: status.message().to_owned() })
 }
 
 /// As [`serve_fake_node`], with an asynchronous script (a node that hangs or is slow).

@@ -87,6 +87,8 @@ pub enum Rpc {
     Lookup,
     /// `huren.v1.Attestation/Attest` (a gateway identity asking a node, or a proxy in front of one).
     Attest,
+    /// `huren.v1.Lookup/LookupBatch`: manifests of --batch tokens (throughput in attestations).
+    LookupBatch,
 }
 
 #[derive(Debug, Args)]
@@ -127,6 +129,13 @@ pub struct LookupArgs {
     /// Reuse one token for every request (so that a gateway cache would hit).
     #[arg(long)]
     pub repeat_tokens: bool,
+    /// Use every token at most once (a unique-token workload: nothing repeats inside any
+    /// cache window); requests past the last token fail as TokensExhausted.
+    #[arg(long, conflicts_with = "repeat_tokens")]
+    pub unique_tokens: bool,
+    /// Tokens per LookupBatch call (--rpc lookup-batch), at most 500.
+    #[arg(long, default_value_t = 100)]
+    pub batch: usize,
     /// Purpose declared with each request.
     #[arg(long, default_value = "transit.highway")]
     pub purpose: String,
@@ -576,6 +585,7 @@ impl LookupArgs {
             rpc: match self.rpc {
                 Rpc::Lookup => huren_bench::Rpc::Lookup,
                 Rpc::Attest => huren_bench::Rpc::Attest,
+                Rpc::LookupBatch => huren_bench::Rpc::LookupBatch,
             },
             expect: self.expect.clone(),
             concurrency: self.concurrency,
@@ -586,6 +596,8 @@ impl LookupArgs {
             tokens: self.tokens.clone(),
             token: self.token.clone(),
             repeat_tokens: self.repeat_tokens,
+            unique_tokens: self.unique_tokens,
+            batch: self.batch,
             purpose: self.purpose.clone(),
             timeout: self.timeout,
             verify_trust_list: self.verify_trust_list.clone(),

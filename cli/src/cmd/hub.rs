@@ -36,8 +36,15 @@ pub enum HubCommand {
         trust_list_cache: Option<PathBuf>,
         #[arg(long)]
         json: bool,
+        /// A manifest: a file with one QR string or <province>:<token> per line (blank
+        /// lines and lines starting with # skipped), at most 500, looked up in one
+        /// LookupBatch call; one answer line per token, in order. Exits 0 when the call
+        /// was answered, even if some tokens were refused (their lines say why).
+        #[arg(long, conflicts_with = "input")]
+        batch: Option<PathBuf>,
         /// A QR string (HRN1:...) or <province>:<token>.
-        input: String,
+        #[arg(required_unless_present = "batch")]
+        input: Option<String>,
     },
     /// Keep a trust list cache in step with the gateway until stopped.
     Watch {
@@ -70,8 +77,12 @@ pub enum HubCommand {
 /// Runs `huren hub …`.
 pub async fn run(command: HubCommand) -> Result<()> {
     match command {
-        HubCommand::Lookup { tls, gateway, purpose, trust_list_cache, json, input } => {
-            let scanned = Scanned::parse(&input).map_err(usage)?;
+        HubCommand::Lookup { tls, gateway, purpose, trust_list_cache, json, batch, input } => {
+            let manifest = batch.as_deref().map(read_manifest).transpose()?;
+            let scanned = match (&manifest, input) {
+                (None, Some(input)) => Some(Scanned::parse(&input).map_err(usage)?),
+                _ => None,
+            };
             let gateways = gateway_list(&gateway)?;
             let identity = tls.load()?;
             let mut client = HubClient::connect_any(&gateways, &identity).map_err(usage)?;
@@ -85,10 +96,22 @@ pub async fn run(command: HubCommand) -> Result<()> {
                 Err(e @ HubError::Rollback { .. }) => eprintln!("warning: {e}; using the cached trust list"),
                 Err(e) => return explained(&gateway, &identity, Err(e)).await,
             }
-            let status =
-                explained(&gateway, &identity, client.lookup(scanned.province(), scanned.token(), &purpose).await)
-                    .await?;
-            print_status(&status, json)?;
+            match (manifest, scanned) {
+                (Some(manifest), _) => {
+                    let answers =
+                        explained(&gateway, &identity, client.lookup_batch(&manifest, &purpose).await).await?;
+                    for (n, answer) in answers.iter().enumerate() {
+                        print_answer(n + 1, answer, json)?;
+                    }
+                }
+                (None, Some(scanned)) => {
+                    let status =
+                        explained(&gateway, &identity, client.lookup(scanned.province(), scanned.token(), &purpose).await)
+                            .await?;
+                    print_status(&status, json)?;
+                }
+                (None, None) => return Err(usage(anyhow!("give a QR string, <province>:<token>, or --batch FILE"))),
+            }
         }
         HubCommand::Watch { tls, gateway, trust_list_cache } => watch(tls, gateway, trust_list_cache).await?,
         HubCommand::Serve(args) => serve(args).await?,
@@ -177,6 +200,43 @@ pub(crate) fn gateway_list(value: &str) -> Result<Vec<String>> {
 /// A hub call's result, a failed connection to the gateway in words.
 async fn explained<T>(gateway: &str, identity: &TlsIdentity, r: Result<T, HubError>) -> Result<T> {
     crate::connect::explained(gateway, identity, &ExpectedPeer::AnyGateway, r.map_err(Into::into)).await
+}
+
+/// Reads a manifest: one QR string or `<province>:<token>` per line.
+fn read_manifest(path: &std::path::Path) -> Result<Vec<(huren_pki::ProvinceCode, Vec<u8>)>> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| usage(anyhow!("cannot read manifest {}: {e}", path.display())))?;
+    let mut tokens = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let scanned =
+            Scanned::parse(line).map_err(|e| usage(anyhow!("manifest {} line {}: {e}", path.display(), n + 1)))?;
+        tokens.push((scanned.province().clone(), scanned.token().to_vec()));
+    }
+    if tokens.len() > huren_client::MAX_BATCH_TOKENS {
+        return Err(usage(anyhow!(
+            "manifest {} has {} tokens; at most {} per lookup",
+            path.display(),
+            tokens.len(),
+            huren_client::MAX_BATCH_TOKENS
+        )));
+    }
+    Ok(tokens)
+}
+
+/// One manifest answer: `<n>: <status line>` or `<n>: refused: <cause>` (JSON: one object
+/// per line with `n` and `status` or `refused`).
+fn print_answer(n: usize, answer: &Result<VerifiedStatus, HubError>, json: bool) -> Result<()> {
+    match (answer, json) {
+        (Ok(status), true) => println!("{}", serde_json::json!({ "n": n, "status": status })),
+        (Ok(status), false) => println!("{n}: {}", status.line()),
+        (Err(e), true) => println!("{}", serde_json::json!({ "n": n, "refused": e.to_string(), "reason": e.reason() })),
+        (Err(e), false) => println!("{n}: refused: {e}"),
+    }
+    Ok(())
 }
 
 fn print_status(status: &VerifiedStatus, json: bool) -> Result<()> {

@@ -46,6 +46,12 @@ pub enum AdminCommand {
         lifetime: u32,
         #[arg(long)]
         json: bool,
+        /// Purpose bound into the QR's embedded attestation, one of the trust list's field
+        /// policy (transit.rail, transit.highway, transit.air, transit.general, venue.entry,
+        /// or one the coordinators added); default transit.general. Online lookups name
+        /// their own purpose; this one decides which fields the QR carries offline.
+        #[arg(long, default_value = "")]
+        purpose: String,
     },
 }
 
@@ -79,10 +85,10 @@ pub async fn run(command: AdminCommand) -> Result<()> {
             let response = peer.explained(result).await?.into_inner();
             println!("status recorded (version {})", response.version);
         }
-        AdminCommand::Token { target, subject_ref, lifetime, json } => {
+        AdminCommand::Token { target, subject_ref, lifetime, json, purpose } => {
             let (mut client, peer) = client(&target)?;
             let result = client
-                .issue_token(pb::IssueTokenRequest { subject_ref, lifetime_seconds: lifetime, purpose: String::new() })
+                .issue_token(pb::IssueTokenRequest { subject_ref, lifetime_seconds: lifetime, purpose })
                 .await
                 .map_err(refused);
             let response = peer.explained(result).await?.into_inner();

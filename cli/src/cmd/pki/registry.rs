@@ -166,11 +166,16 @@ pub(crate) fn key(dir: &Path, command: KeyCommand) -> Result<()> {
         KeyCommand::Add { code, days } => {
             let code = province_code(&code)?;
             let key = pki.add_key(&code, validity(days)?)?;
-            println!("key {} of province {code} published (not yet signing)", key.kid());
+            let kid = key.kid().hex();
+            // Nothing is signed or uploaded yet: say what is still to do, in order.
+            println!("key {kid} of province {code} added to the registry as published (verifies, signs nothing)");
+            println!("still to do:");
+            println!("  1. publish it: huren pki trust-list sign, then huren pki trust-list upload …");
             println!(
-                "give {} to the province node, then activate it",
-                pki.attestation_key_path(&code, &key.kid().hex()).display()
+                "  2. give {} to the province node's key folder (or re-run huren pki bundle node {code})",
+                pki.attestation_key_path(&code, &kid).display()
             );
+            println!("  3. once the node holds it: huren pki key activate {code} {kid}, then sign and upload again");
             return Ok(());
         }
         KeyCommand::Activate { code, kid } => (code, kid, "active"),

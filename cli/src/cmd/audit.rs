@@ -35,21 +35,33 @@ pub struct AuditTarget {
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
     /// Fetch and verify the node's signed tree head; print it (and save it with --out).
+    #[command(
+        after_help = "Example:\n  huren audit tree-head --province 340000 --trust-list tl.bin --cert aud/cert.pem --key aud/key.pem \\\n    --ca aud/ca.pem --out head.bin"
+    )]
     TreeHead {
         #[command(flatten)]
         target: AuditTarget,
+        /// Save the signed tree head to this file (for `log verify --old`, `verify-receipt --tree-head`).
         #[arg(long)]
         out: Option<PathBuf>,
     },
     /// Transparency log checks.
+    #[command(
+        after_help = "Example:\n  huren audit log verify --province 340000 --old head.bin --full --trust-list tl.bin --cert aud/cert.pem --key aud/key.pem --ca aud/ca.pem"
+    )]
     Log {
         #[command(subcommand)]
         command: AuditLogCommand,
     },
     /// Check a deletion receipt: signature, province key and its validity, final tree
     /// head, nothing left after a sunset, consistency with a saved tree head.
+    #[command(
+        after_help = "Example:\n  huren audit verify-receipt data/receipts/manual-1700000000.receipt --trust-list tl.bin --ca root.pem --tree-head head.bin"
+    )]
     VerifyReceipt {
+        /// The signed deletion receipt file.
         receipt: PathBuf,
+        /// Trust list holding the province's keys.
         #[arg(long)]
         trust_list: PathBuf,
         /// National root certificate, PEM.
@@ -63,7 +75,11 @@ pub enum AuditCommand {
     /// Confirm that no subject record remains in a node's data folder (node stopped):
     /// none in its store, and no record bytes left anywhere in the raw files; with
     /// --redis, no key under the Huren prefix of a Redis server.
+    #[command(
+        after_help = "Examples:\n  huren audit scan --node-data /var/lib/huren/node --pattern ah-0001\n  huren audit scan --redis redis://127.0.0.1:6379 --redis-prefix huren-node:340000:"
+    )]
     Scan {
+        /// A stopped node's data folder (its `data_dir`).
         #[arg(long)]
         node_data: Option<PathBuf>,
         /// Also look for these bytes in every raw file, e.g. subject references (repeatable).
@@ -81,6 +97,9 @@ pub enum AuditCommand {
         redis_prefix: String,
     },
     /// Non-green status changes per rule and authority in a time window.
+    #[command(
+        after_help = "Example:\n  huren audit stats --province 340000 --since 1650000000 --trust-list tl.bin --cert aud/cert.pem --key aud/key.pem --ca aud/ca.pem"
+    )]
     Stats {
         #[command(flatten)]
         target: AuditTarget,
@@ -90,6 +109,7 @@ pub enum AuditCommand {
         /// Window end, Unix seconds (default: now).
         #[arg(long)]
         until: Option<i64>,
+        /// Print one JSON object instead of a table.
         #[arg(long)]
         json: bool,
     },
@@ -99,11 +119,16 @@ pub enum AuditCommand {
 pub enum AuditLogCommand {
     /// Check that the log only grew between two tree heads (and that every entry matches
     /// the newer one): `--old` a saved head, `--new` another or (default) the current one.
+    #[command(
+        after_help = "Example:\n  huren audit log verify --province 340000 --old head.bin --full --trust-list tl.bin --cert aud/cert.pem --key aud/key.pem --ca aud/ca.pem"
+    )]
     Verify {
         #[command(flatten)]
         target: AuditTarget,
+        /// A tree head saved earlier (`audit tree-head --out`).
         #[arg(long)]
         old: PathBuf,
+        /// A newer saved tree head (default: the node's current one).
         #[arg(long)]
         new: Option<PathBuf>,
         /// Also download every entry and recompute the root.

@@ -17,16 +17,25 @@ use crate::usage;
 #[derive(Debug, Subcommand)]
 pub enum TrustListCommand {
     /// Sign the next trust list from the registry (writes trust-list.bin).
+    #[command(after_help = "Example:\n  huren pki trust-list sign")]
     Sign,
     /// Show what changed between two trust list files.
+    #[command(
+        after_help = "Example:\n  cp huren-pki/trust-list.bin old-trust-list.bin   # before signing the next one\n  huren pki trust-list diff old-trust-list.bin huren-pki/trust-list.bin"
+    )]
     Diff {
+        /// The older trust list file.
         old: PathBuf,
+        /// The newer trust list file.
         new: PathBuf,
         /// National root certificate (default: the PKI directory's root).
         #[arg(long)]
         ca: Option<PathBuf>,
     },
     /// Upload a signed trust list to a gateway (coordinator identity).
+    #[command(
+        after_help = "Example:\n  huren pki trust-list upload --gateway 10.0.0.2:8443 --ca huren-pki/root/ca.pem \\\n    --cert huren-pki/issued/coordinator-nhc/cert.pem --key huren-pki/issued/coordinator-nhc/key.pem"
+    )]
     Upload {
         #[command(flatten)]
         tls: TlsArgs,
@@ -38,6 +47,9 @@ pub enum TrustListCommand {
         file: Option<PathBuf>,
     },
     /// Verify a trust list file and print it as JSON.
+    #[command(
+        after_help = "Examples:\n  huren pki trust-list show\n  huren pki trust-list show --file hub/trust-list.bin --ca hub/ca.pem"
+    )]
     Show {
         /// Trust list file (default: the PKI directory's trust-list.bin).
         #[arg(long)]

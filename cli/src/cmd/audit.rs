@@ -95,6 +95,11 @@ pub enum AuditCommand {
         /// (`store_redis_prefix`, by default `huren-node:<province>:`).
         #[arg(long, default_value = "huren:")]
         redis_prefix: String,
+        /// Expect nothing at all, as after a sunset or `huren node purge --all`: the log's
+        /// leaf and interior hashes and the commitment salt, which a purge by time keeps,
+        /// count as remaining too.
+        #[arg(long)]
+        all_deleted: bool,
     },
     /// Non-green status changes per rule and authority in a time window.
     #[command(
@@ -186,8 +191,8 @@ pub async fn run(command: AuditCommand) -> Result<()> {
             let checked = huren_client::verify_receipt(&trust, &signed, saved.as_ref())?;
             println!("{}", serde_json::to_string(&checked)?);
         }
-        AuditCommand::Scan { node_data, patterns, patterns_file, redis, redis_prefix } => {
-            scan(node_data, patterns, patterns_file, redis, redis_prefix).await?
+        AuditCommand::Scan { node_data, patterns, patterns_file, redis, redis_prefix, all_deleted } => {
+            scan(node_data, patterns, patterns_file, redis, redis_prefix, all_deleted).await?
         }
         AuditCommand::Stats { target, since, until, json } => {
             let (mut client, peer) = client(&target)?;
@@ -224,13 +229,24 @@ pub async fn run(command: AuditCommand) -> Result<()> {
     Ok(())
 }
 
-/// `huren audit scan`: fails when any subject record or record fragment remains.
+/// What a node's store may hold after a purge by time, as documented: hashes of the
+/// transparency log (auditors still verify the log; no record is in them) and the
+/// commitment salt (the subjects that remain need it). Kind as counted, and in words.
+const KEPT_BY_PURGE: [(&str, &str); 3] = [
+    ("log_hash", "leaf hashes of the transparency log"),
+    ("log_node", "interior hashes of the transparency log"),
+    ("salt", "commitment salt"),
+];
+
+/// `huren audit scan`: fails when any subject record or record fragment remains (with
+/// `all_deleted`, also the hashes and salt a purge by time keeps).
 async fn scan(
     node_data: Option<PathBuf>,
     patterns: Vec<String>,
     patterns_file: Option<PathBuf>,
     redis: Option<String>,
     redis_prefix: String,
+    all_deleted: bool,
 ) -> Result<()> {
     if node_data.is_none() && redis.is_none() {
         return Err(usage("give --node-data <dir> and/or --redis <url>"));
@@ -247,7 +263,19 @@ async fn scan(
     if let Some(dir) = node_data {
         let counts = audit::scan_node_data(&dir)?;
         println!("{}: {}", dir.display(), serde_json::to_string(&counts)?);
-        remaining += counts.values().sum::<u64>();
+        let kept_kind = |kind: &str| KEPT_BY_PURGE.iter().any(|(k, _)| *k == kind);
+        remaining += counts.iter().filter(|(k, _)| all_deleted || !kept_kind(k)).map(|(_, n)| n).sum::<u64>();
+        let kept: Vec<String> = KEPT_BY_PURGE
+            .iter()
+            .filter_map(|(kind, words)| counts.get(kind).filter(|n| **n > 0).map(|n| format!("{n} {words}")))
+            .collect();
+        if !kept.is_empty() && !all_deleted {
+            println!(
+                "kept, as a purge by time keeps them (no subject record in them): {}; \
+                 give --all-deleted after a sunset or a purge --all",
+                kept.join(", ")
+            );
+        }
         let raw = audit::scan_node_data_raw(&dir, &patterns)?;
         for f in &raw {
             println!("{}: {} occurrence(s) of {:?} in the raw bytes", f.file, f.occurrences, f.pattern);
@@ -262,7 +290,7 @@ async fn scan(
     if remaining > 0 {
         bail!("{remaining} subject records or record fragments remain");
     }
-    println!("no subject records remain");
+    println!("no subject records remain{}", if all_deleted { " (nothing at all)" } else { "" });
     Ok(())
 }
 

@@ -115,6 +115,18 @@ pub(crate) fn usage(e: impl std::fmt::Display) -> anyhow::Error {
 
 #[derive(Debug, Parser)]
 #[command(name = "huren", version, about = "Huren (互认): mutual recognition of health status across provinces")]
+#[command(after_help = "\
+Examples:
+  huren demo --once                       a three-province federation on loopback, and its story
+  huren pki --help                        a coordinator's first day, step by step
+  huren hub lookup --help                 check a traveller's status as a hub
+
+Exit codes, the same for every command:
+  0   done
+  64  bad usage, a bad configuration, an unusable key or certificate file, or a client
+      pointed at the wrong place (a port that does not speak TLS, a server of another role)
+  1   a runtime failure: a server refused, a check failed, a server is down
+The cause is printed once, on one line, on standard error.")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -123,29 +135,49 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// National PKI and trust list (coordinators).
+    #[command(after_help = cmd::pki::FIRST_DAY)]
     Pki(cmd::pki::PkiArgs),
     /// Run a province node (or, with `purge`, delete its data with a signed receipt).
+    #[command(
+        after_help = "Examples:\n  huren node --config node-340000/node.toml\n  huren node --print-default-config > node.toml"
+    )]
     Node(cmd::node::NodeArgs),
     /// Run the national gateway.
+    #[command(
+        after_help = "Examples:\n  huren gateway --config gateway/gateway.toml\n  huren gateway --print-default-config > gateway.toml"
+    )]
     Gateway(cmd::server::ServerArgs),
     /// Province admin client: publish statuses and issue tokens at the own node.
+    #[command(
+        after_help = "Examples:\n  huren admin status --node 127.0.0.1:7443 --cert admin-340000/cert.pem --key admin-340000/key.pem --ca admin-340000/ca.pem ah-0001 GREEN\n  huren admin token --node 127.0.0.1:7443 --cert admin-340000/cert.pem --key admin-340000/key.pem --ca admin-340000/ca.pem ah-0001"
+    )]
     Admin {
         #[command(subcommand)]
         command: cmd::admin::AdminCommand,
     },
     /// Transport hub client: look up and verify statuses.
+    #[command(
+        after_help = "Examples:\n  huren hub lookup --gateway 127.0.0.1:8443 --cert hub/cert.pem --key hub/key.pem --ca hub/ca.pem --purpose transit.highway 'HRN1:…'\n  huren hub verify --trust-list hub/trust-list.bin --ca hub/ca.pem 'HRN1:…'"
+    )]
     Hub {
         #[command(subcommand)]
         command: cmd::hub::HubCommand,
     },
     /// Auditor tools: tree heads, log consistency, statistics.
+    #[command(
+        after_help = "Examples:\n  huren audit tree-head --province 340000 --trust-list tl.bin --cert aud/cert.pem --key aud/key.pem --ca aud/ca.pem --out head.bin\n  huren audit scan --node-data /var/lib/huren/node"
+    )]
     Audit {
         #[command(subcommand)]
         command: cmd::audit::AuditCommand,
     },
     /// Start a three-province federation on loopback and tell its story.
+    #[command(
+        after_help = "Examples:\n  huren demo               tell the story, then keep serving\n  huren demo --once --json run the story once and print each step's outcome"
+    )]
     Demo(cmd::demo::DemoArgs),
     /// Benchmarks: gRPC load generator, seeding, node store, suite report.
+    #[command(after_help = "Examples:\n  huren bench store --json\n  huren bench handshake-flood --help")]
     Bench {
         #[command(subcommand)]
         command: cmd::bench::BenchCommand,

@@ -110,3 +110,31 @@ fn bad_environment_values_exit_64_naming_the_variable() {
     let line = config_error(&["node", "--config", &node], &[("HUREN_NODE_LISTNE", "0.0.0.0:7443")]);
     assert!(line.starts_with("huren: invalid node config: HUREN_NODE_LISTNE: not a setting"), "{line}");
 }
+
+/// Every key is printed: those with a default with their value, the optional ones
+/// commented out under their meaning; uncommented, they still parse as top-level keys.
+#[test]
+fn print_default_config_prints_every_key_the_optional_ones_commented_with_their_meaning() {
+    use huren_runtime::config::Settings;
+    fn check<C: Settings>(role: &str) {
+        let text = printed_default(role);
+        for key in C::OPTIONAL_KEYS {
+            let line = format!("# {key} = ");
+            let at = text.find(&line).unwrap_or_else(|| panic!("{role}: optional key {key} not printed:\n{text}"));
+            let before = text[..at].trim_end().lines().last().unwrap_or_default();
+            assert!(before.starts_with("# ") && before.len() > 20, "{role}: {key} has no meaning above it: {before:?}");
+        }
+        let uncommented: String = text
+            .lines()
+            .map(|l| if C::OPTIONAL_KEYS.iter().any(|k| l.starts_with(&format!("# {k} = "))) { &l[2..] } else { l })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let parsed: C = toml::from_str(&uncommented).unwrap_or_else(|e| panic!("{role}: {e}\n{uncommented}"));
+        let json = serde_json::to_value(toml::Value::try_from(&parsed).unwrap()).unwrap();
+        for key in C::OPTIONAL_KEYS {
+            assert!(json.get(*key).is_some(), "{role}: {key} set once uncommented");
+        }
+    }
+    check::<huren_node::NodeConfig>("node");
+    check::<huren_gateway::GatewayConfig>("gateway");
+}

@@ -191,6 +191,18 @@ impl Settings for GatewayConfig {
     const ROLE: &'static str = "gateway";
     const ENV_PREFIX: &'static str = "HUREN_GATEWAY_";
     const OPTIONAL_KEYS: &'static [&'static str] = &["redis_url", "otlp_endpoint"];
+    const OPTIONAL_HELP: &'static [(&'static str, &'static str, &'static str)] = &[
+        (
+            "redis_url",
+            "Redis shared by the gateway replicas (cache, per-hub limits, trust-list fan-out); absent: in-process cache and local limits.",
+            "\"redis://127.0.0.1:6379/0\"",
+        ),
+        (
+            "otlp_endpoint",
+            "OTLP/gRPC collector for traces and metrics; absent: none exported.",
+            "\"http://otel-collector:4317\"",
+        ),
+    ];
 
     fn paths(&mut self) -> Vec<&mut PathBuf> {
         vec![&mut self.cert, &mut self.key, &mut self.ca, &mut self.trust_list, &mut self.data_dir]

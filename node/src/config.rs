@@ -162,6 +162,28 @@ impl Settings for NodeConfig {
     const ENV_PREFIX: &'static str = "HUREN_NODE_";
     const OPTIONAL_KEYS: &'static [&'static str] =
         &["gateway", "otlp_endpoint", "store_redis_url", "store_redis_prefix"];
+    const OPTIONAL_HELP: &'static [(&'static str, &'static str, &'static str)] = &[
+        (
+            "gateway",
+            "Gateway to follow for trust-list updates (host:port); absent: the trust_list file only.",
+            "\"10.0.0.2:8443\"",
+        ),
+        (
+            "otlp_endpoint",
+            "OTLP/gRPC collector for traces and metrics; absent: none exported.",
+            "\"http://otel-collector:4317\"",
+        ),
+        (
+            "store_redis_url",
+            "Redis server of the status store when store = \"redis\" (it needs persistence: appendfsync always).",
+            "\"redis://127.0.0.1:6379/0\"",
+        ),
+        (
+            "store_redis_prefix",
+            "Prefix of the status store's Redis keys; absent: huren-node:<province>:.",
+            "\"huren-node:340000:\"",
+        ),
+    ];
 
     fn paths(&mut self) -> Vec<&mut PathBuf> {
         vec![

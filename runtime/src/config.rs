@@ -48,6 +48,9 @@ pub trait Settings: serde::Serialize + DeserializeOwned + Default {
     /// environment as strings, an empty value unsets them. Every other key must appear in
     /// `Self::default()`'s serialization.
     const OPTIONAL_KEYS: &'static [&'static str];
+    /// For each of [`Self::OPTIONAL_KEYS`]: what setting it means and an example value, as
+    /// [`default_toml`] prints it (commented out).
+    const OPTIONAL_HELP: &'static [(&'static str, &'static str, &'static str)] = &[];
 
     /// The path fields, resolved against the config file's folder when relative.
     fn paths(&mut self) -> Vec<&mut PathBuf>;
@@ -55,6 +58,31 @@ pub trait Settings: serde::Serialize + DeserializeOwned + Default {
     /// Checks the values together; a refusal names the key and never echoes a secret
     /// ([`ConfigError::invalid`]).
     fn validate(&self) -> Result<(), ConfigError>;
+}
+
+/// Every key of `T` as TOML for `--print-default-config`: the keys with a default, with
+/// their values, then each optional key ([`Settings::OPTIONAL_HELP`]: key, meaning,
+/// example value) commented out under a line saying what it means — placed before any
+/// table, so uncommenting one keeps it a top-level key.
+pub fn default_toml<T: Settings>() -> Result<String, toml::ser::Error> {
+    let text = toml::to_string_pretty(&T::default())?;
+    let split = text.find("\n[").map(|i| i + 1).unwrap_or(text.len());
+    let (keys, tables) = text.split_at(split);
+    let mut out = String::from(keys);
+    if !out.is_empty() && !out.ends_with('\n') {
+        out.push('\n');
+    }
+    if !T::OPTIONAL_HELP.is_empty() {
+        out.push_str("\n# Optional settings, absent by default:\n");
+        for (key, meaning, example) in T::OPTIONAL_HELP {
+            out.push_str(&format!("\n# {meaning}\n# {key} = {example}\n"));
+        }
+    }
+    if !tables.is_empty() {
+        out.push('\n');
+        out.push_str(tables);
+    }
+    Ok(out)
 }
 
 /// Why a server's configuration was refused: one line, never a secret value.

@@ -23,6 +23,9 @@ use crate::usage;
 #[derive(Debug, Subcommand)]
 pub enum AdminCommand {
     /// Set a subject's status at the province node.
+    #[command(
+        after_help = "Examples:\n  huren admin status --node 127.0.0.1:7443 --cert admin-340000/cert.pem --key admin-340000/key.pem \\\n    --ca admin-340000/ca.pem ah-0001 GREEN\n  huren admin status --node 127.0.0.1:7443 --cert hefei-cdc/cert.pem --key hefei-cdc/key.pem \\\n    --ca hefei-cdc/ca.pem ah-0002 RED --rule NHC-CC-2022-9 --valid-for 1209600"
+    )]
     Status {
         #[command(flatten)]
         target: AdminTarget,
@@ -46,15 +49,26 @@ pub enum AdminCommand {
     /// Issue tokens for the subjects of a JSON Lines or CSV file in batches.
     Tokens(IngestArgs),
     /// Issue a fresh token and QR for a subject.
+    #[command(
+        after_help = "Example:\n  huren admin token --node 127.0.0.1:7443 --cert admin-340000/cert.pem --key admin-340000/key.pem \\\n    --ca admin-340000/ca.pem --purpose transit.highway ah-0001"
+    )]
     Token {
         #[command(flatten)]
         target: AdminTarget,
+        /// Province-internal pseudonymous subject reference (never an ID number).
         subject_ref: String,
         /// Token lifetime in seconds (0 = node default).
         #[arg(long, default_value_t = 0)]
         lifetime: u32,
+        /// Print one JSON object ({"token", "expires_at", "qr"}) instead of text.
         #[arg(long)]
         json: bool,
+        /// Purpose bound into the QR's embedded attestation, one of the trust list's field
+        /// policy (transit.rail, transit.highway, transit.air, transit.general, venue.entry,
+        /// or one the coordinators added); default transit.general. Online lookups name
+        /// their own purpose; this one decides which fields the QR carries offline.
+        #[arg(long, default_value = "")]
+        purpose: String,
     },
     /// Who checked a subject: its disclosure log at the province node, newest first, each
     /// hub by its registered name ("Jinan West railway station, transit.rail,
@@ -151,10 +165,10 @@ pub async fn run(command: AdminCommand) -> Result<()> {
             let response = peer.explained(result).await?.into_inner();
             println!("status recorded (version {})", response.version);
         }
-        AdminCommand::Token { target, subject_ref, lifetime, json } => {
+        AdminCommand::Token { target, subject_ref, lifetime, json, purpose } => {
             let (mut client, peer) = client(&target)?;
             let result = client
-                .issue_token(pb::IssueTokenRequest { subject_ref, lifetime_seconds: lifetime, purpose: String::new() })
+                .issue_token(pb::IssueTokenRequest { subject_ref, lifetime_seconds: lifetime, purpose })
                 .await
                 .map_err(refused);
             let response = peer.explained(result).await?.into_inner();

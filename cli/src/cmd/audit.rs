@@ -36,21 +36,33 @@ pub struct AuditTarget {
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
     /// Fetch and verify the node's signed tree head; print it (and save it with --out).
+    #[command(
+        after_help = "Example:\n  huren audit tree-head --province 340000 --trust-list tl.bin --cert aud/cert.pem --key aud/key.pem \\\n    --ca aud/ca.pem --out head.bin"
+    )]
     TreeHead {
         #[command(flatten)]
         target: AuditTarget,
+        /// Save the signed tree head to this file (for `log verify --old`, `verify-receipt --tree-head`).
         #[arg(long)]
         out: Option<PathBuf>,
     },
     /// Transparency log checks.
+    #[command(
+        after_help = "Example:\n  huren audit log verify --province 340000 --old head.bin --full --trust-list tl.bin --cert aud/cert.pem --key aud/key.pem --ca aud/ca.pem"
+    )]
     Log {
         #[command(subcommand)]
         command: AuditLogCommand,
     },
     /// Check a deletion receipt: signature, province key and its validity, final tree
     /// head, nothing left after a sunset, consistency with a saved tree head.
+    #[command(
+        after_help = "Example:\n  huren audit verify-receipt data/receipts/manual-1700000000.receipt --trust-list tl.bin --ca root.pem --tree-head head.bin"
+    )]
     VerifyReceipt {
+        /// The signed deletion receipt file.
         receipt: PathBuf,
+        /// Trust list holding the province's keys.
         #[arg(long)]
         trust_list: PathBuf,
         /// National root certificate, PEM.
@@ -64,7 +76,11 @@ pub enum AuditCommand {
     /// Confirm that no subject record remains in a node's data folder (node stopped):
     /// none in its store, and no record bytes left anywhere in the raw files; with
     /// --redis, no key under the Huren prefix of a Redis server.
+    #[command(
+        after_help = "Examples:\n  huren audit scan --node-data /var/lib/huren/node --pattern ah-0001\n  huren audit scan --redis redis://127.0.0.1:6379 --redis-prefix huren-node:340000:"
+    )]
     Scan {
+        /// A stopped node's data folder (its `data_dir`).
         #[arg(long)]
         node_data: Option<PathBuf>,
         /// Also look for these bytes in every raw file, e.g. subject references (repeatable).
@@ -80,6 +96,11 @@ pub enum AuditCommand {
         /// (`store_redis_prefix`, by default `huren-node:<province>:`).
         #[arg(long, default_value = "huren:")]
         redis_prefix: String,
+        /// Expect nothing at all, as after a sunset or `huren node purge --all`: the log's
+        /// leaf and interior hashes and the commitment salt, which a purge by time keeps,
+        /// count as remaining too.
+        #[arg(long)]
+        all_deleted: bool,
     },
     /// Deletion receipts collected by the gateway.
     Receipts {
@@ -92,6 +113,9 @@ pub enum AuditCommand {
     /// outside their registered province or purposes, or not registered.
     Hubs(HubsArgs),
     /// Non-green status changes per rule and authority in a time window.
+    #[command(
+        after_help = "Example:\n  huren audit stats --province 340000 --since 1650000000 --trust-list tl.bin --cert aud/cert.pem --key aud/key.pem --ca aud/ca.pem"
+    )]
     Stats {
         #[command(flatten)]
         target: AuditTarget,
@@ -101,6 +125,7 @@ pub enum AuditCommand {
         /// Window end, Unix seconds (default: now).
         #[arg(long)]
         until: Option<i64>,
+        /// Print one JSON object instead of a table.
         #[arg(long)]
         json: bool,
     },
@@ -153,11 +178,16 @@ pub enum AuditReceiptsCommand {
 pub enum AuditLogCommand {
     /// Check that the log only grew between two tree heads (and that every entry matches
     /// the newer one): `--old` a saved head, `--new` another or (default) the current one.
+    #[command(
+        after_help = "Example:\n  huren audit log verify --province 340000 --old head.bin --full --trust-list tl.bin --cert aud/cert.pem --key aud/key.pem --ca aud/ca.pem"
+    )]
     Verify {
         #[command(flatten)]
         target: AuditTarget,
+        /// A tree head saved earlier (`audit tree-head --out`).
         #[arg(long)]
         old: PathBuf,
+        /// A newer saved tree head (default: the node's current one).
         #[arg(long)]
         new: Option<PathBuf>,
         /// Also download every entry and recompute the root.
@@ -218,8 +248,8 @@ pub async fn run(command: AuditCommand) -> Result<()> {
         AuditCommand::Receipts { command: AuditReceiptsCommand::Fetch { tls, gateway, trust_list, out } } => {
             fetch_receipts(tls, gateway, trust_list, out).await?
         }
-        AuditCommand::Scan { node_data, patterns, patterns_file, redis, redis_prefix } => {
-            scan(node_data, patterns, patterns_file, redis, redis_prefix).await?
+        AuditCommand::Scan { node_data, patterns, patterns_file, redis, redis_prefix, all_deleted } => {
+            scan(node_data, patterns, patterns_file, redis, redis_prefix, all_deleted).await?
         }
         AuditCommand::Hubs(args) => hubs(args).await?,
         AuditCommand::Stats { target, since, until, json } => {
@@ -292,13 +322,24 @@ async fn fetch_receipts(tls: TlsArgs, gateway: String, trust_list: Option<PathBu
     Ok(())
 }
 
-/// `huren audit scan`: fails when any subject record or record fragment remains.
+/// What a node's store may hold after a purge by time, as documented: hashes of the
+/// transparency log (auditors still verify the log; no record is in them) and the
+/// commitment salt (the subjects that remain need it). Kind as counted, and in words.
+const KEPT_BY_PURGE: [(&str, &str); 3] = [
+    ("log_hash", "leaf hashes of the transparency log"),
+    ("log_node", "interior hashes of the transparency log"),
+    ("salt", "commitment salt"),
+];
+
+/// `huren audit scan`: fails when any subject record or record fragment remains (with
+/// `all_deleted`, also the hashes and salt a purge by time keeps).
 async fn scan(
     node_data: Option<PathBuf>,
     patterns: Vec<String>,
     patterns_file: Option<PathBuf>,
     redis: Option<String>,
     redis_prefix: String,
+    all_deleted: bool,
 ) -> Result<()> {
     if node_data.is_none() && redis.is_none() {
         return Err(usage("give --node-data <dir> and/or --redis <url>"));
@@ -315,7 +356,19 @@ async fn scan(
     if let Some(dir) = node_data {
         let counts = audit::scan_node_data(&dir)?;
         println!("{}: {}", dir.display(), serde_json::to_string(&counts)?);
-        remaining += counts.values().sum::<u64>();
+        let kept_kind = |kind: &str| KEPT_BY_PURGE.iter().any(|(k, _)| *k == kind);
+        remaining += counts.iter().filter(|(k, _)| all_deleted || !kept_kind(k)).map(|(_, n)| n).sum::<u64>();
+        let kept: Vec<String> = KEPT_BY_PURGE
+            .iter()
+            .filter_map(|(kind, words)| counts.get(kind).filter(|n| **n > 0).map(|n| format!("{n} {words}")))
+            .collect();
+        if !kept.is_empty() && !all_deleted {
+            println!(
+                "kept, as a purge by time keeps them (no subject record in them): {}; \
+                 give --all-deleted after a sunset or a purge --all",
+                kept.join(", ")
+            );
+        }
         let raw = audit::scan_node_data_raw(&dir, &patterns)?;
         for f in &raw {
             println!("{}: {} occurrence(s) of {:?} in the raw bytes", f.file, f.occurrences, f.pattern);
@@ -330,7 +383,7 @@ async fn scan(
     if remaining > 0 {
         bail!("{remaining} subject records or record fragments remain");
     }
-    println!("no subject records remain");
+    println!("no subject records remain{}", if all_deleted { " (nothing at all)" } else { "" });
     Ok(())
 }
 

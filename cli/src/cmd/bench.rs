@@ -29,18 +29,27 @@ use crate::usage;
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
     /// gRPC load generator over mTLS: requests/s, p50/p90/p99/max latency, errors.
+    #[command(
+        after_help = "Example (see BENCHMARKS.md):\n  huren bench lookup --target 127.0.0.1:8443 --cert hub/cert.pem --key hub/key.pem --ca hub/ca.pem \\\n    --tokens tokens.txt --concurrency 64 --duration 10s --json"
+    )]
     Lookup(LookupArgs),
     /// Publish synthetic subjects and issue tokens at a node (admin identity); writes a tokens file.
+    #[command(
+        after_help = "Example (see BENCHMARKS.md):\n  huren bench seed --node 127.0.0.1:7443 --cert admin-340000/cert.pem --key admin-340000/key.pem \\\n    --ca admin-340000/ca.pem --subjects 10000 --tokens 10000 --out tokens.txt"
+    )]
     Seed(SeedArgs),
     /// Node store on its own: bulk ingest, single upserts, updates, point lookups, size, memory.
+    #[command(after_help = "Example:\n  huren bench store --subjects 1000000 --batch 1000 --json")]
     Store(StoreArgs),
     /// Batched publishing end to end: a loopback node preloaded with subjects, a timed import
     /// through PublishStatuses, and Attest latency at a fixed rate meanwhile.
     Ingest(IngestArgs),
     /// Summarise a deploy/bench/run.sh results folder into results.json and results.md.
+    #[command(after_help = "Example (see BENCHMARKS.md):\n  huren bench report deploy/bench/results/2026-12-01")]
     Report(ReportArgs),
     /// Start a loopback federation, hold idle connections from one address and a slow-TLS
     /// trickler against its gateway, and time a hub's fresh connection + lookup meanwhile.
+    #[command(after_help = "Example:\n  huren bench handshake-flood --json")]
     HandshakeFlood(HandshakeFloodArgs),
     /// Start a loopback federation and a hub agent (`huren hub serve`); load its
     /// `POST /v1/check` with a QR, online (gateway up), then offline (gateway stopped):
@@ -209,6 +218,7 @@ pub struct StoreArgs {
     /// Keep the store file.
     #[arg(long)]
     pub keep: bool,
+    /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
 }

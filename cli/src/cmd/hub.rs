@@ -20,6 +20,9 @@ use crate::usage;
 #[derive(Debug, Subcommand)]
 pub enum HubCommand {
     /// Look a traveller up through the gateway and verify the answer.
+    #[command(
+        after_help = "Examples:\n  huren hub lookup --gateway 127.0.0.1:8443 --cert hub/cert.pem --key hub/key.pem --ca hub/ca.pem \\\n    --purpose transit.highway --trust-list-cache hub/trust-list.bin 'HRN1:…'\n  huren hub lookup … 340000:AAAAAAAAAAAAAAAAAAAAAAAAAA --json"
+    )]
     Lookup {
         #[command(flatten)]
         tls: TlsArgs,
@@ -34,6 +37,7 @@ pub enum HubCommand {
         /// (for offline verification).
         #[arg(long)]
         trust_list_cache: Option<PathBuf>,
+        /// Print the verified status as one JSON object instead of a line.
         #[arg(long)]
         json: bool,
         /// A manifest: a file with one QR string or <province>:<token> per line (blank
@@ -47,6 +51,9 @@ pub enum HubCommand {
         input: Option<String>,
     },
     /// Keep a trust list cache in step with the gateway until stopped.
+    #[command(
+        after_help = "Example:\n  huren hub watch --gateway 127.0.0.1:8443 --cert hub/cert.pem --key hub/key.pem --ca hub/ca.pem \\\n    --trust-list-cache hub/trust-list.bin"
+    )]
     Watch {
         #[command(flatten)]
         tls: TlsArgs,
@@ -54,6 +61,7 @@ pub enum HubCommand {
         /// the highest sequence wins).
         #[arg(long)]
         gateway: String,
+        /// Trust list cache to start from (if it verifies) and keep current.
         #[arg(long)]
         trust_list_cache: PathBuf,
     },
@@ -62,14 +70,18 @@ pub enum HubCommand {
     /// the followed trust list when none answers.
     Serve(ServerArgs),
     /// Verify a QR string offline against a saved trust list.
+    #[command(after_help = "Example:\n  huren hub verify --trust-list hub/trust-list.bin --ca hub/ca.pem 'HRN1:…'")]
     Verify {
+        /// A saved trust list (e.g. a lookup's --trust-list-cache).
         #[arg(long)]
         trust_list: PathBuf,
         /// National root certificate, PEM.
         #[arg(long)]
         ca: PathBuf,
+        /// Print the verified status as one JSON object instead of a line.
         #[arg(long)]
         json: bool,
+        /// The scanned QR string, HRN1:…
         qr: String,
     },
 }

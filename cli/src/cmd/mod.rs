@@ -40,6 +40,7 @@ pub struct TlsArgs {
     /// National root certificate, PEM.
     #[arg(long)]
     pub ca: PathBuf,
+    /// SPIFFE trust domain of the federation's identities (what `huren pki init` was given).
     #[arg(long, default_value = huren_pki::DEFAULT_TRUST_DOMAIN)]
     pub trust_domain: String,
 }

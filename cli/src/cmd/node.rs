@@ -27,6 +27,9 @@ pub struct NodeArgs {
 #[derive(Debug, Subcommand)]
 pub enum NodeCommand {
     /// Delete subject data now (the node must be stopped) and write a signed deletion receipt.
+    #[command(
+        after_help = "Examples:\n  huren node purge --config node.toml --before 1700000000\n  huren node purge --config node.toml --all --receipt purge.receipt"
+    )]
     Purge {
         /// TOML configuration file of the node.
         #[arg(long)]

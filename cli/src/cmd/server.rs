@@ -15,10 +15,12 @@ use crate::usage;
 
 #[derive(Debug, Args)]
 pub struct ServerArgs {
-    /// TOML configuration file.
+    /// TOML configuration file (every key can also be set by HUREN_NODE_<KEY> or
+    /// HUREN_GATEWAY_<KEY>; relative paths are resolved against the file's folder).
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Print the default configuration and exit.
+    /// Print every setting with its default (optional ones commented out, with their
+    /// meaning) and exit.
     #[arg(long)]
     pub print_default_config: bool,
 }
@@ -26,9 +28,9 @@ pub struct ServerArgs {
 impl ServerArgs {
     /// The configuration file to load; `None` once the defaults `C` have been printed
     /// (`--print-default-config`), when there is nothing left to do.
-    pub(crate) fn config_file<C: serde::Serialize + Default>(&self) -> Result<Option<&Path>> {
+    pub(crate) fn config_file<C: huren_runtime::config::Settings>(&self) -> Result<Option<&Path>> {
         if self.print_default_config {
-            print!("{}", toml::to_string_pretty(&C::default())?);
+            print!("{}", huren_runtime::config::default_toml::<C>()?);
             return Ok(None);
         }
         self.config.as_deref().map(Some).ok_or_else(|| usage("--config is required"))

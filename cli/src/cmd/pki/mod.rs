@@ -24,6 +24,22 @@ use crate::usage;
 use registry::{HubRegistryCommand, KeyCommand, ProvinceCommand, PurposeCommand, RuleCommand};
 use trust_list::TrustListCommand;
 
+/// `huren pki --help`: the order of a coordinator's first day.
+pub const FIRST_DAY: &str = "\
+A coordinator's first day, in order:
+  1. choose where each province node will listen (its endpoint goes into the trust list)
+  2. huren pki init                                  national root; keep root/ca.key offline
+  3. huren pki province add 340000 --name Anhui --endpoint https://10.1.0.5:7443
+  4. huren pki rule add --id NHC-CC-2022-9 --title \"Close contact\" --may-assign RED \\
+       --max-duration-seconds 1209600 --authority 340000/hefei-cdc
+  5. huren pki hub register sd-jinan-highway-g3 --purpose transit.highway
+  6. huren pki issue coordinator nhc                 your own identity, to upload trust lists
+  7. huren pki trust-list sign                       then: huren pki trust-list show
+  8. huren pki bundle node 340000 --out node-340000  and admin, authority, gateway, hub bundles:
+                                                     hand each party its folder
+  9. after the gateway runs: huren pki trust-list upload --gateway <host:port> with your
+     coordinator certificate, after every change (sign, diff, upload)";
+
 #[derive(Debug, Args)]
 pub struct PkiArgs {
     /// The coordinator's PKI directory.
@@ -36,27 +52,45 @@ pub struct PkiArgs {
 #[derive(Debug, Subcommand)]
 pub enum PkiCommand {
     /// Create the national root CA.
+    #[command(
+        after_help = "Examples:\n  huren pki init\n  huren pki --dir /secure/huren-pki init --trust-domain huren.gov --days 7300"
+    )]
     Init {
+        /// SPIFFE trust domain of every identity the root vouches for.
         #[arg(long, default_value = huren_pki::DEFAULT_TRUST_DOMAIN)]
         trust_domain: String,
+        /// Validity of the root certificate, in days (1..=36500).
         #[arg(long, default_value_t = 3650)]
         days: i64,
     },
     /// Provinces of the federation.
+    #[command(
+        after_help = "Examples:\n  huren pki province add 340000 --name Anhui --endpoint https://10.1.0.5:7443\n  huren pki province retire 410000"
+    )]
     Province {
         #[command(subcommand)]
         command: ProvinceCommand,
     },
     /// The rule registry.
+    #[command(
+        after_help = "Example:\n  huren pki rule add --id NHC-CC-2022-9 --title \"Close contact\" --may-assign RED --max-duration-seconds 1209600 --authority 340000/hefei-cdc"
+    )]
     Rule {
         #[command(subcommand)]
         command: RuleCommand,
     },
     /// Issue a role certificate: node|admin <province-code>, authority <province-code>/<name>,
     /// gateway|hub|coordinator|auditor <name>.
+    /// Writes <dir>/issued/<kind>-<name>/{cert,key}.pem (an authority's / written -).
+    #[command(
+        after_help = "Examples:\n  huren pki issue node 340000\n  huren pki issue authority 340000/hefei-cdc\n  huren pki issue hub sd-jinan-highway-g3 --purpose transit.highway"
+    )]
     Issue {
+        /// node, admin, authority, gateway, hub, coordinator or auditor.
         kind: String,
+        /// Province code (node, admin), <province-code>/<name> (authority) or name.
         name: String,
+        /// Validity of the certificate, in days (1..=36500).
         #[arg(long, default_value_t = 365)]
         days: i64,
         /// For hubs: register the hub for this purpose too (repeatable).
@@ -73,25 +107,39 @@ pub enum PkiCommand {
         ips: Vec<String>,
     },
     /// Transport hub registrations (which purposes each hub may declare).
+    #[command(
+        after_help = "Example:\n  huren pki hub register sd-jinan-highway-g3 --purpose transit.highway --province 370000"
+    )]
     Hub {
         #[command(subcommand)]
         command: HubRegistryCommand,
     },
     /// The field policy: which attestation fields may cross a border, per purpose.
+    #[command(
+        after_help = "Example:\n  huren pki purpose set venue.entry --field version --field province --field status --field issued_at --field expires_at --field token_digest --field rule_id --field purpose"
+    )]
     Purpose {
         #[command(subcommand)]
         command: PurposeCommand,
     },
     /// Retention windows (0 = built-in default).
+    #[command(
+        after_help = "Example (30 days, 180 days, 30 s):\n  huren pki retention --status-max-age-seconds 2592000 --audit-max-age-seconds 15552000 --cache-max-seconds 30"
+    )]
     Retention {
+        /// How long a node keeps a status record after its last change, seconds (0 = 30 days).
         #[arg(long, default_value_t = 0)]
         status_max_age_seconds: i64,
+        /// How long a node serves transparency log entries, seconds (0 = 180 days); their
+        /// leaf hashes stay.
         #[arg(long, default_value_t = 0)]
         audit_max_age_seconds: i64,
+        /// Longest time a gateway caches an attestation, seconds (0 = 30 s).
         #[arg(long, default_value_t = 0)]
         cache_max_seconds: i64,
     },
     /// Bounds on every attestation's validity, checked by every verifier.
+    #[command(after_help = "Example:\n  huren pki attestation-bounds --max-lifetime-seconds 1800")]
     AttestationBounds {
         /// Longest `expires_at - issued_at` accepted, seconds (0 = built-in default, 3600).
         #[arg(long, default_value_t = 0)]
@@ -105,19 +153,25 @@ pub enum PkiCommand {
         max_age_seconds: i64,
     },
     /// Order the federation to end: gateways stop routing, nodes purge and hand in receipts.
+    #[command(after_help = "Example:\n  huren pki sunset --at 1767225600 --reason \"Emergency measures ended\"")]
     Sunset {
         /// Effective time, Unix seconds (default: now).
         #[arg(long)]
         at: Option<i64>,
+        /// Why the federation ends, as published in the trust list.
         #[arg(long)]
         reason: String,
     },
     /// Attestation keys: add (published), activate, retire, revoke.
+    #[command(after_help = "Examples:\n  huren pki key add 340000\n  huren pki key activate 340000 80b3787c8cca1ac2")]
     Key {
         #[command(subcommand)]
         command: KeyCommand,
     },
     /// Revoke a certificate: by role and name as issued here, or by serial.
+    #[command(
+        after_help = "Examples:\n  huren pki revoke hub sd-jinan-highway-g3\n  huren pki revoke --serial \"$(openssl x509 -serial -noout -in lost.pem)\""
+    )]
     Revoke {
         /// node|admin|gateway|hub|coordinator|auditor
         kind: Option<String>,
@@ -129,6 +183,7 @@ pub enum PkiCommand {
         serial: Option<String>,
     },
     /// The signed trust list.
+    #[command(after_help = "Examples:\n  huren pki trust-list sign\n  huren pki trust-list show")]
     TrustList {
         #[command(subcommand)]
         command: TrustListCommand,
@@ -142,6 +197,9 @@ pub enum PkiCommand {
     /// Write everything one party needs into one folder to hand over: certificate chain and
     /// key, national root, current trust list, a node's attestation keys, a filled-in
     /// configuration, and what to run.
+    #[command(
+        after_help = "Examples:\n  huren pki bundle node 340000 --out node-340000 --gateway 10.0.0.2:8443\n  huren pki bundle gateway national-1 --out gateway --listen 0.0.0.0:8443\n  huren pki bundle hub sd-jinan-highway-g3 --out hub"
+    )]
     Bundle(bundle::BundleArgs),
 }
 

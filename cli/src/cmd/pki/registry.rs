@@ -14,42 +14,67 @@ use crate::usage;
 #[derive(Debug, Subcommand)]
 pub enum ProvinceCommand {
     /// Admit a province: create its CA and first attestation key.
+    #[command(after_help = "Example:\n  huren pki province add 340000 --name Anhui --endpoint https://10.1.0.5:7443")]
     Add {
+        /// Six-digit GB/T 2260 province code, e.g. 340000.
         code: String,
+        /// The province's name, e.g. Anhui.
         #[arg(long)]
         name: String,
         /// Node endpoint, e.g. https://10.0.0.5:7443 (repeatable).
         #[arg(long = "endpoint")]
         endpoints: Vec<String>,
+        /// Validity of the province CA and its first attestation key, in days (1..=36500).
         #[arg(long, default_value_t = 1825)]
         days: i64,
     },
     /// Replace a province's node endpoints.
-    SetEndpoint { code: String, endpoints: Vec<String> },
+    #[command(
+        after_help = "Example:\n  huren pki province set-endpoint 340000 https://10.1.0.5:7443 https://10.1.0.6:7443"
+    )]
+    SetEndpoint {
+        /// Six-digit province code.
+        code: String,
+        /// Node endpoints, https://host:port or host:port.
+        endpoints: Vec<String>,
+    },
     /// Remove a province from the federation (its CA certificate is revoked).
-    Retire { code: String },
+    #[command(after_help = "Example:\n  huren pki province retire 410000")]
+    Retire {
+        /// Six-digit province code.
+        code: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum RuleCommand {
     /// Add or replace a rule.
+    #[command(
+        after_help = "Example:\n  huren pki rule add --id NHC-CC-2022-9 --title \"Close contact of a confirmed case\" \\\n    --legal-basis \"NHC notice 2022/9\" --may-assign RED --max-duration-seconds 1209600 \\\n    --exit-condition \"14 days without symptoms\" --lapses-to GREEN --authority 340000/hefei-cdc"
+    )]
     Add(RuleArgs),
 }
 
 // The registry entry of one rule: `huren pki rule add`.
 #[derive(Debug, Args)]
 pub struct RuleArgs {
+    /// Rule id, cited by every non-green status under it, e.g. NHC-CC-2022-9.
     #[arg(long)]
     pub id: String,
+    /// Title, shown to hubs and travellers.
     #[arg(long)]
     pub title: String,
+    /// The legal basis of the rule (a notice, a law and article).
     #[arg(long, default_value = "")]
     pub legal_basis: String,
     /// Status the rule may assign: YELLOW or RED (repeatable).
     #[arg(long = "may-assign")]
     pub may_assign: Vec<String>,
+    /// Longest a status under the rule may last, seconds (required: a rule without it cannot
+    /// be applied), e.g. 1209600 for 14 days.
     #[arg(long, default_value_t = 0)]
     pub max_duration_seconds: i64,
+    /// How the status ends, in words (e.g. "two negative tests 24 h apart").
     #[arg(long, default_value = "")]
     pub exit_condition: String,
     /// Authority allowed to apply the rule, as <province-code>/<name> (repeatable; at
@@ -85,8 +110,14 @@ impl From<RuleArgs> for RegistryRule {
 #[derive(Debug, Subcommand)]
 pub enum HubRegistryCommand {
     /// Register (or re-register) a hub with the purposes it may declare.
+    #[command(
+        after_help = "Example:\n  huren pki hub register sd-jinan-highway-g3 --purpose transit.highway --province 370000"
+    )]
     Register {
+        /// The hub's id, as in its certificate (spiffe://<td>/hub/<id>).
         id: String,
+        /// A purpose the hub may declare (repeatable): transit.rail, transit.highway,
+        /// transit.air, transit.general, venue.entry, or one added with `pki purpose set`.
         #[arg(long = "purpose", required = true)]
         purposes: Vec<String>,
         /// The province (code) where the hub checks travellers: lookups are then counted by
@@ -103,8 +134,15 @@ pub enum HubRegistryCommand {
 #[derive(Debug, Subcommand)]
 pub enum PurposeCommand {
     /// Set the attestation fields allowed for a purpose (adds the purpose if new).
+    #[command(
+        after_help = "Example:\n  huren pki purpose set transit.ferry --field version --field province --field status \\\n    --field issued_at --field expires_at --field token_digest --field rule_id --field purpose --field test_recency"
+    )]
     Set {
+        /// Purpose name, dotted lowercase words, e.g. transit.ferry.
         name: String,
+        /// An allowed field (repeatable). Every purpose must allow version, province,
+        /// status, issued_at, expires_at, token_digest, rule_id and purpose (without them
+        /// an attestation cannot be checked); test_recency is the one optional field.
         #[arg(long = "field", required = true)]
         fields: Vec<String>,
     },
@@ -113,17 +151,38 @@ pub enum PurposeCommand {
 #[derive(Debug, Subcommand)]
 pub enum KeyCommand {
     /// Prepare a rotation: generate a key and publish it (verifies, does not sign yet).
+    #[command(after_help = "Example:\n  huren pki key add 340000")]
     Add {
+        /// Six-digit province code.
         code: String,
+        /// Validity of the key, in days (1..=36500).
         #[arg(long, default_value_t = 365)]
         days: i64,
     },
     /// Make a key the one nodes sign with; the previously active key is retired.
-    Activate { code: String, kid: String },
+    #[command(after_help = "Example:\n  huren pki key activate 340000 80b3787c8cca1ac2")]
+    Activate {
+        /// Six-digit province code.
+        code: String,
+        /// Key id, 16 hex digits (as `key add` and `trust-list show` print it).
+        kid: String,
+    },
     /// Stop signing with a key; it verifies until its not_after.
-    Retire { code: String, kid: String },
+    #[command(after_help = "Example:\n  huren pki key retire 340000 80b3787c8cca1ac2")]
+    Retire {
+        /// Six-digit province code.
+        code: String,
+        /// Key id, 16 hex digits.
+        kid: String,
+    },
     /// Revoke a key: nothing it signed verifies any more, online or offline.
-    Revoke { code: String, kid: String },
+    #[command(after_help = "Example:\n  huren pki key revoke 340000 80b3787c8cca1ac2")]
+    Revoke {
+        /// Six-digit province code.
+        code: String,
+        /// Key id, 16 hex digits.
+        kid: String,
+    },
 }
 
 fn province_code(code: &str) -> Result<ProvinceCode> {
@@ -170,11 +229,16 @@ pub(crate) fn key(dir: &Path, command: KeyCommand) -> Result<()> {
         KeyCommand::Add { code, days } => {
             let code = province_code(&code)?;
             let key = pki.add_key(&code, validity(days)?)?;
-            println!("key {} of province {code} published (not yet signing)", key.kid());
+            let kid = key.kid().hex();
+            // Nothing is signed or uploaded yet: say what is still to do, in order.
+            println!("key {kid} of province {code} added to the registry as published (verifies, signs nothing)");
+            println!("still to do:");
+            println!("  1. publish it: huren pki trust-list sign, then huren pki trust-list upload …");
             println!(
-                "give {} to the province node, then activate it",
-                pki.attestation_key_path(&code, &key.kid().hex()).display()
+                "  2. give {} to the province node's key folder (or re-run huren pki bundle node {code})",
+                pki.attestation_key_path(&code, &kid).display()
             );
+            println!("  3. once the node holds it: huren pki key activate {code} {kid}, then sign and upload again");
             return Ok(());
         }
         KeyCommand::Activate { code, kid } => (code, kid, "active"),

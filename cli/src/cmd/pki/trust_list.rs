@@ -18,9 +18,13 @@ use crate::usage;
 #[derive(Debug, Subcommand)]
 pub enum TrustListCommand {
     /// Sign the next trust list from the registry (writes trust-list.bin).
+    #[command(after_help = "Example:\n  huren pki trust-list sign")]
     Sign,
     /// Show every field that changed between two trust list files; without files, between
     /// the last signed list and the one signed before it (kept in `history/`).
+    #[command(
+        after_help = "Examples:\n  huren pki trust-list diff                      # the last signed list against the one before it\n  huren pki trust-list diff huren-pki/history/trust-list-7.bin huren-pki/trust-list.bin"
+    )]
     Diff {
         /// The older list (default: the list signed before NEW, from `history/`).
         old: Option<PathBuf>,
@@ -31,6 +35,9 @@ pub enum TrustListCommand {
         ca: Option<PathBuf>,
     },
     /// Upload a signed trust list to a gateway (coordinator identity).
+    #[command(
+        after_help = "Example:\n  huren pki trust-list upload --gateway 10.0.0.2:8443 --ca huren-pki/root/ca.pem \\\n    --cert huren-pki/issued/coordinator-nhc/cert.pem --key huren-pki/issued/coordinator-nhc/key.pem"
+    )]
     Upload {
         #[command(flatten)]
         tls: TlsArgs,
@@ -42,6 +49,9 @@ pub enum TrustListCommand {
         file: Option<PathBuf>,
     },
     /// Verify a trust list file and print it as JSON.
+    #[command(
+        after_help = "Examples:\n  huren pki trust-list show\n  huren pki trust-list show --file hub/trust-list.bin --ca hub/ca.pem"
+    )]
     Show {
         /// Trust list file (default: the PKI directory's trust-list.bin).
         #[arg(long)]

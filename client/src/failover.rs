@@ -120,6 +120,22 @@ impl Gateways {
         .await
     }
 
+    /// `LookupBatch` on the preferred replica, failing over to the others (a lookup changes
+    /// nothing, so resending the whole manifest elsewhere is safe).
+    pub async fn lookup_batch(&self, request: pb::LookupBatchRequest) -> Result<pb::LookupBatchResponse, HubError> {
+        let span = tracing::info_span!("huren.hub.lookup_batch", tokens = request.tokens.len());
+        let response = self
+            .call(|replica| {
+                let mut client = replica.lookup.clone();
+                let mut request = tonic::Request::new(request.clone());
+                span.in_scope(|| huren_runtime::tracectx::inject(&mut request));
+                let span = span.clone();
+                async move { Ok(tracing::Instrument::instrument(client.lookup_batch(request), span).await?.into_inner()) }
+            })
+            .await?;
+        Ok(response)
+    }
+
     /// `GetTrustList` on the preferred replica, failing over to the others.
     pub async fn get_trust_list(&self) -> Result<pb::SignedTrustList, HubError> {
         let list = self

@@ -282,16 +282,14 @@ impl HubClient {
         if self.trust.is_none() {
             self.refresh_trust_list().await?;
         }
-        let span = tracing::info_span!("huren.hub.lookup_batch", tokens = tokens.len());
-        let mut request = tonic::Request::new(pb::LookupBatchRequest {
+        let request = pb::LookupBatchRequest {
             purpose: purpose.into(),
             tokens: tokens
                 .iter()
                 .map(|(province, token)| pb::BatchToken { province: province.to_string(), token: token.clone() })
                 .collect(),
-        });
-        span.in_scope(|| huren_runtime::tracectx::inject(&mut request));
-        let response = tracing::Instrument::instrument(self.lookup.lookup_batch(request), span).await?.into_inner();
+        };
+        let response = self.gateways.lookup_batch(request).await?;
         if response.answers.len() != tokens.len() {
             return Err(HubError::BatchAnswers { sent: tokens.len(), got: response.answers.len() });
         }

@@ -111,12 +111,13 @@ impl LookupService {
             let lookup = match Lookup::try_from(single) {
                 Ok(lookup) => lookup,
                 Err(e) => {
-                    provinces.push("invalid".to_owned());
+                    provinces.push("unknown".to_owned());
                     answers[index] = Some(Err(e.into()));
                     continue;
                 }
             };
-            provinces.push(lookup.province.to_string());
+            // Bounded: a province of the trust list in force, else `unknown`.
+            provinces.push(crate::metrics::province_label(&trust, lookup.province.as_str()));
             let key = cache_key(state.shared.prefix(), lookup.province.as_str(), &lookup.purpose, &lookup.token);
             if state.cache {
                 if let Some(signed) = self.fresh_from_cache(&trust, &key, &lookup, now).await {
@@ -135,7 +136,8 @@ impl LookupService {
         // Anti-enumeration, token by token in the manifest's order.
         let mut throttled = false;
         let elapsed = started.elapsed().as_secs_f64();
-        let from_label = from.as_ref().map_or("unknown", ProvinceCode::as_str).to_owned();
+        let from_label =
+            from.as_ref().map_or_else(|| "unknown".to_owned(), |p| crate::metrics::province_label(&trust, p.as_str()));
         let mut out = Vec::with_capacity(answers.len());
         for (answer, province) in answers.into_iter().zip(&provinces) {
             // Every token was answered above; should one not be, it is refused, never dropped.
@@ -149,7 +151,7 @@ impl LookupService {
                     throttled = true;
                     if misses == state.misses.limit() {
                         tracing::warn!(%hub, "hub throttled after too many unknown-token lookups");
-                        state.metrics.throttled(&hub);
+                        state.metrics.throttled(&hub, "unknown_tokens");
                     }
                 }
             }

@@ -59,7 +59,6 @@ pub use error::{NodeError, Signing, StatusChangeRefused};
 pub use huren_runtime::error::StartError;
 pub use keys::{KeyError, KeyRing};
 pub use request::{looks_like_personal_id, InvalidRequest};
-pub use service::NodeSettings;
 use service::{AttestationService, Inner, StatusAdminService};
 pub use service::{NodeSettings, MAX_BATCH_TOKENS};
 

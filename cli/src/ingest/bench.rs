@@ -138,6 +138,8 @@ pub async fn run(bench: &IngestBench) -> Result<(String, serde_json::Value)> {
             tokens: Some(tokens_file.clone()),
             token: Vec::new(),
             repeat_tokens: false,
+            unique_tokens: false,
+            batch: 1,
             purpose: "transit.highway".into(),
             timeout: Duration::from_secs(5),
             verify_trust_list: None,

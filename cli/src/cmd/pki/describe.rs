@@ -17,11 +17,9 @@ fn status_name(v: i32) -> String {
         .unwrap_or_else(|_| format!("UNKNOWN({v})"))
 }
 
-/// A key status's name, lowercase (`published`, `active`, `retired`, `revoked`).
+/// A key status's proto name (`KEY_STATUS_ACTIVE`, …), as `show` has always printed it.
 pub(crate) fn key_status_name(v: i32) -> String {
-    pb::KeyStatus::try_from(v)
-        .map(|s| s.as_str_name().trim_start_matches("KEY_STATUS_").to_ascii_lowercase())
-        .unwrap_or_else(|_| format!("unknown({v})"))
+    pb::KeyStatus::try_from(v).map(|s| s.as_str_name().to_owned()).unwrap_or_else(|_| format!("UNKNOWN({v})"))
 }
 
 /// Every field of the trust list: provinces (sorted by code) with their CA certificate and

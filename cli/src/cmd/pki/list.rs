@@ -75,7 +75,7 @@ pub fn rows(trust: &TrustList, pki: Option<&PkiDir>, what: ListWhat, now: i64) -
                     .as_array()
                     .into_iter()
                     .flatten()
-                    .filter(|k| k["status"] == "active")
+                    .filter(|k| k["status"] == "KEY_STATUS_ACTIVE")
                     .map(|k| k["kid"].clone())
                     .collect();
                 json!({

@@ -92,10 +92,13 @@ pub fn trust_list_json(list: &TrustList) -> Value {
                 "status_max_age_seconds": r.status_max_age_seconds,
                 "audit_max_age_seconds": r.audit_max_age_seconds,
                 "cache_max_seconds": r.cache_max_seconds,
+                "disclosure_max_age_seconds": r.disclosure_max_age_seconds,
             })),
             "status_max_age_seconds": retention.status_max_age,
             "audit_max_age_seconds": retention.audit_max_age,
             "cache_max_seconds": retention.cache_max,
+            // The disclosure log's window in force (the built-in default when none is set).
+            "disclosure_max_age_seconds": list.disclosure_max_age(),
         },
         // The bound in force (the built-in default when the list sets none), and as set.
         "attestation_bounds": {

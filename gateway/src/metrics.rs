@@ -18,7 +18,7 @@
 //! - `huren_gateway_breaker_transitions_total{province,to}` (`open`, `half_open`, `closed`).
 //!
 //! Every counter series whose labels are known in advance is exported at 0 from the start
-//! ([`Metrics::prime`], again whenever a new trust list brings new provinces or hubs), so
+//! (`Metrics::prime`, again whenever a new trust list brings new provinces or hubs), so
 //! `rate()` and `increase()` see the first event. Only the `from` dimension of the lookup
 //! counter is primed for `unknown` alone (all pairs would be provinces² × outcomes series).
 //!

@@ -165,9 +165,12 @@ impl NodeMetrics {
     }
 }
 
-/// The store's sizes as last read: records by kind and the log's tree size.
+/// Records held by kind, and the log's tree size.
+type Sizes = (BTreeMap<&'static str, u64>, u64);
+
+/// The store's sizes as last read (none before the first read).
 #[derive(Debug, Clone, Default)]
-pub(crate) struct StoreSizes(Arc<Mutex<Option<(BTreeMap<&'static str, u64>, u64)>>>);
+pub(crate) struct StoreSizes(Arc<Mutex<Option<Sizes>>>);
 
 impl StoreSizes {
     /// Registers the gauges reading these sizes on `meter`.

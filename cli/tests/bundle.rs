@@ -94,6 +94,11 @@ fn bundles_hold_what_each_party_needs_and_start_as_they_are() {
     let gateway = spawn_server("gateway", std::path::Path::new(&format!("{}/gateway.toml", d("gw"))));
     assert!(gateway.addr.starts_with("127.0.0.1:"));
 
+    // A new key is not "published" until signed and uploaded: `key add` says what is left.
+    let said = ok(&["pki", "--dir", &pki, "key", "add", "340000"]);
+    assert!(said.contains("signs nothing") && said.contains("still to do:\n  1. publish it"), "{said}");
+    assert!(said.contains("re-run huren pki bundle node 340000"), "{said}");
+
     // Unknown kinds are usage errors.
     let out = huren(&["pki", "--dir", &pki, "bundle", "wizard", "x"]);
     assert_eq!(out.status.code(), Some(64));

@@ -14,7 +14,9 @@
 //! refusals, [`NodeError`], and the one mapping to `tonic::Status` with
 //! `google.rpc.ErrorInfo`/`RetryInfo`), `service` (the `Attestation` and `StatusAdmin`
 //! services, [`NodeSettings`]), `transparency` (the status-change log's service),
-//! [`retention`] (purges, the sunset, deletion receipts and their metrics), and here
+//! [`retention`] (purges, the sunset, deletion receipts and their metrics), `disclosure`
+//! (the disclosure log's bounded queue and batching writer, and the per-hub hourly
+//! aggregates), and here
 //! [`Node`], which ties them together and serves on a bound listener until shutdown.
 
 #![forbid(unsafe_code)]

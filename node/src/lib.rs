@@ -17,7 +17,8 @@
 //! `google.rpc.ErrorInfo`/`RetryInfo`), `service` (the `Attestation` and `StatusAdmin`
 //! services, [`NodeSettings`]), `transparency` (the status-change log's service),
 //! [`retention`] (purges, the sunset, deletion receipts and their metrics), `metrics` (request
-//! counters and latencies, store and log sizes), and here
+//! counters and latencies, store and log sizes), `disclosure` (the disclosure log's bounded
+//! queue and batching writer, and the per-hub hourly aggregates), and here
 //! [`Node`], which ties them together and serves on a bound listener until shutdown.
 
 #![forbid(unsafe_code)]

@@ -129,7 +129,7 @@ impl LookupService {
             }
             by_province.entry(lookup.province.clone()).or_default().push(Pending { index, lookup, key });
         }
-        let asked = by_province.into_iter().map(|(code, pending)| self.ask_province(&trust, code, pending, now));
+        let asked = by_province.into_iter().map(|(code, pending)| self.ask_province(&trust, &hub, code, pending, now));
         for (index, result) in futures::future::join_all(asked).await.into_iter().flatten() {
             answers[index] = Some(result);
         }
@@ -190,6 +190,7 @@ impl LookupService {
     async fn ask_province(
         &self,
         trust: &TrustList,
+        hub: &str,
         code: ProvinceCode,
         pending: Vec<Pending>,
         now: i64,
@@ -218,9 +219,10 @@ impl LookupService {
         let request = pb::AttestBatchRequest {
             tokens: pending.iter().map(|p| p.lookup.token.to_vec()).collect(),
             purpose,
-            // The integrator wires the authenticated hub context (as for AttestRequest).
-            hub_id: String::new(),
-            hub_province: String::new(),
+            // Who asked, from the hub's verified certificate and the trust list (as for
+            // AttestRequest): the node records it in each subject's disclosure log.
+            hub_id: hub.to_owned(),
+            hub_province: trust.hub_province(hub).map(ToString::to_string).unwrap_or_default(),
         };
         let deadline = tokio::time::Instant::now() + state.node_timeout_for(&code);
         let mut attempt = 0;

@@ -135,13 +135,22 @@ pub(crate) struct HubContext {
 
 impl HubContext {
     pub(crate) fn of(req: &pb::AttestRequest) -> Option<Self> {
-        if !huren_pki::identity::valid_name(&req.hub_id) {
+        Self::from_parts(&req.hub_id, &req.hub_province)
+    }
+
+    /// The hub context of an `AttestBatch` (once for the whole batch).
+    pub(crate) fn of_batch(req: &pb::AttestBatchRequest) -> Option<Self> {
+        Self::from_parts(&req.hub_id, &req.hub_province)
+    }
+
+    fn from_parts(hub_id: &str, hub_province: &str) -> Option<Self> {
+        if !huren_pki::identity::valid_name(hub_id) {
             return None;
         }
-        if !req.hub_province.is_empty() && req.hub_province.parse::<huren_pki::ProvinceCode>().is_err() {
+        if !hub_province.is_empty() && hub_province.parse::<huren_pki::ProvinceCode>().is_err() {
             return None;
         }
-        Some(Self { hub_id: req.hub_id.clone(), hub_province: req.hub_province.clone() })
+        Some(Self { hub_id: hub_id.to_owned(), hub_province: hub_province.to_owned() })
     }
 }
 

@@ -299,37 +299,63 @@ impl AttestationService {
         request: Request<pb::AttestBatchRequest>,
     ) -> Result<pb::AttestBatchResponse, NodeError> {
         let inner = &self.0;
-        authorized(&request, Call::Attest, &inner.province)?;
+        let gateway = authorized(&request, Call::Attest, &inner.province)?;
         inner.refuse_if_sunset()?;
         let req = request.into_inner();
         if req.tokens.len() > MAX_BATCH_TOKENS {
             return Err(InvalidRequest::AttestBatchSize(req.tokens.len()).into());
         }
+        // As for Attest: every check that reaches a subject is recorded in its disclosure
+        // log, so a batch that does not say which hub asked is not answered.
+        let hub = HubContext::of_batch(&req).ok_or(NodeError::HubContextRequired)?;
         if !huren_pki::attest::valid_purpose(&req.purpose) {
             return Err(InvalidRequest::Purpose.into());
         }
         let now = inner.settings.clock.now();
         let trust = inner.trust();
         let key = inner.keys.signing_key(&trust, &inner.province, now);
-        let answer = |token: Vec<u8>| -> Result<pb::SignedAttestation, NodeError> {
-            let req =
-                Attest::try_from(pb::AttestRequest { token, purpose: req.purpose.clone(), ..Default::default() })?;
+        // Each token's answer, and the subject it reached (for the disclosure log).
+        let answer = |token: Vec<u8>| -> (Result<pb::SignedAttestation, NodeError>, Option<String>) {
+            let req = match Attest::try_from(pb::AttestRequest { token, purpose: req.purpose.clone(), ..Default::default() }) {
+                Ok(req) => req,
+                Err(e) => return (Err(e.into()), None),
+            };
             let digest = token_digest(&req.token);
             let not_known = || NodeError::TokenUnknown { province: Some(inner.province.clone()) };
-            let record = inner.store.token(&digest)?.filter(|t| t.expires_at > now).ok_or_else(not_known)?;
-            let status = inner.store.status(&record.subject_ref)?.ok_or_else(not_known)?;
-            inner.attest_with(&trust, key.as_deref(), &status, digest, record.expires_at, &req.purpose, now)
+            let record = match inner.store.token(&digest) {
+                Ok(Some(t)) if t.expires_at > now => t,
+                Ok(_) => return (Err(not_known()), None),
+                Err(e) => return (Err(e.into()), None),
+            };
+            let status = match inner.store.status(&record.subject_ref) {
+                Ok(Some(status)) => status,
+                Ok(None) => return (Err(not_known()), None),
+                Err(e) => return (Err(e.into()), None),
+            };
+            let signed = inner.attest_with(&trust, key.as_deref(), &status, digest, record.expires_at, &req.purpose, now);
+            (signed, Some(record.subject_ref))
         };
-        let answers = req
-            .tokens
-            .into_iter()
-            .map(|token| pb::TokenAnswer {
-                answer: Some(match answer(token) {
+        let mut answers = Vec::with_capacity(req.tokens.len());
+        for token in req.tokens {
+            let (signed, subject) = answer(token);
+            if let Some(subject_ref) = subject {
+                let disclosure = DisclosureRecord {
+                    hub_id: hub.hub_id.clone(),
+                    hub_province: hub.hub_province.clone(),
+                    purpose: req.purpose.clone(),
+                    time: now,
+                    gateway: gateway.to_string(),
+                    outcome: attest_outcome(&signed).to_owned(),
+                };
+                inner.disclosures.record(Pending { subject_ref, record: disclosure }).await;
+            }
+            answers.push(pb::TokenAnswer {
+                answer: Some(match signed {
                     Ok(signed) => pb::token_answer::Answer::Attestation(signed),
                     Err(e) => pb::token_answer::Answer::Refusal(tonic::Status::from(e).details().to_vec()),
                 }),
-            })
-            .collect();
+            });
+        }
         Ok(pb::AttestBatchResponse { answers })
     }
 
@@ -350,13 +376,7 @@ impl AttestationService {
         let record = inner.store.token(&digest)?.filter(|t| t.expires_at > now).ok_or_else(not_known)?;
         let status = inner.store.status(&record.subject_ref)?.ok_or_else(not_known)?;
         let signed = inner.attest(&status, digest, record.expires_at, &req.purpose, now);
-        let outcome = match &signed {
-            Ok(_) => "attested",
-            Err(NodeError::NoCurrentStatus { .. }) => "no_current_status",
-            Err(NodeError::PurposeNotInPolicy { .. }) => "purpose_not_in_policy",
-            Err(NodeError::NoSigningKey { .. }) => "no_signing_key",
-            Err(_) => "refused",
-        };
+        let outcome = attest_outcome(&signed);
         // Off the lookup path: queued for the batching writer.
         let disclosure = DisclosureRecord {
             hub_id: hub.hub_id,
@@ -368,6 +388,17 @@ impl AttestationService {
         };
         inner.disclosures.record(Pending { subject_ref: record.subject_ref, record: disclosure }).await;
         signed
+    }
+}
+
+/// What a disclosure record says of an attestation's outcome.
+fn attest_outcome(signed: &Result<pb::SignedAttestation, NodeError>) -> &'static str {
+    match signed {
+        Ok(_) => "attested",
+        Err(NodeError::NoCurrentStatus { .. }) => "no_current_status",
+        Err(NodeError::PurposeNotInPolicy { .. }) => "purpose_not_in_policy",
+        Err(NodeError::NoSigningKey { .. }) => "no_signing_key",
+        Err(_) => "refused",
     }
 }
 

@@ -202,10 +202,9 @@ impl LookupService {
         }
         let route = match state.route(trust, &code) {
             Ok(route) => route,
-            Err(e) => {
+            Err(_) => {
                 state.breakers.record(code.as_str(), true, std::time::Instant::now());
                 // The same refusal for every token (route() fails the same way each time).
-                drop(e);
                 return all(&|| match state.route(trust, &code) {
                     Err(e) => e,
                     Ok(_) => GatewayError::ProvinceUnknown { province: code.clone() },

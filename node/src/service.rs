@@ -297,8 +297,7 @@ impl AttestationService {
         let trust = inner.trust();
         let key = inner.keys.signing_key(&trust, &inner.province, now);
         let answer = |token: Vec<u8>| -> Result<pb::SignedAttestation, NodeError> {
-            let req =
-                Attest::try_from(pb::AttestRequest { token, purpose: req.purpose.clone(), ..Default::default() })?;
+            let req = Attest::try_from(pb::AttestRequest { token, purpose: req.purpose.clone() })?;
             let digest = token_digest(&req.token);
             let not_known = || NodeError::TokenUnknown { province: Some(inner.province.clone()) };
             let record = inner.store.token(&digest)?.filter(|t| t.expires_at > now).ok_or_else(not_known)?;

@@ -203,17 +203,13 @@ impl LookupService {
                 cause: UnavailableCause::CircuitOpen(wait),
             });
         }
-        let route = match state.route(trust, &code) {
-            Ok(route) => route,
-            Err(e) => {
-                state.breakers.record(code.as_str(), true, std::time::Instant::now());
-                // The same refusal for every token (route() fails the same way each time).
-                drop(e);
-                return all(&|| match state.route(trust, &code) {
-                    Err(e) => e,
-                    Ok(_) => GatewayError::ProvinceUnknown { province: code.clone() },
-                });
-            }
+        let Ok(route) = state.route(trust, &code) else {
+            state.breakers.record(code.as_str(), true, std::time::Instant::now());
+            // The same refusal for every token (route() fails the same way each time).
+            return all(&|| match state.route(trust, &code) {
+                Err(e) => e,
+                Ok(_) => GatewayError::ProvinceUnknown { province: code.clone() },
+            });
         };
         let purpose = pending.first().map(|p| p.lookup.purpose.clone()).unwrap_or_default();
         let request = pb::AttestBatchRequest {

@@ -222,14 +222,14 @@ mod tests {
         let s = Scalar::from(7u64);
         // R must hash into k, so search for an R with [s]B - [k]A == R: take R = [s]B - [k]A
         // for A of order dividing 8 — [k]A depends on k mod 8 only; try candidates.
-        for t in 0..8 {
-            let r = ED25519_BASEPOINT_POINT * s - EIGHT_TORSION[t];
+        for t in &EIGHT_TORSION {
+            let r = ED25519_BASEPOINT_POINT * s - t;
             let mut h = Sha512::new();
             h.update(r.compress().as_bytes());
             h.update(key.as_bytes());
             h.update(message);
             let k = Scalar::from_hash(h);
-            if a * k == EIGHT_TORSION[t] {
+            if a * k == *t {
                 let mut bytes = [0u8; 64];
                 bytes[..32].copy_from_slice(r.compress().as_bytes());
                 bytes[32..].copy_from_slice(s.as_bytes());

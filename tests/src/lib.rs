@@ -195,7 +195,7 @@ impl pb::attestation_server::Attestation for AsyncFakeNode {
         let req = request.into_inner();
         let mut answers = Vec::with_capacity(req.tokens.len());
         for token in req.tokens {
-            let single = pb::AttestRequest { token, purpose: req.purpose.clone(), ..Default::default() };
+            let single = pb::AttestRequest { token, purpose: req.purpose.clone() };
             let answer = match (self.0)(single).await {
                 Ok(response) => response.attestation.map(pb::token_answer::Answer::Attestation),
                 Err(status) => Some(pb::token_answer::Answer::Refusal(status_bytes(&status))),

@@ -7,6 +7,7 @@ use huren_cli::federation::FederationOptions;
 use huren_gateway::MissPolicy;
 use huren_pki::qr::{self, Scanned};
 use huren_pki::ProvinceCode;
+use huren_proto::pb;
 use huren_tests::{code, green_payload, replace_node_with_fake, signing_script, start, start_with, RED_RULE};
 use tonic::Code;
 
@@ -140,4 +141,61 @@ async fn a_forged_attestation_among_good_ones_is_refused_alone() {
     for answer in answers.iter().filter_map(|a| a.as_ref().ok()) {
         assert_eq!((answer.status.as_str(), answer.province.as_str()), ("GREEN", "370000"));
     }
+}
+
+/// Verified once: a replica checks a cached attestation's signature the first time it meets
+/// those exact bytes, and only what can change on later hits. A cache entry rewritten in
+/// Redis behind its back (here: the same attestation with a spoiled signature) is bytes it
+/// has not verified: it is verified afresh, refused, and the node is asked instead — the hub
+/// (which verifies every answer itself) gets a good attestation.
+#[tokio::test]
+async fn a_cache_entry_rewritten_in_redis_is_verified_afresh_not_trusted() {
+    use huren_cli::telemetry::PrometheusMetrics;
+    use huren_gateway::shared::{CachedAttestation, RedisState};
+    use huren_gateway::{Gateway, GatewaySettings};
+    use huren_runtime::live::LiveTrust;
+    use huren_tests::{Deadline, RedisPrefix};
+    use prost::Message as _;
+
+    let redis = RedisPrefix::new("verified-once");
+    let metrics = PrometheusMetrics::new().unwrap();
+    let (f, _dir) = start_with(FederationOptions::default()).await;
+    f.register_hub("verified-once-hub", &["transit.rail"]).await.unwrap();
+    let tls = f.identity("gateway", "verified-once-gw").unwrap();
+    let trust = LiveTrust::new(f.gateway_trust().unwrap().current().as_ref().clone(), tls.root.to_vec(), None).unwrap();
+    let settings = GatewaySettings {
+        cache: true,
+        cache_fresh: std::time::Duration::from_secs(600),
+        redis_url: Some(redis.url.clone()),
+        redis_prefix: redis.prefix.clone(),
+        meter: Some(metrics.meter("huren-gateway")),
+        ..GatewaySettings::default()
+    };
+    let gateway = Gateway::new(tls, trust, settings).unwrap();
+    let (addr, _stop) = huren_tests::serve_gateway(&gateway).await;
+    gateway.redis_states().wait_for(|s| *s == RedisState::Up).deadline("redis up").await.unwrap();
+    let issued = seed(&f, &huren_tests::demo_subject("340000"), 600).await.unwrap();
+    let scanned = Scanned::parse(&issued.qr).unwrap();
+    let mut hub =
+        huren_client::HubClient::connect(&addr.to_string(), &f.identity("hub", "verified-once-hub").unwrap()).unwrap();
+    let hits = || metrics.value("huren_gateway_cache_lookups_total", &[("result", "hit")]);
+    hub.lookup(scanned.province(), scanned.token(), "transit.rail").await.expect("asked the node, cached");
+    hub.lookup(scanned.province(), scanned.token(), "transit.rail").await.expect("a hit");
+    assert_eq!(hits(), 1.0);
+
+    // Rewrite the entry in Redis: same attestation, one signature bit flipped.
+    let client = redis::Client::open(redis.url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::AsyncCommands::keys(&mut conn, format!("{}att:*", redis.prefix)).await.unwrap();
+    assert_eq!(keys.len(), 1, "one cached attestation");
+    let bytes: Vec<u8> = redis::AsyncCommands::get(&mut conn, &keys[0]).await.unwrap();
+    let mut entry = CachedAttestation::decode(bytes.as_slice()).unwrap();
+    let mut signed = pb::SignedAttestation::decode(entry.attestation.as_slice()).unwrap();
+    signed.signature[7] ^= 1;
+    entry.attestation = signed.encode_to_vec();
+    let _: () = redis::AsyncCommands::set(&mut conn, &keys[0], entry.encode_to_vec()).await.unwrap();
+
+    let status = hub.lookup(scanned.province(), scanned.token(), "transit.rail").await;
+    assert_eq!(status.expect("the hub got an attestation that verifies").status, "GREEN");
+    assert_eq!(hits(), 1.0, "the rewritten entry was served as a hit");
 }

@@ -183,6 +183,9 @@ pub enum Command {
         command: cmd::bench::BenchCommand,
     },
     /// The coordinator's read-only web console on a local address.
+    #[command(
+        after_help = "Example:\n  huren console --gateway 127.0.0.1:8443 --gateway-metrics http://127.0.0.1:9090/metrics \\\n    --cert huren-pki/issued/coordinator-nhc/cert.pem --key huren-pki/issued/coordinator-nhc/key.pem \\\n    --ca huren-pki/root/ca.pem --pki-dir huren-pki --listen 127.0.0.1:8490\n  # then open http://127.0.0.1:8490/ (read-only; keep it on loopback or behind your own access control)"
+    )]
     Console(cmd::console::ConsoleArgs),
 }
 

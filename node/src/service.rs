@@ -316,10 +316,12 @@ impl AttestationService {
         let key = inner.keys.signing_key(&trust, &inner.province, now);
         // Each token's answer, and the subject it reached (for the disclosure log).
         let answer = |token: Vec<u8>| -> (Result<pb::SignedAttestation, NodeError>, Option<String>) {
-            let req = match Attest::try_from(pb::AttestRequest { token, purpose: req.purpose.clone(), ..Default::default() }) {
-                Ok(req) => req,
-                Err(e) => return (Err(e.into()), None),
-            };
+            let req =
+                match Attest::try_from(pb::AttestRequest { token, purpose: req.purpose.clone(), ..Default::default() })
+                {
+                    Ok(req) => req,
+                    Err(e) => return (Err(e.into()), None),
+                };
             let digest = token_digest(&req.token);
             let not_known = || NodeError::TokenUnknown { province: Some(inner.province.clone()) };
             let record = match inner.store.token(&digest) {
@@ -332,7 +334,8 @@ impl AttestationService {
                 Ok(None) => return (Err(not_known()), None),
                 Err(e) => return (Err(e.into()), None),
             };
-            let signed = inner.attest_with(&trust, key.as_deref(), &status, digest, record.expires_at, &req.purpose, now);
+            let signed =
+                inner.attest_with(&trust, key.as_deref(), &status, digest, record.expires_at, &req.purpose, now);
             (signed, Some(record.subject_ref))
         };
         let mut answers = Vec::with_capacity(req.tokens.len());

@@ -195,7 +195,12 @@ impl pb::attestation_server::Attestation for AsyncFakeNode {
         let req = request.into_inner();
         let mut answers = Vec::with_capacity(req.tokens.len());
         for token in req.tokens {
-            let single = pb::AttestRequest { token, purpose: req.purpose.clone() };
+            let single = pb::AttestRequest {
+                token,
+                purpose: req.purpose.clone(),
+                hub_id: req.hub_id.clone(),
+                hub_province: req.hub_province.clone(),
+            };
             let answer = match (self.0)(single).await {
                 Ok(response) => response.attestation.map(pb::token_answer::Answer::Attestation),
                 Err(status) => Some(pb::token_answer::Answer::Refusal(status_bytes(&status))),

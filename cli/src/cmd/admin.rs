@@ -14,10 +14,10 @@ use pb::status_admin_client::StatusAdminClient;
 use tonic::transport::Channel;
 
 use crate::cmd::TlsArgs;
+use crate::connect::Peer;
 use crate::ingest::progress::ProgressMode;
 use crate::ingest::rows::{self, Format};
 use crate::ingest::{self, Payload, TokenSink};
-use crate::connect::Peer;
 use crate::usage;
 
 #[derive(Debug, Subcommand)]
@@ -45,8 +45,14 @@ pub enum AdminCommand {
         valid_for: i64,
     },
     /// Load statuses from a JSON Lines or CSV file in batches (progress, --resume, refusals file).
+    #[command(
+        after_help = "Example:\n  huren admin import statuses.jsonl --node 127.0.0.1:7443 --cert admin-340000/cert.pem \\\n    --key admin-340000/key.pem --ca admin-340000/ca.pem --checkpoint import.ckpt\n  huren admin import statuses.jsonl ... --checkpoint import.ckpt --resume   # after an interruption\n\nColumns: see the README, \"Connecting your health-code backend\"."
+    )]
     Import(IngestArgs),
     /// Issue tokens for the subjects of a JSON Lines or CSV file in batches.
+    #[command(
+        after_help = "Example:\n  huren admin tokens subjects.csv --format csv --node 127.0.0.1:7443 --cert admin-340000/cert.pem \\\n    --key admin-340000/key.pem --ca admin-340000/ca.pem --out tokens.jsonl"
+    )]
     Tokens(IngestArgs),
     /// Issue a fresh token and QR for a subject.
     #[command(
@@ -73,6 +79,9 @@ pub enum AdminCommand {
     /// Who checked a subject: its disclosure log at the province node, newest first, each
     /// hub by its registered name ("Jinan West railway station, transit.rail,
     /// 2026-12-01 08:14", times in UTC+8). The province admin identity only.
+    #[command(
+        after_help = "Example:\n  huren admin disclosures --node 127.0.0.1:7443 --cert admin-340000/cert.pem \\\n    --key admin-340000/key.pem --ca admin-340000/ca.pem --days 7 ah-0001"
+    )]
     Disclosures {
         #[command(flatten)]
         target: AdminTarget,
@@ -81,6 +90,7 @@ pub enum AdminCommand {
         /// How many days back (1-366).
         #[arg(long, default_value_t = 30)]
         days: u32,
+        /// Print JSON instead of one line per check.
         #[arg(long)]
         json: bool,
     },
@@ -311,7 +321,10 @@ pub(crate) fn status_admin_client(tls: &TlsArgs, node: &str) -> Result<(StatusAd
     let expected = ExpectedPeer::Exactly(Identity::new(&target.tls.trust_domain, Role::Node(province)));
     let config = tls::client_config(&identity, expected.clone(), Revocations::default())?;
     let channel = tls::channel(&target.node, config, Duration::from_secs(3)).map_err(usage)?;
-    Ok((StatusAdminClient::new(channel).max_decoding_message_size(16 << 20), Peer { addr: target.node.clone(), identity, expected }))
+    Ok((
+        StatusAdminClient::new(channel).max_decoding_message_size(16 << 20),
+        Peer { addr: target.node.clone(), identity, expected },
+    ))
 }
 
 fn status_name(s: &str) -> Result<pb::HealthStatus> {

@@ -103,6 +103,9 @@ pub enum AuditCommand {
         all_deleted: bool,
     },
     /// Deletion receipts collected by the gateway.
+    #[command(
+        after_help = "Example:\n  huren audit receipts fetch --gateway 127.0.0.1:8443 --cert aud/cert.pem --key aud/key.pem --ca aud/ca.pem"
+    )]
     Receipts {
         #[command(subcommand)]
         command: AuditReceiptsCommand,
@@ -111,6 +114,9 @@ pub enum AuditCommand {
     /// Hubs ranked by the distinct subjects of the province they checked (the node's
     /// per-hub hourly aggregates), flagging those far above their own baseline, checking
     /// outside their registered province or purposes, or not registered.
+    #[command(
+        after_help = "Example:\n  huren audit hubs --province 370000 --trust-list tl.bin --cert aud/cert.pem --key aud/key.pem --ca aud/ca.pem \\\n    --since 1796000000 --factor 3"
+    )]
     Hubs(HubsArgs),
     /// Non-green status changes per rule and authority in a time window.
     #[command(
@@ -148,6 +154,7 @@ pub struct HubsArgs {
     /// ... and counts at least this many distinct subjects.
     #[arg(long, default_value_t = 20)]
     pub min_subjects: u64,
+    /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
 }
@@ -158,6 +165,9 @@ pub enum AuditReceiptsCommand {
     /// `verify-receipt` does and save it: verified ones as <out>/<province>-<time>-<reason>.receipt,
     /// refused ones under <out>/refused/. Prints one JSON line per receipt; exits 1 if any
     /// is refused.
+    #[command(
+        after_help = "Example:\n  huren audit receipts fetch --gateway 127.0.0.1:8443 --cert aud/cert.pem --key aud/key.pem \\\n    --ca aud/ca.pem --out receipts"
+    )]
     Fetch {
         /// A coordinator or auditor identity.
         #[command(flatten)]

@@ -43,6 +43,9 @@ pub enum BenchCommand {
     Store(StoreArgs),
     /// Batched publishing end to end: a loopback node preloaded with subjects, a timed import
     /// through PublishStatuses, and Attest latency at a fixed rate meanwhile.
+    #[command(
+        after_help = "Example (see BENCHMARKS.md):\n  huren bench ingest --subjects 1000000 --rows 200000 --attest-rate 500 --json"
+    )]
     Ingest(IngestArgs),
     /// Summarise a deploy/bench/run.sh results folder into results.json and results.md.
     #[command(after_help = "Example (see BENCHMARKS.md):\n  huren bench report deploy/bench/results/2026-12-01")]
@@ -54,6 +57,7 @@ pub enum BenchCommand {
     /// Start a loopback federation and a hub agent (`huren hub serve`); load its
     /// `POST /v1/check` with a QR, online (gateway up), then offline (gateway stopped):
     /// checks/s and p50/p99/max latency of each.
+    #[command(after_help = "Example (see BENCHMARKS.md):\n  huren bench agent --concurrency 16 --duration 10s --json")]
     Agent(AgentBenchArgs),
 }
 

@@ -74,7 +74,7 @@ pub struct ConsoleArgs {
     pub sources: SourceArgs,
     /// Where to serve the console (plain HTTP: keep it on loopback or behind your own
     /// access control).
-    #[arg(long, default_value = "127.0.0.1:8480")]
+    #[arg(long, default_value = "127.0.0.1:8490")]
     pub listen: String,
     /// The coordinator's PKI directory: shows the root and every certificate issued there.
     #[arg(long, env = "HUREN_PKI_DIR")]

@@ -68,6 +68,9 @@ pub enum HubCommand {
     /// Run the hub agent for gate scanners: a local HTTP/JSON API (`POST /v1/check`,
     /// `/healthz`, `/metrics`) that checks online through the gateways, offline against
     /// the followed trust list when none answers.
+    #[command(
+        after_help = "Example:\n  huren hub serve --print-default-config > agent.toml   # then set gateway, cert, key, ca\n  huren hub serve --config agent.toml\n  curl -s -XPOST 127.0.0.1:8480/v1/check -d '{\"scan\":\"HRN1:...\",\"purpose\":\"transit.rail\"}'"
+    )]
     Serve(ServerArgs),
     /// Verify a QR string offline against a saved trust list.
     #[command(after_help = "Example:\n  huren hub verify --trust-list hub/trust-list.bin --ca hub/ca.pem 'HRN1:…'")]
@@ -117,9 +120,12 @@ pub async fn run(command: HubCommand) -> Result<()> {
                     }
                 }
                 (None, Some(scanned)) => {
-                    let status =
-                        explained(&gateway, &identity, client.lookup(scanned.province(), scanned.token(), &purpose).await)
-                            .await?;
+                    let status = explained(
+                        &gateway,
+                        &identity,
+                        client.lookup(scanned.province(), scanned.token(), &purpose).await,
+                    )
+                    .await?;
                     print_status(&status, json)?;
                 }
                 (None, None) => return Err(usage(anyhow!("give a QR string, <province>:<token>, or --batch FILE"))),

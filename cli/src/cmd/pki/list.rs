@@ -26,6 +26,7 @@ pub enum ListWhat {
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
+    /// What to list.
     pub what: ListWhat,
     /// Trust list file (default: the PKI directory's trust-list.bin).
     #[arg(long)]
@@ -33,6 +34,7 @@ pub struct ListArgs {
     /// National root certificate (default: the PKI directory's root).
     #[arg(long)]
     pub ca: Option<PathBuf>,
+    /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
 }

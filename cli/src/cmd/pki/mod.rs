@@ -147,6 +147,9 @@ pub enum PkiCommand {
     },
     /// How long nodes keep each subject's disclosure log (who checked them), signed into
     /// the trust list; nodes purge older records continuously.
+    #[command(
+        after_help = "Example:\n  huren pki disclosure-retention --max-age-seconds 2592000   # 30 days\n  huren pki trust-list sign"
+    )]
     DisclosureRetention {
         /// Seconds a disclosure record is kept (0 = built-in default, 30 days).
         #[arg(long, default_value_t = 0)]
@@ -189,9 +192,15 @@ pub enum PkiCommand {
         command: TrustListCommand,
     },
     /// List provinces, hubs, keys, certificates or rules (keys and certificates with days left).
+    #[command(
+        after_help = "Examples:\n  huren pki list provinces\n  huren pki list keys --json            # soonest expiry first, with days left"
+    )]
     List(list::ListArgs),
     /// The federation now, as the console shows it: nodes, trust-list sequences, breakers,
     /// expiries, traffic, sunset receipts (coordinator or auditor identity).
+    #[command(
+        after_help = "Example:\n  huren pki status --gateway 127.0.0.1:8443 --cert huren-pki/issued/coordinator-nhc/cert.pem \\\n    --key huren-pki/issued/coordinator-nhc/key.pem --ca huren-pki/root/ca.pem\n\nExits 1 when something needs attention (a node down, a key or certificate expired,\nreceipts missing after a sunset)."
+    )]
     Status(status::StatusArgs),
 
     /// Write everything one party needs into one folder to hand over: certificate chain and

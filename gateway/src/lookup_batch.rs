@@ -118,7 +118,7 @@ impl LookupService {
             };
             // Bounded: a province of the trust list in force, else `unknown`.
             provinces.push(crate::metrics::province_label(&trust, lookup.province.as_str()));
-            let key = cache_key(state.shared.prefix(), lookup.province.as_str(), &lookup.purpose, &lookup.token);
+            let key = cache_key(state.shared.prefix(), &hub, lookup.province.as_str(), &lookup.purpose, &lookup.token);
             if state.cache {
                 if let Some(signed) = self.fresh_from_cache(&trust, &key, &lookup, now).await {
                     state.metrics.cache("hit");

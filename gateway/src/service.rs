@@ -233,7 +233,7 @@ impl LookupService {
         let code = &lookup.province;
         state.admit(&trust, hub, &lookup.purpose, 1).await?;
         let now = unix_now();
-        let key = cache_key(state.shared.prefix(), code.as_str(), &lookup.purpose, &lookup.token);
+        let key = cache_key(state.shared.prefix(), hub, code.as_str(), &lookup.purpose, &lookup.token);
         // A cached attestation still valid now, and whether it is fresh enough to serve
         // without asking the node. Its signature is verified once per replica (the first
         // time this replica meets those exact bytes); every hit re-checks what can change

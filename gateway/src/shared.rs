@@ -180,12 +180,16 @@ pub struct CachedAttestation {
     pub node_serials: Vec<String>,
 }
 
-/// The cache key for an attestation: a hash, so no token is ever a key. (`v2`: entries
-/// are [`CachedAttestation`]s; `v1` entries, bare attestations without the serving node,
-/// are never read.)
-pub(crate) fn cache_key(prefix: &str, province: &str, purpose: &str, token: &[u8]) -> String {
+/// The cache key for an attestation: a hash, so no token is ever a key. Per hub: a hub's
+/// first lookup of a token reaches the home node, which records it in the subject's
+/// disclosure log, so a cache hit is only ever that same hub asking again within the cache
+/// window, never another hub's check going unrecorded. (`v3`; `v2` entries, shared between
+/// hubs, and `v1` entries, bare attestations without the serving node, are never read.)
+pub(crate) fn cache_key(prefix: &str, hub: &str, province: &str, purpose: &str, token: &[u8]) -> String {
     let mut h = Sha256::new();
-    h.update(b"huren/cache/v2\0");
+    h.update(b"huren/cache/v3\0");
+    h.update(hub.as_bytes());
+    h.update([0]);
     h.update(province.as_bytes());
     h.update([0]);
     h.update(purpose.as_bytes());

@@ -297,3 +297,24 @@ async fn the_sunset_deletes_every_disclosure_and_the_receipt_counts_them() {
     let found = scan_node_data_raw(&f.node_data_dir(&anhui), &[b"ah-dsc-sunset".to_vec()]).unwrap();
     assert!(found.is_empty(), "{found:?}");
 }
+
+#[tokio::test]
+async fn a_second_hub_checking_within_the_cache_window_is_recorded_too() {
+    // The gateway caches per hub: another hub's lookup of the same token and purpose moments
+    // later reaches the home node (and so the traveller's log) instead of the first hub's
+    // cache entry.
+    let mut options = FederationOptions::default();
+    options.gateway.cache = true;
+    let (f, _dir) = start_with(options).await;
+    let anhui = code("340000");
+    let traveller = subject(&f, &anhui, "ah-dsc-two-hubs").await;
+    let mut first = named_hub(&f, "jinan-east", Some("Jinan East railway station"), "370000", &["transit.rail"]).await;
+    let mut second =
+        named_hub(&f, "qingdao-north", Some("Qingdao North railway station"), "370000", &["transit.rail"]).await;
+    first.lookup(traveller.province(), traveller.token(), "transit.rail").await.unwrap();
+    second.lookup(traveller.province(), traveller.token(), "transit.rail").await.unwrap();
+    let log = disclosures(&f, &anhui, "ah-dsc-two-hubs", 2).await;
+    let mut hubs: Vec<&str> = log.iter().map(|d| d.hub_id.as_str()).collect();
+    hubs.sort_unstable();
+    assert_eq!(hubs, ["jinan-east", "qingdao-north"], "{log:?}");
+}

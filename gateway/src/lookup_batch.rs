@@ -14,7 +14,6 @@
 //! refusal.)
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 
 use huren_pki::{unix_now, ProvinceCode, TrustList};
 use huren_proto::pb;
@@ -22,14 +21,12 @@ use huren_runtime::error::Refusal as _;
 use prost::Message as _;
 use tonic::codegen::Bytes;
 use tonic::{Code, Request};
-use tower::retry::budget::Budget as _;
 
 use crate::authz::Call;
-use crate::error::{node_failure, transport_cause, GatewayError, UnavailableCause};
+use crate::error::{node_failure, GatewayError, UnavailableCause};
 use crate::node_call;
 use crate::request::{InvalidLookup, Lookup};
-use crate::retry::retryable;
-use crate::service::{authorized, cache_ttl, expected, hub_id, LookupService, ATTEMPTS};
+use crate::service::{authorized, cache_ttl, expected, hub_id, LookupService};
 use crate::shared::{cache_key, CachedAttestation};
 
 /// Most tokens one `LookupBatch` may carry (the node's `AttestBatch` limit too).
@@ -220,49 +217,11 @@ impl LookupService {
             hub_id: hub.to_owned(),
             hub_province: trust.hub_province(hub).map(ToString::to_string).unwrap_or_default(),
         };
-        let deadline = tokio::time::Instant::now() + state.node_timeout_for(&code);
-        let mut attempt = 0;
-        let mut answered_by = 0;
-        let outcome = loop {
-            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-            if remaining.is_zero() {
-                break None;
-            }
-            state.capture("AttestBatch", "gateway->node", &request);
-            let mut call = Request::new(request.clone());
-            call.set_timeout(remaining);
-            huren_runtime::tracectx::inject(&mut call);
-            let endpoint = route.endpoint(attempt);
-            let mut client = route.clients[endpoint].clone();
-            if attempt == 0 {
-                route.budget.deposit();
-            }
-            match tokio::time::timeout_at(deadline, node_call::attest_batch(&mut client, call)).await {
-                Ok(Err(status))
-                    if attempt + 1 < ATTEMPTS
-                        && retryable(status.code(), transport_cause(&status).is_some())
-                        && route.budget.withdraw() =>
-                {
-                    attempt += 1;
-                    state.metrics.retry(code.as_str());
-                }
-                Ok(result) => {
-                    let answered = match &result {
-                        Ok(_) => true,
-                        Err(status) => !retryable(status.code(), transport_cause(status).is_some()),
-                    };
-                    if answered {
-                        route.preferred.store(endpoint, Ordering::Relaxed);
-                    }
-                    answered_by = endpoint;
-                    break Some(result);
-                }
-                Err(_) => break None,
-            }
-        };
-        let healthy = matches!(&outcome, Some(Ok(_)))
-            || matches!(&outcome, Some(Err(s)) if matches!(s.code(), Code::NotFound | Code::FailedPrecondition | Code::InvalidArgument | Code::PermissionDenied));
-        state.breakers.record(code.as_str(), healthy, std::time::Instant::now());
+        let (outcome, answered_by) = state
+            .call_node(&code, &route, "AttestBatch", &request, |mut client, call| async move {
+                node_call::attest_batch(&mut client, call).await
+            })
+            .await;
         let answer = match outcome {
             Some(Ok(answer)) => answer.into_inner(),
             Some(Err(status)) => return all(&|| node_failure(&code, status.clone())),

@@ -1,4 +1,4 @@
-//! The gateway's one call to a province node, `Attestation/Attest`, read strictly.
+//! The gateway's calls to a province node, `Attestation/Attest` and `AttestBatch`, read strictly.
 //!
 //! tonic's unary client decodes the first message of the response and ignores any that
 //! follow, so a node could answer two attestations and have the second silently dropped
@@ -15,11 +15,11 @@ use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 use tower::limit::ConcurrencyLimit;
 
-/// A node's answer to `Attest`.
+/// A node's answer to `Attest` (`T` = `AttestResponse`) or `AttestBatch`.
 #[derive(Debug)]
-pub(crate) struct NodeAnswer {
+pub(crate) struct NodeAnswer<T> {
     /// The first (and for an honest node, only) message.
-    pub(crate) response: pb::AttestResponse,
+    pub(crate) response: T,
     /// Whether the node sent a second message after it (a policy violation).
     pub(crate) more: bool,
 }
@@ -31,42 +31,39 @@ pub(crate) type NodeClient = Grpc<ConcurrencyLimit<Channel>>;
 pub(crate) async fn attest(
     client: &mut NodeClient,
     call: Request<pb::AttestRequest>,
-) -> Result<Response<NodeAnswer>, Status> {
-    client.ready().await.map_err(|e| Status::unknown(format!("Service was not ready: {e}")))?;
-    let mut call = call;
-    call.extensions_mut().insert(GrpcMethod::new("huren.v1.Attestation", "Attest"));
-    let path = PathAndQuery::from_static("/huren.v1.Attestation/Attest");
-    let response =
-        client.server_streaming::<_, pb::AttestResponse, _>(call, path, tonic_prost::ProstCodec::default()).await?;
-    let (metadata, mut stream, extensions) = response.into_parts();
-    // As the unary client: no message at all is an error.
-    let response = stream.message().await?.ok_or_else(|| Status::internal("Missing response message."))?;
-    // Reads a second message if there is one, else the trailers (an error status fails here).
-    let more = stream.message().await?.is_some();
-    Ok(Response::from_parts(metadata, NodeAnswer { response, more }, extensions))
-}
-
-/// A node's answer to `AttestBatch`, and whether it sent a second message (a violation).
-#[derive(Debug)]
-pub(crate) struct NodeBatchAnswer {
-    pub(crate) response: pb::AttestBatchResponse,
-    pub(crate) more: bool,
+) -> Result<Response<NodeAnswer<pb::AttestResponse>>, Status> {
+    strictly(client, call, "Attest", "/huren.v1.Attestation/Attest").await
 }
 
 /// Calls `AttestBatch` on `client`, read as strictly as [`attest`].
 pub(crate) async fn attest_batch(
     client: &mut NodeClient,
     call: Request<pb::AttestBatchRequest>,
-) -> Result<Response<NodeBatchAnswer>, Status> {
+) -> Result<Response<NodeAnswer<pb::AttestBatchResponse>>, Status> {
+    strictly(client, call, "AttestBatch", "/huren.v1.Attestation/AttestBatch").await
+}
+
+/// One `huren.v1.Attestation` call made as a server-streaming call on its path: the first
+/// message is the answer, and the stream is read once more (a second message, or else the
+/// trailers, whose error status fails here as the unary client's would).
+async fn strictly<Req, Resp>(
+    client: &mut NodeClient,
+    call: Request<Req>,
+    method: &'static str,
+    path: &'static str,
+) -> Result<Response<NodeAnswer<Resp>>, Status>
+where
+    Req: prost::Message + Send + Sync + 'static,
+    Resp: prost::Message + Default + Send + Sync + 'static,
+{
     client.ready().await.map_err(|e| Status::unknown(format!("Service was not ready: {e}")))?;
     let mut call = call;
-    call.extensions_mut().insert(GrpcMethod::new("huren.v1.Attestation", "AttestBatch"));
-    let path = PathAndQuery::from_static("/huren.v1.Attestation/AttestBatch");
-    let response = client
-        .server_streaming::<_, pb::AttestBatchResponse, _>(call, path, tonic_prost::ProstCodec::default())
-        .await?;
+    call.extensions_mut().insert(GrpcMethod::new("huren.v1.Attestation", method));
+    let path = PathAndQuery::from_static(path);
+    let response = client.server_streaming::<_, Resp, _>(call, path, tonic_prost::ProstCodec::default()).await?;
     let (metadata, mut stream, extensions) = response.into_parts();
+    // As the unary client: no message at all is an error.
     let response = stream.message().await?.ok_or_else(|| Status::internal("Missing response message."))?;
     let more = stream.message().await?.is_some();
-    Ok(Response::from_parts(metadata, NodeBatchAnswer { response, more }, extensions))
+    Ok(Response::from_parts(metadata, NodeAnswer { response, more }, extensions))
 }

@@ -123,6 +123,75 @@ impl State {
         }
     }
 
+    /// One call to `code`'s node over `route`, the same for `Attest` and `AttestBatch`: one
+    /// deadline covers the call and its retry (and the wait for a slot under the province's
+    /// concurrency limit); a retryable failure is retried once on the next endpoint while
+    /// the province's retry budget allows; the endpoint that answered is preferred next
+    /// time; the breaker records whether the node answered. Returns the outcome (`None`: the
+    /// deadline passed) and the endpoint that gave it.
+    pub(crate) async fn call_node<Req, Resp, F, Fut>(
+        &self,
+        code: &ProvinceCode,
+        route: &Route,
+        rpc: &'static str,
+        request: &Req,
+        call: F,
+    ) -> (Option<Result<Response<Resp>, tonic::Status>>, usize)
+    where
+        Req: prost::Message + Clone,
+        F: Fn(NodeClient, Request<Req>) -> Fut,
+        Fut: std::future::Future<Output = Result<Response<Resp>, tonic::Status>>,
+    {
+        let deadline = tokio::time::Instant::now() + self.node_timeout_for(code);
+        let mut attempt = 0;
+        let mut answered_by = 0;
+        let outcome = loop {
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if remaining.is_zero() {
+                break None;
+            }
+            self.capture(rpc, "gateway->node", request);
+            let mut message = Request::new(request.clone());
+            message.set_timeout(remaining);
+            huren_runtime::tracectx::inject(&mut message);
+            let endpoint = route.endpoint(attempt);
+            let client = route.clients[endpoint].clone();
+            if attempt == 0 {
+                route.budget.deposit();
+            }
+            match tokio::time::timeout_at(deadline, call(client, message)).await {
+                Ok(Err(status))
+                    if attempt + 1 < ATTEMPTS
+                        && retryable(status.code(), transport_cause(&status).is_some())
+                        && route.budget.withdraw() =>
+                {
+                    attempt += 1;
+                    self.metrics.retry(code.as_str());
+                    // Per call, so debug: `huren_gateway_node_retries_total` is the signal.
+                    tracing::debug!(province = %code, code = ?status.code(), "node call failed; retrying once");
+                }
+                Ok(result) => {
+                    // An endpoint that answered (anything but a failure to serve) is kept.
+                    let answered = match &result {
+                        Ok(_) => true,
+                        Err(status) => !retryable(status.code(), transport_cause(status).is_some()),
+                    };
+                    if answered {
+                        route.preferred.store(endpoint, Ordering::Relaxed);
+                    }
+                    answered_by = endpoint;
+                    break Some(result);
+                }
+                Err(_) => break None,
+            }
+        };
+        // A node that answers (even "not found") is healthy; silence and transport errors are not.
+        let healthy = matches!(&outcome, Some(Ok(_)))
+            || matches!(&outcome, Some(Err(s)) if matches!(s.code(), Code::NotFound | Code::FailedPrecondition | Code::InvalidArgument | Code::PermissionDenied));
+        self.breakers.record(code.as_str(), healthy, std::time::Instant::now());
+        (outcome, answered_by)
+    }
+
     pub(crate) fn capture(&self, rpc: &str, direction: &str, message: &impl prost::Message) {
         if let Some(sink) = &self.capture {
             sink.record(rpc, direction, &message.encode_to_vec());
@@ -346,55 +415,11 @@ impl LookupService {
             hub_id: hub.to_owned(),
             hub_province: trust.hub_province(hub).map(ToString::to_string).unwrap_or_default(),
         };
-        // One deadline for the lookup, retry included; it covers the wait for a slot under
-        // the province's concurrency limit too.
-        let deadline = tokio::time::Instant::now() + state.node_timeout_for(code);
-        let mut attempt = 0;
-        let mut answered_by = 0;
-        let outcome = loop {
-            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-            if remaining.is_zero() {
-                break None;
-            }
-            state.capture("Attest", "gateway->node", &attest);
-            let mut call = Request::new(attest.clone());
-            call.set_timeout(remaining);
-            huren_runtime::tracectx::inject(&mut call);
-            let endpoint = route.endpoint(attempt);
-            let mut client = route.clients[endpoint].clone();
-            if attempt == 0 {
-                route.budget.deposit();
-            }
-            match tokio::time::timeout_at(deadline, node_call::attest(&mut client, call)).await {
-                Ok(Err(status))
-                    if attempt + 1 < ATTEMPTS
-                        && retryable(status.code(), transport_cause(&status).is_some())
-                        && route.budget.withdraw() =>
-                {
-                    attempt += 1;
-                    state.metrics.retry(code.as_str());
-                    // Per lookup, so debug: `huren_gateway_node_retries_total` is the signal.
-                    tracing::debug!(province = %code, code = ?status.code(), "node call failed; retrying once");
-                }
-                Ok(result) => {
-                    // An endpoint that answered (anything but a failure to serve) is kept.
-                    let answered = match &result {
-                        Ok(_) => true,
-                        Err(status) => !retryable(status.code(), transport_cause(status).is_some()),
-                    };
-                    if answered {
-                        route.preferred.store(endpoint, Ordering::Relaxed);
-                    }
-                    answered_by = endpoint;
-                    break Some(result);
-                }
-                Err(_) => break None,
-            }
-        };
-        // A node that answers (even "not found") is healthy; silence and transport errors are not.
-        let healthy = matches!(&outcome, Some(Ok(_)))
-            || matches!(&outcome, Some(Err(s)) if matches!(s.code(), Code::NotFound | Code::FailedPrecondition | Code::InvalidArgument | Code::PermissionDenied));
-        state.breakers.record(code.as_str(), healthy, std::time::Instant::now());
+        let (outcome, answered_by) = state
+            .call_node(code, &route, "Attest", &attest, |mut client, call| async move {
+                node_call::attest(&mut client, call).await
+            })
+            .await;
         let answer = match outcome {
             Some(Ok(answer)) => answer.into_inner(),
             Some(Err(status)) => {

@@ -31,15 +31,20 @@ pub async fn connect_from(source: IpAddr, target: SocketAddr) -> std::io::Result
 }
 
 /// Opens up to `n` TCP connections to `target` from `source` and holds them without
-/// sending a byte. Stops early, returning what it holds, when a connection is not
-/// established within a second (the server's listen backlog is full: it stopped
-/// accepting) or fails.
+/// sending a byte. Stops early, returning what it holds, when three connections in a row
+/// are not established within a second each (the server's listen backlog is full: it
+/// stopped accepting) or fail; one slow connect on a busy machine is not taken for that.
 pub async fn open_idle(target: SocketAddr, source: IpAddr, n: usize) -> Vec<TcpStream> {
+    const GIVE_UP_AFTER: usize = 3;
     let mut held = Vec::with_capacity(n);
-    for _ in 0..n {
+    let mut failed_in_a_row = 0;
+    while held.len() < n && failed_in_a_row < GIVE_UP_AFTER {
         match tokio::time::timeout(Duration::from_secs(1), connect_from(source, target)).await {
-            Ok(Ok(tcp)) => held.push(tcp),
-            _ => break,
+            Ok(Ok(tcp)) => {
+                held.push(tcp);
+                failed_in_a_row = 0;
+            }
+            _ => failed_in_a_row += 1,
         }
     }
     held

@@ -15,8 +15,9 @@ use crate::usage;
 
 #[derive(Debug, Args)]
 pub struct ServerArgs {
-    /// TOML configuration file (every key can also be set by HUREN_NODE_<KEY> or
-    /// HUREN_GATEWAY_<KEY>; relative paths are resolved against the file's folder).
+    /// TOML configuration file (every key can also be set by HUREN_NODE_<KEY>,
+    /// HUREN_GATEWAY_<KEY> or, for the hub agent, HUREN_HUB_AGENT_<KEY>; relative paths are
+    /// resolved against the file's folder).
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Print every setting with its default (optional ones commented out, with their

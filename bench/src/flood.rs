@@ -76,25 +76,37 @@ pub fn open_files_limit() -> Option<u64> {
 /// A TLS 1.3 ClientHello (x25519, TLS_AES_128_GCM_SHA256, ALPN h2): well formed, so the
 /// server waits for the rest of it rather than refusing it.
 pub fn client_hello() -> Vec<u8> {
+    client_hello_for(&[0x1301], true)
+}
+
+/// A ClientHello offering `suites` (IANA numbers), x25519, ECDSA/Ed25519 signatures and
+/// ALPN h2; with `tls13`, also TLS 1.3 (supported_versions and an x25519 key share), else
+/// a TLS 1.2-only hello. For probing what a server accepts or refuses at the handshake.
+pub fn client_hello_for(suites: &[u16], tls13: bool) -> Vec<u8> {
     let mut body = vec![0x03, 0x03];
     body.extend([0x42; 32]); // random
     body.push(0); // no session id
-    body.extend([0x00, 0x02, 0x13, 0x01]); // cipher suites
-    body.extend([1, 0]); // compression: null
+    body.extend(u16::try_from(suites.len() * 2).unwrap_or(u16::MAX).to_be_bytes());
+    for s in suites {
+        body.extend(s.to_be_bytes());
+    }
+    body.extend([1, 0]); // compression: null only
     let mut ext = Vec::new();
     ext.extend([0x00, 0x0a, 0x00, 0x04, 0x00, 0x02, 0x00, 0x1d]); // supported_groups: x25519
     ext.extend([0x00, 0x0d, 0x00, 0x06, 0x00, 0x04, 0x04, 0x03, 0x08, 0x07]); // signature_algorithms
-    ext.extend([0x00, 0x2b, 0x00, 0x03, 0x02, 0x03, 0x04]); // supported_versions: TLS 1.3
     ext.extend([0x00, 0x10, 0x00, 0x05, 0x00, 0x03, 0x02, b'h', b'2']); // ALPN h2
-    ext.extend([0x00, 0x33, 0x00, 0x26, 0x00, 0x24, 0x00, 0x1d, 0x00, 0x20]); // key_share: x25519
-    ext.extend([0x11; 32]);
-    body.extend((ext.len() as u16).to_be_bytes());
+    if tls13 {
+        ext.extend([0x00, 0x2b, 0x00, 0x03, 0x02, 0x03, 0x04]); // supported_versions: TLS 1.3
+        ext.extend([0x00, 0x33, 0x00, 0x26, 0x00, 0x24, 0x00, 0x1d, 0x00, 0x20]); // key_share: x25519
+        ext.extend([0x11; 32]);
+    }
+    body.extend(u16::try_from(ext.len()).unwrap_or(u16::MAX).to_be_bytes());
     body.extend(ext);
     let mut handshake = vec![0x01];
-    handshake.extend(&(body.len() as u32).to_be_bytes()[1..]);
+    handshake.extend(&u32::try_from(body.len()).unwrap_or(u32::MAX).to_be_bytes()[1..]);
     handshake.extend(body);
     let mut record = vec![0x16, 0x03, 0x01];
-    record.extend((handshake.len() as u16).to_be_bytes());
+    record.extend(u16::try_from(handshake.len()).unwrap_or(u16::MAX).to_be_bytes());
     record.extend(handshake);
     record
 }

@@ -246,34 +246,9 @@ fn tls12_only(who: &TlsIdentity) -> Arc<ClientConfig> {
 /// Weak suites rustls does not implement: RC4, DES, 3DES and CBC-mode (non-AEAD) suites.
 const WEAK_SUITES: [u16; 8] = [0x0004, 0x0005, 0x0009, 0x000a, 0x002f, 0x0035, 0x003c, 0xc013];
 
-/// A hand-made ClientHello offering only `suites`; with `tls13`, it advertises TLS 1.3
-/// (supported_versions, an X25519 key share), otherwise it is a plain TLS 1.2 hello.
+/// A ClientHello offering `suites`, TLS 1.3 or 1.2 only (the flood tool's builder).
 fn client_hello(suites: &[u16], tls13: bool) -> Vec<u8> {
-    let mut body = vec![0x03, 0x03];
-    body.extend([0x42; 32]); // random
-    body.push(0); // no session id
-    body.extend(((suites.len() * 2) as u16).to_be_bytes());
-    for s in suites {
-        body.extend(s.to_be_bytes());
-    }
-    body.extend([1, 0]); // compression: null only
-    let mut ext = Vec::new();
-    ext.extend([0x00, 0x0a, 0x00, 0x04, 0x00, 0x02, 0x00, 0x1d]); // supported_groups: x25519
-    ext.extend([0x00, 0x0d, 0x00, 0x06, 0x00, 0x04, 0x04, 0x03, 0x08, 0x07]); // signature_algorithms
-    if tls13 {
-        ext.extend([0x00, 0x2b, 0x00, 0x03, 0x02, 0x03, 0x04]); // supported_versions: TLS 1.3
-        ext.extend([0x00, 0x33, 0x00, 0x26, 0x00, 0x24, 0x00, 0x1d, 0x00, 0x20]); // key_share: x25519
-        ext.extend([0x11; 32]);
-    }
-    body.extend((ext.len() as u16).to_be_bytes());
-    body.extend(ext);
-    let mut handshake = vec![0x01];
-    handshake.extend(&(body.len() as u32).to_be_bytes()[1..]);
-    handshake.extend(body);
-    let mut record = vec![0x16, 0x03, 0x01];
-    record.extend((handshake.len() as u16).to_be_bytes());
-    record.extend(handshake);
-    record
+    huren_bench::flood::client_hello_for(suites, tls13)
 }
 
 /// Sends `bytes` on a raw TCP connection and describes the server's reply: a TLS alert

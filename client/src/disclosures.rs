@@ -6,10 +6,16 @@ use huren_proto::pb;
 
 /// "Jinan West railway station, transit.rail, 2026-12-01 08:14": the hub's registered
 /// name (its id when the trust list gives none), the purpose and the time (UTC+8), and
-/// what was disclosed when it was not a status.
+/// what was disclosed when it was not a status. An entry standing for repeated checks
+/// ends in "08:14 to 08:52 (37 checks)".
 pub fn disclosure_line(d: &pb::Disclosure) -> String {
     let who = if d.hub_name.is_empty() { d.hub_id.as_str() } else { d.hub_name.as_str() };
     let mut line = format!("{who}, {}, {}", d.purpose, china_minutes(d.time));
+    if d.count > 1 {
+        let last = china_minutes(d.last_time.max(d.time));
+        let until = if last[..10] == china_minutes(d.time)[..10] { &last[11..] } else { last.as_str() };
+        line.push_str(&format!(" to {until} ({} checks)", d.count));
+    }
     if d.outcome != "attested" && !d.outcome.is_empty() {
         line.push_str(&format!(" (nothing disclosed: {})", d.outcome.replace('_', " ")));
     }
@@ -43,8 +49,15 @@ mod tests {
             time: 1_796_084_070,
             gateway: "spiffe://huren.gov/gateway/national-1".into(),
             outcome: "attested".into(),
+            count: 1,
+            last_time: 1_796_084_070,
         };
         assert_eq!(disclosure_line(&d), "Jinan West railway station, transit.rail, 2026-12-01 08:14");
+        let repeated = pb::Disclosure { count: 37, last_time: d.time + 38 * 60, ..d.clone() };
+        assert_eq!(
+            disclosure_line(&repeated),
+            "Jinan West railway station, transit.rail, 2026-12-01 08:14 to 08:52 (37 checks)"
+        );
         let unnamed = pb::Disclosure { hub_name: String::new(), outcome: "no_current_status".into(), ..d };
         assert_eq!(
             disclosure_line(&unnamed),

@@ -349,6 +349,7 @@ impl AttestationService {
                     time: now,
                     gateway: gateway.to_string(),
                     outcome: attest_outcome(&signed).to_owned(),
+                    ..Default::default()
                 };
                 inner.disclosures.record(Pending { subject_ref, record: disclosure }).await;
             }
@@ -388,6 +389,7 @@ impl AttestationService {
             time: now,
             gateway: gateway.to_string(),
             outcome: outcome.to_owned(),
+            ..Default::default()
         };
         inner.disclosures.record(Pending { subject_ref: record.subject_ref, record: disclosure }).await;
         signed
@@ -502,12 +504,14 @@ impl StatusAdminService {
             let now = inner.settings.clock.now();
             let since = now - i64::from(query.days) * 86_400;
             let trust = inner.trust();
-            let disclosures = inner
-                .store
-                .disclosures(&query.subject_ref, since, now)?
+            let found = inner.store.disclosures(&query.subject_ref, since, now)?;
+            let disclosures = found
+                .entries
                 .into_iter()
                 .map(|d| pb::Disclosure {
                     hub_name: trust.hub_name(&d.hub_id).unwrap_or_default().to_owned(),
+                    count: d.checks(),
+                    last_time: d.last(),
                     hub_id: d.hub_id,
                     hub_province: d.hub_province,
                     purpose: d.purpose,
@@ -516,7 +520,7 @@ impl StatusAdminService {
                     outcome: d.outcome,
                 })
                 .collect();
-            Ok(pb::ListDisclosuresResponse { disclosures })
+            Ok(pb::ListDisclosuresResponse { disclosures, unitemized_checks: found.unitemized })
         })
         .await
     }

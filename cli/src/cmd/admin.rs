@@ -210,6 +210,7 @@ pub async fn run(command: AdminCommand) -> Result<()> {
                         serde_json::json!({
                             "hub_id": d.hub_id, "hub_name": d.hub_name, "hub_province": d.hub_province,
                             "purpose": d.purpose, "time": d.time, "gateway": d.gateway, "outcome": d.outcome,
+                            "count": d.count, "last_time": d.last_time,
                         })
                     })
                     .collect();
@@ -219,6 +220,17 @@ pub async fn run(command: AdminCommand) -> Result<()> {
             } else {
                 for d in &response.disclosures {
                     println!("{}", huren_client::disclosure_line(d));
+                }
+            }
+            if response.unitemized_checks > 0 {
+                let note = format!(
+                    "and {} more checks the node only counted (a day past 512 entries)",
+                    response.unitemized_checks
+                );
+                if json {
+                    eprintln!("{note}");
+                } else {
+                    println!("{note}");
                 }
             }
         }

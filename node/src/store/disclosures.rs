@@ -45,7 +45,41 @@ pub struct DisclosureRecord {
     /// `no_signing_key`.
     #[prost(string, tag = "6")]
     pub outcome: String,
+    /// Checks this entry stands for (0 is read as 1): repeated checks by the same hub, for
+    /// the same purpose, through the same gateway, with the same outcome, each within
+    /// [`COALESCE_GAP_SECONDS`] of the previous one, are one entry.
+    #[prost(uint64, tag = "7")]
+    pub count: u64,
+    /// The last of those checks, Unix seconds (0: the same as `time`).
+    #[prost(int64, tag = "8")]
+    pub last_time: i64,
 }
+
+impl DisclosureRecord {
+    /// How many checks the entry stands for.
+    pub fn checks(&self) -> u64 {
+        self.count.max(1)
+    }
+
+    /// When the last of its checks was.
+    pub fn last(&self) -> i64 {
+        self.last_time.max(self.time)
+    }
+
+    fn same_check(&self, other: &DisclosureRecord) -> bool {
+        (&self.hub_id, &self.hub_province, &self.purpose, &self.gateway, &self.outcome)
+            == (&other.hub_id, &other.hub_province, &other.purpose, &other.gateway, &other.outcome)
+    }
+}
+
+/// Repeated checks closer together than this join one entry.
+pub const COALESCE_GAP_SECONDS: i64 = 60;
+/// An entry spans at most this long (so a purge by age is never more than this late).
+pub const COALESCE_SPAN_SECONDS: i64 = 3600;
+/// Entries a subject's day holds at most; checks beyond it that join no entry are only
+/// counted (`DisclosureLog::unitemized`). A hub checking one person every few seconds all
+/// day makes 24 entries; this bound only stops a flood from growing one record without end.
+pub const MAX_ENTRIES_PER_DAY: usize = 512;
 
 /// A subject's disclosure log, oldest first.
 #[derive(Clone, PartialEq, Message)]
@@ -53,6 +87,42 @@ pub struct DisclosureLog {
     /// The checks.
     #[prost(message, repeated, tag = "1")]
     pub entries: Vec<DisclosureRecord>,
+    /// Checks that day beyond [`MAX_ENTRIES_PER_DAY`] entries that joined no entry.
+    #[prost(uint64, tag = "2")]
+    pub unitemized: u64,
+}
+
+impl DisclosureLog {
+    /// Adds one check: it joins the newest entry of the same hub, purpose, gateway and
+    /// outcome when it came within [`COALESCE_GAP_SECONDS`] of that entry's last check (and
+    /// the entry spans less than [`COALESCE_SPAN_SECONDS`]), otherwise it is a new entry,
+    /// or only counted once the day holds [`MAX_ENTRIES_PER_DAY`] entries. The bucket a
+    /// write reads and rewrites thus stays small however often one subject is checked.
+    pub fn add(&mut self, record: &DisclosureRecord) {
+        let joins = |e: &DisclosureRecord| {
+            e.same_check(record)
+                && record.time >= e.time
+                && record.time - e.last() <= COALESCE_GAP_SECONDS
+                && record.time - e.time < COALESCE_SPAN_SECONDS
+        };
+        if let Some(entry) = self.entries.iter_mut().rev().find(|e| e.same_check(record)).filter(|e| joins(e)) {
+            entry.count = entry.checks() + record.checks();
+            entry.last_time = entry.last().max(record.last());
+        } else if self.entries.len() < MAX_ENTRIES_PER_DAY {
+            self.entries.push(record.clone());
+        } else {
+            self.unitemized += record.checks();
+        }
+    }
+}
+
+/// A subject's checks over a range of days.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SubjectDisclosures {
+    /// The itemised checks, newest first.
+    pub entries: Vec<DisclosureRecord>,
+    /// Checks that were only counted (a day past [`MAX_ENTRIES_PER_DAY`] entries).
+    pub unitemized: u64,
 }
 
 /// Distinct subjects (and checks) of one hub in one hour for one purpose.
@@ -129,7 +199,7 @@ impl<B: Backend> BackedStore<B> {
             }
             for (subject, record) in batch {
                 if let Some(log) = logs.get_mut(bucket(subject, record.time).as_str()) {
-                    log.entries.push(record.clone());
+                    log.add(record);
                 }
             }
             for (subject, log) in &logs {
@@ -154,19 +224,20 @@ impl<B: Backend> BackedStore<B> {
         subject_ref: &str,
         since: i64,
         until: i64,
-    ) -> Result<Vec<DisclosureRecord>, StoreError> {
+    ) -> Result<SubjectDisclosures, StoreError> {
         let (first, last) = (since.max(0).div_euclid(86_400), until.max(0).div_euclid(86_400));
         if last < first || last - first > 400 {
             return Err(StoreError::Range(format!("disclosures from {since} to {until}: at most 400 days")));
         }
         let keys: Vec<Key> = (first..=last).map(|day| Key::Text(bucket(subject_ref, day * 86_400))).collect();
-        let mut entries = Vec::new();
+        let mut out = SubjectDisclosures::default();
         for bytes in self.backend.reader()?.get_many(Table::Disclosures, &keys)?.into_iter().flatten() {
             let log = DisclosureLog::decode(bytes.as_slice()).map_err(corrupt)?;
-            entries.extend(log.entries.into_iter().filter(|e| e.time >= since));
+            out.entries.extend(log.entries.into_iter().filter(|e| e.last() >= since));
+            out.unitemized += log.unitemized;
         }
-        entries.sort_by_key(|e| std::cmp::Reverse(e.time));
-        Ok(entries)
+        out.entries.sort_by_key(|e| std::cmp::Reverse(e.time));
+        Ok(out)
     }
 
     /// Aggregates of the hours in `[since, until)`, by hour, hub and purpose.
@@ -252,7 +323,8 @@ impl<B: Backend> BackedStore<B> {
                         .iter()
                         .map(|e| (e.time, deletion_leaf("disclosure", &commitment, &e.encode_to_vec())))
                         .collect();
-                    let keep = (!kept.is_empty()).then(|| DisclosureLog { entries: kept }.encode_to_vec());
+                    let keep = (!kept.is_empty())
+                        .then(|| DisclosureLog { entries: kept, unitemized: log.unitemized }.encode_to_vec());
                     pending.push((name, value, keep, notes));
                 }
                 if pending.len() >= super::log::PURGE_BATCH {
@@ -292,7 +364,48 @@ mod tests {
             time,
             gateway: "spiffe://huren.gov/gateway/g".into(),
             outcome: "attested".into(),
+            ..Default::default()
         }
+    }
+
+    fn summary(log: &DisclosureLog) -> Vec<(&str, i64, i64, u64)> {
+        log.entries.iter().map(|e| (e.hub_id.as_str(), e.time, e.last(), e.checks())).collect()
+    }
+
+    #[test]
+    fn repeated_checks_join_one_entry_and_a_day_stays_bounded() {
+        let mut log = DisclosureLog::default();
+        // Every 30 s for 20 minutes: one entry.
+        for t in (0..1200).step_by(30) {
+            log.add(&check("h1", 1000 + t));
+        }
+        assert_eq!(summary(&log), vec![("h1", 1000, 2170, 40)]);
+        // Another hub in between is its own entry and does not break h1's run.
+        log.add(&check("h2", 2180));
+        log.add(&check("h1", 2190));
+        assert_eq!(summary(&log), vec![("h1", 1000, 2190, 41), ("h2", 2180, 2180, 1)]);
+        // A gap longer than a minute starts a new entry, as does another outcome.
+        log.add(&check("h1", 2190 + COALESCE_GAP_SECONDS + 1));
+        let refused = DisclosureRecord { outcome: "no_current_status".into(), ..check("h1", 2260) };
+        log.add(&refused);
+        assert_eq!(log.entries.len(), 4);
+        // An entry spans at most an hour however steady the checks.
+        let mut steady = DisclosureLog::default();
+        for t in (0..3 * 3600).step_by(20) {
+            steady.add(&check("h1", t));
+        }
+        assert_eq!(steady.entries.len(), 3);
+        assert!(steady.entries.iter().all(|e| e.last() - e.time < COALESCE_SPAN_SECONDS));
+        assert_eq!(steady.entries.iter().map(DisclosureRecord::checks).sum::<u64>(), 3 * 180);
+        // Past the bound, checks that join nothing are counted, not itemised.
+        let mut flood = DisclosureLog::default();
+        for n in 0..(MAX_ENTRIES_PER_DAY + 10) {
+            flood.add(&check(&format!("hub-{n}"), 5));
+        }
+        assert_eq!(flood.entries.len(), MAX_ENTRIES_PER_DAY);
+        assert_eq!(flood.unitemized, 10);
+        flood.add(&check("hub-0", 6));
+        assert_eq!((flood.entries.len(), flood.unitemized, flood.entries[0].checks()), (MAX_ENTRIES_PER_DAY, 10, 2));
     }
 
     fn delta(hour: i64, hub: &str, distinct: u64, checks: u64) -> HubAggregateRecord {
@@ -315,14 +428,14 @@ mod tests {
         ];
         store.append_disclosures(&batch, &[delta(0, "h1", 2, 2), delta(0, "h2", 1, 1)]).unwrap();
         store.append_disclosures(&[("s-1".to_owned(), check("h1", 300))], &[delta(0, "h1", 0, 1)]).unwrap();
-        let s1: Vec<_> = store.disclosures("s-1", 0, 1000).unwrap().into_iter().map(|d| (d.hub_id, d.time)).collect();
+        let s1: Vec<_> = store.disclosures("s-1", 0, 1000).unwrap().entries.into_iter().map(|d| (d.hub_id, d.time)).collect();
         assert_eq!(s1, vec![("h1".to_owned(), 300), ("h2".to_owned(), 200), ("h1".to_owned(), 100)]);
-        assert_eq!(store.disclosures("s-1", 250, 1000).unwrap().len(), 1);
-        assert!(store.disclosures("s-3", 0, 1000).unwrap().is_empty());
+        assert_eq!(store.disclosures("s-1", 250, 1000).unwrap().entries.len(), 1);
+        assert!(store.disclosures("s-3", 0, 1000).unwrap().entries.is_empty());
         // Another day's bucket.
         store.append_disclosures(&[("s-1".to_owned(), check("h3", 86_400 + 5))], &[]).unwrap();
-        assert_eq!(store.disclosures("s-1", 0, 86_400 + 10).unwrap()[0].hub_id, "h3");
-        assert_eq!(store.disclosures("s-1", 0, 1000).unwrap().len(), 3);
+        assert_eq!(store.disclosures("s-1", 0, 86_400 + 10).unwrap().entries[0].hub_id, "h3");
+        assert_eq!(store.disclosures("s-1", 0, 1000).unwrap().entries.len(), 3);
         let aggs: Vec<_> = store
             .hub_aggregates(0, 3600)
             .unwrap()
@@ -337,8 +450,8 @@ mod tests {
         let out = store.purge(&plan, &mut |_| {}).unwrap();
         assert_eq!(out.counts.get("disclosure"), Some(&2));
         assert_eq!(out.range, Some((100, 150)));
-        assert_eq!(store.disclosures("s-1", 0, 100_000).unwrap().len(), 3);
-        assert!(store.disclosures("s-2", 0, 1000).unwrap().is_empty());
+        assert_eq!(store.disclosures("s-1", 0, 100_000).unwrap().entries.len(), 3);
+        assert!(store.disclosures("s-2", 0, 1000).unwrap().entries.is_empty());
         // s-1's two days.
         assert_eq!(store.counts().unwrap().get("disclosure_log"), Some(&2));
 

@@ -38,7 +38,10 @@ use self::backend::{Backend, Key, Reader, Table};
 pub(crate) use self::batch::repeated;
 pub use self::batch::{BatchItem, BatchOutcome, Decide, ItemApplied, MAX_BATCH_ITEMS};
 
-pub use self::disclosures::{DisclosureLog, DisclosureRecord, HubAggregateRecord};
+pub use self::disclosures::{
+    DisclosureLog, DisclosureRecord, HubAggregateRecord, SubjectDisclosures, COALESCE_GAP_SECONDS, COALESCE_SPAN_SECONDS,
+    MAX_ENTRIES_PER_DAY,
+};
 pub use self::redb::Store;
 pub use self::redis::RedisStore;
 
@@ -205,7 +208,7 @@ pub trait NodeStore: Send + Sync + std::fmt::Debug {
     ) -> Result<(), StoreError>;
     /// A subject's disclosure records from `since` to `until` (at most 400 days apart),
     /// newest first.
-    fn disclosures(&self, subject_ref: &str, since: i64, until: i64) -> Result<Vec<DisclosureRecord>, StoreError>;
+    fn disclosures(&self, subject_ref: &str, since: i64, until: i64) -> Result<SubjectDisclosures, StoreError>;
     /// Per-hub aggregates of the hours starting in `[since, until)`.
     fn hub_aggregates(&self, since: i64, until: i64) -> Result<Vec<HubAggregateRecord>, StoreError>;
     /// Adds `n` to the count of disclosure records the node could not write.
@@ -621,7 +624,7 @@ impl<B: Backend> NodeStore for BackedStore<B> {
         self.append_disclosures_in(batch, aggregate_deltas)
     }
 
-    fn disclosures(&self, subject_ref: &str, since: i64, until: i64) -> Result<Vec<DisclosureRecord>, StoreError> {
+    fn disclosures(&self, subject_ref: &str, since: i64, until: i64) -> Result<SubjectDisclosures, StoreError> {
         self.disclosures_in(subject_ref, since, until)
     }
 

@@ -10,8 +10,14 @@
 //!   its registration named when it asked, so a difference means it was moved, or the
 //!   gateway was wrong);
 //! - it is not (or no longer) registered, or it checked for a purpose it is not registered for.
+//!
+//! A flag's words ([`HubFlag`]'s `Display`) are what `huren audit hubs` prints and what the
+//! console's Hubs page shows; [`OverCheck::DEFAULT`] and [`DEFAULT_HUB_WINDOW`] are the
+//! defaults of both.
 
 use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
 
 use huren_proto::pb;
 use serde::Serialize;
@@ -27,11 +33,19 @@ pub struct OverCheck {
     pub min_subjects: u64,
 }
 
+impl OverCheck {
+    /// Three times the median hour, and at least 20 subjects.
+    pub const DEFAULT: OverCheck = OverCheck { factor: 3.0, min_subjects: 20 };
+}
+
 impl Default for OverCheck {
     fn default() -> Self {
-        Self { factor: 3.0, min_subjects: 20 }
+        Self::DEFAULT
     }
 }
+
+/// How far back hubs are ranked unless told otherwise: the last 7 days.
+pub const DEFAULT_HUB_WINDOW: Duration = Duration::from_secs(7 * 86_400);
 
 /// Why a hub is flagged.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -62,6 +76,25 @@ pub enum HubFlag {
         /// The purpose.
         purpose: String,
     },
+}
+
+/// The flag in words, one line (times in UTC).
+impl fmt::Display for HubFlag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HubFlag::AboveBaseline { hour, subjects, median } => {
+                write!(f, "{subjects} subjects in the hour from {} (median {median})", crate::rfc3339(*hour))
+            }
+            HubFlag::OutsideRegisteredProvince { checked_in, registered } => write!(
+                f,
+                "checked in {} but registered in {}",
+                if checked_in.is_empty() { "no province" } else { checked_in },
+                if registered.is_empty() { "none" } else { registered }
+            ),
+            HubFlag::NotRegistered => f.write_str("not registered"),
+            HubFlag::PurposeNotRegistered { purpose } => write!(f, "purpose {purpose} not registered"),
+        }
+    }
 }
 
 /// One hub's line in the ranking.
@@ -217,5 +250,29 @@ mod tests {
             vec![HubFlag::OutsideRegisteredProvince { checked_in: String::new(), registered: String::new() }]
         );
         assert_eq!(flags("ghost"), vec![HubFlag::NotRegistered]);
+    }
+
+    #[test]
+    fn flags_read_as_one_line_each() {
+        let texts: Vec<String> = [
+            HubFlag::AboveBaseline { hour: 1_800_000_000, subjects: 60, median: 10 },
+            HubFlag::OutsideRegisteredProvince { checked_in: "410000".into(), registered: "370000".into() },
+            HubFlag::OutsideRegisteredProvince { checked_in: String::new(), registered: String::new() },
+            HubFlag::NotRegistered,
+            HubFlag::PurposeNotRegistered { purpose: "venue.entry".into() },
+        ]
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+        assert_eq!(
+            texts,
+            [
+                "60 subjects in the hour from 2027-01-15T08:00:00Z (median 10)".to_owned(),
+                "checked in 410000 but registered in 370000".to_owned(),
+                "checked in no province but registered in none".to_owned(),
+                "not registered".to_owned(),
+                "purpose venue.entry not registered".to_owned(),
+            ]
+        );
     }
 }

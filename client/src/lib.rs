@@ -46,7 +46,7 @@ pub use failover::{should_fail_over, split_endpoints, Gateways};
 
 pub use disclosures::{china_minutes, disclosure_line};
 pub use hub::{verify_offline, HubClient, HubError, DEFAULT_PURPOSE, ERROR_DOMAIN, MAX_BATCH_TOKENS};
-pub use hubs::{rank_hubs, HubFlag, HubRank, OverCheck};
+pub use hubs::{rank_hubs, HubFlag, HubRank, OverCheck, DEFAULT_HUB_WINDOW};
 pub use receipt::{verify_receipt, CheckedReceipt, ReceiptError};
 pub use stats::{stats, LiftRow, Stats, StatsRow};
 pub use status::{rfc3339, VerifiedStatus};

@@ -3,7 +3,10 @@
 //! (the node must present its province's node identity), the gateway's and nodes'
 //! metrics, the sunset receipts handed in (each verified as `huren audit verify-receipt`
 //! does), and each node's transparency log (verified, then counted as `huren audit stats`
-//! does). Every call has a deadline; whatever fails is shown as failed, never hidden.
+//! does), and each node's per-hub aggregates ranked and flagged as `huren audit hubs` does
+//! (auditor identities only; kept for [`HUB_REFRESH`] so the pages refreshing every 30 s do
+//! not download a week of aggregates from every node each time). Every call has a
+//! deadline; whatever fails is shown as failed, never hidden.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -35,13 +38,23 @@ pub struct Sources {
     pub pki_dir: Option<PkiDir>,
     /// Deadline of each call.
     pub timeout: Duration,
+    /// How far back the Hubs page ranks hubs ([`huren_client::DEFAULT_HUB_WINDOW`], 7
+    /// days, unless told otherwise).
+    pub hub_window: Duration,
 }
 
-/// The console's state: its sources and an hour of gateway counter samples.
+/// How long a collected hub ranking is shown before the nodes are asked again: aggregates
+/// are hourly, so a few minutes behind costs little, and a week of them from every node
+/// is the console's heaviest request.
+pub const HUB_REFRESH: Duration = Duration::from_secs(300);
+
+/// The console's state: its sources, an hour of gateway counter samples and the last hub
+/// ranking (counts per hub; nothing about a subject).
 #[derive(Debug, Clone)]
 pub struct Console {
     sources: Arc<Sources>,
     sampler: Arc<Mutex<Sampler>>,
+    hubs: Arc<tokio::sync::Mutex<Option<HubsView>>>,
 }
 
 /// A short, data-free description of a failed call.
@@ -61,7 +74,7 @@ fn describe(status: &tonic::Status) -> String {
 impl Console {
     /// A console over `sources`.
     pub fn new(sources: Sources) -> Self {
-        Self { sources: Arc::new(sources), sampler: Arc::default() }
+        Self { sources: Arc::new(sources), sampler: Arc::default(), hubs: Arc::default() }
     }
 
     /// Its sources.
@@ -318,6 +331,97 @@ impl Console {
         let mut out: Vec<ProvinceStats> = tasks.join_all().await;
         out.sort_by(|a, b| a.province.cmp(&b.province));
         (Some(trust.sequence()), out)
+    }
+
+    /// The hub ranking: the one collected last if it is younger than [`HUB_REFRESH`], else
+    /// collected now ([`Console::collect_hubs`]). Concurrent page loads share one
+    /// collection.
+    pub async fn hubs(&self) -> HubsView {
+        let mut held = self.hubs.lock().await;
+        let now = huren_pki::unix_now();
+        if let Some(view) = held.as_ref().filter(|v| now - v.generated_at < HUB_REFRESH.as_secs() as i64) {
+            return view.clone();
+        }
+        let view = self.collect_hubs(now).await;
+        *held = Some(view.clone());
+        view
+    }
+
+    /// Every province's hubs, ranked and flagged as `huren audit hubs` ranks them
+    /// ([`huren_client::rank_hubs`] under [`OverCheck::DEFAULT`]) over the window
+    /// [`Sources::hub_window`] before `now`, names and registrations from the gateway's
+    /// trust list. Only auditor identities may read aggregates
+    /// (`Transparency/GetHubAggregates`): with any other identity no node is asked and
+    /// each province says so.
+    ///
+    /// [`OverCheck::DEFAULT`]: huren_client::OverCheck::DEFAULT
+    pub async fn collect_hubs(&self, now: i64) -> HubsView {
+        let s = &self.sources;
+        let rule = huren_client::OverCheck::DEFAULT;
+        let since = now.saturating_sub(i64::try_from(s.hub_window.as_secs()).unwrap_or(i64::MAX));
+        let mut view = HubsView {
+            generated_at: now,
+            since,
+            factor: rule.factor,
+            min_subjects: rule.min_subjects,
+            sequence: None,
+            error: None,
+            provinces: vec![],
+        };
+        let (trust, gateway) = self.trust_list().await;
+        let Some((trust, _)) = trust else {
+            view.error = Some(format!(
+                "no trust list to check hubs against: the gateway could not be asked ({}) and no PKI directory was given",
+                gateway.error.unwrap_or_default()
+            ));
+            return view;
+        };
+        view.sequence = Some(trust.sequence());
+        let mut entries: Vec<_> = trust.provinces().map(|p| (p.code.clone(), p.name.clone())).collect();
+        entries.sort();
+        if !matches!(s.identity.identity.role, Role::Auditor(_)) {
+            let reason = format!(
+                "Not asked: nodes give hub aggregates to auditor identities only, and the console runs as a {}; \
+                 start it with an auditor certificate to see them.",
+                s.identity.identity.role.kind()
+            );
+            view.provinces = entries
+                .into_iter()
+                .map(|(code, name)| ProvinceHubs {
+                    province: code.to_string(),
+                    name,
+                    state: HubsState::NotAsked { reason: reason.clone() },
+                })
+                .collect();
+            return view;
+        }
+        let mut tasks = JoinSet::new();
+        for (i, (code, _)) in entries.iter().enumerate() {
+            let (code, identity, trust, timeout) = (code.clone(), s.identity.clone(), trust.clone(), s.timeout);
+            tasks.spawn(async move {
+                let ask = async {
+                    let mut client = huren_client::AuditClient::connect(None, &code, &identity, trust.clone())?;
+                    client.hub_aggregates(since, 0).await
+                };
+                let state = match tokio::time::timeout(timeout, ask).await {
+                    Err(_) => HubsState::Failed { error: "timed out".into() },
+                    Ok(Err(huren_client::AuditError::Rpc(status))) => HubsState::Failed { error: describe(&status) },
+                    Ok(Err(e)) => HubsState::Failed { error: e.to_string() },
+                    Ok(Ok(response)) => HubsState::Ranked {
+                        hubs: huren_client::rank_hubs(&response.aggregates, &trust, rule),
+                        disclosures_dropped: response.disclosures_dropped,
+                    },
+                };
+                (i, state)
+            });
+        }
+        let mut states: Vec<(usize, HubsState)> = tasks.join_all().await;
+        states.sort_by_key(|(i, _)| *i);
+        for (i, state) in states {
+            let (code, name) = &entries[i];
+            view.provinces.push(ProvinceHubs { province: code.to_string(), name: name.clone(), state });
+        }
+        view
     }
 
     /// Samples the gateway's metrics every `every` until `stop` resolves, so the hour of

@@ -299,3 +299,69 @@ pub struct ProvinceStats {
     /// Log size the statistics were computed over.
     pub tree_size: u64,
 }
+
+/// Hubs ranked per province by the travellers of that province they checked (each node's
+/// `Transparency/GetHubAggregates`, the `huren audit hubs` view). Aggregates carry hub ids,
+/// hours, purposes and counts only: no subject identity exists in them to show.
+#[derive(Debug, Clone, Serialize)]
+pub struct HubsView {
+    /// When it was collected, Unix seconds.
+    pub generated_at: i64,
+    /// Start of the window ranked, Unix seconds (the window ends at `generated_at`).
+    pub since: i64,
+    /// A hub is flagged above its baseline when its busiest hour exceeds this many times
+    /// its median hour...
+    pub factor: f64,
+    /// ... with at least this many distinct subjects.
+    pub min_subjects: u64,
+    /// Sequence of the trust list whose registrations the hubs are checked against.
+    pub sequence: Option<u64>,
+    /// Why nothing could be collected (no trust list), if so.
+    pub error: Option<String>,
+    /// One entry per province of the trust list, by code.
+    pub provinces: Vec<ProvinceHubs>,
+}
+
+/// The hubs that checked one province's travellers, or why they are not known.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProvinceHubs {
+    /// The province whose node was asked.
+    pub province: String,
+    /// Its name.
+    pub name: String,
+    /// What the node said.
+    pub state: HubsState,
+}
+
+impl ProvinceHubs {
+    /// Flagged hubs and all hubs ranked, when the node answered.
+    pub fn flagged(&self) -> Option<(usize, usize)> {
+        match &self.state {
+            HubsState::Ranked { hubs, .. } => Some((hubs.iter().filter(|h| !h.flags.is_empty()).count(), hubs.len())),
+            _ => None,
+        }
+    }
+}
+
+/// One province's ranking, or why there is none.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum HubsState {
+    /// The node answered: its hubs, most distinct subjects first, with their flags.
+    Ranked {
+        /// The ranking ([`huren_client::rank_hubs`]).
+        hubs: Vec<huren_client::HubRank>,
+        /// Checks the node could not record in disclosure logs (should be 0).
+        disclosures_dropped: u64,
+    },
+    /// The node was not asked: the console's identity may not read aggregates.
+    NotAsked {
+        /// Why, in words.
+        reason: String,
+    },
+    /// The node was asked and did not answer, or refused.
+    Failed {
+        /// What went wrong.
+        error: String,
+    },
+}

@@ -2,8 +2,9 @@
 //! inline stylesheet, large type and high contrast (a laptop or a projector), colours
 //! always doubled by words. Pages refresh themselves every 30 s (`<meta refresh>`).
 //!
-//! [`overview`] is the main page (tile map, expiry, breakers, traffic, sunset in short);
-//! [`expiry`], [`traffic`], [`sunset`] and [`audit`] give the detail. Each takes data
+//! [`overview`] is the main page (tile map, expiry, breakers, traffic, sunset and flagged
+//! hubs in short); [`expiry`], [`traffic`], [`sunset`], [`audit`] and [`hubs`] give the
+//! detail. Each takes data
 //! from [`crate::model`] only, which holds no personal data.
 
 use maud::{html, Markup, PreEscaped, DOCTYPE};
@@ -108,6 +109,7 @@ fn page(title: &str, current: &str, generated_at: i64, body: Markup) -> Markup {
         ("/expiry", "Keys & certificates"),
         ("/traffic", "Traffic"),
         ("/audit", "Non-green changes"),
+        ("/hubs", "Hubs"),
         ("/sunset", "Sunset"),
     ];
     html! {
@@ -337,8 +339,52 @@ fn sunset_block(s: &Option<SunsetView>) -> Markup {
     }
 }
 
-/// The main page.
-pub fn overview(o: &Overview) -> Markup {
+/// A window's length in words: `7 days`, `36 hours`.
+fn span_words(seconds: i64) -> String {
+    match seconds {
+        s if s % DAY == 0 => format!("{} day{}", s / DAY, if s == DAY { "" } else { "s" }),
+        s if s % 3600 == 0 => format!("{} hour{}", s / 3600, if s == 3600 { "" } else { "s" }),
+        s => format!("{} minutes", (s + 59) / 60),
+    }
+}
+
+/// The overview's lines on hubs: per province, how many of the hubs that checked its
+/// travellers are flagged (or why that is not known).
+fn hubs_summary(v: &HubsView) -> Markup {
+    let all_not_asked =
+        !v.provinces.is_empty() && v.provinces.iter().all(|p| matches!(p.state, HubsState::NotAsked { .. }));
+    html! {
+        @if let Some(e) = &v.error { p.warn id="hubs-summary" { (e) } }
+        @else if all_not_asked {
+            @if let Some(ProvinceHubs { state: HubsState::NotAsked { reason }, .. }) = v.provinces.first() {
+                p.warn id="hubs-summary" { (reason) }
+            }
+        }
+        @else {
+            ul id="hubs-summary" {
+                @for p in &v.provinces {
+                    li data-province=(p.province) {
+                        (p.province) " " (p.name) ": "
+                        @match &p.state {
+                            HubsState::Ranked { hubs, disclosures_dropped } => {
+                                @let flagged = hubs.iter().filter(|h| !h.flags.is_empty()).count();
+                                span class=(if flagged > 0 { "warn" } else { "ok" }) {
+                                    (flagged) " of " (hubs.len()) " hubs flagged"
+                                }
+                                @if *disclosures_dropped > 0 { ", " span.warn { (disclosures_dropped) " checks not recorded" } }
+                            }
+                            HubsState::NotAsked { .. } => { span.warn { "not asked (auditor identities only)" } }
+                            HubsState::Failed { error } => { span.down { "not collected: " (error) } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The main page; `hubs` gives its lines on flagged hubs.
+pub fn overview(o: &Overview, hubs: &HubsView) -> Markup {
     let soon_keys = o.keys.iter().filter(|k| k.status != "revoked").take(1).collect::<Vec<_>>();
     let soon_cert = o.certs.iter().filter(|c| !c.revoked).take(1).collect::<Vec<_>>();
     page(
@@ -361,6 +407,9 @@ pub fn overview(o: &Overview) -> Markup {
                     p { a href="/expiry" { "All keys and certificates" } }
                     h2 { "Sunset" }
                     (sunset_block(&o.sunset))
+                    h2 { "Hubs over the last " (span_words(hubs.generated_at - hubs.since)) }
+                    (hubs_summary(hubs))
+                    p { a href="/hubs" { "Hubs ranked per province" } }
                 }
             }
             h2 { "Nodes and circuit breakers" }
@@ -448,6 +497,68 @@ pub fn audit(generated_at: i64, sequence: Option<u64>, stats: &[ProvinceStats]) 
                                 table {
                                     thead { tr { th { "Lifted rule" } th { "Lifted by" } th.n { "Lifts" } th.n { "Subjects" } } }
                                     tbody { @for r in &s.lifts { tr { td { (r.lifted_rule_id) } td { (r.authority) } td.n { (r.count) } td.n { (r.distinct_subjects) } } } }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// Per province, the hubs that checked its travellers, ranked and flagged (the `huren
+/// audit hubs` view, with the same words for each flag).
+pub fn hubs(v: &HubsView) -> Markup {
+    page(
+        "hubs",
+        "/hubs",
+        v.generated_at,
+        html! {
+            p.note {
+                "Per province, the hubs that checked its travellers since " (time(v.since))
+                " (the last " (span_words(v.generated_at - v.since)) "), from its node's hourly aggregates: counts "
+                "only, no subject is identified in them. Ranked by distinct subjects. A hub is flagged when its "
+                "busiest hour has more than " (v.factor) " times the subjects of its median hour and at least "
+                (v.min_subjects) ", when its checks carried another province than the one it is registered in, "
+                "when it checked for a purpose it is not registered for, or when it is not registered"
+                @if let Some(s) = v.sequence { " (trust list sequence " (s) ")" }
+                ". The nodes are asked at most every " (crate::collect::HUB_REFRESH.as_secs() / 60) " minutes."
+            }
+            @if let Some(e) = &v.error { p.down id="hubs-error" { (e) } }
+            @for p in &v.provinces {
+                section data-province=(p.province) {
+                    h2 { "Travellers of " (p.province) " " (p.name) }
+                    @match &p.state {
+                        HubsState::NotAsked { reason } => { p.warn.hubs-state { (reason) } }
+                        HubsState::Failed { error } => { p.down.hubs-state { "Not collected: " (error) } }
+                        HubsState::Ranked { hubs, disclosures_dropped } => {
+                            @if *disclosures_dropped > 0 {
+                                p.warn.dropped { "WARNING: the node could not record " (disclosures_dropped)
+                                    " checks in disclosure logs (see its metrics)" }
+                            }
+                            @let flagged = hubs.iter().filter(|h| !h.flags.is_empty()).count();
+                            p { (hubs.len()) " hubs checked travellers of " (p.province) "; "
+                                span class=(if flagged > 0 { "warn" } else { "ok" }) { (flagged) " flagged" } "." }
+                            table {
+                                thead { tr {
+                                    th.n { "Rank" } th { "Hub" } th { "Registered name" } th.n { "Subjects" }
+                                    th.n { "Checks" } th.n { "Active hours" } th { "Flags" }
+                                } }
+                                tbody {
+                                    @for (i, h) in hubs.iter().enumerate() {
+                                        tr data-hub=(h.hub_id) data-flagged=(if h.flags.is_empty() { "no" } else { "yes" }) {
+                                            td.n { (i + 1) }
+                                            td { code { (h.hub_id) } }
+                                            td { @if h.name.is_empty() { span.note { "—" } } @else { (h.name) } }
+                                            td.n { (h.distinct_subjects) }
+                                            td.n { (h.checks) }
+                                            td.n { (h.active_hours) }
+                                            @if h.flags.is_empty() { td.ok { "none" } }
+                                            @else { td.down { @for (j, f) in h.flags.iter().enumerate() { @if j > 0 { br; } (f) } } }
+                                        }
+                                    }
+                                    @if hubs.is_empty() { tr { td colspan="7" { span.note { "no checks in the window" } } } }
                                 }
                             }
                         }
@@ -548,9 +659,116 @@ mod tests {
         }
     }
 
+    fn rank(hub_id: &str, name: &str, subjects: u64, flags: Vec<huren_client::HubFlag>) -> huren_client::HubRank {
+        huren_client::HubRank {
+            hub_id: hub_id.into(),
+            name: name.into(),
+            distinct_subjects: subjects,
+            checks: subjects + 3,
+            active_hours: 5,
+            flags,
+        }
+    }
+
+    fn hubs_sample() -> HubsView {
+        use huren_client::HubFlag;
+        let province =
+            |code: &str, name: &str, state: HubsState| ProvinceHubs { province: code.into(), name: name.into(), state };
+        HubsView {
+            generated_at: 1_800_000_000,
+            since: 1_800_000_000 - 7 * DAY,
+            factor: 3.0,
+            min_subjects: 20,
+            sequence: Some(4),
+            error: None,
+            provinces: vec![
+                province(
+                    "340000",
+                    "Anhui",
+                    HubsState::Ranked {
+                        hubs: vec![
+                            rank("jinan-west", "Jinan West <railway> station", 120, vec![]),
+                            rank(
+                                "sd-moved",
+                                "",
+                                40,
+                                vec![
+                                    HubFlag::AboveBaseline { hour: 1_800_000_000, subjects: 30, median: 2 },
+                                    HubFlag::OutsideRegisteredProvince {
+                                        checked_in: "370000".into(),
+                                        registered: "440000".into(),
+                                    },
+                                ],
+                            ),
+                        ],
+                        disclosures_dropped: 0,
+                    },
+                ),
+                province(
+                    "370000",
+                    "Shandong",
+                    HubsState::Ranked { hubs: vec![rank("qd-port", "", 3, vec![])], disclosures_dropped: 12 },
+                ),
+                province("440000", "Guangdong", HubsState::Failed { error: "Unavailable: tcp connect error".into() }),
+            ],
+        }
+    }
+
+    #[test]
+    fn the_hubs_page_ranks_hubs_with_their_flags_in_words_and_says_what_was_not_collected() {
+        let html = hubs(&hubs_sample()).into_string();
+        assert!(!html.contains("<script"), "no JavaScript");
+        assert!(html.contains(r#"aria-current="page">Hubs<"#), "{html}");
+        assert!(html.contains("the last 7 days") && html.contains("more than 3 times") && html.contains("at least 20"));
+        let row = |hub: &str| {
+            let start = html.find(&format!(r#"data-hub="{hub}""#)).unwrap_or_else(|| panic!("{hub} listed: {html}"));
+            html[start..start + html[start..].find("</tr>").unwrap()].to_owned()
+        };
+        let jinan = row("jinan-west");
+        assert!(jinan.contains(r#"data-flagged="no""#) && jinan.contains(">none<"), "{jinan}");
+        assert!(jinan.contains("Jinan West &lt;railway&gt; station"), "registered names are escaped: {jinan}");
+        assert!(jinan.contains(r#"<td class="n">1</td>"#) && jinan.contains(">120<") && jinan.contains(">123<"));
+        let moved = row("sd-moved");
+        assert!(moved.contains(r#"data-flagged="yes""#) && moved.contains(r#"<td class="n">2</td>"#), "{moved}");
+        assert!(
+            moved.contains("30 subjects in the hour from 2027-01-15T08:00:00Z (median 2)<br>checked in 370000 but registered in 440000"),
+            "{moved}"
+        );
+        assert!(html.contains("2 hubs checked travellers of 340000; <span class=\"warn\">1 flagged</span>"), "{html}");
+        assert!(
+            html.contains("WARNING: the node could not record 12 checks in disclosure logs (see its metrics)"),
+            "{html}"
+        );
+        assert_eq!(html.matches("WARNING").count(), 1, "only where checks were dropped");
+        assert!(html.contains("Not collected: Unavailable: tcp connect error"), "{html}");
+    }
+
+    #[test]
+    fn the_main_page_counts_flagged_hubs_per_province_and_links_to_them() {
+        let html = overview(&sample(), &hubs_sample()).into_string();
+        assert!(html.contains("Hubs over the last 7 days"), "{html}");
+        assert!(html.contains(r#"<span class="warn">1 of 2 hubs flagged</span>"#), "{html}");
+        assert!(
+            html.contains(r#"<span class="ok">0 of 1 hubs flagged</span>, <span class="warn">12 checks not recorded"#)
+        );
+        assert!(html.contains("not collected: Unavailable"), "{html}");
+        assert!(html.contains(r#"<a href="/hubs">"#));
+
+        // A coordinator's console asks no node: one line says why.
+        let mut v = hubs_sample();
+        for p in &mut v.provinces {
+            p.state = HubsState::NotAsked { reason: "not asked: auditor identities only".into() };
+        }
+        v.generated_at = v.since + 36 * 3600;
+        let html = overview(&sample(), &v).into_string();
+        assert!(html.contains("Hubs over the last 36 hours"), "{html}");
+        assert_eq!(html.matches("not asked").count(), 1, "{html}");
+        assert!(!html.contains("hubs flagged"));
+    }
+
     #[test]
     fn the_main_page_shows_tiles_sequence_expiry_traffic_and_receipts_without_javascript() {
-        let html = overview(&sample()).into_string();
+        let html = overview(&sample(), &hubs_sample()).into_string();
         assert!(!html.contains("<script"), "no JavaScript");
         assert!(html.contains(r#"data-province="340000" data-state="ok""#), "{html}");
         assert!(html.contains(r#"data-province="370000" data-state="warn""#), "behind on the list");

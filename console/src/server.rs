@@ -14,15 +14,21 @@ use maud::Markup;
 use crate::collect::Console;
 use crate::render;
 
-/// The router: `/`, `/expiry`, `/traffic`, `/sunset`, `/audit`.
+/// The router: `/`, `/expiry`, `/traffic`, `/sunset`, `/audit`, `/hubs`.
 pub fn router(console: Console) -> Router {
     Router::new()
-        .route("/", get(|State(c): State<Console>| async move { render::overview(&c.overview().await) }))
+        .route("/", get(overview))
         .route("/expiry", get(|State(c): State<Console>| async move { render::expiry(&c.overview().await) }))
         .route("/traffic", get(|State(c): State<Console>| async move { render::traffic(&c.overview().await) }))
         .route("/sunset", get(|State(c): State<Console>| async move { render::sunset(&c.overview().await) }))
         .route("/audit", get(audit))
+        .route("/hubs", get(|State(c): State<Console>| async move { render::hubs(&c.hubs().await) }))
         .with_state(console)
+}
+
+async fn overview(State(c): State<Console>) -> Markup {
+    let (o, hubs) = tokio::join!(c.overview(), c.hubs());
+    render::overview(&o, &hubs)
 }
 
 async fn audit(State(c): State<Console>) -> Markup {

@@ -5,7 +5,8 @@
 //! page (how `docs/console.png` is made).
 //!
 //! Also here: `huren audit receipts fetch`'s library call against the same federation at
-//! its sunset.
+//! its sunset; `huren pki status`'s summary; and the Hubs page (over plain HTTP, no
+//! browser needed) ranking and flagging the hubs that checked a province's travellers.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -22,7 +23,7 @@ use huren_console::{Console, Sources};
 use huren_gateway::BreakerPolicy;
 use huren_pki::qr::Scanned;
 use huren_pki::unix_now;
-use huren_tests::{code, serve_admin, start_with, Deadline};
+use huren_tests::{code, http_get, serve_admin, start_with, Deadline};
 
 /// The browser, found on PATH; `None` (with a notice) when it is missing outside CI.
 fn chromium() -> Option<PathBuf> {
@@ -105,6 +106,7 @@ async fn the_console_shows_the_live_federation_in_a_real_browser() {
         node_metrics,
         pki_dir: Some(f.pki.clone()),
         timeout: Duration::from_secs(3),
+        hub_window: huren_client::DEFAULT_HUB_WINDOW,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -244,6 +246,7 @@ async fn pki_status_summarises_the_live_federation() {
         node_metrics: BTreeMap::new(),
         pki_dir: None,
         timeout: Duration::from_secs(3),
+        hub_window: huren_client::DEFAULT_HUB_WINDOW,
     });
     f.stop_node(&code("370000")).deadline("Shandong's node to stop").await.unwrap();
     let o = console.overview().await;
@@ -256,4 +259,131 @@ async fn pki_status_summarises_the_live_federation() {
     assert!(line("370000").contains("UNREACHABLE"), "{text}");
     assert!(text.contains("first key to expire: ") && text.contains("days left"), "{text}");
     assert!(text.contains("traffic: no gateway metrics address given"), "{text}");
+}
+
+/// A console with `identity` served on a free loopback port; its address and its stop.
+async fn serve_console(
+    f: &huren_cli::federation::Federation,
+    identity: huren_client::TlsIdentity,
+) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<std::io::Result<()>>) {
+    let console = Console::new(Sources {
+        identity,
+        gateway: f.gateway_addr().to_string(),
+        gateway_metrics: None,
+        node_metrics: BTreeMap::new(),
+        pki_dir: None,
+        timeout: Duration::from_secs(3),
+        hub_window: huren_client::DEFAULT_HUB_WINDOW,
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(huren_console::server::serve(listener, console, Duration::from_secs(60), async {
+        let _ = stopped.await;
+    }));
+    (addr, stop, serving)
+}
+
+/// The part of `page` from the element carrying `attribute` to the end of that element
+/// (`</tag>` of the first `tag` closed after it).
+fn element<'a>(page: &'a str, attribute: &str, tag: &str) -> &'a str {
+    let start = page.find(attribute).unwrap_or_else(|| panic!("{attribute} not on the page:\n{page}"));
+    let end = page[start..].find(&format!("</{tag}>")).map(|e| start + e).unwrap_or(page.len());
+    &page[start..end]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hubs_page_flags_the_hub_that_checked_outside_its_registered_province() {
+    let (f, _dir) = start_with(FederationOptions::default()).await;
+    let anhui = code("340000");
+    // Two Shandong hubs; both check the same Anhui traveller.
+    f.pki.register_hub("jinan-west", &["transit.rail".to_owned()]).unwrap();
+    f.pki.set_hub_name("jinan-west", Some("Jinan West railway station")).unwrap();
+    f.pki.set_hub_province("jinan-west", Some(&code("370000"))).unwrap();
+    f.register_hub_in("sd-moved", &["transit.rail"], &code("370000")).await.unwrap();
+    let subjects = demo_subjects();
+    let traveller = subjects.iter().find(|s| s.province == "340000").unwrap();
+    let scanned = Scanned::parse(&seed(&f, traveller, 600).await.unwrap().qr).unwrap();
+    for hub in ["jinan-west", "sd-moved"] {
+        let mut client = HubClient::connect(&f.gateway_addr().to_string(), &f.identity("hub", hub).unwrap()).unwrap();
+        client.lookup(scanned.province(), scanned.token(), "transit.rail").await.unwrap();
+    }
+    // The node records checks off the lookup path: wait until both are in its aggregates.
+    let auditor = f.identity("auditor", "console").unwrap();
+    let mut audit = huren_client::AuditClient::connect(None, &anhui, &auditor, trust_now(&f)).unwrap();
+    async {
+        while audit.hub_aggregates(0, 0).await.unwrap().aggregates.len() < 2 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    .deadline("Anhui's node to aggregate both hubs' checks")
+    .await;
+    // Then one of them is registered in Guangdong: its checks carried Shandong.
+    f.pki.set_hub_province("sd-moved", Some(&code("440000"))).unwrap();
+    let seq = f.publish().await.unwrap();
+    f.until_everyone_has(seq).deadline("every server to hold the moved hub").await.unwrap();
+
+    let (addr, stop, serving) = serve_console(&f, auditor).await;
+    let hubs = http_get(addr, "/hubs").await;
+    assert!(hubs.starts_with("HTTP/1.1 200"), "{hubs}");
+    let anhui_section = element(&hubs, r#"<section data-province="340000">"#, "section");
+    assert!(anhui_section.contains("2 hubs checked travellers of 340000"), "{anhui_section}");
+    let moved = element(anhui_section, r#"data-hub="sd-moved""#, "tr");
+    assert!(moved.contains(r#"data-flagged="yes""#), "{moved}");
+    assert!(moved.contains("checked in 370000 but registered in 440000"), "{moved}");
+    let jinan = element(anhui_section, r#"data-hub="jinan-west""#, "tr");
+    assert!(jinan.contains(r#"data-flagged="no""#) && jinan.contains(">none<"), "{jinan}");
+    assert!(jinan.contains("Jinan West railway station"), "its registered name: {jinan}");
+    assert!(!jinan.contains("registered in"), "{jinan}");
+    let shandong = element(&hubs, r#"<section data-province="370000">"#, "section");
+    assert!(shandong.contains("no checks in the window") && !shandong.contains("data-hub"), "{shandong}");
+    assert!(!hubs.contains("WARNING"), "no checks dropped:\n{hubs}");
+
+    let main = http_get(addr, "/").await;
+    let line = element(&main, r#"<li data-province="340000">"#, "li");
+    assert!(line.contains("1 of 2 hubs flagged"), "{line}");
+    assert!(main.contains(r#"<a href="/hubs">"#), "{main}");
+
+    for page in [&hubs, &main] {
+        for secret in [traveller.subject_ref, traveller.name, traveller.id_number, traveller.phone] {
+            assert!(!page.contains(secret), "{secret} shown");
+        }
+        assert!(!page.contains(&huren_pki::qr::token_to_text(scanned.token())), "a token shown");
+    }
+    let _ = stop.send(());
+    serving.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hubs_page_says_which_node_failed_and_that_a_coordinator_may_not_ask() {
+    let (mut f, _dir) = start_with(FederationOptions::default()).await;
+    f.stop_node(&code("440000")).deadline("Guangdong's node to stop").await.unwrap();
+
+    let (addr, stop, serving) = serve_console(&f, f.identity("auditor", "console").unwrap()).await;
+    let hubs = http_get(addr, "/hubs").await;
+    let guangdong = element(&hubs, r#"<section data-province="440000">"#, "section");
+    assert!(guangdong.contains(r#"<p class="down hubs-state">Not collected: "#), "{guangdong}");
+    assert!(!guangdong.contains("<table"), "{guangdong}");
+    let anhui = element(&hubs, r#"<section data-province="340000">"#, "section");
+    assert!(anhui.contains("0 hubs checked travellers of 340000"), "the others answer:\n{anhui}");
+    let main = http_get(addr, "/").await;
+    assert!(element(&main, r#"<li data-province="440000">"#, "li").contains("not collected: "), "{main}");
+    let _ = stop.send(());
+    serving.await.unwrap().unwrap();
+
+    // A coordinator's console asks no node for aggregates (nodes give them to auditors
+    // only) and says so for every province.
+    let (addr, stop, serving) = serve_console(&f, f.identity("coordinator", "console").unwrap()).await;
+    let hubs = http_get(addr, "/hubs").await;
+    for (c, _) in DEMO_PROVINCES {
+        let section = element(&hubs, &format!(r#"<section data-province="{c}">"#), "section");
+        assert!(
+            section.contains("Not asked: nodes give hub aggregates to auditor identities only, and the console runs as a coordinator"),
+            "{section}"
+        );
+    }
+    let main = http_get(addr, "/").await;
+    assert!(element(&main, r#"id="hubs-summary""#, "p").contains("auditor identities only"), "{main}");
+    let _ = stop.send(());
+    serving.await.unwrap().unwrap();
 }

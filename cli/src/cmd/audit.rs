@@ -149,10 +149,10 @@ pub struct HubsArgs {
     #[arg(long)]
     pub until: Option<i64>,
     /// Flag a hub whose busiest hour exceeds this many times its median hour.
-    #[arg(long, default_value_t = 3.0)]
+    #[arg(long, default_value_t = huren_client::OverCheck::DEFAULT.factor)]
     pub factor: f64,
     /// ... and counts at least this many distinct subjects.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = huren_client::OverCheck::DEFAULT.min_subjects)]
     pub min_subjects: u64,
     /// Print JSON instead of a table.
     #[arg(long)]
@@ -406,7 +406,7 @@ async fn hubs(args: HubsArgs) -> Result<()> {
     let trust = TrustList::load(&args.target.trust_list, identity.root.as_ref()).map_err(usage)?;
     let (mut client, peer) = client(&args.target)?;
     let until = args.until.unwrap_or(0);
-    let since = args.since.unwrap_or_else(|| unix_now() - 7 * 86_400);
+    let since = args.since.unwrap_or_else(|| unix_now() - huren_client::DEFAULT_HUB_WINDOW.as_secs() as i64);
     let response = peer.explained(client.hub_aggregates(since, until).await.map_err(Into::into)).await?;
     let rule = huren_client::OverCheck { factor: args.factor, min_subjects: args.min_subjects };
     let ranked = huren_client::rank_hubs(&response.aggregates, &trust, rule);
@@ -429,7 +429,7 @@ async fn hubs(args: HubsArgs) -> Result<()> {
     );
     println!("{:>4} {:<28} {:<32} {:>9} {:>8} {:>6}  flags", "rank", "hub", "name", "subjects", "checks", "hours");
     for (i, r) in ranked.iter().enumerate() {
-        let flags: Vec<String> = r.flags.iter().map(flag_text).collect();
+        let flags: Vec<String> = r.flags.iter().map(ToString::to_string).collect();
         println!(
             "{:>4} {:<28} {:<32} {:>9} {:>8} {:>6}  {}",
             i + 1,
@@ -448,23 +448,6 @@ async fn hubs(args: HubsArgs) -> Result<()> {
         );
     }
     Ok(())
-}
-
-fn flag_text(flag: &huren_client::HubFlag) -> String {
-    use huren_client::HubFlag;
-    match flag {
-        HubFlag::AboveBaseline { hour, subjects, median } => {
-            format!("{subjects} subjects in the hour from {} (median {median})", huren_client::rfc3339(*hour))
-        }
-        HubFlag::OutsideRegisteredProvince { checked_in, registered } => format!(
-            "checked in {} but registered in {}",
-            if checked_in.is_empty() { "no province" } else { checked_in },
-            if registered.is_empty() { "none" } else { registered }
-        ),
-        HubFlag::NotRegistered => "not registered".to_owned(),
-        HubFlag::PurposeNotRegistered { purpose } => format!("purpose {purpose} not registered"),
-        _ => format!("{flag:?}"),
-    }
 }
 
 /// An auditor's client for the target node, checking signatures with its trust list, and

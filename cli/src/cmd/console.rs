@@ -64,6 +64,7 @@ impl SourceArgs {
             node_metrics,
             pki_dir,
             timeout: Duration::from_millis(self.timeout_ms),
+            hub_window: huren_client::DEFAULT_HUB_WINDOW,
         })
     }
 }
@@ -79,12 +80,40 @@ pub struct ConsoleArgs {
     /// The coordinator's PKI directory: shows the root and every certificate issued there.
     #[arg(long, env = "HUREN_PKI_DIR")]
     pub pki_dir: Option<PathBuf>,
+    /// How far back the Hubs page ranks the hubs that checked each province's travellers,
+    /// in days or hours: 7d, 36h (default: 7 days, as `huren audit hubs`). Needs an
+    /// auditor identity.
+    #[arg(long, value_name = "DURATION", value_parser = parse_window)]
+    pub hub_window: Option<Duration>,
+}
+
+/// The longest `--hub-window`, in days.
+const MAX_HUB_WINDOW_DAYS: u64 = 366;
+
+/// `--hub-window`: whole days (`7d`) or hours (`36h`), from an hour to a year.
+fn parse_window(s: &str) -> Result<Duration, String> {
+    let bad = || format!("{s:?} is not a window like 7d or 36h");
+    let t = s.trim();
+    let (number, per) = match (t.strip_suffix('d'), t.strip_suffix('h')) {
+        (Some(n), _) => (n, 24),
+        (_, Some(n)) => (n, 1),
+        _ => return Err(bad()),
+    };
+    let hours = number.parse::<u64>().ok().and_then(|n| n.checked_mul(per)).ok_or_else(bad)?;
+    if !(1..=MAX_HUB_WINDOW_DAYS * 24).contains(&hours) {
+        return Err(format!("{s:?}: give a window from 1h to {MAX_HUB_WINDOW_DAYS}d"));
+    }
+    Ok(Duration::from_secs(hours * 3600))
 }
 
 /// Runs `huren console` until Ctrl-C or SIGTERM.
 pub async fn run(args: ConsoleArgs) -> Result<()> {
     let pki = args.pki_dir.as_deref().map(PkiDir::open).transpose().map_err(usage)?;
-    let console = Console::new(args.sources.sources(pki)?);
+    let mut sources = args.sources.sources(pki)?;
+    if let Some(window) = args.hub_window {
+        sources.hub_window = window;
+    }
+    let console = Console::new(sources);
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .map_err(|e| usage(format!("cannot listen on {}: {e}", args.listen)))?;
@@ -93,4 +122,19 @@ pub async fn run(args: ConsoleArgs) -> Result<()> {
     huren_console::server::serve(listener, console, Duration::from_secs(60), shutdown_signal())
         .await
         .context("serving the console")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hub_windows_are_whole_days_or_hours_within_a_year() {
+        assert_eq!(parse_window("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse_window("36h"), Ok(Duration::from_secs(36 * 3600)));
+        assert_eq!(parse_window("366d"), Ok(Duration::from_secs(366 * 86_400)));
+        for bad in ["", "7", "d", "0h", "1.5d", "-1d", "7w", "7é", "367d", "99999999999999999999d"] {
+            assert!(parse_window(bad).is_err(), "{bad:?} accepted");
+        }
+    }
 }

@@ -375,7 +375,8 @@ mod tests {
         assert!(md.contains("| gateway | 340000 NotFound | 3 | 0.80 ms | 0.90 ms | 0.95 ms |"), "{md}");
         assert!(md.contains("5b. hub → gateway LookupBatch"));
         assert!(!md.contains("5u."), "a run that was not made is left out, not shown empty");
-        let json: Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("results.json")).unwrap()).unwrap();
+        let json: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join("results.json")).unwrap()).unwrap();
         assert_eq!(json["ratios"]["batch_over_gateway"], json!(3.2));
     }
 

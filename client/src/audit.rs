@@ -145,7 +145,11 @@ impl AuditClient {
         let expected = ExpectedPeer::Exactly(Identity::new(trust.trust_domain(), Role::Node(province.clone())));
         let config = tls::client_config(identity, expected, Revocations::default())?;
         let channel = tls::channel(&endpoint, config, Duration::from_secs(3))?;
-        Ok(Self { client: TransparencyClient::new(channel), province: province.clone(), trust })
+        Ok(Self {
+            client: TransparencyClient::new(channel).max_decoding_message_size(16 << 20),
+            province: province.clone(),
+            trust,
+        })
     }
 
     /// Fetches and verifies the node's signed tree head: the signed form (to save) and
@@ -257,8 +261,29 @@ pub fn verify_subject_entries(
 
 impl AuditClient {
     /// The node's per-hub aggregates of the hours starting in `[since, until)` (`until` 0:
-    /// now), and how many disclosure records the node could not write.
+    /// now), and how many disclosure records the node could not write. Asked a day at a
+    /// time: a province whose travellers hundreds of hubs check every hour answers a week
+    /// in several megabytes, more than one gRPC message should carry.
     pub async fn hub_aggregates(&mut self, since: i64, until: i64) -> Result<pb::HubAggregatesResponse, AuditError> {
-        Ok(self.client.get_hub_aggregates(pb::HubAggregatesRequest { since, until }).await?.into_inner())
+        const DAY: i64 = 86_400;
+        let end = if until == 0 {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64) + 1
+        } else {
+            until
+        };
+        let mut out = pb::HubAggregatesResponse::default();
+        let mut from = since.div_euclid(3600) * 3600;
+        loop {
+            let to = (from + DAY).min(end);
+            let part = self.client.get_hub_aggregates(pb::HubAggregatesRequest { since: from, until: to }).await?;
+            let part = part.into_inner();
+            out.aggregates.extend(part.aggregates);
+            // A running total at the node: the latest answer's is the one to report.
+            out.disclosures_dropped = part.disclosures_dropped;
+            if to >= end {
+                return Ok(out);
+            }
+            from = to;
+        }
     }
 }

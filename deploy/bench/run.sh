@@ -27,6 +27,10 @@
 #   REDIS_URL (default redis://127.0.0.1:6379/)           Redis for path 3r; REDIS_URL= skips it
 #   GATEWAY_MISS_TOML / GATEWAY_CACHE_TOML                extra gateway.toml lines for paths 2 / 3
 #   INSTALL_NGINX=1                                       apt-get install nginx if missing
+#   HALF_LOAD=0                                           skip the half-load phase
+#   RUNS="direct gateway"                                 only these runs (names as in the results;
+#                                                         default all: direct gateway cached cached-redis
+#                                                         gateway-unique batch nginx)
 # Only loopback addresses are used; every process started here is stopped on exit.
 set -euo pipefail
 
@@ -68,6 +72,8 @@ NODE_CPUS=${NODE_CPUS:-$DEF_NODE}
 PROXY_CPUS=${PROXY_CPUS:-$DEF_PROXY}
 
 log() { echo "[bench] $*" >&2; }
+RUNS=${RUNS:-all}
+want() { [ "$RUNS" = all ] || [[ " $RUNS " == *" $1 "* ]]; }
 
 PIDS=()
 cleanup() {
@@ -191,7 +197,7 @@ log "node pid $NODE_PID on 127.0.0.1:$NODE_PORT"
 log "seeding $SUBJECTS subjects and $TOKENS tokens"
 h bench seed --node "127.0.0.1:$NODE_PORT" "${TLS_ADMIN[@]}" --subjects "$SUBJECTS" --tokens "$TOKENS" \
     --out "$WORK/tokens.txt" >/dev/null
-if [ "$UNIQUE_TOKENS" -gt 0 ]; then
+if [ "$UNIQUE_TOKENS" -gt 0 ] && want gateway-unique; then
     log "seeding $UNIQUE_TOKENS more tokens for the unique-token run"
     h bench seed --node "127.0.0.1:$NODE_PORT" "${TLS_ADMIN[@]}" --subjects "$SUBJECTS" --tokens "$UNIQUE_TOKENS" \
         --out "$WORK/unique-tokens.txt" >/dev/null
@@ -256,34 +262,38 @@ phase() {
     shift
     local rate=()
     [ "$kind" = half ] && rate=(--rate "$1")
-    load direct "$OUT/$kind-direct.json" "${DIRECT[@]}" "${rate[@]}" --watch-pid "node=$NODE_PID"
+    if want direct; then
+        load direct "$OUT/$kind-direct.json" "${DIRECT[@]}" "${rate[@]}" --watch-pid "node=$NODE_PID"
+    fi
 
-    gateway_toml "${GATEWAY_MISS_TOML:-cache = false}"
-    start GATEWAY "$PROXY_CPUS" "$WORK/gateway.log" "$HUREN" gateway --config "$WORK/gateway.toml"
-    load gateway "$OUT/$kind-gateway.json" "${VIA_GW[@]}" "${rate[@]}" \
-        --watch-pid "gateway=$GATEWAY_PID" --watch-pid "node=$NODE_PID"
-    stop "$GATEWAY_PID"
+    if want gateway; then
+        gateway_toml "${GATEWAY_MISS_TOML:-cache = false}"
+        start GATEWAY "$PROXY_CPUS" "$WORK/gateway.log" "$HUREN" gateway --config "$WORK/gateway.toml"
+        load gateway "$OUT/$kind-gateway.json" "${VIA_GW[@]}" "${rate[@]}" \
+            --watch-pid "gateway=$GATEWAY_PID" --watch-pid "node=$NODE_PID"
+        stop "$GATEWAY_PID"
+    fi
 
-    if [ "$CACHE" = 1 ]; then
+    if [ "$CACHE" = 1 ] && want cached; then
         gateway_toml "${GATEWAY_CACHE_TOML:-cache = true}"
         start GATEWAY "$PROXY_CPUS" "$WORK/gateway.log" "$HUREN" gateway --config "$WORK/gateway.toml"
         load cached "$OUT/$kind-cached.json" "${VIA_GW[@]}" --repeat-tokens "${rate[@]}" \
             --watch-pid "gateway=$GATEWAY_PID" --watch-pid "node=$NODE_PID"
         stop "$GATEWAY_PID"
-        if [ -n "$REDIS_URL" ]; then
-            gateway_toml "${GATEWAY_CACHE_TOML:-cache = true}
+    fi
+    if [ "$CACHE" = 1 ] && [ -n "$REDIS_URL" ] && want cached-redis; then
+        gateway_toml "${GATEWAY_CACHE_TOML:-cache = true}
 redis_url = \"$REDIS_URL\"
 redis_prefix = \"huren-bench-$$-$kind:\""
-            start GATEWAY "$PROXY_CPUS" "$WORK/gateway.log" "$HUREN" gateway --config "$WORK/gateway.toml"
-            load cached-redis "$OUT/$kind-cached-redis.json" "${VIA_GW[@]}" --repeat-tokens "${rate[@]}" \
-                --watch-pid "gateway=$GATEWAY_PID" --watch-pid "node=$NODE_PID" \
-                ${REDIS_PID:+--watch-pid "redis=$REDIS_PID"}
-            stop "$GATEWAY_PID"
-        fi
+        start GATEWAY "$PROXY_CPUS" "$WORK/gateway.log" "$HUREN" gateway --config "$WORK/gateway.toml"
+        load cached-redis "$OUT/$kind-cached-redis.json" "${VIA_GW[@]}" --repeat-tokens "${rate[@]}" \
+            --watch-pid "gateway=$GATEWAY_PID" --watch-pid "node=$NODE_PID" \
+            ${REDIS_PID:+--watch-pid "redis=$REDIS_PID"}
+        stop "$GATEWAY_PID"
     fi
 
     if [ "$kind" = max ]; then
-        if [ "$UNIQUE_TOKENS" -gt 0 ]; then
+        if [ "$UNIQUE_TOKENS" -gt 0 ] && want gateway-unique; then
             gateway_toml "${GATEWAY_CACHE_TOML:-cache = true}"
             start GATEWAY "$PROXY_CPUS" "$WORK/gateway.log" "$HUREN" gateway --config "$WORK/gateway.toml"
             load gateway-unique "$OUT/$kind-gateway-unique.json" --target "127.0.0.1:$GATEWAY_PORT" --rpc lookup \
@@ -291,14 +301,16 @@ redis_prefix = \"huren-bench-$$-$kind:\""
                 --watch-pid "gateway=$GATEWAY_PID" --watch-pid "node=$NODE_PID"
             stop "$GATEWAY_PID"
         fi
-        gateway_toml "${GATEWAY_MISS_TOML:-cache = false}"
-        start GATEWAY "$PROXY_CPUS" "$WORK/gateway.log" "$HUREN" gateway --config "$WORK/gateway.toml"
-        load batch "$OUT/$kind-batch.json" --target "127.0.0.1:$GATEWAY_PORT" --rpc lookup-batch --batch "$BATCH" \
-            "${TLS_HUB[@]}" --tokens "$WORK/tokens.txt" --watch-pid "gateway=$GATEWAY_PID" --watch-pid "node=$NODE_PID"
-        stop "$GATEWAY_PID"
+        if want batch; then
+            gateway_toml "${GATEWAY_MISS_TOML:-cache = false}"
+            start GATEWAY "$PROXY_CPUS" "$WORK/gateway.log" "$HUREN" gateway --config "$WORK/gateway.toml"
+            load batch "$OUT/$kind-batch.json" --target "127.0.0.1:$GATEWAY_PORT" --rpc lookup-batch --batch "$BATCH" \
+                "${TLS_HUB[@]}" --tokens "$WORK/tokens.txt" --watch-pid "gateway=$GATEWAY_PID" --watch-pid "node=$NODE_PID"
+            stop "$GATEWAY_PID"
+        fi
     fi
 
-    if [ "$NGINX_OK" = 1 ]; then
+    if [ "$NGINX_OK" = 1 ] && want nginx; then
         taskset -c "$PROXY_CPUS" "$NGINX" -c "$WORK/nginx.conf" -p "$WORK" >"$WORK/nginx.log" 2>&1 &
         local nginx_pid=$!
         PIDS+=("$nginx_pid")
@@ -319,7 +331,9 @@ HALF_RATE=0
 if [ -f "$OUT/max-gateway.json" ]; then
     HALF_RATE=$(awk -v r="$(rps_of "$OUT/max-gateway.json")" 'BEGIN { printf "%.0f", r / 2 }')
 fi
-if [ "$HALF_RATE" -gt 0 ]; then
+if [ "${HALF_LOAD:-1}" = 0 ]; then
+    log "HALF_LOAD=0: half-load runs skipped"
+elif [ "$HALF_RATE" -gt 0 ]; then
     log "half load: $HALF_RATE req/s on every path"
     phase half "$HALF_RATE"
 else

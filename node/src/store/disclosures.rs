@@ -428,7 +428,8 @@ mod tests {
         ];
         store.append_disclosures(&batch, &[delta(0, "h1", 2, 2), delta(0, "h2", 1, 1)]).unwrap();
         store.append_disclosures(&[("s-1".to_owned(), check("h1", 300))], &[delta(0, "h1", 0, 1)]).unwrap();
-        let s1: Vec<_> = store.disclosures("s-1", 0, 1000).unwrap().entries.into_iter().map(|d| (d.hub_id, d.time)).collect();
+        let s1: Vec<_> =
+            store.disclosures("s-1", 0, 1000).unwrap().entries.into_iter().map(|d| (d.hub_id, d.time)).collect();
         assert_eq!(s1, vec![("h1".to_owned(), 300), ("h2".to_owned(), 200), ("h1".to_owned(), 100)]);
         assert_eq!(store.disclosures("s-1", 250, 1000).unwrap().entries.len(), 1);
         assert!(store.disclosures("s-3", 0, 1000).unwrap().entries.is_empty());

@@ -39,8 +39,8 @@ pub(crate) use self::batch::repeated;
 pub use self::batch::{BatchItem, BatchOutcome, Decide, ItemApplied, MAX_BATCH_ITEMS};
 
 pub use self::disclosures::{
-    DisclosureLog, DisclosureRecord, HubAggregateRecord, SubjectDisclosures, COALESCE_GAP_SECONDS, COALESCE_SPAN_SECONDS,
-    MAX_ENTRIES_PER_DAY,
+    DisclosureLog, DisclosureRecord, HubAggregateRecord, SubjectDisclosures, COALESCE_GAP_SECONDS,
+    COALESCE_SPAN_SECONDS, MAX_ENTRIES_PER_DAY,
 };
 pub use self::redb::Store;
 pub use self::redis::RedisStore;

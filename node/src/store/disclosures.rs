@@ -42,10 +42,15 @@ pub struct DisclosureRecord {
     #[prost(string, tag = "5")]
     pub gateway: String,
     /// What the hub was told: `attested`, `no_current_status`, `purpose_not_in_policy`,
-    /// `no_signing_key`.
+    /// `no_signing_key`, or [`SERVED_FROM_CACHE`].
     #[prost(string, tag = "6")]
     pub outcome: String,
 }
+
+/// The outcome of a check the gateway answered from its cache while the node could not
+/// answer (stale-if-error), handed in later with `RecordDisclosures`: the hub was shown a
+/// status this node had signed earlier. Its `time` is the gateway's when it served it.
+pub const SERVED_FROM_CACHE: &str = "served_from_cache";
 
 /// A subject's disclosure log, oldest first.
 #[derive(Clone, PartialEq, Message)]

@@ -38,7 +38,7 @@ use self::backend::{Backend, Key, Reader, Table};
 pub(crate) use self::batch::repeated;
 pub use self::batch::{BatchItem, BatchOutcome, Decide, ItemApplied, MAX_BATCH_ITEMS};
 
-pub use self::disclosures::{DisclosureLog, DisclosureRecord, HubAggregateRecord};
+pub use self::disclosures::{DisclosureLog, DisclosureRecord, HubAggregateRecord, SERVED_FROM_CACHE};
 pub use self::redb::Store;
 pub use self::redis::RedisStore;
 

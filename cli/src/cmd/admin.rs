@@ -218,7 +218,7 @@ pub async fn run(command: AdminCommand) -> Result<()> {
                 println!("no checks in the last {days} days");
             } else {
                 for d in &response.disclosures {
-                    println!("{}", huren_client::disclosure_line(d));
+                    println!("{}", disclosure_line(d));
                 }
             }
         }
@@ -327,6 +327,20 @@ pub(crate) fn status_admin_client(tls: &TlsArgs, node: &str) -> Result<(StatusAd
     ))
 }
 
+/// One line of `huren admin disclosures`: [`huren_client::disclosure_line`], and for a check
+/// the gateway answered from its cache while the node could not answer, what happened in
+/// words (the hub was shown a status the node had signed earlier: a status was disclosed).
+fn disclosure_line(d: &pb::Disclosure) -> String {
+    if d.outcome == huren_node::store::SERVED_FROM_CACHE {
+        let shown = pb::Disclosure { outcome: "attested".into(), ..d.clone() };
+        return format!(
+            "{} (shown from the gateway's cache while the home province's node was unreachable)",
+            huren_client::disclosure_line(&shown)
+        );
+    }
+    huren_client::disclosure_line(d)
+}
+
 fn status_name(s: &str) -> Result<pb::HealthStatus> {
     pb::HealthStatus::from_str_name(&format!("HEALTH_STATUS_{}", s.to_ascii_uppercase()))
         .filter(|s| *s != pb::HealthStatus::Unspecified)
@@ -335,4 +349,30 @@ fn status_name(s: &str) -> Result<pb::HealthStatus> {
 
 fn refused(s: tonic::Status) -> anyhow::Error {
     crate::connect::refused("node", s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_check_answered_from_the_cache_reads_in_words() {
+        let d = pb::Disclosure {
+            hub_id: "jinan-west".into(),
+            hub_name: "Jinan West railway station".into(),
+            hub_province: "370000".into(),
+            purpose: "transit.rail".into(),
+            // 2026-12-01 00:14:30 UTC
+            time: 1_796_084_070,
+            gateway: "spiffe://huren.gov/gateway/national-1".into(),
+            outcome: "served_from_cache".into(),
+        };
+        assert_eq!(
+            disclosure_line(&d),
+            "Jinan West railway station, transit.rail, 2026-12-01 08:14 (shown from the gateway's cache while the \
+             home province's node was unreachable)"
+        );
+        let attested = pb::Disclosure { outcome: "attested".into(), ..d };
+        assert_eq!(disclosure_line(&attested), "Jinan West railway station, transit.rail, 2026-12-01 08:14");
+    }
 }

@@ -16,8 +16,13 @@ pub fn disclosure_line(d: &pb::Disclosure) -> String {
         let until = if last[..10] == china_minutes(d.time)[..10] { &last[11..] } else { last.as_str() };
         line.push_str(&format!(" to {until} ({} checks)", d.count));
     }
-    if d.outcome != "attested" && !d.outcome.is_empty() {
-        line.push_str(&format!(" (nothing disclosed: {})", d.outcome.replace('_', " ")));
+    match d.outcome.as_str() {
+        "" | "attested" => {}
+        // The hub was shown a status the node had signed earlier: a status was disclosed.
+        "served_from_cache" => {
+            line.push_str(" (shown from the gateway's cache while the home province's node was unreachable)")
+        }
+        other => line.push_str(&format!(" (nothing disclosed: {})", other.replace('_', " "))),
     }
     line
 }
@@ -57,6 +62,12 @@ mod tests {
         assert_eq!(
             disclosure_line(&repeated),
             "Jinan West railway station, transit.rail, 2026-12-01 08:14 to 08:52 (37 checks)"
+        );
+        let cached = pb::Disclosure { outcome: "served_from_cache".into(), ..d.clone() };
+        assert_eq!(
+            disclosure_line(&cached),
+            "Jinan West railway station, transit.rail, 2026-12-01 08:14 (shown from the gateway's cache while the \
+             home province's node was unreachable)"
         );
         let unnamed = pb::Disclosure { hub_name: String::new(), outcome: "no_current_status".into(), ..d };
         assert_eq!(

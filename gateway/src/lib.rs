@@ -9,8 +9,10 @@
 //! breaker; a call that fails in a way a retry can cure is retried once, on the next listed
 //! endpoint, within the same deadline. With the cache on, attestations younger than
 //! `cache_fresh` are served from it, and older ones it still holds only when the node fails
-//! (stale-if-error, bounded by each attestation's expiry and the retention cap). It publishes the trust list it holds (`TrustRegistry`) but has no
-//! key to sign one.
+//! (stale-if-error, bounded by each attestation's expiry and the retention cap); such a check
+//! is kept (the token's digest, hub, purpose, time) and handed in to the home node once it
+//! answers again, for the traveller's disclosure log. It publishes the trust list it holds
+//! (`TrustRegistry`) but has no key to sign one.
 //!
 //! Layout: `config` (`gateway.toml`: [`GatewayConfig`], its keys, defaults and checks; the
 //! loader is `huren_runtime::config`), `authz` (who may call what, pure), `request` (a hub's
@@ -20,7 +22,9 @@
 //! routing, the attestation checks), `breaker` (per-province circuit breakers,
 //! [`BreakerPolicy`]), [`retry`] (which node failures are retried and the retry budget),
 //! `limits` (per-hub miss allowance, [`MissPolicy`]), [`shared`] (the cache and counters,
-//! through Redis when configured), `metrics`, `receipts` (deletion receipts handed in by
+//! through Redis when configured), `deferred` (the checks answered from the cache while the
+//! home node was down, bounded per province, and the task handing them in:
+//! [`DeliveryBackoff`]), `metrics`, `receipts` (deletion receipts handed in by
 //! nodes), `capture` (recording what crosses the gateway, [`CaptureSink`]), and here
 //! [`Gateway`]: startup (trust list from the persisted last good copy or the bootstrap
 //! file) and serving.
@@ -33,6 +37,7 @@ mod authz;
 mod breaker;
 mod capture;
 mod config;
+mod deferred;
 mod error;
 mod limits;
 mod lookup_batch;
@@ -59,6 +64,7 @@ use tokio::net::TcpListener;
 pub use breaker::BreakerPolicy;
 pub use capture::{CaptureSink, FileCapture};
 pub use config::{ConfigError, GatewayConfig};
+pub use deferred::DeliveryBackoff;
 pub use error::{GatewayError, MisconfiguredCause, UnavailableCause};
 pub use huren_runtime::error::StartError;
 pub use limits::MissPolicy;
@@ -112,6 +118,9 @@ pub struct GatewaySettings {
     pub clock: huren_runtime::clock::Clock,
     /// Limits on TLS handshakes in progress at this gateway.
     pub handshakes: huren_runtime::tls::HandshakeLimits,
+    /// How the checks answered from the cache while a home node was down are handed in to
+    /// it again after a failed attempt (they go at once when the node answers a lookup).
+    pub disclosure_backoff: DeliveryBackoff,
 }
 
 impl std::fmt::Debug for GatewaySettings {
@@ -124,6 +133,7 @@ impl std::fmt::Debug for GatewaySettings {
             .field("breaker", &self.breaker)
             .field("node_concurrency", &self.node_concurrency)
             .field("handshakes", &self.handshakes)
+            .field("disclosure_backoff", &self.disclosure_backoff)
             .finish_non_exhaustive()
     }
 }
@@ -148,6 +158,7 @@ impl Default for GatewaySettings {
             retry_budget: retry::RetryBudget::default(),
             clock: huren_runtime::clock::Clock::system(),
             handshakes: huren_runtime::tls::HandshakeLimits::default(),
+            disclosure_backoff: DeliveryBackoff::default(),
         }
     }
 }
@@ -210,6 +221,20 @@ fn register_gauges(meter: &opentelemetry::metrics::Meter, state: &Arc<State>) {
         .u64_observable_gauge("huren_gateway_sunset_in_force")
         .with_description("1 once the trust list's sunset order is in force (lookups refused, receipts awaited)")
         .with_callback(move |o| o.observe(u64::from(trust.current().sunset_in_force(clock.now()).is_some()), &[]))
+        .build();
+    let (trust, deferred) = (state.trust.clone(), state.clone());
+    meter
+        .u64_observable_gauge("huren_gateway_deferred_disclosures_queued")
+        .with_description(
+            "Checks answered from the cache while their home node was down, waiting to be handed in to it, \
+             per province of the trust list",
+        )
+        .with_callback(move |o| {
+            for p in trust.current().provinces() {
+                let n = deferred.deferred.queued(&p.code) as u64;
+                o.observe(n, &[opentelemetry::KeyValue::new("province", p.code.to_string())]);
+            }
+        })
         .build();
     let (trust, receipts) = (state.trust.clone(), state.clone());
     meter
@@ -340,6 +365,12 @@ impl Gateway {
                 let trust = state.trust();
                 if let Some(order) = trust.sunset_in_force(state.clock_now()) {
                     let keys = state.shared.purge_all().await;
+                    // The checks still waiting for their home nodes go too: nodes have deleted
+                    // every disclosure log.
+                    for p in trust.provinces() {
+                        let n = state.deferred.forget(&p.code);
+                        state.metrics.deferred_dropped(p.code.as_str(), n);
+                    }
                     tracing::warn!(
                         effective_at = order.effective_at,
                         redis_keys = keys,
@@ -387,6 +418,7 @@ impl Gateway {
         let _sweeper = self.state.shared.spawn_sweeper();
         let _sunset = self.spawn_sunset_purge();
         let _prime = self.spawn_metrics_priming();
+        let _deferred = deferred::spawn_delivery(self.state.clone());
         let services = Services::new()
             .add(
                 pb::lookup_server::LookupServer::new(LookupService(self.state.clone()))

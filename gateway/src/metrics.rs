@@ -16,6 +16,10 @@
 //!   when its first lookup in a one-second window goes over `hub_rate_per_sec`.
 //! - `huren_gateway_cache_lookups_total{result}`, `huren_gateway_node_retries_total{province}`.
 //! - `huren_gateway_breaker_transitions_total{province,to}` (`open`, `half_open`, `closed`).
+//! - `huren_gateway_deferred_disclosures_dropped_total{province}`: checks answered from the
+//!   cache while the home node was down that will never reach its disclosure log (the
+//!   province's queue was full, the node refused them for good, the province left the trust
+//!   list, the sunset; see `deferred`).
 //!
 //! Every counter series whose labels are known in advance is exported at 0 from the start
 //! (`Metrics::prime`, again whenever a new trust list brings new provinces or hubs), so
@@ -24,7 +28,8 @@
 //!
 //! Gauges (registered with the gateway in `lib.rs`): `huren_gateway_redis_up`,
 //! `huren_gateway_breaker_state{province}` (0 closed, 1 open, 2 half-open),
-//! `huren_gateway_sunset_in_force`, `huren_gateway_sunset_receipts{province}`.
+//! `huren_gateway_sunset_in_force`, `huren_gateway_sunset_receipts{province}`,
+//! `huren_gateway_deferred_disclosures_queued{province}` (checks waiting for their home node).
 
 use huren_pki::{ProvinceCode, TrustList};
 use opentelemetry::metrics::{Counter, Histogram, Meter};
@@ -107,6 +112,7 @@ pub(crate) struct Metrics {
     cache: Counter<u64>,
     retries: Counter<u64>,
     breaker_transitions: Counter<u64>,
+    deferred_dropped: Counter<u64>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -157,6 +163,13 @@ impl Metrics {
                 .u64_counter("huren_gateway_breaker_transitions")
                 .with_description("Circuit breaker transitions per province, by the state entered")
                 .build(),
+            deferred_dropped: meter
+                .u64_counter("huren_gateway_deferred_disclosures_dropped")
+                .with_description(
+                    "Checks answered from the cache while the home node was down that were dropped before \
+                     reaching its disclosure log (queue full, refused by the node, province gone, sunset)",
+                )
+                .build(),
         }
     }
 
@@ -179,6 +192,7 @@ impl Metrics {
             for to in BREAKER_STATES {
                 self.breaker_transitions.add(0, &[province.clone(), KeyValue::new("to", to)]);
             }
+            self.deferred_dropped.add(0, std::slice::from_ref(&province));
         }
         for hub in trust.raw().hubs.iter().map(|h| h.id.clone()) {
             for reason in THROTTLE_REASONS {
@@ -215,6 +229,13 @@ impl Metrics {
     /// A registered hub starts being throttled, for `reason` ([`THROTTLE_REASONS`]).
     pub(crate) fn throttled(&self, hub: &str, reason: &'static str) {
         self.throttled.add(1, &[KeyValue::new("hub", hub.to_owned()), KeyValue::new("reason", reason)]);
+    }
+
+    /// `n` deferred disclosures for `province` (a bounded label: [`province_label`]) dropped.
+    pub(crate) fn deferred_dropped(&self, province: &str, n: usize) {
+        if n > 0 {
+            self.deferred_dropped.add(n as u64, &[KeyValue::new("province", province.to_owned())]);
+        }
     }
 
     /// `province`'s breaker entered state `to` ([`BREAKER_STATES`]).

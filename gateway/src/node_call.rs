@@ -1,4 +1,5 @@
-//! The gateway's calls to a province node, `Attestation/Attest` and `AttestBatch`, read strictly.
+//! The gateway's calls to a province node, `Attestation/Attest`, `AttestBatch` and
+//! `RecordDisclosures`, read strictly.
 //!
 //! tonic's unary client decodes the first message of the response and ignores any that
 //! follow, so a node could answer two attestations and have the second silently dropped
@@ -41,6 +42,15 @@ pub(crate) async fn attest_batch(
     call: Request<pb::AttestBatchRequest>,
 ) -> Result<Response<NodeAnswer<pb::AttestBatchResponse>>, Status> {
     strictly(client, call, "AttestBatch", "/huren.v1.Attestation/AttestBatch").await
+}
+
+/// Calls `RecordDisclosures` on `client` (the checks answered from the cache while the node
+/// was down), read as strictly as [`attest`].
+pub(crate) async fn record_disclosures(
+    client: &mut NodeClient,
+    call: Request<pb::RecordDisclosuresRequest>,
+) -> Result<Response<NodeAnswer<pb::RecordDisclosuresResponse>>, Status> {
+    strictly(client, call, "RecordDisclosures", "/huren.v1.Attestation/RecordDisclosures").await
 }
 
 /// One `huren.v1.Attestation` call made as a server-streaming call on its path: the first

@@ -19,6 +19,7 @@ use tonic::{Code, Request, Response};
 use crate::authz::{authorize, Call};
 use crate::breaker::{BreakerState, Breakers};
 use crate::capture::CaptureSink;
+use crate::deferred::{Deferred, DeferredDisclosures, PER_PROVINCE};
 use crate::error::{node_failure, transport_cause, GatewayError, MisconfiguredCause, UnavailableCause};
 use crate::limits::MissPolicy;
 use crate::metrics::Metrics;
@@ -87,6 +88,8 @@ pub(crate) struct State {
     pub receipts: ReceiptStore,
     pub(crate) clock: huren_runtime::clock::Clock,
     pub sunset_purged: tokio::sync::watch::Sender<bool>,
+    /// Checks answered from the cache while their home node was down, until it takes them.
+    pub(crate) deferred: DeferredDisclosures,
 }
 
 impl State {
@@ -120,6 +123,7 @@ impl State {
             receipts,
             clock: settings.clock.clone(),
             sunset_purged: tokio::sync::watch::channel(false).0,
+            deferred: DeferredDisclosures::new(PER_PROVINCE, settings.disclosure_backoff),
         }
     }
 
@@ -127,8 +131,9 @@ impl State {
     /// deadline covers the call and its retry (and the wait for a slot under the province's
     /// concurrency limit); a retryable failure is retried once on the next endpoint while
     /// the province's retry budget allows; the endpoint that answered is preferred next
-    /// time; the breaker records whether the node answered. Returns the outcome (`None`: the
-    /// deadline passed) and the endpoint that gave it.
+    /// time; the breaker records whether the node answered, and a node that answered gets
+    /// the checks deferred for it at once. Returns the outcome (`None`: the deadline passed)
+    /// and the endpoint that gave it.
     pub(crate) async fn call_node<Req, Resp, F, Fut>(
         &self,
         code: &ProvinceCode,
@@ -185,10 +190,14 @@ impl State {
                 Err(_) => break None,
             }
         };
-        // A node that answers (even "not found") is healthy; silence and transport errors are not.
+        // A node that answers (even "not found", or "unimplemented" from an older node asked
+        // for a newer call) is healthy; silence and transport errors are not.
         let healthy = matches!(&outcome, Some(Ok(_)))
-            || matches!(&outcome, Some(Err(s)) if matches!(s.code(), Code::NotFound | Code::FailedPrecondition | Code::InvalidArgument | Code::PermissionDenied));
+            || matches!(&outcome, Some(Err(s)) if matches!(s.code(), Code::NotFound | Code::FailedPrecondition | Code::InvalidArgument | Code::PermissionDenied | Code::Unimplemented));
         self.breakers.record(code.as_str(), healthy, std::time::Instant::now());
+        if healthy {
+            self.deferred.answered(code, tokio::time::Instant::now());
+        }
         (outcome, answered_by)
     }
 
@@ -340,6 +349,17 @@ impl LookupService {
                 Some((signed, _)) => {
                     let signed = pb::SignedAttestation::clone(&signed);
                     state.metrics.cache("stale");
+                    // The node could not record this check: keep it for the node (the token's
+                    // digest, never the token), handed in once it answers again.
+                    let deferred = Deferred {
+                        token_digest: huren_pki::attest::token_digest(&lookup.token),
+                        hub_id: hub.to_owned(),
+                        hub_province: trust.hub_province(hub).map(ToString::to_string).unwrap_or_default(),
+                        purpose: lookup.purpose.clone(),
+                        checked_at: state.clock_now(),
+                    };
+                    let dropped = state.deferred.push(code, deferred, tokio::time::Instant::now());
+                    state.metrics.deferred_dropped(&crate::metrics::province_label(&trust, code.as_str()), dropped);
                     // Per lookup, so debug: during an outage the `stale` cache metric is the signal.
                     tracing::debug!(
                         province = %code,

@@ -6,6 +6,8 @@ use huren_pki::{Identity, ProvinceCode, Role};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Call {
     Attest,
+    /// Attestation: checks a gateway answered from its cache while this node was down.
+    RecordDisclosures,
     UpsertStatus,
     IssueToken,
     /// Transparency: the signed tree head.
@@ -24,6 +26,7 @@ impl Call {
     pub(crate) fn name(self) -> &'static str {
         match self {
             Call::Attest => "Attestation/Attest",
+            Call::RecordDisclosures => "Attestation/RecordDisclosures",
             Call::UpsertStatus => "StatusAdmin/UpsertStatus",
             Call::IssueToken => "StatusAdmin/IssueToken",
             Call::TreeHead => "Transparency/GetTreeHead",
@@ -35,13 +38,14 @@ impl Call {
     }
 }
 
-/// Gateways may ask for attestations; only this province's admin identity may issue
+/// Gateways may ask for attestations (and hand in the checks they answered from their
+/// cache while this node was down); only this province's admin identity may issue
 /// tokens, and only it or one of this province's authorities may change statuses (which
 /// statuses, under which rule, is checked against the rule registry in
 /// `service::validate_upsert`). Everything else is refused.
 pub(crate) fn authorize(call: Call, caller: &Identity, own: &ProvinceCode) -> Result<(), String> {
     let allowed = match (call, &caller.role) {
-        (Call::Attest, Role::Gateway(_)) => true,
+        (Call::Attest | Call::RecordDisclosures, Role::Gateway(_)) => true,
         (Call::UpsertStatus | Call::IssueToken, Role::Admin(p)) => p == own,
         (Call::UpsertStatus, Role::Authority { province, .. }) => province == own,
         (Call::TreeHead, Role::Auditor(_) | Role::Coordinator(_) | Role::Gateway(_)) => true,
@@ -57,7 +61,7 @@ pub(crate) fn authorize(call: Call, caller: &Identity, own: &ProvinceCode) -> Re
         return Ok(());
     }
     let who = match call {
-        Call::Attest => "gateway identities".to_owned(),
+        Call::Attest | Call::RecordDisclosures => "gateway identities".to_owned(),
         Call::UpsertStatus => format!("the admin and authority identities of province {own}"),
         Call::IssueToken => format!("the admin identity of province {own}"),
         Call::TreeHead => format!("auditors, coordinators, gateways and the admin of province {own}"),
@@ -85,6 +89,10 @@ mod tests {
             (Call::Attest, "spiffe://huren.gov/hub/h1", false),
             (Call::Attest, "spiffe://huren.gov/province/340000/admin", false),
             (Call::Attest, "spiffe://huren.gov/province/340000/node", false),
+            (Call::RecordDisclosures, "spiffe://huren.gov/gateway/g1", true),
+            (Call::RecordDisclosures, "spiffe://huren.gov/hub/h1", false),
+            (Call::RecordDisclosures, "spiffe://huren.gov/province/340000/admin", false),
+            (Call::RecordDisclosures, "spiffe://huren.gov/auditor/a", false),
             (Call::UpsertStatus, "spiffe://huren.gov/province/340000/admin", true),
             (Call::UpsertStatus, "spiffe://huren.gov/province/440000/admin", false),
             (Call::UpsertStatus, "spiffe://huren.gov/gateway/g1", false),

@@ -1,6 +1,8 @@
 //! The disclosure log's writer: every `Attest` that resolved to a subject is recorded
 //! (who asked, for what purpose, when, through which gateway, what was disclosed) without
-//! slowing the lookup.
+//! slowing the lookup, and so is every check a gateway answered from its cache while the
+//! node was down and handed in later (`RecordDisclosures`; a straggler from an hour already
+//! closed counts as a new subject in that hour's aggregate).
 //!
 //! Layout: [`Disclosures`] is what the `Attest` handler holds: [`Disclosures::record`] puts
 //! a record on a bounded channel ([`QUEUE`]) and returns; one writer task

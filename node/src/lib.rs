@@ -15,7 +15,8 @@
 //! checks, one store transaction per batch), `error` (typed
 //! refusals, [`NodeError`], and the one mapping to `tonic::Status` with
 //! `google.rpc.ErrorInfo`/`RetryInfo`), `service` (the `Attestation` and `StatusAdmin`
-//! services, [`NodeSettings`]), `transparency` (the status-change log's service),
+//! services, [`NodeSettings`]; `Attestation/RecordDisclosures` takes the checks a gateway
+//! answered from its cache while the node was down into the disclosure log), `transparency` (the status-change log's service),
 //! [`retention`] (purges, the sunset, deletion receipts and their metrics), `metrics` (request
 //! counters and latencies, store and log sizes), `disclosure` (the disclosure log's bounded
 //! queue and batching writer, and the per-hub hourly aggregates), and here
@@ -60,7 +61,7 @@ pub use config::{ConfigError, NodeConfig};
 pub use error::{NodeError, Signing, StatusChangeRefused};
 pub use huren_runtime::error::StartError;
 pub use keys::{KeyError, KeyRing};
-pub use request::{looks_like_personal_id, InvalidRequest};
+pub use request::{looks_like_personal_id, InvalidRequest, MAX_DEFERRED_DISCLOSURES};
 use service::{AttestationService, Inner, StatusAdminService};
 pub use service::{NodeSettings, MAX_BATCH_TOKENS};
 

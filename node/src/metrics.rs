@@ -10,6 +10,9 @@
 //!   `huren_node_status_change_duration_seconds`: `UpsertStatus` calls.
 //! - `huren_node_tokens_issued_total{province,outcome}` and
 //!   `huren_node_token_issue_duration_seconds`: `IssueToken` calls.
+//! - `huren_node_deferred_disclosures_total{province,outcome}`: entries of
+//!   `RecordDisclosures` (checks a gateway answered from its cache while this node was
+//!   down), by what became of them: [`DEFERRED`] (`recorded`, or why not).
 //! - `huren_node_store_records{province,kind}` (gauge): records held by kind (`status`,
 //!   `token`, `log_entry`, `log_hash`, `log_node`, `subject_index`), and
 //!   `huren_node_log_size{province}` (gauge): entries ever appended to the transparency log
@@ -53,6 +56,8 @@ const STATUS_CHANGE: [&str; 9] = [
     "lift_not_allowed",
 ];
 const STATUSES: [&str; 3] = ["green", "yellow", "red"];
+/// The `outcome` label of `RecordDisclosures` entries.
+pub(crate) const DEFERRED: [&str; 4] = ["recorded", "token_unknown", "too_old", "in_future"];
 
 /// The `outcome` label of a call's result.
 pub(crate) fn outcome<T>(result: &Result<T, NodeError>) -> String {
@@ -82,6 +87,7 @@ pub(crate) struct NodeMetrics {
     status_change_latency: Histogram<f64>,
     tokens: Counter<u64>,
     token_latency: Histogram<f64>,
+    deferred: Counter<u64>,
 }
 
 impl std::fmt::Debug for NodeMetrics {
@@ -123,7 +129,17 @@ impl NodeMetrics {
                 .with_description("IssueToken calls, by outcome")
                 .build(),
             token_latency: histogram(meter, "huren_node_token_issue_duration", "IssueToken latency at the node"),
+            deferred: meter
+                .u64_counter("huren_node_deferred_disclosures")
+                .with_description(
+                    "Checks gateways answered from their cache while this node was down, handed in with \
+                     RecordDisclosures, by outcome (recorded, token_unknown, too_old, in_future)",
+                )
+                .build(),
         };
+        for outcome in DEFERRED {
+            m.deferred.add(0, &m.labels(outcome));
+        }
         for outcome in COMMON.iter().chain(&ATTEST) {
             m.attestations.add(0, &m.labels(outcome));
         }
@@ -156,6 +172,16 @@ impl NodeMetrics {
         let labels = self.status_labels(status, outcome);
         self.status_changes.add(1, &labels);
         self.status_change_latency.record(seconds, &labels);
+    }
+
+    /// The entries of one `RecordDisclosures` call, by outcome.
+    pub(crate) fn deferred_disclosures(&self, counts: &huren_proto::pb::RecordDisclosuresResponse) {
+        let by_outcome = [counts.recorded, counts.token_unknown, counts.too_old, counts.in_future];
+        for (outcome, n) in DEFERRED.iter().zip(by_outcome) {
+            if n > 0 {
+                self.deferred.add(n, &self.labels(outcome));
+            }
+        }
     }
 
     pub(crate) fn token(&self, outcome: &str, seconds: f64) {

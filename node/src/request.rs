@@ -78,6 +78,19 @@ pub enum InvalidRequest {
     /// An `AttestBatch` of more tokens than allowed.
     #[error("at most {max} tokens per batch, got {0}", max = crate::service::MAX_BATCH_TOKENS)]
     AttestBatchSize(usize),
+    /// A `RecordDisclosures` call with no entries or more than allowed.
+    #[error("a RecordDisclosures call carries 1 to {MAX_DEFERRED_DISCLOSURES} entries, got {0}")]
+    DisclosureEntries(usize),
+    /// A malformed entry of a `RecordDisclosures` call: which one, which field, what is wrong.
+    #[error("entries[{index}].{field} {problem}")]
+    DisclosureEntry {
+        /// The entry's position in the request (from 0).
+        index: usize,
+        /// The entry's field at fault.
+        field: &'static str,
+        /// What is wrong with it.
+        problem: String,
+    },
 }
 
 impl InvalidRequest {
@@ -100,6 +113,8 @@ impl InvalidRequest {
             InvalidRequest::MissingChange => "change",
 
             InvalidRequest::Days => "days",
+            InvalidRequest::DisclosureEntries(_) => "entries",
+            InvalidRequest::DisclosureEntry { field, .. } => field,
         }
     }
 }
@@ -152,6 +167,56 @@ impl HubContext {
         }
         Some(Self { hub_id: hub_id.to_owned(), hub_province: hub_province.to_owned() })
     }
+}
+
+/// Most entries one `RecordDisclosures` call may carry: 250 entries of the longest hub ids
+/// and purposes (64 characters each) encode to about 46 KiB, under [`crate::MAX_MESSAGE_BYTES`].
+pub const MAX_DEFERRED_DISCLOSURES: usize = 250;
+
+/// `Attestation/RecordDisclosures`, one entry: a check a gateway answered from its cache
+/// while this node could not answer, well-formed (its time is judged against the clock
+/// and the retention window later, in the handler).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DeferredCheck {
+    pub(crate) token_digest: [u8; 32],
+    pub(crate) hub: HubContext,
+    pub(crate) purpose: String,
+    pub(crate) checked_at: i64,
+}
+
+/// The entries of a `RecordDisclosures` call, each checked; the first malformed one
+/// refuses the call.
+pub(crate) fn deferred_checks(req: pb::RecordDisclosuresRequest) -> Result<Vec<DeferredCheck>, InvalidRequest> {
+    if req.entries.is_empty() || req.entries.len() > MAX_DEFERRED_DISCLOSURES {
+        return Err(InvalidRequest::DisclosureEntries(req.entries.len()));
+    }
+    req.entries
+        .into_iter()
+        .enumerate()
+        .map(|(index, e)| {
+            let bad = |field: &'static str, problem: String| InvalidRequest::DisclosureEntry { index, field, problem };
+            let token_digest = <[u8; 32]>::try_from(e.token_digest.as_slice()).map_err(|_| {
+                bad(
+                    "token_digest",
+                    format!("must be 32 bytes (the SHA-256 of the token), got {}", e.token_digest.len()),
+                )
+            })?;
+            if !huren_pki::identity::valid_name(&e.hub_id) {
+                return Err(bad("hub_id", "must be a hub's <id>: 1-64 characters of a-z, 0-9, '-', '_', '.'".into()));
+            }
+            if !e.hub_province.is_empty() && e.hub_province.parse::<huren_pki::ProvinceCode>().is_err() {
+                return Err(bad("hub_province", "must be empty or a province code, e.g. 370000".into()));
+            }
+            if !valid_purpose(&e.purpose) {
+                return Err(bad("purpose", "must be dotted lowercase words, e.g. transit.rail".into()));
+            }
+            if e.checked_at <= 0 {
+                return Err(bad("checked_at", format!("must be a Unix time in seconds, got {}", e.checked_at)));
+            }
+            let hub = HubContext { hub_id: e.hub_id, hub_province: e.hub_province };
+            Ok(DeferredCheck { token_digest, hub, purpose: e.purpose, checked_at: e.checked_at })
+        })
+        .collect()
 }
 
 /// Days of disclosure log `ListDisclosures` returns when asked for none.
@@ -336,6 +401,64 @@ mod tests {
         assert_eq!(HubContext::of(&req("", "370000")), None);
         assert_eq!(HubContext::of(&req("a/b", "")), None);
         assert_eq!(HubContext::of(&req("jinan-west", "37")), None);
+    }
+
+    #[test]
+    fn deferred_checks_are_bounded_and_refused_by_entry_and_field() {
+        let entry = || pb::DeferredDisclosure {
+            token_digest: vec![1; 32],
+            hub_id: "jinan-west".into(),
+            hub_province: "370000".into(),
+            purpose: "transit.rail".into(),
+            checked_at: 1_800_000_000,
+        };
+        let req = |entries: Vec<pb::DeferredDisclosure>| pb::RecordDisclosuresRequest { entries };
+        let ok = deferred_checks(req(vec![entry(), pb::DeferredDisclosure { hub_province: String::new(), ..entry() }]))
+            .unwrap();
+        assert_eq!(ok.len(), 2);
+        assert_eq!(
+            (ok[0].token_digest, ok[0].hub.hub_id.as_str(), ok[0].checked_at),
+            ([1; 32], "jinan-west", 1_800_000_000)
+        );
+        assert_eq!(ok[1].hub.hub_province, "");
+
+        for n in [0, MAX_DEFERRED_DISCLOSURES + 1] {
+            let err = deferred_checks(req(vec![entry(); n])).unwrap_err();
+            assert_eq!((err.field(), err), ("entries", InvalidRequest::DisclosureEntries(n)));
+        }
+        assert!(deferred_checks(req(vec![entry(); MAX_DEFERRED_DISCLOSURES])).is_ok());
+
+        let cases = [
+            (
+                pb::DeferredDisclosure { token_digest: vec![1; 16], ..entry() },
+                "token_digest",
+                "entries[1].token_digest must be 32 bytes (the SHA-256 of the token), got 16",
+            ),
+            (
+                pb::DeferredDisclosure { hub_id: String::new(), ..entry() },
+                "hub_id",
+                "entries[1].hub_id must be a hub's <id>: 1-64 characters of a-z, 0-9, '-', '_', '.'",
+            ),
+            (
+                pb::DeferredDisclosure { hub_province: "37".into(), ..entry() },
+                "hub_province",
+                "entries[1].hub_province must be empty or a province code, e.g. 370000",
+            ),
+            (
+                pb::DeferredDisclosure { purpose: "Transit".into(), ..entry() },
+                "purpose",
+                "entries[1].purpose must be dotted lowercase words, e.g. transit.rail",
+            ),
+            (
+                pb::DeferredDisclosure { checked_at: 0, ..entry() },
+                "checked_at",
+                "entries[1].checked_at must be a Unix time in seconds, got 0",
+            ),
+        ];
+        for (bad, field, message) in cases {
+            let err = deferred_checks(req(vec![entry(), bad, entry()])).unwrap_err();
+            assert_eq!((err.field(), err.to_string().as_str()), (field, message));
+        }
     }
 
     #[test]

@@ -1,4 +1,6 @@
-//! gRPC services of a node: `Attestation` (for gateways) and `StatusAdmin` (for the
+//! gRPC services of a node: `Attestation` (for gateways: `Attest`, `AttestBatch`, and
+//! `RecordDisclosures` for the checks they answered from their cache while the node was
+//! down) and `StatusAdmin` (for the
 //! province's own admin and authority identities). Requests become domain types on the way
 //! in ([`crate::request`]); refusals are [`NodeError`]s, sent as typed statuses in one place
 //! ([`crate::error`]).
@@ -19,8 +21,10 @@ use crate::error::{NodeError, Signing, StatusChangeRefused};
 use crate::keys::KeyRing;
 use crate::lift;
 use crate::metrics;
-use crate::request::{Attest, DisclosureQuery, HubContext, InvalidRequest, StatusChange, TokenRequest};
-use crate::store::{DisclosureRecord, NodeStore, StatusRecord, StoreError, TokenRecord};
+use crate::request::{
+    deferred_checks, Attest, DisclosureQuery, HubContext, InvalidRequest, StatusChange, TokenRequest,
+};
+use crate::store::{DisclosureRecord, NodeStore, StatusRecord, StoreError, TokenRecord, SERVED_FROM_CACHE};
 
 /// Tunables of a node.
 #[derive(Debug, Clone)]
@@ -285,6 +289,19 @@ impl pb::attestation_server::Attestation for AttestationService {
         huren_runtime::tracectx::adopt(&span, &request);
         Ok(Response::new(tracing::Instrument::instrument(self.attest_batch_inner(request), span).await?))
     }
+
+    async fn record_disclosures(
+        &self,
+        request: Request<pb::RecordDisclosuresRequest>,
+    ) -> Result<Response<pb::RecordDisclosuresResponse>, tonic::Status> {
+        let span = tracing::info_span!("huren.node.record_disclosures", province = %self.0.province);
+        huren_runtime::tracectx::adopt(&span, &request);
+        let result = tracing::Instrument::instrument(self.record_disclosures_inner(request), span).await;
+        if let (Some(m), Ok(counts)) = (self.0.metrics.get(), &result) {
+            m.deferred_disclosures(counts);
+        }
+        Ok(Response::new(result?))
+    }
 }
 
 /// Most tokens one `AttestBatch` (and one gateway `LookupBatch`) may carry.
@@ -393,6 +410,64 @@ impl AttestationService {
         };
         inner.disclosures.record(Pending { subject_ref: record.subject_ref, record: disclosure }).await;
         signed
+    }
+}
+
+impl AttestationService {
+    /// `RecordDisclosures`: the caller (a gateway) and the sunset are checked once, every
+    /// entry's form before anything is recorded; then each entry in the clock and retention
+    /// window whose token the node holds (and that had not expired when the gateway served
+    /// it) is queued for the disclosure writer, exactly as `Attest` queues its records. The
+    /// rest are counted, not refused: a token may have expired and been purged during the
+    /// outage.
+    async fn record_disclosures_inner(
+        &self,
+        request: Request<pb::RecordDisclosuresRequest>,
+    ) -> Result<pb::RecordDisclosuresResponse, NodeError> {
+        let inner = self.0.clone();
+        let gateway = authorized(&request, Call::RecordDisclosures, &inner.province)?;
+        inner.refuse_if_sunset()?;
+        let checks = deferred_checks(request.into_inner())?;
+        let now = inner.settings.clock.now();
+        // Older records would be purged at once: the window the trust list keeps them for.
+        let oldest = now - inner.trust().disclosure_max_age();
+        let skew = huren_pki::trust::MAX_CLOCK_SKEW_SECS;
+        let store = inner.store.clone();
+        let (resolved, mut counts) = blocking(move || {
+            let mut counts = pb::RecordDisclosuresResponse::default();
+            let mut resolved = Vec::with_capacity(checks.len());
+            for check in checks {
+                if check.checked_at > now + skew {
+                    counts.in_future += 1;
+                } else if check.checked_at < oldest {
+                    counts.too_old += 1;
+                } else {
+                    match store.token(&check.token_digest)? {
+                        // The gateway served an attestation no longer valid than the token.
+                        Some(token) if token.expires_at + skew > check.checked_at => {
+                            resolved.push((token.subject_ref, check))
+                        }
+                        _ => counts.token_unknown += 1,
+                    }
+                }
+            }
+            Ok((resolved, counts))
+        })
+        .await?;
+        for (subject_ref, check) in resolved {
+            let record = DisclosureRecord {
+                hub_id: check.hub.hub_id,
+                hub_province: check.hub.hub_province,
+                purpose: check.purpose,
+                time: check.checked_at,
+                gateway: gateway.to_string(),
+                outcome: SERVED_FROM_CACHE.to_owned(),
+                ..Default::default()
+            };
+            inner.disclosures.record(Pending { subject_ref, record }).await;
+            counts.recorded += 1;
+        }
+        Ok(counts)
     }
 }
 

@@ -209,6 +209,15 @@ impl pb::attestation_server::Attestation for AsyncFakeNode {
         }
         Ok(tonic::Response::new(pb::AttestBatchResponse { answers }))
     }
+
+    /// A scripted node keeps no disclosure log: it cannot take the checks a gateway answered
+    /// from its cache, now (UNAVAILABLE: the gateway keeps them and tries again later).
+    async fn record_disclosures(
+        &self,
+        _: tonic::Request<pb::RecordDisclosuresRequest>,
+    ) -> Result<tonic::Response<pb::RecordDisclosuresResponse>, tonic::Status> {
+        Err(tonic::Status::unavailable("a scripted node keeps no disclosure log"))
+    }
 }
 
 /// A status as the `google.rpc.Status` bytes a failed call carries (its details if it has

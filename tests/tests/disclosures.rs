@@ -1,7 +1,9 @@
 //! Who checked me: every lookup that reaches a subject is recorded at the home province's
 //! node (hub, purpose, time, gateway, outcome), shown to the traveller through the
 //! province's own admin identity, aggregated for auditors without subject identity, purged
-//! past its window and deleted at the sunset with counts in the receipt.
+//! past its window and deleted at the sunset with counts in the receipt. A check the
+//! gateway answered from its cache while the home node was down reaches the log once the
+//! node is back (handed in with `RecordDisclosures`, which only gateways may call).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,6 +11,7 @@ use std::time::Duration;
 use huren_cli::audit::{scan_node_data, scan_node_data_raw, verify_receipt};
 use huren_cli::federation::{Federation, FederationOptions};
 use huren_client::HubClient;
+use huren_gateway::{BreakerPolicy, DeliveryBackoff};
 use huren_pki::qr::Scanned;
 use huren_pki::{unix_now, ProvinceCode};
 use huren_proto::pb;
@@ -317,4 +320,142 @@ async fn a_second_hub_checking_within_the_cache_window_is_recorded_too() {
     let mut hubs: Vec<&str> = log.iter().map(|d| d.hub_id.as_str()).collect();
     hubs.sort_unstable();
     assert_eq!(hubs, ["jinan-east", "qingdao-north"], "{log:?}");
+}
+
+#[tokio::test]
+async fn a_check_answered_from_the_cache_while_the_node_was_down_reaches_the_log_once_it_is_back() {
+    let metrics = huren_cli::telemetry::PrometheusMetrics::new().unwrap();
+    let mut options = FederationOptions::default();
+    options.gateway.cache = true;
+    // Nothing is fresh: every lookup asks the node, the cache answers only when it fails.
+    options.gateway.cache_fresh = Duration::ZERO;
+    // Quick retries of the hand-in, and a short fail-fast period of the breaker its failed
+    // attempts may open while the node is down.
+    options.gateway.disclosure_backoff =
+        DeliveryBackoff { first: Duration::from_millis(50), max: Duration::from_millis(200) };
+    options.gateway.breaker = BreakerPolicy { failures: 5, open_for: Duration::from_millis(200) };
+    options.gateway.meter = Some(metrics.meter("huren-gateway"));
+    let (mut f, _dir) = start_with(options).await;
+    let anhui = code("340000");
+    let traveller = subject(&f, &anhui, "ah-dsc-outage").await;
+    let mut hub = named_hub(&f, "jinan-outage", Some("Jinan outage station"), "370000", &["transit.rail"]).await;
+    let first = unix_now();
+    hub.lookup(traveller.province(), traveller.token(), "transit.rail").await.unwrap();
+    disclosures(&f, &anhui, "ah-dsc-outage", 1).await;
+
+    // Anhui's node goes down (its store stays): the hub is shown the cached attestation, and
+    // the node cannot record the check.
+    let addr = f.stop_node(&anhui).deadline("Anhui's node to stop (graceful drain)").await.unwrap();
+    let before = unix_now();
+    let shown = hub.lookup(traveller.province(), traveller.token(), "transit.rail").await.unwrap();
+    let after = unix_now();
+    assert_eq!(shown.status, "GREEN");
+    assert_eq!(metrics.value("huren_gateway_cache_lookups_total", &[("result", "stale")]), 1.0);
+
+    // Back on the same store: the gateway hands the check in, and the traveller sees it.
+    f.restart_node(&anhui, addr).await.unwrap();
+    let log = disclosures(&f, &anhui, "ah-dsc-outage", 2).await;
+    assert_eq!(log.len(), 2, "{log:?}");
+    let with =
+        |outcome: &str| log.iter().find(|d| d.outcome == outcome).unwrap_or_else(|| panic!("{outcome}: {log:?}"));
+    let (stale, attested) = (with("served_from_cache"), with("attested"));
+    assert_eq!(
+        (stale.hub_id.as_str(), stale.hub_name.as_str(), stale.hub_province.as_str(), stale.purpose.as_str()),
+        ("jinan-outage", "Jinan outage station", "370000", "transit.rail")
+    );
+    // When the gateway served it, not when the node heard of it.
+    assert!(stale.time >= before && stale.time <= after, "{} not in [{before}, {after}]", stale.time);
+    assert!(attested.time >= first && attested.time <= stale.time);
+    assert_eq!(stale.gateway, attested.gateway, "the gateway that served it, as its certificate says");
+    assert_eq!(metrics.value("huren_gateway_deferred_disclosures_dropped_total", &[("province", "340000")]), 0.0);
+
+    // Counted in the hub aggregates like any other check (the restart may count the subject
+    // once more in that hour: over, never under).
+    let auditor = f.identity("auditor", "a").unwrap();
+    let aggregates = pb::transparency_client::TransparencyClient::new(node_channel(&f, &auditor, &anhui))
+        .get_hub_aggregates(pb::HubAggregatesRequest { since: first - 3600, until: 0 })
+        .await
+        .unwrap()
+        .into_inner();
+    let rows: Vec<_> = aggregates.aggregates.iter().filter(|a| a.hub_id == "jinan-outage").collect();
+    assert_eq!(rows.iter().map(|a| a.checks).sum::<u64>(), 2, "{rows:?}");
+    assert!(rows.iter().all(|a| a.distinct_subjects >= 1 && a.purpose == "transit.rail"), "{rows:?}");
+}
+
+#[tokio::test]
+async fn only_gateways_hand_in_cached_checks_and_each_entry_is_judged() {
+    let (f, _dir) = start_with(FederationOptions::default()).await;
+    let anhui = code("340000");
+    let traveller = subject(&f, &anhui, "ah-dsc-handed-in").await;
+    let digest = huren_pki::attest::token_digest(traveller.token()).to_vec();
+    let now = unix_now();
+    let entry = |token_digest: Vec<u8>, checked_at: i64| pb::DeferredDisclosure {
+        token_digest,
+        hub_id: "qingdao-outage".into(),
+        hub_province: "370000".into(),
+        purpose: "transit.rail".into(),
+        checked_at,
+    };
+    let request = |entries: Vec<pb::DeferredDisclosure>| pb::RecordDisclosuresRequest { entries };
+
+    // Hubs (and anyone else but a gateway) cannot write into anyone's disclosure log.
+    for (kind, name) in [("hub", "qingdao-outage"), ("admin", "340000"), ("auditor", "a")] {
+        let who = f.identity(kind, name).unwrap();
+        let err = pb::attestation_client::AttestationClient::new(node_channel(&f, &who, &anhui))
+            .record_disclosures(request(vec![entry(digest.clone(), now)]))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::PermissionDenied, "{kind}: {err:?}");
+        assert_eq!(details(&err).map(|d| d.reason).as_deref(), Some("NOT_AUTHORIZED"), "{kind}");
+    }
+
+    // A malformed entry refuses the whole call, saying which entry and which field.
+    let gateway = f.identity("gateway", "national-1").unwrap();
+    let mut node = pb::attestation_client::AttestationClient::new(node_channel(&f, &gateway, &anhui));
+    let cases = [
+        (
+            vec![entry(digest.clone(), now), entry(digest[..16].to_vec(), now)],
+            "token_digest",
+            "entries[1].token_digest must be 32 bytes (the SHA-256 of the token), got 16",
+        ),
+        (
+            vec![pb::DeferredDisclosure { hub_id: "Qingdao Outage".into(), ..entry(digest.clone(), now) }],
+            "hub_id",
+            "entries[0].hub_id must be a hub's <id>: 1-64 characters of a-z, 0-9, '-', '_', '.'",
+        ),
+        (vec![], "entries", "a RecordDisclosures call carries 1 to 250 entries, got 0"),
+        (
+            vec![entry(digest.clone(), now); 251],
+            "entries",
+            "a RecordDisclosures call carries 1 to 250 entries, got 251",
+        ),
+    ];
+    for (entries, field, message) in cases {
+        let err = node.record_disclosures(request(entries)).await.unwrap_err();
+        let read = details(&err).expect("error details");
+        assert_eq!(
+            (err.code(), err.message(), read.reason.as_str(), read.metadata.get("field").map(String::as_str)),
+            (Code::InvalidArgument, message, "INVALID_REQUEST", Some(field))
+        );
+    }
+
+    // Each well-formed entry is recorded, or counted: an unknown token, older than the
+    // retention window (30 days by default), or ahead of the node's clock.
+    let counts = node
+        .record_disclosures(request(vec![
+            entry(digest.clone(), now - 5),
+            entry(vec![7; 32], now),
+            entry(digest.clone(), now - 31 * 86_400),
+            entry(digest.clone(), now + 3600),
+        ]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((counts.recorded, counts.token_unknown, counts.too_old, counts.in_future), (1, 1, 1, 1), "{counts:?}");
+    let log = disclosures(&f, &anhui, "ah-dsc-handed-in", 1).await;
+    assert_eq!(log.len(), 1, "the refused calls recorded nothing: {log:?}");
+    assert_eq!(
+        (log[0].hub_id.as_str(), log[0].outcome.as_str(), log[0].time, log[0].gateway.as_str()),
+        ("qingdao-outage", "served_from_cache", now - 5, "spiffe://huren.gov/gateway/national-1")
+    );
 }

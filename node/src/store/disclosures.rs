@@ -42,7 +42,7 @@ pub struct DisclosureRecord {
     #[prost(string, tag = "5")]
     pub gateway: String,
     /// What the hub was told: `attested`, `no_current_status`, `purpose_not_in_policy`,
-    /// `no_signing_key`.
+    /// `no_signing_key`, or [`SERVED_FROM_CACHE`].
     #[prost(string, tag = "6")]
     pub outcome: String,
     /// Checks this entry stands for (0 is read as 1): repeated checks by the same hub, for
@@ -80,6 +80,10 @@ pub const COALESCE_SPAN_SECONDS: i64 = 3600;
 /// counted (`DisclosureLog::unitemized`). A hub checking one person every few seconds all
 /// day makes 24 entries; this bound only stops a flood from growing one record without end.
 pub const MAX_ENTRIES_PER_DAY: usize = 512;
+/// The outcome of a check the gateway answered from its cache while the node could not
+/// answer (stale-if-error), handed in later with `RecordDisclosures`: the hub was shown a
+/// status this node had signed earlier. Its `time` is the gateway's when it served it.
+pub const SERVED_FROM_CACHE: &str = "served_from_cache";
 
 /// A subject's disclosure log, oldest first.
 #[derive(Clone, PartialEq, Message)]

@@ -40,7 +40,7 @@ pub use self::batch::{BatchItem, BatchOutcome, Decide, ItemApplied, MAX_BATCH_IT
 
 pub use self::disclosures::{
     DisclosureLog, DisclosureRecord, HubAggregateRecord, SubjectDisclosures, COALESCE_GAP_SECONDS,
-    COALESCE_SPAN_SECONDS, MAX_ENTRIES_PER_DAY,
+    COALESCE_SPAN_SECONDS, MAX_ENTRIES_PER_DAY, SERVED_FROM_CACHE,
 };
 pub use self::redb::Store;
 pub use self::redis::RedisStore;

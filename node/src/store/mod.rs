@@ -192,14 +192,19 @@ pub trait NodeStore: Send + Sync + std::fmt::Debug {
         now: i64,
         decide: &mut Decide<'_>,
     ) -> Result<BatchOutcome, StoreError>;
-    /// Records many token digests in one transaction.
+    /// Records many token digests, durably: in one transaction, or where the token table is
+    /// spread (Redis) one per shard — a call that fails may have recorded some of them
+    /// (digests of tokens never handed out, which expire unused).
     fn put_tokens(&self, tokens: &[([u8; 32], TokenRecord)]) -> Result<(), StoreError>;
 
-    /// Appends each `(subject_ref, record)` to that subject's disclosure log and adds the
-    /// aggregate deltas (their `distinct_subjects` and `checks` add to what is stored), in
-    /// one atomic write.
+    /// Appends each `(subject_ref, record)` to that subject's disclosure log, then adds the
+    /// aggregate deltas (their `distinct_subjects` and `checks` add to what is stored).
+    /// `batch_id` names the batch (a random number, the same when the same batch is written
+    /// again): a subject's log that already holds it is not appended to twice, so a batch
+    /// whose write failed part-way can be retried.
     fn append_disclosures(
         &self,
+        batch_id: u64,
         batch: &[(String, DisclosureRecord)],
         aggregate_deltas: &[HubAggregateRecord],
     ) -> Result<(), StoreError>;
@@ -612,13 +617,14 @@ impl<B: Backend> NodeStore for BackedStore<B> {
 
     fn append_disclosures(
         &self,
+        batch_id: u64,
         batch: &[(String, DisclosureRecord)],
         aggregate_deltas: &[HubAggregateRecord],
     ) -> Result<(), StoreError> {
         if batch.is_empty() && aggregate_deltas.is_empty() {
             return Ok(());
         }
-        self.append_disclosures_in(batch, aggregate_deltas)
+        self.append_disclosures_in(batch_id, batch, aggregate_deltas)
     }
 
     fn disclosures(&self, subject_ref: &str, since: i64, until: i64) -> Result<Vec<DisclosureRecord>, StoreError> {

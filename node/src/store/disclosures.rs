@@ -389,6 +389,9 @@ mod tests {
         for (subject, record) in &batch {
             assert_eq!(store.disclosures(subject, 0, 10_000).unwrap(), std::slice::from_ref(record), "{subject}");
         }
+        if let Some(places) = fixture.places_holding("disclosures") {
+            assert!(places > 1, "the disclosure logs sit in {places} place(s)");
+        }
         // The same checks in another batch are other checks.
         store.append_disclosures(8, &batch[..1], &[]).unwrap();
         assert_eq!(store.disclosures("subject-00", 0, 10_000).unwrap().len(), 2);
@@ -415,6 +418,11 @@ mod tests {
     }
 
     #[test]
+    fn on_redis_cluster_logs_are_kept_by_subject_and_purged_by_age() {
+        logs_are_kept_by_subject_and_purged_by_age(&Fixture::new(Kind::RedisCluster));
+    }
+
+    #[test]
     fn on_redb_a_batch_written_again_is_appended_once() {
         a_batch_written_again_is_appended_once(&Fixture::new(Kind::Redb));
     }
@@ -422,5 +430,10 @@ mod tests {
     #[test]
     fn on_redis_a_batch_written_again_is_appended_once() {
         a_batch_written_again_is_appended_once(&Fixture::new(Kind::Redis));
+    }
+
+    #[test]
+    fn on_redis_cluster_a_batch_written_again_is_appended_once() {
+        a_batch_written_again_is_appended_once(&Fixture::new(Kind::RedisCluster));
     }
 }

@@ -13,7 +13,10 @@
 //! Layout: `backend` (the storage trait: tables of keyed values, snapshot reads, atomic
 //! writes, scans, compare-and-delete), `log` (the transparency log over it: append, proofs
 //! from stored interior hashes in O(log n) reads, signed sizes, purges), `redb` and `redis`
-//! (the two backends). Status records, tokens and purges are written once, here.
+//! (the two backends). Status records, tokens and purges are written once, here. A backend
+//! may spread the tables whose writes need not commit with the log (tokens, disclosure
+//! logs) over several places (Redis: shards), so no write mixes them with
+//! the others, and the writes of those tables are idempotent.
 
 mod backend;
 mod batch;

@@ -2,13 +2,14 @@
 //! the node `kill -9`ed during an import and the importer killed mid-file, then resumed —
 //! every row the node accepted is in the store and in the log exactly once, nothing
 //! refused was applied, and every refusal is in the refusals file once, with its line.
+//! The kill -9 runs with the node's store in redb and in Redis (the local test Redis,
+//! `HUREN_TEST_REDIS`, under a key prefix of its own, deleted afterwards).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use huren_node::NodeStore as _;
 use huren_proto::pb;
 use prost::Message as _;
 
@@ -21,9 +22,56 @@ const ROWS: u64 = 30_000;
 struct Setup {
     _dir: tempfile::TempDir,
     node_toml: PathBuf,
-    store: PathBuf,
+    store: StoreAt,
     pki: String,
     file: String,
+}
+
+/// Where the node keeps its store.
+enum StoreAt {
+    /// `data_dir/status.redb`.
+    Redb(PathBuf),
+    /// Keys under `prefix` on the Redis at `url`.
+    Redis { url: String, prefix: String },
+}
+
+impl StoreAt {
+    /// A Redis store under a prefix no other test uses.
+    fn redis() -> Self {
+        let url = std::env::var("HUREN_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        Self::Redis { url, prefix: format!("huren-test-ingest:{}-{nanos}:", std::process::id()) }
+    }
+
+    /// The `node.toml` lines that put the store here.
+    fn config(&self) -> String {
+        match self {
+            StoreAt::Redb(_) => String::new(),
+            StoreAt::Redis { url, prefix } => {
+                format!("store = \"redis\"\nstore_redis_url = \"{url}\"\nstore_redis_prefix = \"{prefix}\"\n")
+            }
+        }
+    }
+
+    /// The store, opened as the node opens it (the node must be stopped).
+    fn open(&self) -> Box<dyn huren_node::NodeStore> {
+        match self {
+            StoreAt::Redb(path) => Box::new(huren_node::Store::open(path).unwrap()),
+            StoreAt::Redis { url, prefix } => Box::new(huren_node::RedisStore::open(url, prefix).unwrap()),
+        }
+    }
+}
+
+impl Drop for StoreAt {
+    fn drop(&mut self) {
+        if let StoreAt::Redis { url, prefix } = self {
+            let Ok(mut conn) = redis::Client::open(url.as_str()).and_then(|c| c.get_connection()) else { return };
+            let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}*")).query(&mut conn).unwrap_or_default();
+            for key in keys {
+                let _: redis::RedisResult<()> = redis::cmd("DEL").arg(key).query(&mut conn);
+            }
+        }
+    }
 }
 
 /// How a row of the generated file ends.
@@ -34,6 +82,11 @@ enum Fate {
 }
 
 fn setup() -> Setup {
+    setup_with(None)
+}
+
+/// [`setup`] with the node's store in Redis when `redis` is given, else in redb.
+fn setup_with(redis: Option<StoreAt>) -> Setup {
     let (dir, d) = scratch();
     let pki = d("pki");
     anhui_with_rule_r1(&pki);
@@ -41,15 +94,11 @@ fn setup() -> Setup {
         ok(&["pki", "--dir", &pki, "issue", kind, name]);
     }
     ok(&["pki", "--dir", &pki, "trust-list", "sign"]);
+    let store = redis.unwrap_or_else(|| StoreAt::Redb(dir.path().join("node-data").join("status.redb")));
     let node_toml = dir.path().join("node.toml");
-    write_node_toml(&node_toml, &pki, &d("node-data"), "admin_listen = \"127.0.0.1:0\"\n");
-    Setup {
-        node_toml,
-        store: dir.path().join("node-data").join("status.redb"),
-        file: d("statuses.jsonl"),
-        pki,
-        _dir: dir,
-    }
+    let extra = format!("admin_listen = \"127.0.0.1:0\"\n{}", store.config());
+    write_node_toml(&node_toml, &pki, &d("node-data"), &extra);
+    Setup { node_toml, store, file: d("statuses.jsonl"), pki, _dir: dir }
 }
 
 /// The subject of line `line` and how it must end: mostly GREEN and RED (rule R1) rows,
@@ -134,7 +183,17 @@ fn wait_for_checkpoint(path: &Path, at_least: u64, child: &mut Child) -> Option<
 
 #[test]
 fn an_import_survives_kill_9_of_the_node_and_of_the_importer() {
-    let setup = setup();
+    an_import_survives_kill_9(&setup());
+}
+
+#[test]
+fn an_import_survives_kill_9_of_a_node_whose_store_is_in_redis() {
+    an_import_survives_kill_9(&setup_with(Some(StoreAt::redis())));
+}
+
+/// The node is killed (`kill -9`) mid-import and started again on the same store, the
+/// importer too; resumed, every row ends exactly once as it must.
+fn an_import_survives_kill_9(setup: &Setup) {
     let rows = write_file(&setup.file);
     let checkpoint = PathBuf::from(format!("{}.checkpoint", setup.file));
     let refusals = PathBuf::from(format!("{}.refusals.jsonl", setup.file));
@@ -142,7 +201,7 @@ fn an_import_survives_kill_9_of_the_node_and_of_the_importer() {
     // 1. The node is killed mid-import: the importer gives up after --retry-for and says
     //    how to continue.
     let node = spawn_server("node", &setup.node_toml);
-    let mut first = importer(&setup, &node.addr, &[]);
+    let mut first = importer(setup, &node.addr, &[]);
     let reached = wait_for_checkpoint(&checkpoint, 3_000, &mut first).expect("the import ran past line 3000");
     assert!(!signal(node, "-9").success());
     let out = first.wait_with_output().unwrap();
@@ -154,18 +213,18 @@ fn an_import_survives_kill_9_of_the_node_and_of_the_importer() {
 
     // Without --resume, the unfinished run's checkpoint is not overwritten.
     let node = spawn_server("node", &setup.node_toml);
-    let out = importer(&setup, &node.addr, &[]).wait_with_output().unwrap();
+    let out = importer(setup, &node.addr, &[]).wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(64), "{}", String::from_utf8_lossy(&out.stderr));
 
     // 2. The resumed importer is killed mid-file.
-    let mut second = importer(&setup, &node.addr, &["--resume"]);
+    let mut second = importer(setup, &node.addr, &["--resume"]);
     let line = wait_for_checkpoint(&checkpoint, reached + 6_000, &mut second).expect("the resumed import ran on");
     Command::new("kill").args(["-9", &second.id().to_string()]).status().unwrap();
     second.wait().unwrap();
     eprintln!("importer killed with the checkpoint at line {line}");
 
     // 3. Resumed again, it finishes.
-    let out = importer(&setup, &node.addr, &["--resume"]).wait_with_output().unwrap();
+    let out = importer(setup, &node.addr, &["--resume"]).wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(!checkpoint.exists(), "a finished import leaves no checkpoint");
@@ -189,7 +248,7 @@ fn an_import_survives_kill_9_of_the_node_and_of_the_importer() {
         assert!(!v["message"].as_str().unwrap().contains("3401041990"), "no ID number in {text}");
         assert!(listed.insert(line, v["reason"].as_str().unwrap().to_owned()).is_none(), "line {line} listed twice");
     }
-    let store = huren_node::Store::open(&setup.store).unwrap();
+    let store = setup.store.open();
     let (size, _) = store.log_head().unwrap();
     assert_eq!(size, applied, "one log entry per applied row");
     let entries = store.log_entries(0, size).unwrap();

@@ -15,8 +15,10 @@
 //!    rest decided; refused items write nothing, the accepted rest commits together with
 //!    their log entries (with `all_or_nothing`, nothing commits if anything was refused).
 //!
-//! A storage failure refuses the whole call (`STORAGE_FAILURE`): nothing was written, and
-//! retrying is safe.
+//! A storage failure refuses the whole call (`STORAGE_FAILURE`), and retrying is safe: a
+//! `PublishStatuses` wrote nothing; an `IssueTokens` on a store that spreads its token table
+//! (Redis: one transaction per shard) may have recorded digests of tokens it never
+//! delivered, which nobody holds and which expire unused.
 
 use huren_pki::attest::token_digest;
 use huren_pki::{qr, Identity};

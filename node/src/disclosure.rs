@@ -7,9 +7,10 @@
 //! Layout: [`Disclosures`] is what the `Attest` handler holds: [`Disclosures::record`] puts
 //! a record on a bounded channel ([`QUEUE`]) and returns; one writer task
 //! ([`Disclosures::spawn_writer`]) gathers what queues for up to [`LINGER`] (at most
-//! [`MAX_BATCH`] records) and writes it in one store transaction together with the per-hub
-//! aggregates ([`HourlyDistinct`]). A node killed outright loses at most the records of
-//! that window; a node stopped normally writes everything queued.
+//! [`MAX_BATCH`] records) and writes it, then the per-hub aggregates ([`HourlyDistinct`]),
+//! to the store (two writes; a batch carries a random id, so a retried one is not appended
+//! twice: see `crate::store::NodeStore::append_disclosures`). A node killed outright loses
+//! at most the records of that window; a node stopped normally writes everything queued.
 //!
 //! **When the writer falls behind.** A disclosure record is the traveller's legal right
 //! to know who processed their data, so it is not dropped silently: a full queue applies
@@ -29,7 +30,8 @@
 //! makes a flagged hub's count defensible, and a HyperLogLog register file kept across
 //! the hour would be a longer-lived, subject-derived structure. A node restarted within
 //! an hour starts a fresh set, so a subject checked before and after the restart counts
-//! twice in that hour (an over-count, never an under-count).
+//! twice in that hour (an over-count). A node killed between a batch's records and its
+//! deltas leaves that batch (at most [`MAX_BATCH`] checks) out of the counts.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -61,6 +63,18 @@ const WRITE_ATTEMPTS: u32 = 5;
 pub(crate) struct Pending {
     pub(crate) subject_ref: String,
     pub(crate) record: DisclosureRecord,
+}
+
+/// A random id for a batch of records (see `NodeStore::append_disclosures`); without
+/// randomness, the clock's nanoseconds and a counter.
+fn batch_id() -> u64 {
+    let mut bytes = [0u8; 8];
+    if getrandom::getrandom(&mut bytes).is_ok() {
+        return u64::from_be_bytes(bytes);
+    }
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    nanos ^ COUNTER.fetch_add(1, Ordering::Relaxed).rotate_left(48)
 }
 
 /// The `Attest` handler's end of the disclosure log.
@@ -210,6 +224,9 @@ impl Disclosures {
             Arc::new(batch.into_iter().map(|p| (p.subject_ref, p.record)).collect());
         let deltas = Arc::new(deltas);
         let dropped_before = self.dropped.swap(0, Ordering::Relaxed);
+        // The same id on every attempt: a subject's log the batch already reached is not
+        // appended to again.
+        let batch_id = batch_id();
         let mut delay = Duration::from_millis(50);
         for attempt in 1..=WRITE_ATTEMPTS {
             let (store, records, deltas, sunset) = (store.clone(), records.clone(), deltas.clone(), sunset.clone());
@@ -220,7 +237,7 @@ impl Disclosures {
                     // The sunset purged every disclosure: nothing is kept from now on.
                     return Ok(());
                 }
-                store.append_disclosures(&records, &deltas)?;
+                store.append_disclosures(batch_id, &records, &deltas)?;
                 if dropped_before > 0 {
                     store.add_dropped_disclosures(dropped_before)?;
                 }

@@ -1,6 +1,6 @@
 //! What the node store needs of the place that keeps its data: a handful of tables of keyed
 //! byte values, a set of log indices per subject commitment, snapshot reads, atomic
-//! read-modify-write transactions, paged scans and compare-and-delete. The status tables and the
+//! read-modify-write transactions, paged scans and compare-and-delete (or -replace). The status tables and the
 //! one transparency log ([`super::log`]) are written once over this; [`super::redb`] (an
 //! embedded file) and [`super::redis`] (keys under a prefix) implement it.
 
@@ -13,7 +13,8 @@ use super::StoreError;
 pub enum Table {
     /// Pseudonymous subject reference ([`Key::Text`]) → encoded `StatusRecord`.
     Status,
-    /// SHA-256 of a token ([`Key::Bytes`]) → encoded `TokenRecord`.
+    /// SHA-256 of a token ([`Key::Bytes`]) → encoded `TokenRecord`. Spread (see
+    /// [`Table::spread`]).
     Token,
     /// Log index ([`Key::Index`]) → encoded `LogEntry`.
     LogEntries,
@@ -32,11 +33,22 @@ pub enum Table {
     /// [`super::batch`]).
     Applied,
     /// `<subject ref>/<day>` ([`Key::Text`]) → encoded `DisclosureLog`: who checked the
-    /// subject that day (never keyed by a token).
+    /// subject that day (never keyed by a token). Spread (see [`Table::spread`]), by the
+    /// subject reference (the part before the last `/`).
     Disclosures,
     /// `<hour>/<hub>/<province>/<purpose>` ([`Key::Text`]) → encoded `HubAggregateRecord`:
     /// distinct subjects per hub, hour and purpose, without subject identity.
     HubAggregates,
+}
+
+impl Table {
+    /// Whether a backend may spread the table over several places that one transaction
+    /// cannot span (Redis: shards on the masters of a cluster). A write touches spread
+    /// tables or the others, never both; its part in each place is atomic, the whole may not
+    /// be, so a write of a spread table must be safe to run again over its own partial result.
+    pub fn spread(self) -> bool {
+        matches!(self, Table::Token | Table::Disclosures)
+    }
 }
 
 /// A key in one [`Table`].
@@ -57,6 +69,10 @@ impl Key {
 
 /// Records of a table, key and value, as a scan hands them out.
 pub(crate) type Records = Vec<(Key, Vec<u8>)>;
+
+/// A record to replace if unchanged: its key, the value judged, the value to put (`None`:
+/// delete it).
+pub(crate) type Replacement = (Key, Vec<u8>, Option<Vec<u8>>);
 
 /// What a scan hands each page of records to.
 pub(crate) type Page<'a> = dyn FnMut(Records) -> Result<(), StoreError> + 'a;
@@ -117,7 +133,9 @@ pub trait Backend: Send + Sync + std::fmt::Debug + 'static {
 
     /// Runs `f` and commits what it wrote, atomically and durably (as durably as the backend
     /// is configured to be). When another writer changed a table `f` read meanwhile (Redis),
-    /// nothing is written and `f` runs again, so `f` must act only through the writer.
+    /// nothing is written and `f` runs again, so `f` must act only through the writer. A
+    /// write of [spread](Table::spread) tables is atomic per place only: a failure may leave
+    /// part of it written, and `f` may run again over that part.
     fn write<T>(&self, f: &mut dyn FnMut(&mut dyn Writer) -> Result<T, StoreError>) -> Result<T, StoreError>;
 
     /// Hands every record of `table` ([`Table::Status`], [`Table::Token`], [`Table::Applied`],
@@ -128,6 +146,29 @@ pub trait Backend: Send + Sync + std::fmt::Debug + 'static {
     /// Deletes each record of `table` that still holds the value given, atomically; one flag per
     /// record, whether it was deleted (a record changed since it was read stays).
     fn delete_unchanged(&self, table: Table, records: &[(Key, Vec<u8>)]) -> Result<Vec<bool>, StoreError>;
+
+    /// Replaces each record of `table` that still holds the value judged with the value given
+    /// (deletes it for `None`); one flag per record, whether it was replaced (a record changed
+    /// since it was read stays). Atomic per record at least; the default is one
+    /// [`Backend::write`], which a backend spreading `table` overrides (a spread write that
+    /// runs again would find its own earlier part changed, and not count it).
+    fn replace_unchanged(&self, table: Table, records: &[Replacement]) -> Result<Vec<bool>, StoreError> {
+        let keys: Vec<Key> = records.iter().map(|(k, ..)| k.clone()).collect();
+        self.write(&mut |w| {
+            let mut flags = Vec::with_capacity(records.len());
+            for ((key, judged, new), now) in records.iter().zip(w.get_many(table, &keys)?) {
+                let unchanged = now.as_deref() == Some(judged.as_slice());
+                if unchanged {
+                    match new {
+                        Some(value) => w.put(table, key.clone(), value.clone())?,
+                        None => w.delete(table, key.clone())?,
+                    }
+                }
+                flags.push(unchanged);
+            }
+            Ok(flags)
+        })
+    }
 
     /// Makes sure no byte of a deleted record stays in what the backend keeps.
     fn rewrite(&self) -> Result<(), StoreError>;

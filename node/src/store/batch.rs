@@ -1,6 +1,7 @@
 //! Batched publishing, written once over any [`Backend`]: many status changes decided and
 //! written in one atomic, durable transaction together with their transparency-log entries,
-//! and idempotent through item ids; many token digests in one transaction.
+//! and idempotent through item ids; many token digests in one write (on Redis, one
+//! transaction per shard of the token table).
 //!
 //! Idempotency: each item carries a caller-chosen id. [`Table::Applied`] maps a salted hash
 //! of (caller, item id) to what the item got — version, log index, a salted fingerprint of
@@ -175,7 +176,8 @@ impl<B: Backend> BackedStore<B> {
         })
     }
 
-    /// Records every token digest in one transaction.
+    /// Records every token digest in one write: a spread token table (Redis) commits it shard
+    /// by shard, and writing a digest again writes the same record.
     pub(crate) fn put_tokens_in(&self, tokens: &[([u8; 32], TokenRecord)]) -> Result<(), StoreError> {
         let values: Vec<(Key, Vec<u8>)> =
             tokens.iter().map(|(d, r)| (Key::Bytes(d.to_vec()), r.encode_to_vec())).collect();

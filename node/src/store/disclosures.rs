@@ -3,24 +3,31 @@
 //! - [`Table::Disclosures`]: one `DisclosureLog` per subject and day, keyed
 //!   `<subject ref>/<day>` (the pseudonymous reference, never a token; `day` = Unix days,
 //!   zero-padded): who checked the subject, when, for what purpose, through which
-//!   gateway, and what was disclosed. A batch of checks is appended in one atomic write
-//!   (read the touched subject-days, append, put): a day's bucket keeps that
-//!   read-modify-write small however long the retention window, and a subject's last N
-//!   days are N point reads.
+//!   gateway, and what was disclosed. A batch of checks is appended in one write (read the
+//!   touched subject-days, append, put): a day's bucket keeps that read-modify-write small
+//!   however long the retention window, and a subject's last N days are N point reads.
+//!   The table may be spread (Redis keeps it in shards by subject, see
+//!   [`super::redis`]), so that write is atomic per shard only, and it is idempotent: each
+//!   batch carries an id that every day log it reached remembers (the newest
+//!   [`BATCHES_KEPT`]), and a batch written again — a retry after a write that failed
+//!   part-way — is not appended to those a second time.
 //! - [`Table::HubAggregates`]: one `HubAggregateRecord` per (hour, hub, hub province,
 //!   purpose): distinct subjects and checks. The counts are added as deltas the writer
-//!   computed (see `crate::disclosure`); nothing in them names a subject.
+//!   computed (see `crate::disclosure`); nothing in them names a subject. They are added
+//!   in a write of their own, after the batch's day logs: a node that dies between the two
+//!   leaves that batch's checks out of the counts; a batch retried after its deltas were
+//!   added (its reply lost) counts twice.
 //! - A meta counter of disclosure records the node could not write (`disclosures_dropped`).
 //!
-//! Purges trim each subject's log to the retention window (compare-and-swap per subject,
-//! so an append made meanwhile survives) and delete aggregates past the audit window; the
+//! Purges trim each subject's log to the retention window (compare-and-set per subject-day,
+//! [`Backend::replace_unchanged`], so an append made meanwhile survives) and delete aggregates past the audit window; the
 //! sunset deletes both tables.
 
 use std::collections::HashMap;
 
 use prost::Message;
 
-use super::backend::{Backend, Key, Reader as _, Table};
+use super::backend::{Backend, Key, Reader as _, Replacement, Table};
 use super::{corrupt, deletion_leaf, BackedStore, PurgeOutcome, PurgePlan, StoreError};
 
 /// One check of a subject's status by a hub.
@@ -94,6 +101,10 @@ pub struct DisclosureLog {
     /// Checks that day beyond [`MAX_ENTRIES_PER_DAY`] entries that joined no entry.
     #[prost(uint64, tag = "2")]
     pub unitemized: u64,
+    /// Ids of the newest batches appended (at most 8, oldest first): a batch
+    /// written again is not appended twice. Random numbers, nothing about the subject.
+    #[prost(fixed64, repeated, tag = "3")]
+    pub batches: Vec<u64>,
 }
 
 impl DisclosureLog {
@@ -128,6 +139,10 @@ pub struct SubjectDisclosures {
     /// Checks that were only counted (a day past [`MAX_ENTRIES_PER_DAY`] entries).
     pub unitemized: u64,
 }
+
+/// Batch ids a day log remembers ([`DisclosureLog::batches`]): more than the batches that can touch one subject-day
+/// while one batch is retried (the writer retries a batch before it takes the next one).
+pub(super) const BATCHES_KEPT: usize = 8;
 
 /// Distinct subjects (and checks) of one hub in one hour for one purpose.
 #[derive(Clone, PartialEq, Eq, Hash, Message)]
@@ -179,11 +194,12 @@ fn u64_of(bytes: Option<Vec<u8>>) -> Result<u64, StoreError> {
 }
 
 impl<B: Backend> BackedStore<B> {
-    /// Appends each `(subject_ref, record)` to the subject's log and adds the aggregate
-    /// deltas (`distinct_subjects`, `checks` of each record are added to what is stored),
-    /// in one atomic write.
+    /// Appends each `(subject_ref, record)` to the subject's log — unless that log already
+    /// holds batch `batch_id` — then adds the aggregate deltas (`distinct_subjects`, `checks`
+    /// of each record are added to what is stored), in two writes (see the module docs).
     pub(super) fn append_disclosures_in(
         &self,
+        batch_id: u64,
         batch: &[(String, DisclosureRecord)],
         deltas: &[HubAggregateRecord],
     ) -> Result<(), StoreError> {
@@ -191,24 +207,39 @@ impl<B: Backend> BackedStore<B> {
         subjects.sort_unstable();
         subjects.dedup();
         let keys: Vec<Key> = subjects.iter().map(|s| Key::text(s)).collect();
+        if !keys.is_empty() {
+            self.backend.write(&mut |w| {
+                let mut logs: HashMap<&str, DisclosureLog> = HashMap::with_capacity(subjects.len());
+                for (subject, bytes) in subjects.iter().map(String::as_str).zip(w.get_many(Table::Disclosures, &keys)?)
+                {
+                    let log = match bytes {
+                        Some(b) => DisclosureLog::decode(b.as_slice()).map_err(corrupt)?,
+                        None => DisclosureLog::default(),
+                    };
+                    // Already appended by an earlier run of this batch.
+                    if !log.batches.contains(&batch_id) {
+                        logs.insert(subject, log);
+                    }
+                }
+                for (subject, record) in batch {
+                    if let Some(log) = logs.get_mut(bucket(subject, record.time).as_str()) {
+                        log.add(record);
+                    }
+                }
+                for (subject, log) in &mut logs {
+                    log.batches.push(batch_id);
+                    let over = log.batches.len().saturating_sub(BATCHES_KEPT);
+                    log.batches.drain(..over);
+                    w.put(Table::Disclosures, Key::text(subject), log.encode_to_vec())?;
+                }
+                Ok(())
+            })?;
+        }
+        if deltas.is_empty() {
+            return Ok(());
+        }
         let agg_keys: Vec<Key> = deltas.iter().map(|d| Key::Text(d.key())).collect();
         self.backend.write(&mut |w| {
-            let mut logs: HashMap<&str, DisclosureLog> = HashMap::with_capacity(subjects.len());
-            for (subject, bytes) in subjects.iter().map(String::as_str).zip(w.get_many(Table::Disclosures, &keys)?) {
-                let log = match bytes {
-                    Some(b) => DisclosureLog::decode(b.as_slice()).map_err(corrupt)?,
-                    None => DisclosureLog::default(),
-                };
-                logs.insert(subject, log);
-            }
-            for (subject, record) in batch {
-                if let Some(log) = logs.get_mut(bucket(subject, record.time).as_str()) {
-                    log.add(record);
-                }
-            }
-            for (subject, log) in &logs {
-                w.put(Table::Disclosures, Key::text(subject), log.encode_to_vec())?;
-            }
             for (delta, current) in deltas.iter().zip(w.get_many(Table::HubAggregates, &agg_keys)?) {
                 let mut record = match current {
                     Some(b) => HubAggregateRecord::decode(b.as_slice()).map_err(corrupt)?,
@@ -284,33 +315,26 @@ impl<B: Backend> BackedStore<B> {
     ) -> Result<(), StoreError> {
         if plan.everything || plan.disclosures_before.is_some() {
             let cutoff = if plan.everything { i64::MAX } else { plan.disclosures_before.unwrap_or(i64::MIN) };
-            // (subject, bytes judged, bytes to keep (None: delete), deletions to note)
-            type Trim = (String, Vec<u8>, Option<Vec<u8>>, Vec<(i64, super::Hash)>);
-            let mut pending: Vec<Trim> = Vec::new();
-            let mut flush = |pending: &mut Vec<Trim>, out: &mut PurgeOutcome| -> Result<(), StoreError> {
-                let keys: Vec<Key> = pending.iter().map(|(s, ..)| Key::text(s)).collect();
-                let flags = self.backend.write(&mut |w| {
-                    let mut flags = Vec::with_capacity(pending.len());
-                    for ((subject, judged, keep, _), now) in pending.iter().zip(w.get_many(Table::Disclosures, &keys)?)
-                    {
-                        let unchanged = now.as_deref() == Some(judged.as_slice());
-                        if unchanged {
-                            match keep {
-                                Some(bytes) => w.put(Table::Disclosures, Key::text(subject), bytes.clone())?,
-                                None => w.delete(Table::Disclosures, Key::text(subject))?,
-                            }
-                        }
-                        flags.push(unchanged);
-                    }
-                    Ok(flags)
-                })?;
-                for ((_, _, _, notes), flag) in pending.drain(..).zip(flags) {
+            // Per subject-day: (key, bytes judged, bytes to keep (None: delete)), and the
+            // deletions to note once it is trimmed.
+            let mut pending: Vec<Replacement> = Vec::new();
+            let mut notes: Vec<Vec<(i64, super::Hash)>> = Vec::new();
+            let mut flush = |pending: &mut Vec<Replacement>,
+                             notes: &mut Vec<Vec<(i64, super::Hash)>>,
+                             out: &mut PurgeOutcome|
+             -> Result<(), StoreError> {
+                // Compare-and-set per subject-day, so an append made meanwhile survives (and,
+                // unlike a transaction watching the whole table, a busy writer does not make
+                // the purge start over).
+                let flags = self.backend.replace_unchanged(Table::Disclosures, pending)?;
+                for (deleted, flag) in notes.drain(..).zip(flags) {
                     if flag {
-                        for (time, leaf) in notes {
+                        for (time, leaf) in deleted {
                             out.note("disclosure", time, leaf);
                         }
                     }
                 }
+                pending.clear();
                 progress(out.total());
                 Ok(())
             };
@@ -323,21 +347,22 @@ impl<B: Backend> BackedStore<B> {
                         continue;
                     }
                     let commitment = super::subject_commitment(self.salt.as_slice(), subject_of(&name)?);
-                    let notes = gone
-                        .iter()
-                        .map(|e| (e.time, deletion_leaf("disclosure", &commitment, &e.encode_to_vec())))
-                        .collect();
+                    notes.push(
+                        gone.iter()
+                            .map(|e| (e.time, deletion_leaf("disclosure", &commitment, &e.encode_to_vec())))
+                            .collect(),
+                    );
                     let keep = (!kept.is_empty())
-                        .then(|| DisclosureLog { entries: kept, unitemized: log.unitemized }.encode_to_vec());
-                    pending.push((name, value, keep, notes));
+                        .then(|| DisclosureLog { entries: kept, unitemized: log.unitemized, batches: log.batches.clone() }.encode_to_vec());
+                    pending.push((Key::Text(name), value, keep));
                 }
                 if pending.len() >= super::log::PURGE_BATCH {
-                    flush(&mut pending, out)?;
+                    flush(&mut pending, &mut notes, out)?;
                 }
                 Ok(())
             })?;
             if !pending.is_empty() {
-                flush(&mut pending, out)?;
+                flush(&mut pending, &mut notes, out)?;
             }
         }
         if plan.everything || plan.hub_aggregates_before.is_some() {
@@ -430,15 +455,14 @@ mod tests {
             ("s-2".to_owned(), check("h1", 150)),
             ("s-1".to_owned(), check("h2", 200)),
         ];
-        store.append_disclosures(&batch, &[delta(0, "h1", 2, 2), delta(0, "h2", 1, 1)]).unwrap();
-        store.append_disclosures(&[("s-1".to_owned(), check("h1", 300))], &[delta(0, "h1", 0, 1)]).unwrap();
-        let s1: Vec<_> =
-            store.disclosures("s-1", 0, 1000).unwrap().entries.into_iter().map(|d| (d.hub_id, d.time)).collect();
+        store.append_disclosures(1, &batch, &[delta(0, "h1", 2, 2), delta(0, "h2", 1, 1)]).unwrap();
+        store.append_disclosures(2, &[("s-1".to_owned(), check("h1", 300))], &[delta(0, "h1", 0, 1)]).unwrap();
+        let s1: Vec<_> = store.disclosures("s-1", 0, 1000).unwrap().entries.into_iter().map(|d| (d.hub_id, d.time)).collect();
         assert_eq!(s1, vec![("h1".to_owned(), 300), ("h2".to_owned(), 200), ("h1".to_owned(), 100)]);
         assert_eq!(store.disclosures("s-1", 250, 1000).unwrap().entries.len(), 1);
         assert!(store.disclosures("s-3", 0, 1000).unwrap().entries.is_empty());
         // Another day's bucket.
-        store.append_disclosures(&[("s-1".to_owned(), check("h3", 86_400 + 5))], &[]).unwrap();
+        store.append_disclosures(3, &[("s-1".to_owned(), check("h3", 86_400 + 5))], &[]).unwrap();
         assert_eq!(store.disclosures("s-1", 0, 86_400 + 10).unwrap().entries[0].hub_id, "h3");
         assert_eq!(store.disclosures("s-1", 0, 1000).unwrap().entries.len(), 3);
         let aggs: Vec<_> = store
@@ -469,6 +493,41 @@ mod tests {
         assert_eq!((counts["disclosure_log"], counts["hub_aggregate"]), (0, 0));
     }
 
+    /// A batch written again under its id — whole, or after a write that reached only some
+    /// subjects (a spread table's earlier shards) — lands once in each subject's log.
+    fn a_batch_written_again_is_appended_once(fixture: &Fixture) {
+        let store = fixture.open();
+        let batch: Vec<(String, DisclosureRecord)> =
+            (0..60).map(|i| (format!("subject-{i:02}"), check("h1", 1000 + i))).collect();
+        store.append_disclosures(7, &batch[..25], &[]).unwrap();
+        store.append_disclosures(7, &batch, &[delta(0, "h1", 60, 60)]).unwrap();
+        store.append_disclosures(7, &batch, &[]).unwrap();
+        for (subject, record) in &batch {
+            assert_eq!(store.disclosures(subject, 0, 10_000).unwrap().entries, std::slice::from_ref(record), "{subject}");
+        }
+        if let Some(places) = fixture.places_holding("disclosures") {
+            assert!(places > 1, "the disclosure logs sit in {places} place(s)");
+        }
+        // The same checks in another batch are other checks (the same hub at the same time:
+        // they join the entry).
+        let checks = |subject: &str| -> u64 {
+            store.disclosures(subject, 0, 10_000).unwrap().entries.iter().map(DisclosureRecord::checks).sum()
+        };
+        store.append_disclosures(8, &batch[..1], &[]).unwrap();
+        assert_eq!(checks("subject-00"), 2);
+        // A day log remembers the newest batches only.
+        for id in 100..100 + BATCHES_KEPT as u64 {
+            store.append_disclosures(id, &[("subject-01".to_owned(), check("h2", 2000 + id as i64))], &[]).unwrap();
+        }
+        store.append_disclosures(7, &batch[1..2], &[]).unwrap();
+        assert_eq!(checks("subject-01"), 2 + BATCHES_KEPT as u64);
+        assert_eq!(store.counts().unwrap()["disclosure_log"], 60);
+        let out = store.purge(&PurgePlan { everything: true, ..Default::default() }, &mut |_| {}).unwrap();
+        // Entries: one per subject, and subject-01's second hub (its checks a second apart joined one).
+        assert_eq!(out.counts.get("disclosure"), Some(&61));
+        assert_eq!(store.counts().unwrap()["disclosure_log"], 0);
+    }
+
     #[test]
     fn on_redb_logs_are_kept_by_subject_and_purged_by_age() {
         logs_are_kept_by_subject_and_purged_by_age(&Fixture::new(Kind::Redb));
@@ -477,5 +536,25 @@ mod tests {
     #[test]
     fn on_redis_logs_are_kept_by_subject_and_purged_by_age() {
         logs_are_kept_by_subject_and_purged_by_age(&Fixture::new(Kind::Redis));
+    }
+
+    #[test]
+    fn on_redis_cluster_logs_are_kept_by_subject_and_purged_by_age() {
+        logs_are_kept_by_subject_and_purged_by_age(&Fixture::new(Kind::RedisCluster));
+    }
+
+    #[test]
+    fn on_redb_a_batch_written_again_is_appended_once() {
+        a_batch_written_again_is_appended_once(&Fixture::new(Kind::Redb));
+    }
+
+    #[test]
+    fn on_redis_a_batch_written_again_is_appended_once() {
+        a_batch_written_again_is_appended_once(&Fixture::new(Kind::Redis));
+    }
+
+    #[test]
+    fn on_redis_cluster_a_batch_written_again_is_appended_once() {
+        a_batch_written_again_is_appended_once(&Fixture::new(Kind::RedisCluster));
     }
 }

@@ -13,7 +13,10 @@
 //! Layout: `backend` (the storage trait: tables of keyed values, snapshot reads, atomic
 //! writes, scans, compare-and-delete), `log` (the transparency log over it: append, proofs
 //! from stored interior hashes in O(log n) reads, signed sizes, purges), `redb` and `redis`
-//! (the two backends). Status records, tokens and purges are written once, here.
+//! (the two backends). Status records, tokens and purges are written once, here. A backend
+//! may spread the tables whose writes need not commit with the log (tokens, disclosure
+//! logs) over several places (Redis: shards), so no write mixes them with
+//! the others, and the writes of those tables are idempotent.
 
 mod backend;
 mod batch;
@@ -195,14 +198,19 @@ pub trait NodeStore: Send + Sync + std::fmt::Debug {
         now: i64,
         decide: &mut Decide<'_>,
     ) -> Result<BatchOutcome, StoreError>;
-    /// Records many token digests in one transaction.
+    /// Records many token digests, durably: in one transaction, or where the token table is
+    /// spread (Redis) one per shard — a call that fails may have recorded some of them
+    /// (digests of tokens never handed out, which expire unused).
     fn put_tokens(&self, tokens: &[([u8; 32], TokenRecord)]) -> Result<(), StoreError>;
 
-    /// Appends each `(subject_ref, record)` to that subject's disclosure log and adds the
-    /// aggregate deltas (their `distinct_subjects` and `checks` add to what is stored), in
-    /// one atomic write.
+    /// Appends each `(subject_ref, record)` to that subject's disclosure log, then adds the
+    /// aggregate deltas (their `distinct_subjects` and `checks` add to what is stored).
+    /// `batch_id` names the batch (a random number, the same when the same batch is written
+    /// again): a subject's log that already holds it is not appended to twice, so a batch
+    /// whose write failed part-way can be retried.
     fn append_disclosures(
         &self,
+        batch_id: u64,
         batch: &[(String, DisclosureRecord)],
         aggregate_deltas: &[HubAggregateRecord],
     ) -> Result<(), StoreError>;
@@ -615,13 +623,14 @@ impl<B: Backend> NodeStore for BackedStore<B> {
 
     fn append_disclosures(
         &self,
+        batch_id: u64,
         batch: &[(String, DisclosureRecord)],
         aggregate_deltas: &[HubAggregateRecord],
     ) -> Result<(), StoreError> {
         if batch.is_empty() && aggregate_deltas.is_empty() {
             return Ok(());
         }
-        self.append_disclosures_in(batch, aggregate_deltas)
+        self.append_disclosures_in(batch_id, batch, aggregate_deltas)
     }
 
     fn disclosures(&self, subject_ref: &str, since: i64, until: i64) -> Result<SubjectDisclosures, StoreError> {

@@ -116,7 +116,7 @@ impl Fixture {
         Self { kind, dir: tempfile::tempdir().unwrap(), prefix }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         match self.kind {
             Kind::RedisCluster => redis_cluster_url(),
             _ => redis_url(),
@@ -154,10 +154,42 @@ impl Fixture {
         conn
     }
 
+    /// Connections to every server that may hold the store's keys: the server, or each
+    /// master of the cluster (the spread tables' shards sit on any of them).
+    fn connections(&self) -> Vec<redis::Connection> {
+        let client = redis::Client::open(self.url()).unwrap();
+        let mut conn = client.get_connection().unwrap();
+        match self.kind {
+            Kind::RedisCluster => {
+                let slot = super::redis::cluster::Slot::new(&client, &self.prefix).unwrap();
+                slot.masters(&mut conn).unwrap().iter().map(|c| c.get_connection().unwrap()).collect()
+            }
+            _ => vec![conn],
+        }
+    }
+
+    /// The store's keys on `conn`: under the prefix, and on a cluster also under the shards'
+    /// hash tags (the prefix's tag with `shard<k>` added).
     fn redis_keys(&self, conn: &mut redis::Connection) -> Vec<String> {
-        let mut keys: Vec<String> = redis::cmd("KEYS").arg(format!("{}*", self.prefix)).query(conn).unwrap();
+        let pattern = match self.kind {
+            Kind::RedisCluster => format!("{}*", &self.prefix[..self.prefix.find('}').unwrap()]),
+            _ => format!("{}*", self.prefix),
+        };
+        let mut keys: Vec<String> = redis::cmd("KEYS").arg(pattern).query(conn).unwrap();
         keys.sort();
         keys
+    }
+
+    /// On Redis, how many places hold a key named `<…>table` (on a cluster: masters; on one
+    /// server: keys); `None` on redb.
+    pub(crate) fn places_holding(&self, table: &str) -> Option<usize> {
+        let mut conns = self.connections();
+        let named = |conn: &mut redis::Connection| self.redis_keys(conn).iter().filter(|k| k.ends_with(table)).count();
+        match self.kind {
+            Kind::Redb => None,
+            Kind::Redis => Some(named(&mut conns[0])),
+            Kind::RedisCluster => Some(conns.iter_mut().map(named).filter(|n| *n > 0).count()),
+        }
     }
 
     /// Whether what the store keeps (the redb file's bytes; every key, field, member
@@ -166,8 +198,7 @@ impl Fixture {
         let contains = |bytes: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
         match self.kind {
             Kind::Redb => contains(&std::fs::read(self.path()).unwrap()),
-            Kind::Redis | Kind::RedisCluster => {
-                let mut conn = self.connection();
+            Kind::Redis | Kind::RedisCluster => self.connections().into_iter().any(|mut conn| {
                 self.redis_keys(&mut conn).into_iter().any(|key| {
                     let kind: String = redis::cmd("TYPE").arg(&key).query(&mut conn).unwrap();
                     let parts: Vec<Vec<u8>> = match kind.as_str() {
@@ -178,7 +209,7 @@ impl Fixture {
                     };
                     contains(key.as_bytes()) || parts.iter().any(|p| contains(p))
                 })
-            }
+            }),
         }
     }
 
@@ -236,9 +267,10 @@ impl Fixture {
 impl Drop for Fixture {
     fn drop(&mut self) {
         if let Kind::Redis | Kind::RedisCluster = self.kind {
-            let mut conn = self.connection();
-            for key in self.redis_keys(&mut conn) {
-                let _: () = redis::cmd("DEL").arg(key).query(&mut conn).unwrap();
+            for mut conn in self.connections() {
+                for key in self.redis_keys(&mut conn) {
+                    let _: () = redis::cmd("DEL").arg(key).query(&mut conn).unwrap();
+                }
             }
         }
     }
@@ -271,7 +303,46 @@ on_both_backends!(
     an_older_store_gets_its_interior_hashes_at_open,
     an_interrupted_backfill_resumes_where_it_stopped,
     a_store_purged_before_the_upgrade_opens_and_refuses_what_it_lacks,
+    tokens_spread_over_the_shards_resolve_purge_and_go_at_the_sunset,
 );
+
+/// Token digests of many subjects: on Redis they spread over the shards (on a cluster, over
+/// its masters), and lookups, purges and the sunset find every one.
+fn tokens_spread_over_the_shards_resolve_purge_and_go_at_the_sunset(fixture: &Fixture) {
+    use sha2::Digest as _;
+    let store = fixture.open();
+    let tokens: Vec<([u8; 32], TokenRecord)> = (0..2000u32)
+        .map(|i| {
+            let digest: [u8; 32] = sha2::Sha256::digest(i.to_be_bytes()).into();
+            (digest, TokenRecord { subject_ref: format!("spread-ref-{i:04}"), expires_at: 5 + 100 * i64::from(i % 2) })
+        })
+        .collect();
+    store.put_tokens(&tokens).unwrap();
+    store.put_tokens(&tokens[..300]).unwrap();
+    assert_eq!(store.counts().unwrap()["token"], 2000, "a digest written again is the same record");
+    if let Some(places) = fixture.places_holding("token") {
+        assert!(places > 1, "the token digests sit in {places} place(s)");
+    }
+    for (digest, record) in &tokens {
+        assert_eq!(store.token(digest).unwrap().as_ref(), Some(record));
+    }
+    assert!(store.token(&[0; 32]).unwrap().is_none());
+
+    let out = store.purge(&PurgePlan { tokens_expired_before: Some(10), ..Default::default() }, &mut |_| {}).unwrap();
+    assert_eq!(out.counts.get("token"), Some(&1000));
+    for (i, (digest, _)) in tokens.iter().enumerate() {
+        assert_eq!(store.token(digest).unwrap().is_some(), i % 2 == 1, "token {i}");
+    }
+    store.rewrite().unwrap();
+    assert!(fixture.holds(b"spread-ref-0001"));
+    assert!(!fixture.holds(b"spread-ref-0000"));
+
+    store.purge(&PurgePlan { everything: true, ..Default::default() }, &mut |_| {}).unwrap();
+    store.rewrite().unwrap();
+    assert_eq!(store.counts().unwrap()["token"], 0);
+    assert!(!fixture.holds(b"spread-ref-"), "a token's subject remains after the sunset");
+    assert_eq!(fixture.places_holding("token").unwrap_or(0), 0);
+}
 
 fn proofs_hold_over_a_log_longer_than_one_read(fixture: &Fixture) {
     let store = fixture.open();

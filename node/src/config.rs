@@ -19,9 +19,12 @@ pub struct NodeConfig {
     pub listen: String,
     /// SPIFFE trust domain of the federation.
     pub trust_domain: String,
-    /// Folder for the status store (`status.redb`) and the persisted trust list.
+    /// Folder for the status store (`status.redb`, or the folder `status.fjall/`) and the
+    /// persisted trust list.
     pub data_dir: PathBuf,
-    /// Where the status store lives: `redb` (a file in `data_dir`) or `redis`.
+    /// Where the status store lives: `redb` (a file in `data_dir`), `fjall` (an LSM
+    /// database, a folder in `data_dir`: faster for random updates of many subjects) or
+    /// `redis`.
     pub store: StoreBackend,
     /// Redis server of the status store when `store = "redis"`, e.g. "redis://127.0.0.1:6379/0".
     pub store_redis_url: Option<String>,
@@ -110,6 +113,8 @@ impl Default for NodeConfig {
 pub enum StoreBackend {
     /// An embedded redb file, `status.redb` in `data_dir`.
     Redb,
+    /// An embedded fjall (LSM) database, the folder `status.fjall/` in `data_dir`.
+    Fjall,
     /// A Redis server (`store_redis_url`), keys under `store_redis_prefix`.
     Redis,
 }
@@ -151,6 +156,11 @@ impl NodeConfig {
     pub fn store_path(&self) -> PathBuf {
         self.data_dir.join("status.redb")
     }
+
+    /// Folder of the fjall status store.
+    pub fn fjall_path(&self) -> PathBuf {
+        self.data_dir.join("status.fjall")
+    }
 }
 
 fn invalid(message: impl Into<String>) -> ConfigError {
@@ -175,7 +185,8 @@ impl Settings for NodeConfig {
         ),
         (
             "store_redis_url",
-            "Redis server of the status store when store = \"redis\" (it needs persistence: appendfsync always).",
+            "Redis server of the status store when store = \"redis\" (it needs persistence: appendfsync always); \
+             store is \"redb\" (data_dir/status.redb), \"fjall\" (data_dir/status.fjall/) or \"redis\".",
             "\"redis://127.0.0.1:6379/0\"",
         ),
         (
@@ -381,8 +392,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!((c.store, c.redis_prefix()), (StoreBackend::Redis, "ah:".to_owned()));
+        let c = load(FILE, &[("HUREN_NODE_STORE", "fjall")]).unwrap();
+        assert_eq!((c.store, c.fjall_path()), (StoreBackend::Fjall, c.data_dir.join("status.fjall")));
         let err = load(FILE, &[("HUREN_NODE_STORE", "postgres")]).unwrap_err();
-        assert!(err.to_string().contains("redb") && err.to_string().contains("redis"), "{err}");
+        assert!(["redb", "fjall", "redis"].iter().all(|b| err.to_string().contains(b)), "{err}");
         let err = load("province = \"340000\"\nstore_redis_url = \"http://:secret@x\"\n", &[]).unwrap_err();
         assert_eq!(err.to_string(), "invalid node config: store_redis_url is not a redis:// or rediss:// URL");
         let err = load(FILE, &[("HUREN_NODE_STORE_REDIS_PREFIX", "a b")]).unwrap_err();

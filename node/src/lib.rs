@@ -1,13 +1,13 @@
 //! A Huren province node.
 //!
 //! It holds the province's minimal status projection (pseudonymous subject reference →
-//! colour, rule, authority, validity) in an embedded redb file (or in Redis) and answers over mutual
+//! colour, rule, authority, validity) in an embedded redb file (or a fjall database, or Redis) and answers over mutual
 //! TLS only: gateways get signed attestations for opaque tokens (`Attestation`), the
 //! province's own admin identity changes statuses and issues tokens (`StatusAdmin`).
 //!
 //! Layout: [`config`] (`node.toml`: the node's keys, defaults and checks; the loader is
 //! `huren_runtime::config`), [`store`] (the store trait, its one transparency log over a
-//! small backend trait, and its redb and Redis backends; [`redis_store`] names the latter),
+//! small backend trait, and its redb, fjall and Redis backends; [`redis_store`] names the latter),
 //! `keys` (the attestation keys held and which one signs: [`KeyRing`]), `authz` (who may
 //! call what, pure), `lift` (who may lift a held non-green status before it lapses, pure),
 //! `request` (requests as domain types, checked once: [`InvalidRequest`]), `batch` (the
@@ -66,7 +66,7 @@ use service::{AttestationService, Inner, StatusAdminService};
 pub use service::{NodeSettings, MAX_BATCH_TOKENS};
 
 pub use redis_store::RedisStore;
-pub use store::{NodeStore, Store};
+pub use store::{FjallStore, NodeStore, Store};
 
 /// Largest gRPC message a node accepts.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
@@ -453,10 +453,12 @@ impl Node {
     }
 }
 
-/// Opens the status store the config names: the redb file in `data_dir`, or Redis.
+/// Opens the status store the config names: the redb file or the fjall folder in
+/// `data_dir`, or Redis.
 pub fn open_store(config: &NodeConfig) -> Result<Arc<dyn NodeStore>, store::StoreError> {
     Ok(match config.store {
         config::StoreBackend::Redb => Arc::new(Store::open(&config.store_path())?),
+        config::StoreBackend::Fjall => Arc::new(FjallStore::open(&config.fjall_path())?),
         config::StoreBackend::Redis => {
             let url = config.store_redis_url.as_deref().unwrap_or_default();
             Arc::new(RedisStore::open(url, &config.redis_prefix())?)

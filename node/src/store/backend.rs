@@ -2,7 +2,8 @@
 //! byte values, a set of log indices per subject commitment, snapshot reads, atomic
 //! read-modify-write transactions, paged scans and compare-and-delete (or -replace). The status tables and the
 //! one transparency log ([`super::log`]) are written once over this; [`super::redb`] (an
-//! embedded file) and [`super::redis`] (keys under a prefix) implement it.
+//! embedded file), [`super::fjall`] (an embedded LSM database) and [`super::redis`] (keys
+//! under a prefix) implement it.
 
 use huren_translog::NodeId;
 

@@ -264,6 +264,7 @@ mod tests {
     macro_rules! on_both_backends {
         ($($name:ident),* $(,)?) => {
             mod on_redb { $(#[test] fn $name() { super::$name(&super::Fixture::new(super::Kind::Redb)) })* }
+            mod on_fjall { $(#[test] fn $name() { super::$name(&super::Fixture::new(super::Kind::Fjall)) })* }
             mod on_redis { $(#[test] fn $name() { super::$name(&super::Fixture::new(super::Kind::Redis)) })* }
             mod on_redis_cluster {
                 $(#[test] fn $name() { super::$name(&super::Fixture::new(super::Kind::RedisCluster)) })*

@@ -534,6 +534,11 @@ mod tests {
     }
 
     #[test]
+    fn on_fjall_logs_are_kept_by_subject_and_purged_by_age() {
+        logs_are_kept_by_subject_and_purged_by_age(&Fixture::new(Kind::Fjall));
+    }
+
+    #[test]
     fn on_redis_logs_are_kept_by_subject_and_purged_by_age() {
         logs_are_kept_by_subject_and_purged_by_age(&Fixture::new(Kind::Redis));
     }
@@ -546,6 +551,11 @@ mod tests {
     #[test]
     fn on_redb_a_batch_written_again_is_appended_once() {
         a_batch_written_again_is_appended_once(&Fixture::new(Kind::Redb));
+    }
+
+    #[test]
+    fn on_fjall_a_batch_written_again_is_appended_once() {
+        a_batch_written_again_is_appended_once(&Fixture::new(Kind::Fjall));
     }
 
     #[test]

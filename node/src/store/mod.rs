@@ -1,7 +1,8 @@
 //! The node's minimal status projection: the [`NodeStore`] trait every backend serves, its
 //! records and errors, and [`BackedStore`], the one implementation of it over a small storage
-//! trait, with two backends: [`Store`], an embedded redb file (the default), and
-//! [`RedisStore`], keys under a prefix in Redis.
+//! trait, with three backends: [`Store`], an embedded redb file (the default),
+//! [`FjallStore`], an embedded fjall LSM database, and [`RedisStore`], keys under a prefix
+//! in Redis.
 //!
 //! A store holds the current status of each subject (a province-internal pseudonymous
 //! reference → colour, rule, authority, validity, test-recency bucket), token digests (the
@@ -12,16 +13,17 @@
 //!
 //! Layout: `backend` (the storage trait: tables of keyed values, snapshot reads, atomic
 //! writes, scans, compare-and-delete), `log` (the transparency log over it: append, proofs
-//! from stored interior hashes in O(log n) reads, signed sizes, purges), `redb` and `redis`
-//! (the two backends). Status records, tokens and purges are written once, here. A backend
-//! may spread the tables whose writes need not commit with the log (tokens, disclosure
-//! logs) over several places (Redis: shards), so no write mixes them with
+//! from stored interior hashes in O(log n) reads, signed sizes, purges), `redb`, `fjall` and
+//! `redis` (the three backends). Status records, tokens and purges are written once, here. A
+//! backend may spread the tables whose writes need not commit with the log (tokens,
+//! disclosure logs) over several places (Redis: shards), so no write mixes them with
 //! the others, and the writes of those tables are idempotent.
 
 mod backend;
 mod batch;
 
 mod disclosures;
+pub mod fjall;
 mod log;
 pub mod redb;
 pub mod redis;
@@ -45,6 +47,7 @@ pub use self::disclosures::{
     DisclosureLog, DisclosureRecord, HubAggregateRecord, SubjectDisclosures, COALESCE_GAP_SECONDS,
     COALESCE_SPAN_SECONDS, MAX_ENTRIES_PER_DAY, SERVED_FROM_CACHE,
 };
+pub use self::fjall::FjallStore;
 pub use self::redb::Store;
 pub use self::redis::RedisStore;
 
@@ -312,7 +315,7 @@ type Judge<'a> = dyn Fn(&Key, &[u8]) -> Result<Option<Deletion>, StoreError> + '
 const SALT: &str = "salt";
 const SUNSET_RECEIPT: &str = "sunset_receipt";
 
-/// A node store over one backend ([`Store`]: redb; [`RedisStore`]: Redis): the status tables
+/// A node store over one backend ([`Store`]: redb; [`FjallStore`]: fjall; [`RedisStore`]: Redis): the status tables
 /// and the transparency log, written once over the backend's small storage trait.
 pub struct BackedStore<B> {
     backend: B,

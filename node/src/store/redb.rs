@@ -460,7 +460,7 @@ fn copy_table<K: redb::Key + 'static, V: redb::Value + 'static>(
 }
 
 /// Overwrites a file's every byte with zeros and syncs it.
-fn wipe(mut file: std::fs::File) -> std::io::Result<()> {
+pub(super) fn wipe(mut file: std::fs::File) -> std::io::Result<()> {
     use std::io::{Seek, Write};
     let len = file.metadata()?.len();
     file.seek(std::io::SeekFrom::Start(0))?;

@@ -1,5 +1,6 @@
-//! The store's tests, each run against both backends (a redb file in a temporary folder, a
-//! unique key prefix on the test Redis), and the Redis backend's own.
+//! The store's tests, each run against every backend (a redb file or a fjall folder in a
+//! temporary folder, a unique key prefix on the test Redis and on a Redis Cluster), and the
+//! Redis backend's own.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use huren_translog::{Hash, NodeId};
 use prost::Message;
 
 use super::{
-    NodeStore, PurgePlan, RedisStore, StatusRecord, Store, StoreError, TokenRecord, OLDER_SIGNED_SIZES,
+    FjallStore, NodeStore, PurgePlan, RedisStore, StatusRecord, Store, StoreError, TokenRecord, OLDER_SIGNED_SIZES,
     RECENT_SIGNED_SIZES, RECORD_MARKERS,
 };
 
@@ -91,6 +92,8 @@ fn start_cluster() -> String {
 #[derive(Clone, Copy)]
 pub(crate) enum Kind {
     Redb,
+    /// The store in a fjall (LSM) folder.
+    Fjall,
     Redis,
     /// The store on a three-master Redis Cluster.
     RedisCluster,
@@ -124,7 +127,10 @@ impl Fixture {
     }
 
     fn path(&self) -> PathBuf {
-        self.dir.path().join("s.redb")
+        match self.kind {
+            Kind::Fjall => self.dir.path().join("s.fjall"),
+            _ => self.dir.path().join("s.redb"),
+        }
     }
 
     pub(crate) fn prefix(&self) -> &str {
@@ -134,13 +140,16 @@ impl Fixture {
     pub(crate) fn open(&self) -> Box<dyn NodeStore> {
         match self.kind {
             Kind::Redb => Box::new(Store::open(&self.path()).unwrap()),
+            Kind::Fjall => Box::new(FjallStore::open(&self.path()).unwrap()),
             Kind::Redis | Kind::RedisCluster => Box::new(RedisStore::open(&self.url(), &self.prefix).unwrap()),
         }
     }
 
-    /// Whether redb leaves a deleted record's bytes behind until a rewrite.
+    /// Whether the backend leaves a deleted record's bytes behind until a rewrite: redb in
+    /// freed pages, fjall in its journal and in tables until compaction (a delete is a
+    /// tombstone); Redis drops them from the keyspace at once.
     fn keeps_freed_bytes(&self) -> bool {
-        matches!(self.kind, Kind::Redb)
+        matches!(self.kind, Kind::Redb | Kind::Fjall)
     }
 
     /// A connection to the server holding the store's keys (on a cluster, its slot's master).
@@ -181,23 +190,41 @@ impl Fixture {
     }
 
     /// On Redis, how many places hold a key named `<…>table` (on a cluster: masters; on one
-    /// server: keys); `None` on redb.
+    /// server: keys); `None` on redb and fjall.
     pub(crate) fn places_holding(&self, table: &str) -> Option<usize> {
+        if let Kind::Redb | Kind::Fjall = self.kind {
+            return None;
+        }
         let mut conns = self.connections();
         let named = |conn: &mut redis::Connection| self.redis_keys(conn).iter().filter(|k| k.ends_with(table)).count();
         match self.kind {
-            Kind::Redb => None,
-            Kind::Redis => Some(named(&mut conns[0])),
             Kind::RedisCluster => Some(conns.iter_mut().map(named).filter(|n| *n > 0).count()),
+            _ => Some(named(&mut conns[0])),
         }
     }
 
-    /// Whether what the store keeps (the redb file's bytes; every key, field, member
-    /// and value under the Redis prefix) contains `needle`.
+    /// Whether what the store keeps (the redb file's bytes; the bytes of every file in the
+    /// fjall folder; every key, field, member and value under the Redis prefix) contains
+    /// `needle`.
     fn holds(&self, needle: &[u8]) -> bool {
         let contains = |bytes: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
         match self.kind {
             Kind::Redb => contains(&std::fs::read(self.path()).unwrap()),
+            Kind::Fjall => {
+                let mut folders = vec![self.path()];
+                let mut found = false;
+                while let Some(folder) = folders.pop() {
+                    for entry in std::fs::read_dir(folder).unwrap() {
+                        let path = entry.unwrap().path();
+                        if path.is_dir() {
+                            folders.push(path);
+                        } else {
+                            found |= contains(&std::fs::read(path).unwrap());
+                        }
+                    }
+                }
+                found
+            }
             Kind::Redis | Kind::RedisCluster => self.connections().into_iter().any(|mut conn| {
                 self.redis_keys(&mut conn).into_iter().any(|key| {
                     let kind: String = redis::cmd("TYPE").arg(&key).query(&mut conn).unwrap();
@@ -242,6 +269,25 @@ impl Fixture {
                 }
                 tx.commit().unwrap();
             }
+            Kind::Fjall => {
+                use super::backend::{Backend as _, Key, Table};
+                let backend = super::fjall::Fjall::open(&self.path()).unwrap();
+                backend
+                    .write(&mut |w| {
+                        if keep_below == 0 {
+                            w.clear(Table::LogNodes)?;
+                            return w.delete(Table::Meta, Key::text("nodes_size"));
+                        }
+                        // Every subtree of the tests' logs (under 2^14 leaves).
+                        for level in 1..=14u8 {
+                            for index in (0..(1u64 << 14) >> level).filter(|i| gone(level, *i)) {
+                                w.delete(Table::LogNodes, Key::Node(NodeId::new(level, index)))?;
+                            }
+                        }
+                        w.put(Table::Meta, Key::text("nodes_size"), keep_below.to_be_bytes().to_vec())
+                    })
+                    .unwrap();
+            }
             Kind::Redis | Kind::RedisCluster => {
                 let mut conn = self.connection();
                 let (nodes, meta) = (format!("{}log:nodes", self.prefix), format!("{}meta", self.prefix));
@@ -276,12 +322,15 @@ impl Drop for Fixture {
     }
 }
 
-/// Runs each named test body against every backend: `on_redb::<name>`, `on_redis::<name>`,
-/// `on_redis_cluster::<name>`.
-macro_rules! on_both_backends {
+/// Runs each named test body against every backend: `on_redb::<name>`, `on_fjall::<name>`,
+/// `on_redis::<name>`, `on_redis_cluster::<name>`.
+macro_rules! on_every_backend {
     ($($name:ident),* $(,)?) => {
         mod on_redb {
             $(#[test] fn $name() { super::$name(&super::Fixture::new(super::Kind::Redb)) })*
+        }
+        mod on_fjall {
+            $(#[test] fn $name() { super::$name(&super::Fixture::new(super::Kind::Fjall)) })*
         }
         mod on_redis {
             $(#[test] fn $name() { super::$name(&super::Fixture::new(super::Kind::Redis)) })*
@@ -292,7 +341,7 @@ macro_rules! on_both_backends {
     };
 }
 
-on_both_backends!(
+on_every_backend!(
     upsert_bumps_version_and_survives_reopen,
     a_conditional_upsert_writes_only_over_the_version_it_was_decided_on,
     signed_sizes_keep_the_newest_and_a_spread_of_older_ones,
@@ -689,4 +738,34 @@ fn a_conditional_upsert_writes_only_over_the_version_it_was_decided_on(fixture: 
     assert_eq!((entry.status, entry.lifted_rule_id.as_str(), entry.index), (1, "r", 1));
     let plain = pb::LogEntry::decode(store.log_entries(0, 1).unwrap()[0].as_slice()).unwrap();
     assert!(plain.lifted_rule_id.is_empty());
+}
+
+// The fjall backend's own.
+
+/// A rewrite interrupted before `CURRENT` named its copy leaves that copy beside the live
+/// generation; one interrupted after leaves the old generation. Either way the next open
+/// keeps the generation `CURRENT` names and wipes the other, bytes and all.
+#[test]
+fn fjall_open_wipes_what_an_interrupted_rewrite_left() {
+    let fixture = Fixture::new(Kind::Fjall);
+    fixture.open().upsert("kept", record(1)).unwrap();
+    let leftover = fixture.path().join("g00000007");
+    std::fs::create_dir_all(leftover.join("tables")).unwrap();
+    std::fs::write(leftover.join("tables").join("0"), b"subject-ref-gone").unwrap();
+    assert!(fixture.holds(b"subject-ref-gone"));
+    let store = fixture.open();
+    assert!(!leftover.exists() && !fixture.holds(b"subject-ref-gone"), "the leftover generation remains");
+    assert_eq!(store.status("kept").unwrap().unwrap().version, 1, "the live generation was kept");
+}
+
+/// Without `CURRENT` the store cannot tell which generation is live: it refuses to open
+/// and touches nothing, rather than start empty or wipe the wrong one.
+#[test]
+fn fjall_refuses_a_folder_that_lost_its_current_file() {
+    let fixture = Fixture::new(Kind::Fjall);
+    fixture.open().upsert("kept", record(1)).unwrap();
+    std::fs::remove_file(fixture.path().join("CURRENT")).unwrap();
+    let err = FjallStore::open(&fixture.path()).unwrap_err();
+    assert!(err.to_string().contains("CURRENT is missing"), "{err}");
+    assert!(fixture.holds(b"kept"), "nothing was wiped");
 }

@@ -13,14 +13,18 @@ pub use huren_client::{
     Stats, StatsRow,
 };
 
-/// Counts what a (stopped) node's data folder still holds, by kind.
+/// Counts what a (stopped) node's data folder still holds, by kind: its `status.redb`, or
+/// its `status.fjall/` folder.
 pub fn scan_node_data(dir: &std::path::Path) -> Result<BTreeMap<&'static str, u64>> {
-    let path = dir.join("status.redb");
-    if !path.exists() {
+    let (redb, fjall) = (dir.join("status.redb"), dir.join("status.fjall"));
+    let (path, counts) = if redb.exists() {
+        (&redb, huren_node::Store::inspect(&redb))
+    } else if fjall.exists() {
+        (&fjall, huren_node::FjallStore::inspect(&fjall))
+    } else {
         bail!("{} holds no status store", dir.display());
-    }
-    huren_node::Store::inspect(&path)
-        .map_err(|e| anyhow!("cannot read {} (is the node still running?): {e}", path.display()))
+    };
+    counts.map_err(|e| anyhow!("cannot read {} (is the node still running?): {e}", path.display()))
 }
 
 /// Bytes found where no record should be: in which file, what, and how often.
@@ -53,7 +57,8 @@ pub fn scan_node_data_raw(dir: &std::path::Path, patterns: &[Vec<u8>]) -> Result
     files.sort();
     let mut out = Vec::new();
     for path in files {
-        let store = path.extension().is_some_and(|e| e == "redb");
+        let store = path.extension().is_some_and(|e| e == "redb")
+            || path.strip_prefix(dir).is_ok_and(|p| p.starts_with("status.fjall"));
         let mut wanted: Vec<&[u8]> = patterns.iter().map(Vec::as_slice).filter(|p| !p.is_empty()).collect();
         if store {
             wanted.extend(huren_node::store::RECORD_MARKERS.iter().copied());

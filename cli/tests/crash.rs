@@ -1,6 +1,7 @@
 //! Crash safety of a real `huren node` process: `kill -9` it in the middle of a stream of
 //! upserts, restart it on the same data folder, and check that every acknowledged change
-//! survived — in the store, in the signed transparency log, and as served afterwards.
+//! survived — in the store, in the signed transparency log, and as served afterwards. On
+//! each embedded store backend: redb (the default) and fjall.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -8,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use huren_cli::audit::AuditClient;
-use huren_node::NodeStore as _;
+use huren_node::NodeStore;
 use huren_pki::{Identity, ProvinceCode, Role, TrustList};
 use huren_proto::pb;
 use huren_runtime::tls::{self, ExpectedPeer, Revocations, TlsIdentity};
@@ -29,9 +30,18 @@ fn kill_9(server: Server) {
     assert!(!exit.success(), "the node exited normally instead of being killed: {exit:?}");
 }
 
+/// The embedded store backends a node can run on.
+#[derive(Debug, Clone, Copy)]
+enum Backend {
+    Redb,
+    Fjall,
+}
+
 struct Setup {
     _dir: tempfile::TempDir,
     node_toml: PathBuf,
+    backend: Backend,
+    /// The store file (redb) or folder (fjall) in the node's data folder.
     store: PathBuf,
     admin: TlsIdentity,
     /// The authority that sends the stream of changes (GREEN and RED).
@@ -40,7 +50,17 @@ struct Setup {
     trust: TrustList,
 }
 
-fn setup() -> Setup {
+impl Setup {
+    /// The node's store, opened directly (the node must be gone).
+    fn open_store(&self) -> Box<dyn NodeStore> {
+        match self.backend {
+            Backend::Redb => Box::new(huren_node::Store::open(&self.store).unwrap()),
+            Backend::Fjall => Box::new(huren_node::FjallStore::open(&self.store).unwrap()),
+        }
+    }
+}
+
+fn setup(backend: Backend) -> Setup {
     let (dir, d) = scratch();
     let pki = d("pki");
     anhui_with_rule_r1(&pki);
@@ -52,7 +72,11 @@ fn setup() -> Setup {
     ok(&["pki", "--dir", &pki, "trust-list", "sign"]);
     let root = format!("{pki}/root/ca.pem");
     let node_toml = dir.path().join("node.toml");
-    write_node_toml(&node_toml, &pki, &d("node-data"), "");
+    let (store, extra) = match backend {
+        Backend::Redb => ("status.redb", ""),
+        Backend::Fjall => ("status.fjall", "store = \"fjall\"\n"),
+    };
+    write_node_toml(&node_toml, &pki, &d("node-data"), extra);
     let load = |kind: &str, name: &str| {
         let issued = Path::new(&pki).join("issued").join(format!("{kind}-{}", name.replace('/', "-")));
         TlsIdentity::load(&issued.join("cert.pem"), &issued.join("key.pem"), Path::new(&root), "huren.gov").unwrap()
@@ -60,7 +84,8 @@ fn setup() -> Setup {
     let root_der = huren_pki::ca::pem_to_der(&std::fs::read_to_string(&root).unwrap()).unwrap();
     Setup {
         node_toml,
-        store: dir.path().join("node-data").join("status.redb"),
+        backend,
+        store: dir.path().join("node-data").join(store),
         admin: load("admin", "340000"),
         authority: load("authority", "340000/hefei-cdc"),
         auditor: load("auditor", "crash-auditor"),
@@ -142,7 +167,16 @@ async fn stream_until_killed(setup: &Setup, server: Server, cycle: usize, kill_a
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_upsert_survives_kill_9() {
-    let setup = setup();
+    survives_kill_9(Backend::Redb).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_upsert_survives_kill_9_on_fjall() {
+    survives_kill_9(Backend::Fjall).await;
+}
+
+async fn survives_kill_9(backend: Backend) {
+    let setup = setup(backend);
     let mut all = Acked::new();
     let mut log_size = 0u64;
     for cycle in 0..CYCLES {
@@ -154,7 +188,7 @@ async fn every_acknowledged_upsert_survives_kill_9() {
         assert!(acked.len() >= kill_after, "cycle {cycle}: {} acknowledged", acked.len());
         // Process gone: open its store directly. Every acknowledged change is there, as
         // acknowledged (a change committed whose answer was lost may be there too).
-        let store = huren_node::Store::open(&setup.store).unwrap();
+        let store = setup.open_store();
         for (subject, (status, version)) in &acked {
             let record = store.status(subject).unwrap().unwrap_or_else(|| panic!("cycle {cycle}: {subject} lost"));
             assert_eq!((record.status, record.version), (*status, *version), "cycle {cycle}: {subject}");
@@ -168,7 +202,7 @@ async fn every_acknowledged_upsert_survives_kill_9() {
         // At most the requests that were in flight at the kill committed unacknowledged.
         assert!(size <= logged + IN_FLIGHT as u64, "cycle {cycle}: log holds {size}, only {logged} acknowledged");
         drop(store);
-        eprintln!("cycle {cycle}: {} acknowledged before kill -9, log now {size} entries", acked.len());
+        eprintln!("{backend:?} cycle {cycle}: {} acknowledged before kill -9, log now {size} entries", acked.len());
         log_size = size;
         all.extend(acked);
     }

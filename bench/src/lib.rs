@@ -40,5 +40,5 @@ pub use driver::{lookup, LookupReport};
 pub use error::{BenchError, Result};
 pub use fixture::{payload, Fixture, PROVINCES, RULE};
 pub use report::report;
-pub use store::{store, StoreOptions, StoreReport};
+pub use store::{store, StoreEngine, StoreOptions, StoreReport};
 pub use workload::{loopback, parse_duration, LookupOptions, Rpc, TlsFiles};

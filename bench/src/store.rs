@@ -1,12 +1,13 @@
-//! The node's redb store on its own: bulk ingest (`upsert_batch`), random batched
-//! updates, single durable upserts and point lookups, with load rate, file size and peak
-//! memory (`huren bench store`).
+//! The node's store on its own, on an embedded backend ([`StoreEngine`]: redb or fjall):
+//! bulk ingest (`upsert_batch`), random batched updates, single durable upserts and point
+//! lookups, with load rate, size on disk and peak memory (`huren bench store`). The phases
+//! are the same on every backend, so their reports compare.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use huren_node::{NodeStore as _, Store};
+use huren_node::{FjallStore, NodeStore, Store};
 use huren_pki::unix_now;
 use huren_proto::pb;
 use serde_json::{json, Value};
@@ -14,9 +15,64 @@ use serde_json::{json, Value};
 use crate::error::{BenchError, Result};
 use crate::measure::{histogram, memory_kib, ms, percentiles, round};
 
+/// The embedded backend a store run measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum StoreEngine {
+    /// One redb file (`status.redb`), the node's default.
+    #[default]
+    Redb,
+    /// A fjall LSM database (the folder `status.fjall/`).
+    Fjall,
+}
+
+impl StoreEngine {
+    /// Its name, as `store = "…"` in `node.toml` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            StoreEngine::Redb => "redb",
+            StoreEngine::Fjall => "fjall",
+        }
+    }
+
+    /// Where its store lives in `dir`.
+    fn path(self, dir: &std::path::Path) -> PathBuf {
+        match self {
+            StoreEngine::Redb => dir.join("status.redb"),
+            StoreEngine::Fjall => dir.join("status.fjall"),
+        }
+    }
+
+    fn open(self, path: &std::path::Path) -> Result<Box<dyn NodeStore>> {
+        Ok(match self {
+            StoreEngine::Redb => Box::new(Store::open(path)?),
+            StoreEngine::Fjall => Box::new(FjallStore::open(path)?),
+        })
+    }
+}
+
+/// Bytes a store takes on disk: its file, or every file in its folder.
+fn size_on_disk(path: &std::path::Path) -> Result<u64> {
+    let mut total = 0;
+    let mut paths = vec![path.to_owned()];
+    while let Some(path) = paths.pop() {
+        let meta = std::fs::metadata(&path)?;
+        if meta.is_dir() {
+            for entry in std::fs::read_dir(&path)? {
+                paths.push(entry?.path());
+            }
+        } else {
+            total += meta.len();
+        }
+    }
+    Ok(total)
+}
+
 /// A store run: `huren bench store`.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
+    /// The backend measured.
+    pub engine: StoreEngine,
     /// Subjects to load.
     pub subjects: u64,
     /// Subjects per durable transaction during the bulk load and the updates.
@@ -27,9 +83,9 @@ pub struct StoreOptions {
     pub updates: Option<u64>,
     /// Random point lookups after loading.
     pub lookups: u64,
-    /// Folder for the store file (`None`: a temporary folder, removed afterwards).
+    /// Folder for the store (`None`: a temporary folder, removed afterwards).
     pub dir: Option<PathBuf>,
-    /// Keep the store file.
+    /// Keep the store.
     pub keep: bool,
 }
 
@@ -38,7 +94,7 @@ pub struct StoreOptions {
 pub struct StoreReport {
     /// The whole report as one JSON object (`huren bench store --json`).
     pub json: Value,
-    /// Where the store file was kept, if asked to keep it.
+    /// Where the store was kept, if asked to keep it.
     pub kept: Option<PathBuf>,
     text: String,
 }
@@ -107,7 +163,7 @@ fn record(i: u64, now: i64) -> huren_node::store::StatusRecord {
     }
 }
 
-/// Runs the four steps on a fresh store file; `progress` gets a line after each tenth
+/// Runs the four steps on a fresh store; `progress` gets a line after each tenth
 /// of the bulk load. Blocking: call it from a blocking thread.
 pub fn store(options: &StoreOptions, progress: &mut dyn FnMut(&str)) -> Result<StoreReport> {
     if options.subjects == 0 || options.batch == 0 {
@@ -121,11 +177,12 @@ pub fn store(options: &StoreOptions, progress: &mut dyn FnMut(&str)) -> Result<S
             temp.path().to_owned()
         }
     };
-    let path = dir.join("status.redb");
+    let engine = options.engine;
+    let path = engine.path(&dir);
     if path.exists() {
         return Err(BenchError::usage(format!("{} exists; give an empty --dir", path.display())));
     }
-    let store = Store::open(&path)?;
+    let store = engine.open(&path)?;
     let now = unix_now();
     let n = options.subjects;
     let order = Permutation::new(n);
@@ -149,7 +206,7 @@ pub fn store(options: &StoreOptions, progress: &mut dyn FnMut(&str)) -> Result<S
     }
     let load_s = started.elapsed().as_secs_f64();
     let after_load_mem = memory_kib();
-    let file_bytes = std::fs::metadata(&path)?.len();
+    let file_bytes = size_on_disk(&path)?;
 
     // 2. Random updates of existing subjects, batched (what a province backend's stream looks like).
     let updates = options.updates.unwrap_or(n.min(500_000));
@@ -189,17 +246,21 @@ pub fn store(options: &StoreOptions, progress: &mut dyn FnMut(&str)) -> Result<S
     }
     let lookup_s = started.elapsed().as_secs_f64();
     let count = store.subject_count()?;
-    let file_bytes_final = std::fs::metadata(&path)?.len();
+    let file_bytes_final = size_on_disk(&path)?;
     let (peak_kib, rss_kib) = memory_kib();
     drop(store);
     let kept = options.keep.then(|| path.clone());
     if !options.keep && options.dir.is_some() {
-        std::fs::remove_file(&path)?;
+        match engine {
+            StoreEngine::Fjall => std::fs::remove_dir_all(&path)?,
+            _ => std::fs::remove_file(&path)?,
+        }
     }
 
     let lookups = percentiles(&lookup);
     let singles = percentiles(&single);
     let json = json!({
+        "backend": engine.name(),
         "subjects": n,
         "subject_count": count,
         "batch": options.batch,
@@ -232,7 +293,7 @@ pub fn store(options: &StoreOptions, progress: &mut dyn FnMut(&str)) -> Result<S
         "unix_time": unix_now(),
     });
     let mut text = String::new();
-    let _ = writeln!(text, "node store, {n} subjects (batches of {}):", options.batch);
+    let _ = writeln!(text, "node store on {}, {n} subjects (batches of {}):", engine.name(), options.batch);
     let _ = writeln!(text, "  bulk load        {:.0} subjects/s ({load_s:.1} s)", n as f64 / load_s);
     let _ =
         writeln!(text, "  batched updates  {:.0} updates/s ({updates} random)", updates as f64 / update_s.max(1e-9));
@@ -253,7 +314,7 @@ pub fn store(options: &StoreOptions, progress: &mut dyn FnMut(&str)) -> Result<S
     );
     let _ = writeln!(
         text,
-        "  file             {:.1} MiB ({:.0} bytes/subject)",
+        "  on disk          {:.1} MiB ({:.0} bytes/subject)",
         file_bytes_final as f64 / 1048576.0,
         file_bytes_final as f64 / n as f64
     );

@@ -3,7 +3,7 @@
 //! - `lookup`: a gRPC load generator over mutual TLS ([`huren_bench::lookup`]).
 //! - `seed`: synthetic subjects and tokens at a node through the batched import of
 //!   `huren admin import` ([`crate::ingest`]), and a tokens file for `lookup`.
-//! - `store`: the node's redb store on its own.
+//! - `store`: the node's store on its own, on redb or fjall.
 //! - `ingest`: batched publishing end to end into a loopback node, with Attest latency
 //!   meanwhile ([`crate::ingest::bench`]).
 //! - `report`: a `deploy/bench/run.sh` results folder summarised.
@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
-use huren_bench::{BenchError, LookupOptions, StoreOptions, TlsFiles};
+use huren_bench::{BenchError, LookupOptions, StoreEngine, StoreOptions, TlsFiles};
 
 use crate::cmd::TlsArgs;
 use crate::usage;
@@ -39,7 +39,9 @@ pub enum BenchCommand {
     )]
     Seed(SeedArgs),
     /// Node store on its own: bulk ingest, single upserts, updates, point lookups, size, memory.
-    #[command(after_help = "Example:\n  huren bench store --subjects 1000000 --batch 1000 --json")]
+    #[command(
+        after_help = "Examples (compare the backends, same phases):\n  huren bench store --backend redb --subjects 1000000 --batch 1000 --json\n  huren bench store --backend fjall --subjects 1000000 --batch 1000 --json"
+    )]
     Store(StoreArgs),
     /// Batched publishing end to end: a loopback node preloaded with subjects, a timed import
     /// through PublishStatuses, and Attest latency at a fixed rate meanwhile.
@@ -199,8 +201,20 @@ pub struct SeedArgs {
     pub out: PathBuf,
 }
 
+/// The embedded backends `huren bench store` measures.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum StoreBackendArg {
+    /// One redb file, the node's default (`store = "redb"`).
+    Redb,
+    /// A fjall LSM database folder (`store = "fjall"`).
+    Fjall,
+}
+
 #[derive(Debug, Args)]
 pub struct StoreArgs {
+    /// The store backend to measure.
+    #[arg(long, value_enum, default_value_t = StoreBackendArg::Redb)]
+    pub backend: StoreBackendArg,
     /// Subjects to load.
     #[arg(long, env = "HUREN_BENCH_SUBJECTS", default_value_t = 1_000_000)]
     pub subjects: u64,
@@ -216,10 +230,10 @@ pub struct StoreArgs {
     /// Random point lookups after loading.
     #[arg(long, default_value_t = 200_000)]
     pub lookups: u64,
-    /// Folder for the store file (default: a temporary folder, removed afterwards).
+    /// Folder for the store (default: a temporary folder, removed afterwards).
     #[arg(long)]
     pub dir: Option<PathBuf>,
-    /// Keep the store file.
+    /// Keep the store.
     #[arg(long)]
     pub keep: bool,
     /// Print one JSON object instead of text.
@@ -626,6 +640,10 @@ impl StoreArgs {
     /// The options, and whether to print JSON.
     fn options(self) -> (StoreOptions, bool) {
         let options = StoreOptions {
+            engine: match self.backend {
+                StoreBackendArg::Redb => StoreEngine::Redb,
+                StoreBackendArg::Fjall => StoreEngine::Fjall,
+            },
             subjects: self.subjects,
             batch: self.batch,
             singles: self.singles,

@@ -72,9 +72,10 @@ fn setup(backend: Backend) -> Setup {
     ok(&["pki", "--dir", &pki, "trust-list", "sign"]);
     let root = format!("{pki}/root/ca.pem");
     let node_toml = dir.path().join("node.toml");
+    // The two backends' tests run at once: each node's admin endpoint on a port of its own.
     let (store, extra) = match backend {
-        Backend::Redb => ("status.redb", ""),
-        Backend::Fjall => ("status.fjall", "store = \"fjall\"\n"),
+        Backend::Redb => ("status.redb", "admin_listen = \"127.0.0.1:0\"\n"),
+        Backend::Fjall => ("status.fjall", "admin_listen = \"127.0.0.1:0\"\nstore = \"fjall\"\n"),
     };
     write_node_toml(&node_toml, &pki, &d("node-data"), extra);
     let load = |kind: &str, name: &str| {

@@ -464,8 +464,7 @@ impl Writer for FjallWriter<'_> {
     /// One tombstone per record, in this transaction (held in memory until it commits).
     fn clear(&mut self, table: Table) -> Result<(), StoreError> {
         let keyspace = self.generation.keyspace(table);
-        let keys =
-            self.tx.iter(keyspace).map(|item| item.key().map_err(backend)).collect::<Result<Vec<_>, _>>()?;
+        let keys = self.tx.iter(keyspace).map(|item| item.key().map_err(backend)).collect::<Result<Vec<_>, _>>()?;
         self.deltas[slot(table)] -= keys.len() as i64;
         self.exists[slot(table)].clear();
         for key in keys {
@@ -501,8 +500,7 @@ impl Backend for Fjall {
     /// Pages in key order, each page read from a fresh snapshot after the last key handed
     /// out (so `page` may delete meanwhile).
     fn scan(&self, table: Table, page: &mut Page<'_>) -> Result<(), StoreError> {
-        if !matches!(table, Table::Status | Table::Token | Table::Applied | Table::Disclosures | Table::HubAggregates)
-        {
+        if !matches!(table, Table::Status | Table::Token | Table::Applied | Table::Disclosures | Table::HubAggregates) {
             return Err(backend(format!("table {table:?} is not scanned")));
         }
         let mut after: Option<Vec<u8>> = None;

@@ -1,11 +1,11 @@
 //! The LSM backend: the node store in a fjall database (a pure-Rust log-structured merge
-//! tree), one keyspace per [`Table`], written through fjall's single-writer transactions
+//! tree), one keyspace per table, written through fjall's single-writer transactions
 //! (`store = "fjall"`, the folder `status.fjall/` in `data_dir`). Random keys in several
 //! tables, which is what every status change writes, cost an LSM tree appends to one journal
 //! instead of page rewrites in several B-trees.
 //!
 //! Layout of the folder: `CURRENT` names the live generation, a folder `gNNNNNNNN/` holding one
-//! fjall database; any other `g…` folder is what an interrupted [`Backend::rewrite`] left (its
+//! fjall database; any other `g…` folder is what an interrupted [`NodeStore::rewrite`](super::NodeStore::rewrite) left (its
 //! unfinished copy, or the old generation not yet wiped) and is wiped and removed at open.
 //! Keyspaces (uncompressed, so `huren audit scan` reads what is stored):
 //!
@@ -29,7 +29,7 @@
 //! whether the key exists (answered from what the transaction already read, else a point
 //! read that bloom filters make cheap for absent keys).
 //!
-//! Durability: every [`Backend::write`] is one fjall transaction committed with
+//! Durability: every write (`Backend::write`) is one fjall transaction committed with
 //! `PersistMode::SyncAll`: the journal is written and `fsync`ed before the call returns, so
 //! an acknowledged change survives a crash of the process or the machine (fjall replays its
 //! journal at open). fjall's default (`PersistMode::Buffer`, a write to OS buffers) would
@@ -40,7 +40,7 @@
 //! What stays on disk after a delete: an LSM tree writes a delete as a tombstone and drops
 //! the old value only when compaction reaches it, and the journal keeps every write until
 //! its memtables are flushed, so a deleted record's bytes stay in files for a while.
-//! [`Backend::rewrite`] (after every manual purge and the sunset) therefore does what the
+//! [`NodeStore::rewrite`](super::NodeStore::rewrite) (after every manual purge and the sunset) therefore does what the
 //! redb backend does: it copies what is still live into a fresh generation, makes that the
 //! live one (an atomic rename of `CURRENT`), then overwrites every byte of every file of the
 //! old generation with zeros before removing it. Like redb's, this guarantees the files the

@@ -26,8 +26,9 @@
 //! Indices are big-endian so keys sort as numbers (a subject's log indices come out of a
 //! prefix scan in order). An LSM tree cannot count its keys without reading them all, so
 //! every write keeps `counts` exact in the same transaction: a put or delete first asks
-//! whether the key exists (answered from what the transaction already read, else a point
-//! read that bloom filters make cheap for absent keys).
+//! whether the key exists (answered from what the transaction already read; for the log's
+//! growing keys, from the largest key held, read once per transaction; else a point read
+//! that bloom filters make cheap for absent keys).
 //!
 //! Durability: every write (`Backend::write`) is one fjall transaction committed with
 //! `PersistMode::SyncAll`: the journal is written and `fsync`ed before the call returns, so
@@ -368,6 +369,19 @@ struct FjallWriter<'g> {
     exists: [HashMap<Vec<u8>, bool>; TABLES.len()],
     /// Records added (negative: removed) per table, in the order of [`TABLES`].
     deltas: [i64; TABLES.len()],
+    /// The largest key of each append group ([`append_group`]) as this transaction sees
+    /// it: a key above it is absent without a read.
+    largest: HashMap<(usize, Vec<u8>), Option<Vec<u8>>>,
+}
+
+/// The keys of the log's tables grow: log indices, and subtree indices within a level. The
+/// group of keys `key` is appended to (its prefix: none, or the level), if any.
+fn append_group(table: Table, key: &[u8]) -> Option<&[u8]> {
+    match table {
+        Table::LogEntries | Table::LogHashes => Some(&[]),
+        Table::LogNodes => key.get(..1),
+        _ => None,
+    }
 }
 
 impl FjallWriter<'_> {
@@ -375,6 +389,22 @@ impl FjallWriter<'_> {
     fn exists(&mut self, table: Table, key: &[u8]) -> Result<bool, StoreError> {
         if let Some(known) = self.exists[slot(table)].get(key) {
             return Ok(*known);
+        }
+        if let Some(group) = append_group(table, key) {
+            let keyspace = self.generation.keyspace(table);
+            let tx = &self.tx;
+            let largest = match self.largest.entry((slot(table), group.to_vec())) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    let last = tx.prefix(keyspace, group).next_back().map(|item| item.key()).transpose();
+                    e.insert(last.map_err(backend)?.map(|k| k.to_vec()))
+                }
+            };
+            if largest.as_deref().is_none_or(|l| key > l) {
+                // An append: absent, and the largest from now on.
+                *largest = Some(key.to_vec());
+                return Ok(false);
+            }
         }
         self.tx.contains_key(self.generation.keyspace(table), key).map_err(backend)
     }
@@ -467,6 +497,7 @@ impl Writer for FjallWriter<'_> {
         let keys = self.tx.iter(keyspace).map(|item| item.key().map_err(backend)).collect::<Result<Vec<_>, _>>()?;
         self.deltas[slot(table)] -= keys.len() as i64;
         self.exists[slot(table)].clear();
+        self.largest.retain(|(s, _), _| *s != slot(table));
         for key in keys {
             self.tx.remove(keyspace, key);
         }
@@ -491,7 +522,7 @@ impl Backend for Fjall {
         let generation: &Generation = &live;
         let tx = generation.db.write_tx().durability(Some(PersistMode::SyncAll));
         let exists = std::array::from_fn(|_| HashMap::new());
-        let mut writer = FjallWriter { generation, tx, exists, deltas: [0; TABLES.len()] };
+        let mut writer = FjallWriter { generation, tx, exists, deltas: [0; TABLES.len()], largest: HashMap::new() };
         let out = f(&mut writer)?;
         writer.commit()?;
         Ok(out)

@@ -172,6 +172,26 @@ mod tests {
             "markers are looked for in store files only; patterns everywhere"
         );
     }
+
+    /// A node on `store = "fjall"`: the counts come from its folder, and every file in it
+    /// is a store file whose record fragments the raw scan reports.
+    #[test]
+    fn a_fjall_data_folder_is_counted_and_its_files_scanned_for_fragments() {
+        use huren_node::NodeStore as _;
+        let dir = tempfile::tempdir().unwrap();
+        let record = huren_node::store::StatusRecord {
+            status: 1,
+            authority: "spiffe://huren.gov/province/340000/admin".into(),
+            ..Default::default()
+        };
+        huren_node::FjallStore::open(&dir.path().join("status.fjall")).unwrap().upsert("ah-0001", record).unwrap();
+        let counts = scan_node_data(dir.path()).unwrap();
+        assert_eq!((counts["status"], counts["log_entry"]), (1, 1));
+        let found = scan_node_data_raw(dir.path(), &[b"ah-0001".to_vec()]).unwrap();
+        let patterns: std::collections::BTreeSet<&str> = found.iter().map(|f| f.pattern.as_str()).collect();
+        assert_eq!(patterns, ["ah-0001", "spiffe://"].into(), "{found:?}");
+        assert!(found.iter().all(|f| f.file.contains("status.fjall")), "{found:?}");
+    }
 }
 
 /// One receipt fetched from a gateway and what verifying it found.

@@ -352,8 +352,10 @@ impl<B: Backend> BackedStore<B> {
                             .map(|e| (e.time, deletion_leaf("disclosure", &commitment, &e.encode_to_vec())))
                             .collect(),
                     );
-                    let keep = (!kept.is_empty())
-                        .then(|| DisclosureLog { entries: kept, unitemized: log.unitemized, batches: log.batches.clone() }.encode_to_vec());
+                    let keep = (!kept.is_empty()).then(|| {
+                        DisclosureLog { entries: kept, unitemized: log.unitemized, batches: log.batches.clone() }
+                            .encode_to_vec()
+                    });
                     pending.push((Key::Text(name), value, keep));
                 }
                 if pending.len() >= super::log::PURGE_BATCH {
@@ -457,7 +459,8 @@ mod tests {
         ];
         store.append_disclosures(1, &batch, &[delta(0, "h1", 2, 2), delta(0, "h2", 1, 1)]).unwrap();
         store.append_disclosures(2, &[("s-1".to_owned(), check("h1", 300))], &[delta(0, "h1", 0, 1)]).unwrap();
-        let s1: Vec<_> = store.disclosures("s-1", 0, 1000).unwrap().entries.into_iter().map(|d| (d.hub_id, d.time)).collect();
+        let s1: Vec<_> =
+            store.disclosures("s-1", 0, 1000).unwrap().entries.into_iter().map(|d| (d.hub_id, d.time)).collect();
         assert_eq!(s1, vec![("h1".to_owned(), 300), ("h2".to_owned(), 200), ("h1".to_owned(), 100)]);
         assert_eq!(store.disclosures("s-1", 250, 1000).unwrap().entries.len(), 1);
         assert!(store.disclosures("s-3", 0, 1000).unwrap().entries.is_empty());
@@ -503,7 +506,11 @@ mod tests {
         store.append_disclosures(7, &batch, &[delta(0, "h1", 60, 60)]).unwrap();
         store.append_disclosures(7, &batch, &[]).unwrap();
         for (subject, record) in &batch {
-            assert_eq!(store.disclosures(subject, 0, 10_000).unwrap().entries, std::slice::from_ref(record), "{subject}");
+            assert_eq!(
+                store.disclosures(subject, 0, 10_000).unwrap().entries,
+                std::slice::from_ref(record),
+                "{subject}"
+            );
         }
         if let Some(places) = fixture.places_holding("disclosures") {
             assert!(places > 1, "the disclosure logs sit in {places} place(s)");

@@ -80,6 +80,8 @@ pub struct FederationOptions {
     pub gateway: GatewaySettings,
     /// Keep the nodes' status stores in Redis instead of redb files.
     pub node_redis: Option<NodeRedis>,
+    /// Keep the nodes' status stores in fjall folders instead of redb files (when not in Redis).
+    pub node_fjall: bool,
 }
 
 /// Redis for the nodes' status stores: each province's keys under `<prefix><code>:`.
@@ -207,6 +209,9 @@ impl Federation {
             LiveTrust::open(tls.root.to_vec(), Some(dir.join("trust-list.bin")), Some(&self.pki.trust_list_path()))?;
         let store: std::sync::Arc<dyn huren_node::NodeStore> = match &self.options.node_redis {
             Some(redis) => std::sync::Arc::new(RedisStore::open(&redis.url, &redis.prefix_of(code))?),
+            None if self.options.node_fjall => {
+                std::sync::Arc::new(huren_node::FjallStore::open(&self.node_dir(code).join("status.fjall"))?)
+            }
             None => std::sync::Arc::new(Store::open(&self.node_store_path(code))?),
         };
         let node = Node::new(tls, keys, trust.clone(), store, self.options.node.clone())?

@@ -261,6 +261,9 @@ pub struct IngestArgs {
     /// Folder for the federation and its store (default: a temporary folder).
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// The node's store backend.
+    #[arg(long, value_enum, default_value_t = StoreBackendArg::Redb)]
+    pub backend: StoreBackendArg,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
@@ -319,6 +322,7 @@ pub async fn run(command: BenchCommand) -> Result<()> {
                 in_flight: args.in_flight,
                 attest_rate: args.attest_rate,
                 dir: args.dir,
+                fjall: matches!(args.backend, StoreBackendArg::Fjall),
             };
             let (text, json) = crate::ingest::bench::run(&bench).await?;
             if args.json {

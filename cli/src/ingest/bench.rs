@@ -32,6 +32,8 @@ pub struct IngestBench {
     pub attest_rate: f64,
     /// Folder for the federation (default: a temporary one).
     pub dir: Option<std::path::PathBuf>,
+    /// The node's store: fjall instead of redb.
+    pub fjall: bool,
 }
 
 fn options(kind: &'static str, bench: &IngestBench, total: u64, refusals: &Path, out: Option<&Path>) -> Options {
@@ -81,7 +83,9 @@ pub async fn run(bench: &IngestBench) -> Result<(String, serde_json::Value)> {
     }
     let tmp = tempfile::tempdir()?;
     let dir = bench.dir.clone().unwrap_or_else(|| tmp.path().to_owned());
-    let federation = Federation::start(&dir, &[("340000", "Anhui")], crate::demo::demo_rules()).await?;
+    let settings = crate::federation::FederationOptions { node_fjall: bench.fjall, ..Default::default() };
+    let federation =
+        Federation::start_with(&dir, &[("340000", "Anhui")], crate::demo::demo_rules(), settings).await?;
     let code: ProvinceCode = "340000".parse()?;
     let client = federation.admin_client(&code)?.max_decoding_message_size(16 << 20);
     let refusals = dir.join("refusals.jsonl");

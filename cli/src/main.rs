@@ -7,11 +7,6 @@
 
 use clap::Parser;
 
-/// mimalloc instead of the C library's allocator: measured faster on every lookup path
-/// (BENCHMARKS.md, "Allocator").
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = match huren_cli::Cli::try_parse() {

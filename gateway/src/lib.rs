@@ -34,6 +34,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 mod authz;
+mod batch_verify;
 mod breaker;
 mod capture;
 mod config;
@@ -121,6 +122,11 @@ pub struct GatewaySettings {
     /// How the checks answered from the cache while a home node was down are handed in to
     /// it again after a failed attempt (they go at once when the node answers a lookup).
     pub disclosure_backoff: DeliveryBackoff,
+    /// Collection window for verifying concurrent lookups' attestations together (zero,
+    /// the default: each is verified at once). See `batch_verify`.
+    pub verify_batch_window: Duration,
+    /// Most attestations verified in one batch.
+    pub verify_batch_max: usize,
 }
 
 impl std::fmt::Debug for GatewaySettings {
@@ -134,6 +140,8 @@ impl std::fmt::Debug for GatewaySettings {
             .field("node_concurrency", &self.node_concurrency)
             .field("handshakes", &self.handshakes)
             .field("disclosure_backoff", &self.disclosure_backoff)
+            .field("verify_batch_window", &self.verify_batch_window)
+            .field("verify_batch_max", &self.verify_batch_max)
             .finish_non_exhaustive()
     }
 }
@@ -159,6 +167,8 @@ impl Default for GatewaySettings {
             clock: huren_runtime::clock::Clock::system(),
             handshakes: huren_runtime::tls::HandshakeLimits::default(),
             disclosure_backoff: DeliveryBackoff::default(),
+            verify_batch_window: Duration::ZERO,
+            verify_batch_max: 64,
         }
     }
 }
@@ -318,6 +328,8 @@ impl Gateway {
                 redis_prefix: config.redis_prefix.clone(),
                 hub_rate_per_sec: config.hub_rate_per_sec,
                 handshakes: config.handshake_limits()?,
+                verify_batch_window: Duration::from_micros(config.verify_batch_window_us),
+                verify_batch_max: config.verify_batch_max as usize,
                 ..GatewaySettings::default()
             },
         )

@@ -90,6 +90,8 @@ pub(crate) struct State {
     pub sunset_purged: tokio::sync::watch::Sender<bool>,
     /// Checks answered from the cache while their home node was down, until it takes them.
     pub(crate) deferred: DeferredDisclosures,
+    /// Verifies node answers, at once or in a collection window.
+    verifier: crate::batch_verify::BatchVerifier,
 }
 
 impl State {
@@ -124,6 +126,7 @@ impl State {
             clock: settings.clock.clone(),
             sunset_purged: tokio::sync::watch::channel(false).0,
             deferred: DeferredDisclosures::new(PER_PROVINCE, settings.disclosure_backoff),
+            verifier: crate::batch_verify::BatchVerifier::new(settings.verify_batch_window, settings.verify_batch_max),
         }
     }
 
@@ -401,7 +404,7 @@ impl LookupService {
     /// what comes back and caches it under `key`.
     async fn ask_node(
         &self,
-        trust: &TrustList,
+        trust: &Arc<TrustList>,
         lookup: &Lookup,
         hub: &str,
         key: &str,
@@ -467,7 +470,11 @@ impl LookupService {
         let answer = answer.response;
         let signed =
             answer.attestation.ok_or_else(|| violation("node answered without an attestation".into(), "empty"))?;
-        let verified = check(trust, &signed, lookup, now).map_err(|(reason, label)| violation(reason, label))?;
+        let verified = state
+            .verifier
+            .verify(trust.clone(), &signed, lookup, now)
+            .await
+            .map_err(|(reason, label)| violation(reason, label))?;
         // Cached with the serials of the node chain that answered (an answer whose chain is
         // unknown is not cached: it could not be dropped when that chain is revoked).
         let node_serials = route.served_by[answered_by].current();

@@ -199,3 +199,63 @@ async fn a_cache_entry_rewritten_in_redis_is_verified_afresh_not_trusted() {
     assert_eq!(status.expect("the hub got an attestation that verifies").status, "GREEN");
     assert_eq!(hits(), 1.0, "the rewritten entry was served as a hit");
 }
+
+/// Issue 19's collection window (`verify_batch_window`): single lookups arriving together
+/// are verified as one batch with exactly one-by-one verdicts. A compromised node's spoiled
+/// signature among them is refused to its own lookup alone; every other lookup, and a lone
+/// lookup after them, gets its verified answer.
+#[tokio::test]
+async fn concurrent_lookups_verified_in_one_window_refuse_only_the_forged_answer() {
+    let mut options = FederationOptions::default();
+    // Wide enough that the lookups below, sent at once, meet in one window.
+    options.gateway.verify_batch_window = std::time::Duration::from_millis(200);
+    options.gateway.verify_batch_max = 64;
+    let (mut f, _dir) = start_with(options).await;
+    let shandong = code("370000");
+    let key = f.attestation_key(&shandong).unwrap();
+    let _fake = replace_node_with_fake(
+        &mut f,
+        &shandong,
+        signing_script(move |req| {
+            let mut signed = key.sign(&green_payload(req, "370000"));
+            if req.token.first() == Some(&0xee) {
+                signed.signature[10] ^= 1;
+            }
+            signed
+        }),
+    )
+    .await;
+    let token = |first: u8| {
+        let mut t = qr::new_token().unwrap().to_vec();
+        t[0] = first;
+        t
+    };
+    let mut gates = Vec::new();
+    for first in [1u8, 2, 0xee, 3, 4, 5] {
+        gates.push((first, f.hub(&format!("gate-{first}")).await.unwrap()));
+    }
+    let mut lookups = Vec::new();
+    for (first, mut hub) in gates {
+        let (province, token) = (shandong.clone(), token(first));
+        lookups.push(tokio::spawn(async move {
+            let answer = hub.lookup(&province, &token, "transit.general").await;
+            (hub, answer)
+        }));
+    }
+    let (mut hubs, mut answers) = (Vec::new(), Vec::new());
+    for lookup in lookups {
+        let (hub, answer) = lookup.await.unwrap();
+        hubs.push(hub);
+        answers.push(answer);
+    }
+    let reasons: Vec<_> = answers.iter().map(|a| a.as_ref().err().and_then(|e| e.reason()).unwrap_or("ok")).collect();
+    assert_eq!(reasons, ["ok", "ok", "POLICY_VIOLATION", "ok", "ok", "ok"]);
+    for answer in answers.iter().filter_map(|a| a.as_ref().ok()) {
+        assert_eq!((answer.status.as_str(), answer.province.as_str()), ("GREEN", "370000"));
+    }
+    // A lone lookup is answered when its window closes.
+    let lone = hubs[0].lookup(&shandong, &token(7), "transit.general").await.unwrap();
+    assert_eq!(lone.status, "GREEN");
+    let err = hubs[1].lookup(&shandong, &token(0xee), "transit.general").await.unwrap_err();
+    assert_eq!(err.reason(), Some("POLICY_VIOLATION"), "{err}");
+}

@@ -84,8 +84,7 @@ pub async fn run(bench: &IngestBench) -> Result<(String, serde_json::Value)> {
     let tmp = tempfile::tempdir()?;
     let dir = bench.dir.clone().unwrap_or_else(|| tmp.path().to_owned());
     let settings = crate::federation::FederationOptions { node_fjall: bench.fjall, ..Default::default() };
-    let federation =
-        Federation::start_with(&dir, &[("340000", "Anhui")], crate::demo::demo_rules(), settings).await?;
+    let federation = Federation::start_with(&dir, &[("340000", "Anhui")], crate::demo::demo_rules(), settings).await?;
     let code: ProvinceCode = "340000".parse()?;
     let client = federation.admin_client(&code)?.max_decoding_message_size(16 << 20);
     let refusals = dir.join("refusals.jsonl");

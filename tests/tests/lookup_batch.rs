@@ -107,31 +107,41 @@ async fn every_unknown_token_counts_and_the_limit_cuts_the_manifest_short() {
     assert_eq!(err.reason(), Some("TOO_MANY_UNKNOWN_TOKENS"), "{err}");
 }
 
-#[tokio::test]
-async fn a_forged_attestation_among_good_ones_is_refused_alone() {
-    let mut f = start().await;
-    let shandong = code("370000");
-    let key = f.attestation_key(&shandong).unwrap();
-    // A compromised node: a good signature for every token but the one starting with 0xee,
-    // whose signature is spoiled.
-    let _fake = replace_node_with_fake(
-        &mut f,
-        &shandong,
+/// Replaces `province`'s node by a compromised one: a good signature for every token but
+/// one starting with 0xee, whose signature is spoiled.
+async fn forging_node(
+    f: &mut huren_cli::federation::Federation,
+    province: &ProvinceCode,
+) -> tokio::sync::oneshot::Sender<()> {
+    let key = f.attestation_key(province).unwrap();
+    let code = province.to_string();
+    replace_node_with_fake(
+        f,
+        province,
         signing_script(move |req| {
-            let mut signed = key.sign(&green_payload(req, "370000"));
+            let mut signed = key.sign(&green_payload(req, &code));
             if req.token.first() == Some(&0xee) {
                 signed.signature[10] ^= 1;
             }
             signed
         }),
     )
-    .await;
+    .await
+}
+
+/// A fresh token whose first byte is `first` (0xee: the forging node spoils its answer).
+fn token(first: u8) -> Vec<u8> {
+    let mut t = qr::new_token().unwrap().to_vec();
+    t[0] = first;
+    t
+}
+
+#[tokio::test]
+async fn a_forged_attestation_among_good_ones_is_refused_alone() {
+    let mut f = start().await;
+    let shandong = code("370000");
+    let _fake = forging_node(&mut f, &shandong).await;
     let mut hub = f.hub("flight-manifest").await.unwrap();
-    let token = |first: u8| {
-        let mut t = qr::new_token().unwrap().to_vec();
-        t[0] = first;
-        t
-    };
     let manifest: Vec<_> = [1, 2, 0xee, 3, 4].into_iter().map(|b| (shandong.clone(), token(b))).collect();
     let answers = hub.lookup_batch(&manifest, "transit.general").await.unwrap();
     let reasons: Vec<_> = answers.iter().map(|a| a.as_ref().err().and_then(|e| e.reason()).unwrap_or("ok")).collect();
@@ -212,24 +222,7 @@ async fn concurrent_lookups_verified_in_one_window_refuse_only_the_forged_answer
     options.gateway.verify_batch_max = 64;
     let (mut f, _dir) = start_with(options).await;
     let shandong = code("370000");
-    let key = f.attestation_key(&shandong).unwrap();
-    let _fake = replace_node_with_fake(
-        &mut f,
-        &shandong,
-        signing_script(move |req| {
-            let mut signed = key.sign(&green_payload(req, "370000"));
-            if req.token.first() == Some(&0xee) {
-                signed.signature[10] ^= 1;
-            }
-            signed
-        }),
-    )
-    .await;
-    let token = |first: u8| {
-        let mut t = qr::new_token().unwrap().to_vec();
-        t[0] = first;
-        t
-    };
+    let _fake = forging_node(&mut f, &shandong).await;
     let mut gates = Vec::new();
     for first in [1u8, 2, 0xee, 3, 4, 5] {
         gates.push((first, f.hub(&format!("gate-{first}")).await.unwrap()));

@@ -146,7 +146,21 @@ pub trait Backend: Send + Sync + std::fmt::Debug + 'static {
 
     /// Deletes each record of `table` that still holds the value given, atomically; one flag per
     /// record, whether it was deleted (a record changed since it was read stays).
-    fn delete_unchanged(&self, table: Table, records: &[(Key, Vec<u8>)]) -> Result<Vec<bool>, StoreError>;
+    /// The default reads and deletes in one [`Backend::write`].
+    fn delete_unchanged(&self, table: Table, records: &[(Key, Vec<u8>)]) -> Result<Vec<bool>, StoreError> {
+        let keys: Vec<Key> = records.iter().map(|(k, _)| k.clone()).collect();
+        self.write(&mut |w| {
+            let mut flags = Vec::with_capacity(records.len());
+            for ((key, value), now) in records.iter().zip(w.get_many(table, &keys)?) {
+                let unchanged = now.as_deref() == Some(value.as_slice());
+                if unchanged {
+                    w.delete(table, key.clone())?;
+                }
+                flags.push(unchanged);
+            }
+            Ok(flags)
+        })
+    }
 
     /// Replaces each record of `table` that still holds the value judged with the value given
     /// (deletes it for `None`); one flag per record, whether it was replaced (a record changed

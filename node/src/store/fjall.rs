@@ -562,21 +562,6 @@ impl Backend for Fjall {
         }
     }
 
-    fn delete_unchanged(&self, table: Table, records: &[(Key, Vec<u8>)]) -> Result<Vec<bool>, StoreError> {
-        let keys: Vec<Key> = records.iter().map(|(k, _)| k.clone()).collect();
-        self.write(&mut |w| {
-            let mut flags = Vec::with_capacity(records.len());
-            for ((key, value), now) in records.iter().zip(w.get_many(table, &keys)?) {
-                let unchanged = now.as_deref() == Some(value.as_slice());
-                if unchanged {
-                    w.delete(table, key.clone())?;
-                }
-                flags.push(unchanged);
-            }
-            Ok(flags)
-        })
-    }
-
     /// Copies what is live into a fresh generation, makes it the live one, then overwrites
     /// every file of the old generation with zeros and removes it (see the module's doc).
     /// Runs exclusively (calls wait); crash-safe (`CURRENT` names the old generation until

@@ -372,21 +372,6 @@ impl Backend for Redb {
         }
     }
 
-    fn delete_unchanged(&self, table: Table, records: &[(Key, Vec<u8>)]) -> Result<Vec<bool>, StoreError> {
-        let keys: Vec<Key> = records.iter().map(|(k, _)| k.clone()).collect();
-        self.write(&mut |w| {
-            let mut flags = Vec::with_capacity(records.len());
-            for ((key, value), now) in records.iter().zip(w.get_many(table, &keys)?) {
-                let unchanged = now.as_deref() == Some(value.as_slice());
-                if unchanged {
-                    w.delete(table, key.clone())?;
-                }
-                flags.push(unchanged);
-            }
-            Ok(flags)
-        })
-    }
-
     /// Replaces the store file by a fresh one holding only what is still live, then
     /// overwrites every byte of the old file with zeros: redb never wipes freed pages, so
     /// without this a deleted record's bytes would stay in the file until reused. Runs

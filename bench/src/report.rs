@@ -199,7 +199,6 @@ pub fn report(dir: &Path) -> Result<String> {
     ));
     md.push_str("| path | max req/s | p50 | p99 | max | errors | SUT CPU µs/req | req/s per SUT core | p99 at half load | added p99 |\n");
     md.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
-    let f_ms = |v: Option<f64>| v.map(|us| format!("{:.2} ms", us / 1000.0)).unwrap_or_else(|| "—".into());
     for (k, name) in PATHS {
         let Some(m) = max.get(k) else {
             if matches!(k, "gateway-unique" | "batch") {
@@ -304,6 +303,11 @@ pub fn report(dir: &Path) -> Result<String> {
     Ok(md)
 }
 
+/// Microseconds as milliseconds with two decimals, "—" when absent.
+fn f_ms(v: Option<f64>) -> String {
+    v.map(|us| format!("{:.2} ms", us / 1000.0)).unwrap_or_else(|| "—".into())
+}
+
 /// Every answer of the maximum-load runs by token province and gRPC code, failures
 /// timed as well as successes.
 fn by_province_code(max: &BTreeMap<&str, Value>) -> String {
@@ -311,7 +315,6 @@ fn by_province_code(max: &BTreeMap<&str, Value>) -> String {
         "\nAnswers by province and gRPC code (maximum load; failures are timed too):\n\n\
          | path | province and code | answers | p50 | p99 | max |\n|---|---|---:|---:|---:|---:|\n",
     );
-    let f_ms = |v: Option<f64>| v.map(|us| format!("{:.2} ms", us / 1000.0)).unwrap_or_else(|| "—".into());
     let mut rows = 0;
     for (k, _) in PATHS {
         let Some(codes) = max.get(k).and_then(|m| m.get("by_province_code")).and_then(Value::as_object) else {

@@ -335,18 +335,7 @@ mod tests {
     use super::*;
 
     fn check(subject: &str, hub: &str, time: i64) -> Pending {
-        Pending {
-            subject_ref: subject.into(),
-            record: DisclosureRecord {
-                hub_id: hub.into(),
-                hub_province: "370000".into(),
-                purpose: "transit.rail".into(),
-                time,
-                gateway: "spiffe://huren.gov/gateway/g".into(),
-                outcome: "attested".into(),
-                ..Default::default()
-            },
-        }
+        Pending { subject_ref: subject.into(), record: crate::store::tests::check_record(hub, time) }
     }
 
     fn sorted(mut v: Vec<HubAggregateRecord>) -> Vec<(i64, String, u64, u64)> {

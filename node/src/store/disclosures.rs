@@ -388,15 +388,7 @@ mod tests {
     use super::*;
 
     fn check(hub: &str, time: i64) -> DisclosureRecord {
-        DisclosureRecord {
-            hub_id: hub.into(),
-            hub_province: "370000".into(),
-            purpose: "transit.rail".into(),
-            time,
-            gateway: "spiffe://huren.gov/gateway/g".into(),
-            outcome: "attested".into(),
-            ..Default::default()
-        }
+        super::super::tests::check_record(hub, time)
     }
 
     fn summary(log: &DisclosureLog) -> Vec<(&str, i64, i64, u64)> {

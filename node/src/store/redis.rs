@@ -1094,15 +1094,7 @@ mod tests {
     }
 
     fn check(time: i64) -> DisclosureRecord {
-        DisclosureRecord {
-            hub_id: "h1".into(),
-            hub_province: "370000".into(),
-            purpose: "transit.rail".into(),
-            time,
-            gateway: "spiffe://huren.gov/gateway/g".into(),
-            outcome: "attested".into(),
-            ..Default::default()
-        }
+        super::super::tests::check_record("h1", time)
     }
 
     /// A retention purge (one node process) while another appends today's checks to the same

@@ -13,6 +13,18 @@ use super::{
     FjallStore, NodeStore, PurgePlan, RedisStore, StatusRecord, Store, StoreError, TokenRecord, OLDER_SIGNED_SIZES,
     RECENT_SIGNED_SIZES, RECORD_MARKERS,
 };
+/// A check by `hub` at `time`, as the disclosure tests record them.
+pub(crate) fn check_record(hub: &str, time: i64) -> super::DisclosureRecord {
+    super::DisclosureRecord {
+        hub_id: hub.into(),
+        hub_province: "370000".into(),
+        purpose: "transit.rail".into(),
+        time,
+        gateway: "spiffe://huren.gov/gateway/g".into(),
+        outcome: "attested".into(),
+        ..Default::default()
+    }
+}
 
 /// The Redis server of the tests (`HUREN_TEST_REDIS`, else the local default).
 pub(crate) fn redis_url() -> String {

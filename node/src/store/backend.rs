@@ -115,7 +115,8 @@ pub trait Writer {
 
     fn delete(&mut self, table: Table, key: Key) -> Result<(), StoreError>;
 
-    /// Records log index `index` under a subject commitment.
+    /// Records log index `index` under a subject commitment. Called once per index, when its
+    /// entry is appended (a backend may count the record new without a read).
     fn index_subject(&mut self, commitment: &[u8], index: u64) -> Result<(), StoreError>;
 
     fn unindex_subject(&mut self, commitment: &[u8], index: u64) -> Result<(), StoreError>;
@@ -138,6 +139,20 @@ pub trait Backend: Send + Sync + std::fmt::Debug + 'static {
     /// write of [spread](Table::spread) tables is atomic per place only: a failure may leave
     /// part of it written, and `f` may run again over that part.
     fn write<T>(&self, f: &mut dyn FnMut(&mut dyn Writer) -> Result<T, StoreError>) -> Result<T, StoreError>;
+
+    /// [`Backend::write`], with the values of `prefetch` read ahead where the backend can do
+    /// that without holding up other writes (fjall: from a snapshot, before the write waits
+    /// for its turn; a value some write committed meanwhile changed is dropped and read
+    /// again in the write). `f`'s reads of those keys see exactly what they would have seen.
+    /// The default reads nothing ahead.
+    fn write_prefetched<T>(
+        &self,
+        prefetch: &[(Table, &[Key])],
+        f: &mut dyn FnMut(&mut dyn Writer) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let _ = prefetch;
+        self.write(f)
+    }
 
     /// Hands every record of `table` ([`Table::Status`], [`Table::Token`], [`Table::Applied`],
     /// [`Table::Disclosures`] or [`Table::HubAggregates`]) to `page`, a page at

@@ -1,5 +1,5 @@
 //! The LSM backend: the node store in a fjall database (a pure-Rust log-structured merge
-//! tree), one keyspace per table, written through fjall's single-writer transactions
+//! tree), one keyspace per table, each write one atomic fjall write batch
 //! (`store = "fjall"`, the folder `status.fjall/` in `data_dir`). Random keys in several
 //! tables, which is what every status change writes, cost an LSM tree appends to one journal
 //! instead of page rewrites in several B-trees.
@@ -25,17 +25,24 @@
 //!
 //! Indices are big-endian so keys sort as numbers (a subject's log indices come out of a
 //! prefix scan in order). An LSM tree cannot count its keys without reading them all, so
-//! every write keeps `counts` exact in the same transaction: a put or delete first asks
-//! whether the key exists (answered from what the transaction already read; for the log's
-//! growing keys, from the largest key held, read once per transaction; else a point read
-//! that bloom filters make cheap for absent keys).
+//! every write keeps `counts` exact in the same batch: a put or delete first asks whether
+//! the key exists (answered from what the write already read or wrote; for the log's
+//! growing keys, from the largest key held, read once per write; a subject-index key is new
+//! by construction, its log index just appended; else a point read that bloom filters make
+//! cheap for absent keys).
 //!
-//! Durability: every write (`Backend::write`) is one fjall transaction committed with
+//! Writes: one at a time (a mutex), each over a snapshot taken once it holds the mutex. What
+//! it writes is held in its own ordered overlay, which its reads consult first, and goes to
+//! fjall as one write batch at the end: atomic (one sequence number, visible to readers all
+//! at once) and inserted into the memtables once, in key order. (fjall's own
+//! transactions insert every write twice, into the transaction's memtable and then the
+//! keyspace's: measured 1.3× slower at 1 M subjects, BENCHMARKS.md.)
+//!
+//! Durability: every write (`Backend::write`) is one fjall write batch committed with
 //! `PersistMode::SyncAll`: the journal is written and `fsync`ed before the call returns, so
 //! an acknowledged change survives a crash of the process or the machine (fjall replays its
 //! journal at open). fjall's default (`PersistMode::Buffer`, a write to OS buffers) would
-//! survive a process crash only, and is not used. Transactions are serialized (one writer at
-//! a time in this process); reads see a snapshot; fjall's lock file keeps a second process
+//! survive a process crash only, and is not used. Reads see a snapshot; fjall's lock file keeps a second process
 //! off the folder.
 //!
 //! What stays on disk after a delete: an LSM tree writes a delete as a tombstone and drops
@@ -49,12 +56,14 @@
 //! freed earlier (fjall's own compactions unlink files without overwriting them) is outside
 //! any backend's reach.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::hash::BuildHasher;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
-use fjall::{KeyspaceCreateOptions, PersistMode, Readable, SingleWriterTxDatabase, SingleWriterTxKeyspace};
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable};
 
 use super::backend::{wrong_key, Backend, Key, Page, Reader, Table, Writer};
 use super::{BackedStore, StoreError};
@@ -64,10 +73,13 @@ pub type FjallStore = BackedStore<Fjall>;
 
 /// Records handed to a scan's callback at a time.
 const SCAN_PAGE: usize = 1000;
-/// Records per transaction when [`Backend::rewrite`] copies the live generation.
+/// Records per batch when [`Backend::rewrite`] copies the live generation.
 const COPY_BATCH: usize = 10_000;
 /// Names the live generation's folder.
 const CURRENT: &str = "CURRENT";
+/// fjall's block cache, bytes (its default is 32 MiB): the status table's blocks that point
+/// reads and status changes at population scale come back to.
+const CACHE_BYTES: u64 = 256 * 1024 * 1024;
 
 /// Every table, in the order of [`slot`].
 const TABLES: [Table; 10] = [
@@ -169,24 +181,64 @@ fn count_of(bytes: Option<fjall::Slice>) -> Result<u64, StoreError> {
 struct Generation {
     /// Its folder, `gNNNNNNNN`, in the store's folder.
     dir: PathBuf,
-    db: SingleWriterTxDatabase,
+    db: Database,
     /// The keyspace of each table, in the order of [`TABLES`].
-    tables: Vec<SingleWriterTxKeyspace>,
-    counts: SingleWriterTxKeyspace,
+    tables: Vec<Keyspace>,
+    counts: Keyspace,
+    /// Held by the one write at a time (see [`Backend::write`]), with what the latest writes
+    /// wrote.
+    writer: Mutex<Committed>,
+    /// Writes committed so far (the same as `writer`'s count; read without the lock).
+    committed: AtomicU64,
+    /// Hashes the keys writes wrote (one random key per generation).
+    hasher: std::collections::hash_map::RandomState,
+}
+
+/// The tables whose values a write may read ahead ([`Backend::write_prefetched`]): the
+/// keys a write writes in them are listed for the writes after it.
+const PREFETCHED: [Table; 3] = [Table::Status, Table::Applied, Table::Token];
+
+/// Committed writes kept in [`Committed::recent`]: a read ahead older than these is dropped.
+const RECENT_WRITES: usize = 8;
+
+/// What the latest writes wrote, for values read ahead of a write
+/// ([`Backend::write_prefetched`]) to be checked against.
+#[derive(Default)]
+struct Committed {
+    /// Writes committed so far.
+    count: u64,
+    /// The latest [`RECENT_WRITES`] writes, oldest first: each one's number and the hashes
+    /// of the keys it wrote in the [`PREFETCHED`] tables (`None`: too many to list; it
+    /// counts as having written every key).
+    recent: VecDeque<(u64, Option<HashSet<u64>>)>,
+}
+
+impl Generation {
+    fn key_hash(&self, table: Table, key: &[u8]) -> u64 {
+        self.hasher.hash_one((slot(table), key))
+    }
 }
 
 impl Generation {
     fn open(dir: &Path) -> Result<Self, StoreError> {
-        let db = SingleWriterTxDatabase::builder(dir).open().map_err(backend)?;
+        let db = Database::builder(dir).cache_size(CACHE_BYTES).open().map_err(backend)?;
         let tables = TABLES
             .iter()
             .map(|t| db.keyspace(keyspace_name(*t), KeyspaceCreateOptions::default).map_err(backend))
             .collect::<Result<Vec<_>, _>>()?;
         let counts = db.keyspace("counts", KeyspaceCreateOptions::default).map_err(backend)?;
-        Ok(Self { dir: dir.to_owned(), db, tables, counts })
+        Ok(Self {
+            dir: dir.to_owned(),
+            db,
+            tables,
+            counts,
+            writer: Mutex::new(Committed::default()),
+            committed: AtomicU64::new(0),
+            hasher: Default::default(),
+        })
     }
 
-    fn keyspace(&self, table: Table) -> &SingleWriterTxKeyspace {
+    fn keyspace(&self, table: Table) -> &Keyspace {
         &self.tables[slot(table)]
     }
 }
@@ -360,17 +412,25 @@ impl Reader for FjallReader {
     }
 }
 
-/// One write transaction, with what it learnt of which keys exist (to keep the counts).
+/// One write: its writes held here until the commit (so its reads see them), over the
+/// snapshot taken when it began (no other write runs meanwhile), with what it learnt of
+/// which keys exist (to keep the counts).
 struct FjallWriter<'g> {
     generation: &'g Generation,
-    tx: fjall::SingleWriterWriteTx<'g>,
-    /// Per table (in the order of [`TABLES`]): whether a key exists as this transaction
-    /// sees it, for keys it read (and wrote since); any other key is asked of the transaction.
+    snapshot: fjall::Snapshot,
+    /// Per table (in the order of [`TABLES`]): what this write put (`Some`) or deleted
+    /// (`None`), the last write of each key; in key order, the order the commit inserts
+    /// them in (neighbouring inserts into a memtable's skiplist find their place faster).
+    writes: [BTreeMap<Vec<u8>, Option<Vec<u8>>>; TABLES.len()],
+    /// Per table: values read ahead of the write that no write committed since changed.
+    prefetched: [HashMap<Vec<u8>, Option<Vec<u8>>>; TABLES.len()],
+    /// Per table: whether a key exists as this write sees it, for keys it read (and wrote
+    /// since); any other key is asked of the overlay, then of the snapshot.
     exists: [HashMap<Vec<u8>, bool>; TABLES.len()],
     /// Records added (negative: removed) per table, in the order of [`TABLES`].
     deltas: [i64; TABLES.len()],
-    /// The largest key of each append group ([`append_group`]) as this transaction sees
-    /// it: a key above it is absent without a read.
+    /// The largest key of each append group ([`append_group`]) as this write sees it: a
+    /// key above it is absent without a read.
     largest: HashMap<(usize, Vec<u8>), Option<Vec<u8>>>,
 }
 
@@ -385,18 +445,36 @@ fn append_group(table: Table, key: &[u8]) -> Option<&[u8]> {
 }
 
 impl FjallWriter<'_> {
-    /// Whether `key` exists in `table` now, as this transaction sees it.
+    /// The value of `key` in `table` as this write sees it.
+    fn read(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Some(written) = self.writes[slot(table)].get(key) {
+            return Ok(written.clone());
+        }
+        if let Some(read) = self.prefetched[slot(table)].get(key) {
+            return Ok(read.clone());
+        }
+        let value = self.snapshot.get(self.generation.keyspace(table), key).map_err(backend)?;
+        Ok(value.map(|v| v.to_vec()))
+    }
+
+    /// Whether `key` exists in `table` now, as this write sees it.
     fn exists(&mut self, table: Table, key: &[u8]) -> Result<bool, StoreError> {
+        if let Some(written) = self.writes[slot(table)].get(key) {
+            return Ok(written.is_some());
+        }
         if let Some(known) = self.exists[slot(table)].get(key) {
             return Ok(*known);
         }
+        if let Some(read) = self.prefetched[slot(table)].get(key) {
+            return Ok(read.is_some());
+        }
         if let Some(group) = append_group(table, key) {
             let keyspace = self.generation.keyspace(table);
-            let tx = &self.tx;
+            let snapshot = &self.snapshot;
             let largest = match self.largest.entry((slot(table), group.to_vec())) {
                 std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
                 std::collections::hash_map::Entry::Vacant(e) => {
-                    let last = tx.prefix(keyspace, group).next_back().map(|item| item.key()).transpose();
+                    let last = snapshot.prefix(keyspace, group).next_back().map(|item| item.key()).transpose();
                     e.insert(last.map_err(backend)?.map(|k| k.to_vec()))
                 }
             };
@@ -406,51 +484,79 @@ impl FjallWriter<'_> {
                 return Ok(false);
             }
         }
-        self.tx.contains_key(self.generation.keyspace(table), key).map_err(backend)
-    }
-
-    /// Notes that `key` now exists or not, where this transaction had learnt it.
-    fn learn(&mut self, table: Table, key: &[u8], exists: bool) {
-        if let Some(known) = self.exists[slot(table)].get_mut(key) {
-            *known = exists;
-        }
+        self.snapshot.contains_key(self.generation.keyspace(table), key).map_err(backend)
     }
 
     fn put_raw(&mut self, table: Table, key: Vec<u8>, value: Vec<u8>) -> Result<(), StoreError> {
         if !self.exists(table, &key)? {
             self.deltas[slot(table)] += 1;
-            self.learn(table, &key, true);
         }
-        self.tx.insert(self.generation.keyspace(table), key, value);
+        self.writes[slot(table)].insert(key, Some(value));
         Ok(())
+    }
+
+    /// Puts a key this write knows to be new (no read to count it).
+    fn put_new(&mut self, table: Table, key: Vec<u8>, value: Vec<u8>) {
+        self.deltas[slot(table)] += 1;
+        self.writes[slot(table)].insert(key, Some(value));
     }
 
     fn delete_raw(&mut self, table: Table, key: Vec<u8>) -> Result<(), StoreError> {
         if self.exists(table, &key)? {
             self.deltas[slot(table)] -= 1;
-            self.learn(table, &key, false);
-            self.tx.remove(self.generation.keyspace(table), key);
+            self.writes[slot(table)].insert(key, None);
         }
         Ok(())
     }
 
-    /// Adds the deltas to the stored counts and commits, durably.
-    fn commit(mut self) -> Result<(), StoreError> {
+    /// Writes everything, with the deltas added to the stored counts, in one atomic batch,
+    /// durably, and notes what it wrote in `committed` (held by this write).
+    fn commit(self, committed: &mut Committed) -> Result<(), StoreError> {
+        let generation = self.generation;
+        let mut batch = generation.db.batch().durability(Some(PersistMode::SyncAll));
         for table in TABLES {
             let delta = self.deltas[slot(table)];
             if delta == 0 {
                 continue;
             }
             let name = keyspace_name(table);
-            let now = count_of(self.tx.get(&self.generation.counts, name).map_err(backend)?)?;
+            let now = count_of(self.snapshot.get(&generation.counts, name).map_err(backend)?)?;
             let next = now
                 .checked_add_signed(delta)
                 .ok_or_else(|| corrupt(format!("the count of {name} ({now}) is below what was deleted")))?;
-            self.tx.insert(&self.generation.counts, name, next.to_be_bytes());
+            batch.insert(&generation.counts, name, next.to_be_bytes());
         }
-        self.tx.commit().map_err(backend)
+        let listed: usize = PREFETCHED.iter().map(|t| self.writes[slot(*t)].len()).sum();
+        let mut written = (listed <= MAX_LISTED_WRITES).then(|| HashSet::with_capacity(listed));
+        for (table, writes) in TABLES.iter().zip(self.writes) {
+            let keyspace = generation.keyspace(*table);
+            for (key, value) in writes {
+                if let Some(written) = written.as_mut().filter(|_| PREFETCHED.contains(table)) {
+                    written.insert(generation.key_hash(*table, &key));
+                }
+                match value {
+                    Some(value) => batch.insert(keyspace, key, value),
+                    None => batch.remove(keyspace, key),
+                }
+            }
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        batch.commit().map_err(backend)?;
+        committed.count += 1;
+        generation.committed.store(committed.count, Ordering::Release);
+        if committed.recent.len() == RECENT_WRITES {
+            committed.recent.pop_front();
+        }
+        committed.recent.push_back((committed.count, written));
+        Ok(())
     }
 }
+
+/// Keys a write lists for reads ahead to be checked against; a larger write (a purge, a
+/// rewrite's copy) drops every value read ahead of the writes after it.
+const MAX_LISTED_WRITES: usize = 200_000;
 
 impl Writer for FjallWriter<'_> {
     fn get_many(&mut self, table: Table, keys: &[Key]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
@@ -460,9 +566,9 @@ impl Writer for FjallWriter<'_> {
         let mut out = Vec::with_capacity(keys.len());
         for key in keys {
             let key = encode(table, key)?;
-            let value = self.tx.get(self.generation.keyspace(table), &key).map_err(backend)?;
+            let value = self.read(table, &key)?;
             self.exists[slot(table)].insert(key, value.is_some());
-            out.push(value.map(|v| v.to_vec()));
+            out.push(value);
         }
         Ok(out)
     }
@@ -483,24 +589,46 @@ impl Writer for FjallWriter<'_> {
         self.delete_raw(table, key)
     }
 
+    /// A log index is indexed once, when its entry is appended: the key is new unless this
+    /// write deleted it, and is put without a read.
     fn index_subject(&mut self, commitment: &[u8], index: u64) -> Result<(), StoreError> {
-        self.put_raw(Table::SubjectLog, subject_key(commitment, index), Vec::new())
+        let key = subject_key(commitment, index);
+        match self.writes[slot(Table::SubjectLog)].get(&key) {
+            Some(_) => self.put_raw(Table::SubjectLog, key, Vec::new()),
+            None => {
+                self.put_new(Table::SubjectLog, key, Vec::new());
+                Ok(())
+            }
+        }
     }
 
     fn unindex_subject(&mut self, commitment: &[u8], index: u64) -> Result<(), StoreError> {
         self.delete_raw(Table::SubjectLog, subject_key(commitment, index))
     }
 
-    /// One tombstone per record, in this transaction (held in memory until it commits).
+    /// One tombstone per record (held in memory until the write commits).
     fn clear(&mut self, table: Table) -> Result<(), StoreError> {
         let keyspace = self.generation.keyspace(table);
-        let keys = self.tx.iter(keyspace).map(|item| item.key().map_err(backend)).collect::<Result<Vec<_>, _>>()?;
-        self.deltas[slot(table)] -= keys.len() as i64;
-        self.exists[slot(table)].clear();
-        self.largest.retain(|(s, _), _| *s != slot(table));
-        for key in keys {
-            self.tx.remove(keyspace, key);
+        let mut held = 0i64;
+        let mut tombstones = BTreeMap::new();
+        for item in self.snapshot.iter(keyspace) {
+            let key = item.key().map_err(backend)?.to_vec();
+            if !matches!(self.writes[slot(table)].get(&key), Some(None)) {
+                held += 1;
+            }
+            tombstones.insert(key, None);
         }
+        for (key, value) in std::mem::take(&mut self.writes[slot(table)]) {
+            if value.is_some() && !tombstones.contains_key(&key) {
+                held += 1;
+            }
+            tombstones.insert(key, None);
+        }
+        self.writes[slot(table)] = tombstones;
+        self.deltas[slot(table)] -= held;
+        self.exists[slot(table)].clear();
+        self.prefetched[slot(table)].clear();
+        self.largest.retain(|(s, _), _| *s != slot(table));
         Ok(())
     }
 }
@@ -510,7 +638,7 @@ impl Backend for Fjall {
 
     fn reader(&self) -> Result<FjallReader, StoreError> {
         let generation = self.generation();
-        let snapshot = generation.db.read_tx();
+        let snapshot = generation.db.snapshot();
         Ok(FjallReader { generation, snapshot })
     }
 
@@ -518,14 +646,22 @@ impl Backend for Fjall {
         // Held until the commit: a rewrite waits for the write, so it never copies a
         // generation that a write then changes. `f` acts only through the writer, so
         // nothing here takes the lock again.
+        self.write_prefetched(&[], f)
+    }
+
+    /// Reads `prefetch` from a snapshot before taking the one-writer lock (so while another
+    /// write runs), then keeps each value unless a write committed since wrote its key.
+    fn write_prefetched<T>(
+        &self,
+        prefetch: &[(Table, &[Key])],
+        f: &mut dyn FnMut(&mut dyn Writer) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        // Held until the commit: a rewrite waits for the write, so it never copies a
+        // generation that a write then changes. `f` acts only through the writer, so
+        // nothing here takes the lock again.
         let live = self.live.read().unwrap_or_else(|e| e.into_inner());
-        let generation: &Generation = &live;
-        let tx = generation.db.write_tx().durability(Some(PersistMode::SyncAll));
-        let exists = std::array::from_fn(|_| HashMap::new());
-        let mut writer = FjallWriter { generation, tx, exists, deltas: [0; TABLES.len()], largest: HashMap::new() };
-        let out = f(&mut writer)?;
-        writer.commit()?;
-        Ok(out)
+        let ahead = ReadAhead::read(&live, prefetch)?;
+        write_on(&live, ahead, f)
     }
 
     /// Pages in key order, each page read from a fresh snapshot after the last key handed
@@ -538,7 +674,7 @@ impl Backend for Fjall {
         loop {
             let records = {
                 let generation = self.generation();
-                let snapshot = generation.db.read_tx();
+                let snapshot = generation.db.snapshot();
                 let keyspace = generation.keyspace(table);
                 let items = match after.take() {
                     None => snapshot.iter(keyspace),
@@ -607,33 +743,169 @@ impl Backend for Fjall {
     }
 }
 
+/// Values read ahead of a write, from a snapshot taken without the one-writer lock
+/// ([`Backend::write_prefetched`]).
+struct ReadAhead {
+    /// Writes committed before the snapshot was taken: only later ones can have changed
+    /// what it shows.
+    since: u64,
+    /// Per table (in the order of [`TABLES`]): key → value (`None`: absent).
+    values: [HashMap<Vec<u8>, Option<Vec<u8>>>; TABLES.len()],
+}
+
+impl ReadAhead {
+    /// Reads the keys of `prefetch` in the [`PREFETCHED`] tables (others are left to the
+    /// write).
+    fn read(generation: &Generation, prefetch: &[(Table, &[Key])]) -> Result<Self, StoreError> {
+        // The count first, then the snapshot: the snapshot holds at least every write
+        // counted (a write is counted once committed).
+        let since = generation.committed.load(Ordering::Acquire);
+        let mut values: [HashMap<Vec<u8>, Option<Vec<u8>>>; TABLES.len()] = std::array::from_fn(|_| HashMap::new());
+        if !prefetch.is_empty() {
+            let snapshot = generation.db.snapshot();
+            for (table, keys) in prefetch.iter().filter(|(t, _)| PREFETCHED.contains(t)) {
+                let keyspace = generation.keyspace(*table);
+                for key in *keys {
+                    let key = encode(*table, key)?;
+                    let value = snapshot.get(keyspace, &key).map_err(backend)?.map(|v| v.to_vec());
+                    values[slot(*table)].insert(key, value);
+                }
+            }
+        }
+        Ok(Self { since, values })
+    }
+
+    /// Drops every value a write committed after the read ahead may have changed: all of
+    /// them when one of those writes is no longer in `committed`'s list, or listed none.
+    fn still_valid(
+        mut self,
+        generation: &Generation,
+        committed: &Committed,
+    ) -> [HashMap<Vec<u8>, Option<Vec<u8>>>; TABLES.len()] {
+        let since = self.since;
+        if committed.count == since || self.values.iter().all(HashMap::is_empty) {
+            return self.values;
+        }
+        let complete = committed.recent.front().is_some_and(|(first, _)| *first <= since + 1);
+        let later: Vec<&Option<HashSet<u64>>> =
+            committed.recent.iter().filter(|(n, _)| *n > since).map(|(_, w)| w).collect();
+        if !complete || later.iter().any(|w| w.is_none()) {
+            self.values.iter_mut().for_each(HashMap::clear);
+            return self.values;
+        }
+        for table in PREFETCHED {
+            self.values[slot(table)].retain(|key, _| {
+                let hash = generation.key_hash(table, key);
+                !later.iter().any(|w| w.as_ref().is_some_and(|w| w.contains(&hash)))
+            });
+        }
+        self.values
+    }
+}
+
+/// Runs the write `f` in `generation` once no other write runs, with what was read `ahead`
+/// that is still valid, and commits it.
+fn write_on<T>(
+    generation: &Generation,
+    ahead: ReadAhead,
+    f: &mut dyn FnMut(&mut dyn Writer) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    // One write at a time, and its snapshot taken once it is the one: what it reads is all
+    // that was committed.
+    let mut committed = generation.writer.lock().unwrap_or_else(|e| e.into_inner());
+    let prefetched = ahead.still_valid(generation, &committed);
+    let mut writer = FjallWriter {
+        generation,
+        snapshot: generation.db.snapshot(),
+        writes: std::array::from_fn(|_| BTreeMap::new()),
+        prefetched,
+        exists: std::array::from_fn(|_| HashMap::new()),
+        deltas: [0; TABLES.len()],
+        largest: HashMap::new(),
+    };
+    let out = f(&mut writer)?;
+    writer.commit(&mut committed)?;
+    Ok(out)
+}
+
 /// Copies every record of `from` (one snapshot) into `to`, with exact counts, and syncs `to`.
 fn copy_live(from: &Generation, to: &Generation) -> Result<(), StoreError> {
-    let snapshot = from.db.read_tx();
+    let snapshot = from.db.snapshot();
     let mut counts = Vec::new();
     for table in TABLES {
         let target = to.keyspace(table);
         let mut n = 0u64;
-        let mut tx = to.db.write_tx();
-        let mut pending = 0;
+        let mut batch = to.db.batch();
         for item in snapshot.iter(from.keyspace(table)) {
             let (key, value) = item.into_inner().map_err(backend)?;
-            tx.insert(target, key, value);
+            batch.insert(target, key, value);
             n += 1;
-            pending += 1;
-            if pending == COPY_BATCH {
-                tx.commit().map_err(backend)?;
-                tx = to.db.write_tx();
-                pending = 0;
+            if batch.len() == COPY_BATCH {
+                std::mem::replace(&mut batch, to.db.batch()).commit().map_err(backend)?;
             }
         }
-        tx.commit().map_err(backend)?;
+        batch.commit().map_err(backend)?;
         counts.push((keyspace_name(table), n));
     }
-    let mut tx = to.db.write_tx();
+    let mut batch = to.db.batch();
     for (name, n) in counts {
-        tx.insert(&to.counts, name, n.to_be_bytes());
+        batch.insert(&to.counts, name, n.to_be_bytes());
     }
-    tx.commit().map_err(backend)?;
+    batch.commit().map_err(backend)?;
     to.db.persist(PersistMode::SyncAll).map_err(backend)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(backend: &Fjall, key: &str, value: &[u8]) {
+        backend.write(&mut |w| w.put(Table::Status, Key::text(key), value.to_vec())).unwrap();
+    }
+
+    fn keys(names: &[&str]) -> Vec<Key> {
+        names.iter().map(|k| Key::text(k)).collect()
+    }
+
+    /// What a write reading `names` sees, given what was read ahead of it.
+    fn seen(backend: &Fjall, ahead: ReadAhead, names: &[&str]) -> Vec<Option<Vec<u8>>> {
+        write_on(&backend.generation(), ahead, &mut |w| w.get_many(Table::Status, &keys(names))).unwrap()
+    }
+
+    fn open() -> (tempfile::TempDir, Fjall) {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = Fjall::open(&dir.path().join("s.fjall")).unwrap();
+        (dir, backend)
+    }
+
+    /// A value read ahead of a write (while other writes ran) is used only where no write
+    /// committed since wrote its key: a changed value, and a key that appeared, are read
+    /// again.
+    #[test]
+    fn a_value_read_ahead_that_a_later_write_changed_is_read_again() {
+        let (_dir, backend) = open();
+        put(&backend, "a", b"1");
+        put(&backend, "b", b"1");
+        let ahead = ReadAhead::read(&backend.generation(), &[(Table::Status, &keys(&["a", "b", "c"]))]).unwrap();
+        put(&backend, "a", b"2");
+        put(&backend, "c", b"2");
+        assert_eq!(
+            seen(&backend, ahead, &["a", "b", "c"]),
+            vec![Some(b"2".to_vec()), Some(b"1".to_vec()), Some(b"2".to_vec())]
+        );
+    }
+
+    /// When more writes committed since the read ahead than are remembered, none of its
+    /// values is trusted.
+    #[test]
+    fn a_read_ahead_older_than_the_writes_remembered_is_dropped_whole() {
+        let (_dir, backend) = open();
+        put(&backend, "a", b"1");
+        let ahead = ReadAhead::read(&backend.generation(), &[(Table::Status, &keys(&["a"]))]).unwrap();
+        put(&backend, "a", b"2");
+        for n in 0..RECENT_WRITES {
+            put(&backend, &format!("other-{n}"), b"x");
+        }
+        assert_eq!(seen(&backend, ahead, &["a"]), vec![Some(b"2".to_vec())]);
+    }
 }

@@ -381,7 +381,7 @@ impl<B: Backend> BackedStore<B> {
         }
         let keys: Vec<Key> = subjects.iter().map(|s| Key::text(s)).collect();
         let commitments: Vec<[u8; 32]> = batch.iter().map(|(s, _)| self.commitment(s)).collect();
-        self.backend.write(&mut |w| {
+        self.backend.write_prefetched(&[(Table::Status, keys.as_slice())], &mut |w| {
             let mut latest: HashMap<&str, u64> = HashMap::with_capacity(subjects.len());
             for (subject, current) in subjects.iter().zip(w.get_many(Table::Status, &keys)?) {
                 let version = match current {

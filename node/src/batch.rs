@@ -66,7 +66,7 @@ impl StatusAdminService {
         inner.refuse_if_sunset()?;
         let req = request.into_inner();
         batch_size(req.items.len(), MAX_STATUS_ITEMS)?;
-        blocking(move || publish(&inner, &caller, req)).await
+        behind_lookups(move || publish(&inner, &caller, req)).await
     }
 
     pub(crate) async fn issue_tokens_inner(
@@ -80,6 +80,22 @@ impl StatusAdminService {
         batch_size(req.items.len(), MAX_TOKEN_ITEMS)?;
         blocking(move || issue(&inner, req)).await
     }
+}
+
+/// Runs `f` (a batch's decisions and its store write) on a thread of its own at a lower CPU
+/// priority ([`crate::priority`]): while an import keeps the cores busy, lookups run first.
+async fn behind_lookups<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, NodeError> + Send + 'static,
+) -> Result<T, NodeError> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("huren-publish".into())
+        .spawn(move || {
+            crate::priority::lower();
+            let _ = tx.send(f());
+        })
+        .map_err(|e| NodeError::Internal(format!("starting a publishing thread: {e}")))?;
+    rx.await.map_err(|_| NodeError::Internal("the publishing thread failed".into()))?
 }
 
 /// Steps 2 to 4 of the module docs.

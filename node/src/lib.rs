@@ -12,7 +12,8 @@
 //! call what, pure), `lift` (who may lift a held non-green status before it lapses, pure),
 //! `request` (requests as domain types, checked once: [`InvalidRequest`]), `batch` (the
 //! batched `PublishStatuses` and `IssueTokens`, item by item through the unary calls'
-//! checks, one store transaction per batch), `error` (typed
+//! checks, one store transaction per batch, on threads of lower CPU priority), `priority`
+//! (bulk work gives way to lookups: publishing, the fjall store's compactions), `error` (typed
 //! refusals, [`NodeError`], and the one mapping to `tonic::Status` with
 //! `google.rpc.ErrorInfo`/`RetryInfo`), `service` (the `Attestation` and `StatusAdmin`
 //! services, [`NodeSettings`]; `Attestation/RecordDisclosures` takes the checks a gateway
@@ -34,6 +35,7 @@ mod error;
 mod keys;
 mod lift;
 mod metrics;
+mod priority;
 mod request;
 pub mod retention;
 mod service;

@@ -221,7 +221,12 @@ impl Generation {
 
 impl Generation {
     fn open(dir: &Path) -> Result<Self, StoreError> {
-        let db = Database::builder(dir).cache_size(CACHE_BYTES).open().map_err(backend)?;
+        // Opened from a thread of lower priority, whose niceness fjall's flush and compaction
+        // threads inherit: they give way to lookups (`crate::priority`).
+        let path = dir.to_owned();
+        let db = crate::priority::run_lowered(move || Database::builder(path).cache_size(CACHE_BYTES).open())
+            .map_err(backend)?
+            .map_err(backend)?;
         let tables = TABLES
             .iter()
             .map(|t| db.keyspace(keyspace_name(*t), KeyspaceCreateOptions::default).map_err(backend))

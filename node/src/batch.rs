@@ -30,7 +30,7 @@ use tonic::Request;
 use crate::authz::Call;
 use crate::error::NodeError;
 use crate::request::{batch_size, item_id, InvalidRequest, StatusChange, TokenRequest};
-use crate::service::{authorized, blocking, validate_upsert, Inner, StatusAdminService};
+use crate::service::{authorized, validate_upsert, Inner, StatusAdminService};
 use crate::store::{self, BatchItem, ItemApplied, TokenRecord};
 
 /// Most status changes in one `PublishStatuses` call.
@@ -78,11 +78,11 @@ impl StatusAdminService {
         inner.refuse_if_sunset()?;
         let req = request.into_inner();
         batch_size(req.items.len(), MAX_TOKEN_ITEMS)?;
-        blocking(move || issue(&inner, req)).await
+        behind_lookups(move || issue(&inner, req)).await
     }
 }
 
-/// Runs `f` (a batch's decisions and its store write) on a thread of its own at a lower CPU
+/// Runs `f` (a batch: its decisions and its store write) on a thread of its own at a lower CPU
 /// priority ([`crate::priority`]): while an import keeps the cores busy, lookups run first.
 async fn behind_lookups<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, NodeError> + Send + 'static,

@@ -82,20 +82,13 @@ impl StatusAdminService {
     }
 }
 
-/// Runs `f` (a batch: its decisions and its store write) on a thread of its own at a lower CPU
-/// priority ([`crate::priority`]): while an import keeps the cores busy, lookups run first.
+/// Runs `f` (a batch: its decisions and its store write) as bulk work ([`crate::priority`]):
+/// on a thread of lower CPU priority, so that lookups run first while an import keeps the
+/// cores busy, and at most a few batches at once.
 async fn behind_lookups<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, NodeError> + Send + 'static,
 ) -> Result<T, NodeError> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
-        .name("huren-publish".into())
-        .spawn(move || {
-            crate::priority::lower();
-            let _ = tx.send(f());
-        })
-        .map_err(|e| NodeError::Internal(format!("starting a publishing thread: {e}")))?;
-    rx.await.map_err(|_| NodeError::Internal("the publishing thread failed".into()))?
+    crate::priority::run_bulk(f).await.map_err(|e| NodeError::Internal(format!("running the batch: {e}")))?
 }
 
 /// Steps 2 to 4 of the module docs.

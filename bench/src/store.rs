@@ -5,6 +5,8 @@
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::Instant;
 
 use huren_node::{FjallStore, NodeStore, Store};
@@ -83,6 +85,10 @@ pub struct StoreOptions {
     pub updates: Option<u64>,
     /// Random point lookups after loading.
     pub lookups: u64,
+    /// Threads writing batches at once during the bulk load and the updates (a node serving
+    /// an import has several batches in flight; the store reads a waiting batch's values
+    /// while another one commits).
+    pub writers: usize,
     /// Folder for the store (`None`: a temporary folder, removed afterwards).
     pub dir: Option<PathBuf>,
     /// Keep the store.
@@ -146,6 +152,14 @@ impl Rng {
     }
 }
 
+/// Runs `work` on `writers` threads at once; the first error wins.
+fn parallel(writers: usize, work: impl Fn() -> Result<()> + Sync) -> Result<()> {
+    std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..writers).map(|_| scope.spawn(&work)).collect();
+        threads.into_iter().try_for_each(|t| t.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+    })
+}
+
 fn subject(i: u64) -> String {
     format!("subj-{i:010}")
 }
@@ -165,9 +179,9 @@ fn record(i: u64, now: i64) -> huren_node::store::StatusRecord {
 
 /// Runs the four steps on a fresh store; `progress` gets a line after each tenth
 /// of the bulk load. Blocking: call it from a blocking thread.
-pub fn store(options: &StoreOptions, progress: &mut dyn FnMut(&str)) -> Result<StoreReport> {
-    if options.subjects == 0 || options.batch == 0 {
-        return Err(BenchError::usage("--subjects and --batch must be positive"));
+pub fn store(options: &StoreOptions, progress: &mut (dyn FnMut(&str) + Send)) -> Result<StoreReport> {
+    if options.subjects == 0 || options.batch == 0 || options.writers == 0 {
+        return Err(BenchError::usage("--subjects, --batch and --writers must be positive"));
     }
     let temp;
     let dir = match &options.dir {
@@ -187,41 +201,66 @@ pub fn store(options: &StoreOptions, progress: &mut dyn FnMut(&str)) -> Result<S
     let n = options.subjects;
     let order = Permutation::new(n);
 
-    // 1. Bulk load: upsert_batch, one durable transaction per batch.
+    // 1. Bulk load: upsert_batch, one durable transaction per batch, `writers` batches at once.
     let started = Instant::now();
-    let mut batch_latency = histogram();
-    let mut next_report = n / 10;
-    let mut i = 0u64;
-    while i < n {
-        let end = (i + options.batch as u64).min(n);
-        let batch: Vec<_> = (i..end).map(|k| order.at(k)).map(|s| (subject(s), record(s, now))).collect();
-        let t = Instant::now();
-        store.upsert_batch(batch)?;
-        let _ = batch_latency.record(t.elapsed().as_micros() as u64);
-        i = end;
-        if i >= next_report && i < n {
-            progress(&format!("  loaded {i} subjects ({:.0}/s)", i as f64 / started.elapsed().as_secs_f64()));
-            next_report += n / 10;
+    let batch_latency = Mutex::new(histogram());
+    let next_batch = AtomicU64::new(0);
+    let loaded = AtomicU64::new(0);
+    let progress = Mutex::new(progress);
+    let batch_size = options.batch as u64;
+    parallel(options.writers, || {
+        let mut latencies = histogram();
+        loop {
+            let i = next_batch.fetch_add(batch_size, Ordering::Relaxed);
+            if i >= n {
+                break;
+            }
+            let end = (i + batch_size).min(n);
+            let batch: Vec<_> = (i..end).map(|k| order.at(k)).map(|s| (subject(s), record(s, now))).collect();
+            let t = Instant::now();
+            store.upsert_batch(batch)?;
+            let _ = latencies.record(t.elapsed().as_micros() as u64);
+            let before = loaded.fetch_add(end - i, Ordering::Relaxed);
+            let tenth = (n / 10).max(1);
+            if (before + end - i) / tenth > before / tenth && before + end - i < n {
+                let done = before + end - i;
+                let rate = done as f64 / started.elapsed().as_secs_f64();
+                (progress.lock().unwrap_or_else(|e| e.into_inner()))(&format!(
+                    "  loaded {done} subjects ({rate:.0}/s)"
+                ));
+            }
         }
-    }
+        let _ = batch_latency.lock().unwrap_or_else(|e| e.into_inner()).add(&latencies);
+        Ok(())
+    })?;
+    let batch_latency = batch_latency.into_inner().unwrap_or_else(|e| e.into_inner());
     let load_s = started.elapsed().as_secs_f64();
     let after_load_mem = memory_kib();
     let file_bytes = size_on_disk(&path)?;
 
     // 2. Random updates of existing subjects, batched (what a province backend's stream looks like).
     let updates = options.updates.unwrap_or(n.min(500_000));
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let started = Instant::now();
-    let mut done = 0u64;
-    while done < updates {
-        let size = (options.batch as u64).min(updates - done);
-        let batch: Vec<_> = (0..size).map(|_| rng.below(n)).map(|s| (subject(s), record(s + 1, now))).collect();
-        store.upsert_batch(batch)?;
-        done += size;
-    }
+    let claimed = AtomicU64::new(0);
+    let seeds = AtomicU64::new(0);
+    parallel(options.writers, || {
+        let mut rng =
+            Rng(0x9E37_79B9_7F4A_7C15 ^ seeds.fetch_add(1, Ordering::Relaxed).wrapping_mul(0xD1B5_4A32_D192_ED03));
+        loop {
+            let from = claimed.fetch_add(batch_size, Ordering::Relaxed);
+            if from >= updates {
+                break;
+            }
+            let size = batch_size.min(updates - from);
+            let batch: Vec<_> = (0..size).map(|_| rng.below(n)).map(|s| (subject(s), record(s + 1, now))).collect();
+            store.upsert_batch(batch)?;
+        }
+        Ok(())
+    })?;
     let update_s = started.elapsed().as_secs_f64();
 
     // 3. Single durable upserts (one transaction each), for comparison.
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let mut single = histogram();
     let started = Instant::now();
     for _ in 0..options.singles {
@@ -264,6 +303,7 @@ pub fn store(options: &StoreOptions, progress: &mut dyn FnMut(&str)) -> Result<S
         "subjects": n,
         "subject_count": count,
         "batch": options.batch,
+        "writers": options.writers,
         "load": {
             "seconds": round(load_s, 2),
             "subjects_per_s": round(n as f64 / load_s, 0),
@@ -293,7 +333,13 @@ pub fn store(options: &StoreOptions, progress: &mut dyn FnMut(&str)) -> Result<S
         "unix_time": unix_now(),
     });
     let mut text = String::new();
-    let _ = writeln!(text, "node store on {}, {n} subjects (batches of {}):", engine.name(), options.batch);
+    let _ = writeln!(
+        text,
+        "node store on {}, {n} subjects (batches of {}, {} at once):",
+        engine.name(),
+        options.batch,
+        options.writers
+    );
     let _ = writeln!(text, "  bulk load        {:.0} subjects/s ({load_s:.1} s)", n as f64 / load_s);
     let _ =
         writeln!(text, "  batched updates  {:.0} updates/s ({updates} random)", updates as f64 / update_s.max(1e-9));

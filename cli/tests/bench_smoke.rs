@@ -110,3 +110,49 @@ async fn bench_handshake_flood_holds_idle_connections_and_a_trickler_and_times_f
     let out = huren(["bench", "handshake-flood", "--lookups", "0"].map(str::to_owned).to_vec()).await;
     assert_eq!(out.status.code(), Some(64), "{out:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_ingest_with_an_importer_process_applies_every_row_beside_attest_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = "bench ingest --backend fjall --subjects 3000 --rows 12000 --batch 1000 --attest-rate 200 \
+                --attest-seconds 0.5 --importer-process --importer-nice 5 --json";
+    let mut args: Vec<String> = args.split_whitespace().map(String::from).collect();
+    args.extend(["--dir".into(), dir.path().join("fed").display().to_string()]);
+    let out = huren(args).await;
+    let json = report(&out);
+    assert_eq!(json["importer"], "process", "{json}");
+    assert_eq!(json["importer_nice"], 5, "{json}");
+    // The binary's own importer process reported every row applied (the bench fails otherwise).
+    assert_eq!(json["accepted"], 12000, "{json}");
+    let overlap = json["attest_overlap"].as_f64().unwrap();
+    assert!(overlap > 0.0 && overlap <= 1.0, "{json}");
+    let attest = &json["attest"];
+    assert!(attest["ok"].as_u64().unwrap() > 0, "{attest}");
+    assert_eq!(attest["errors"], 0, "{attest}");
+    // Its input was written as the documented JSON Lines, one row a line.
+    let input = std::fs::read_to_string(dir.path().join("fed").join("import.jsonl")).unwrap();
+    assert_eq!(input.lines().count(), 12000);
+
+    // Without --importer-process, --importer-nice is refused with a usage error.
+    let out = huren("bench ingest --importer-nice 5".split_whitespace().map(String::from).collect()).await;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--importer-process"), "{out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_store_with_several_writers_loads_every_subject() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = "bench store --backend fjall --subjects 20000 --batch 1000 --writers 3 --updates 6000 \
+                --singles 10 --lookups 200 --json";
+    let mut args: Vec<String> = args.split_whitespace().map(String::from).collect();
+    args.extend(["--dir".into(), dir.path().display().to_string()]);
+    let json = report(&huren(args).await);
+    assert_eq!(json["writers"], 3, "{json}");
+    // Three threads took batches of one permutation: every subject once, none twice.
+    assert_eq!(json["subject_count"], 20000, "{json}");
+    assert_eq!(json["updates"]["count"], 6000, "{json}");
+
+    let out = huren("bench store --writers 0".split_whitespace().map(String::from).collect()).await;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--writers"), "{out:?}");
+}

@@ -230,6 +230,10 @@ pub struct StoreArgs {
     /// Random point lookups after loading.
     #[arg(long, default_value_t = 200_000)]
     pub lookups: u64,
+    /// Threads writing batches at once during the bulk load and the updates (a node serving
+    /// an import has several batches in flight).
+    #[arg(long, default_value_t = 1)]
+    pub writers: usize,
     /// Folder for the store (default: a temporary folder, removed afterwards).
     #[arg(long)]
     pub dir: Option<PathBuf>,
@@ -264,6 +268,17 @@ pub struct IngestArgs {
     /// The node's store backend.
     #[arg(long, value_enum, default_value_t = StoreBackendArg::Redb)]
     pub backend: StoreBackendArg,
+    /// Seconds of Attest load from the import's start (default: rows / 100,000, at least 2);
+    /// keep it below the import's time, or quiet time dilutes the tail.
+    #[arg(long)]
+    pub attest_seconds: Option<f64>,
+    /// Run the measured import as `huren admin import` in a process of its own, as a
+    /// province's importer runs, instead of in this process beside the node.
+    #[arg(long)]
+    pub importer_process: bool,
+    /// Niceness of the importer process (with --importer-process).
+    #[arg(long, default_value_t = 0, requires = "importer_process")]
+    pub importer_nice: u8,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
@@ -323,6 +338,9 @@ pub async fn run(command: BenchCommand) -> Result<()> {
                 attest_rate: args.attest_rate,
                 dir: args.dir,
                 fjall: matches!(args.backend, StoreBackendArg::Fjall),
+                attest_seconds: args.attest_seconds,
+                importer_process: args.importer_process,
+                importer_nice: args.importer_nice,
             };
             let (text, json) = crate::ingest::bench::run(&bench).await?;
             if args.json {
@@ -653,6 +671,7 @@ impl StoreArgs {
             singles: self.singles,
             updates: self.updates,
             lookups: self.lookups,
+            writers: self.writers,
             dir: self.dir,
             keep: self.keep,
         };

@@ -3,7 +3,11 @@
 //! TLS), preloaded with `--subjects` GREEN subjects through `PublishStatuses`; then
 //! `--rows` status changes of existing subjects are imported through the same engine as
 //! `huren admin import` and timed, while (with `--attest-rate`) a gateway identity asks
-//! the node for attestations at a fixed rate, whose latency is reported beside.
+//! the node for attestations at a fixed rate, whose latency is reported beside. The
+//! `Attest` window lies inside the import (the report says what share of it did). With
+//! `--importer-process` the measured import runs as `huren admin import` in a process of its
+//! own (optionally under `nice`), as a province's importer would, not on this process's
+//! runtime beside the node.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -34,6 +38,14 @@ pub struct IngestBench {
     pub dir: Option<std::path::PathBuf>,
     /// The node's store: fjall instead of redb.
     pub fjall: bool,
+    /// Seconds of `Attest` load, from the import's start (`None`: rows / 100,000, at least
+    /// 2): the window must end before the import does, or quiet time dilutes the tail.
+    pub attest_seconds: Option<f64>,
+    /// Run the measured import as its own process (`huren admin import` on a file written
+    /// first), as a province runs its importer, instead of in this process.
+    pub importer_process: bool,
+    /// Niceness the importer process runs at (with `importer_process`; Linux `nice`).
+    pub importer_nice: u8,
 }
 
 fn options(kind: &'static str, bench: &IngestBench, total: u64, refusals: &Path, out: Option<&Path>) -> Options {
@@ -116,7 +128,12 @@ pub async fn run(bench: &IngestBench) -> Result<(String, serde_json::Value)> {
     let rows = bench.rows;
     let updates = Box::new((1..=rows).map(move |i| (i, green((i * 104_729) % subjects, format!("update-{i}")))));
     let import_options = options("statuses", bench, rows, &refusals, None);
-    let expected = Duration::from_secs_f64((rows as f64 / 20_000.0).max(3.0));
+    let window = Duration::from_secs_f64(bench.attest_seconds.unwrap_or((rows as f64 / 100_000.0).max(2.0)));
+    let warmup = Duration::from_millis(200);
+    let import_file = dir.join("import.jsonl");
+    if bench.importer_process {
+        write_import_file(&import_file, rows, subjects)?;
+    }
     let attest = async {
         if bench.attest_rate <= 0.0 {
             return Ok(None);
@@ -135,8 +152,8 @@ pub async fn run(bench: &IngestBench) -> Result<(String, serde_json::Value)> {
             expect: None,
             concurrency: 16,
             connections: Some(2),
-            duration: expected,
-            warmup: Duration::from_millis(200),
+            duration: window,
+            warmup,
             rate: Some(bench.attest_rate),
             tokens: Some(tokens_file.clone()),
             token: Vec::new(),
@@ -152,8 +169,17 @@ pub async fn run(bench: &IngestBench) -> Result<(String, serde_json::Value)> {
         huren_bench::lookup(&lookup).await.map(Some).context("attest load")
     };
     let started = Instant::now();
-    let (import, attest) = tokio::join!(timed(&client, updates, &import_options), attest);
+    let import = async {
+        if bench.importer_process {
+            import_process(&dir, &code, &federation, &import_file, bench, rows).await
+        } else {
+            timed(&client, updates, &import_options).await
+        }
+    };
+    let (import, attest) = tokio::join!(import, attest);
     let (counts, rate, elapsed) = import?;
+    // Share of the Attest window (warm-up included) during which the import ran.
+    let overlap = (elapsed.as_secs_f64() / (warmup + window).as_secs_f64()).min(1.0);
     let attest = attest?;
     let total_secs = started.elapsed().as_secs_f64();
     let mut text = format!(
@@ -170,9 +196,15 @@ pub async fn run(bench: &IngestBench) -> Result<(String, serde_json::Value)> {
     let attest_json = match &attest {
         Some(report) => {
             text.push_str(&format!(
-                "attest during the import ({} req/s offered, {expected:?} from the import's start; import took \
-                 {total_secs:.1} s):\n{}",
+                "attest during the import ({} req/s offered for {window:?} after {warmup:?} of warm-up, from the \
+                 import's start; the import ran for {:.0}% of that{}; import took {total_secs:.1} s):\n{}",
                 bench.attest_rate,
+                overlap * 100.0,
+                if overlap < 1.0 {
+                    ", so the tail is diluted: give --attest-seconds below the import's time"
+                } else {
+                    ""
+                },
                 report.text()
             ));
             report.json.clone()
@@ -189,7 +221,92 @@ pub async fn run(bench: &IngestBench) -> Result<(String, serde_json::Value)> {
         "in_flight": bench.in_flight,
         "accepted": counts.accepted,
         "attest": attest_json,
+        "attest_seconds": window.as_secs_f64(),
+        "attest_overlap": overlap,
+        "importer": if bench.importer_process { "process" } else { "in-process" },
+        "importer_nice": bench.importer_nice,
     });
     federation.shutdown().await?;
     Ok((text, json))
+}
+
+/// The measured import's rows as a JSON Lines file for `huren admin import`: the same
+/// changes, in the same order, as the in-process import sends.
+fn write_import_file(path: &Path, rows: u64, subjects: u64) -> Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    for i in 1..=rows {
+        let subject = (i * 104_729) % subjects;
+        writeln!(out, r#"{{"subject_ref":"bench-subj-{subject}","status":"GREEN","item_id":"update-{i}"}}"#)?;
+    }
+    out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    Ok(())
+}
+
+/// Runs `huren admin import` on `file` as a process of its own (under `nice` when asked),
+/// as the province's admin; its counts are read back from the refusals file and its exit
+/// status, its rate is rows over its run time.
+async fn import_process(
+    dir: &Path,
+    code: &ProvinceCode,
+    federation: &crate::federation::Federation,
+    file: &Path,
+    bench: &IngestBench,
+    rows: u64,
+) -> Result<(Counts, f64, Duration)> {
+    federation.identity("admin", code.as_str())?;
+    let issued = dir.join("pki").join("issued").join(format!("admin-{code}"));
+    let refusals = dir.join("import.refusals.jsonl");
+    let exe = std::env::current_exe().context("finding this program")?;
+    let mut command = if bench.importer_nice > 0 {
+        let mut c = std::process::Command::new("nice");
+        c.arg("-n").arg(bench.importer_nice.to_string()).arg(&exe);
+        c
+    } else {
+        std::process::Command::new(&exe)
+    };
+    command
+        .args(["admin", "import"])
+        .arg(file)
+        .arg("--node")
+        .arg(federation.node_addr(code)?.to_string())
+        .arg("--cert")
+        .arg(issued.join("cert.pem"))
+        .arg("--key")
+        .arg(issued.join("key.pem"))
+        .arg("--ca")
+        .arg(dir.join("pki").join("root").join("ca.pem"))
+        .args(["--batch", &bench.batch.to_string(), "--in-flight", &bench.in_flight.to_string()])
+        .args(["--progress", "none", "--format", "jsonl"])
+        .arg("--refusals")
+        .arg(&refusals)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let started = Instant::now();
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .context("waiting for the importer process")?
+        .context("starting the importer process")?;
+    let elapsed = started.elapsed();
+    if !output.status.success() {
+        bail!("the importer process failed ({}): {}", output.status, String::from_utf8_lossy(&output.stderr).trim());
+    }
+    // Its summary line: "done: A accepted, R refused, S skipped as already applied; …".
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let summary = stdout.lines().chain(String::from_utf8_lossy(&output.stderr).lines()).find_map(|l| {
+        let rest = l.trim().strip_prefix("done: ")?;
+        let number = |word: &str| -> Option<u64> {
+            let end = rest.find(&format!(" {word}"))?;
+            rest[..end].rsplit(' ').next()?.parse().ok()
+        };
+        Some((number("accepted")?, number("refused")?, number("skipped")?))
+    });
+    let Some((accepted, refused, skipped)) = summary else {
+        bail!("the importer process printed no summary: {}", stdout.trim());
+    };
+    let counts = Counts { accepted, refused, skipped, not_applied: 0 };
+    if accepted != rows {
+        bail!("the importer process: {counts:?} of {rows} rows (refusals in {})", refusals.display());
+    }
+    Ok((counts, rows as f64 / elapsed.as_secs_f64().max(1e-9), elapsed))
 }

@@ -770,8 +770,11 @@ impl ReadAhead {
             let snapshot = generation.db.snapshot();
             for (table, keys) in prefetch.iter().filter(|(t, _)| PREFETCHED.contains(t)) {
                 let keyspace = generation.keyspace(*table);
-                for key in *keys {
-                    let key = encode(*table, key)?;
+                // In key order: neighbouring reads share the memtables' skiplist paths and
+                // the tables' index and data blocks.
+                let mut encoded = keys.iter().map(|k| encode(*table, k)).collect::<Result<Vec<_>, _>>()?;
+                encoded.sort_unstable();
+                for key in encoded {
                     let value = snapshot.get(keyspace, &key).map_err(backend)?.map(|v| v.to_vec());
                     values[slot(*table)].insert(key, value);
                 }

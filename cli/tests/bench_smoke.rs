@@ -133,6 +133,20 @@ async fn bench_ingest_with_an_importer_process_applies_every_row_beside_attest_l
     let input = std::fs::read_to_string(dir.path().join("fed").join("import.jsonl")).unwrap();
     assert_eq!(input.lines().count(), 12000);
 
+    // The Attest load from a process of its own too (`huren bench lookup`), its report read back.
+    let args = "bench ingest --backend fjall --subjects 2000 --rows 4000 --batch 1000 --attest-rate 200 \
+                --attest-seconds 0.5 --attest-process --json";
+    let mut args: Vec<String> = args.split_whitespace().map(String::from).collect();
+    args.extend(["--dir".into(), dir.path().join("fed2").display().to_string()]);
+    let json = report(&huren(args).await);
+    assert_eq!(json["attest_generator"], "process", "{json}");
+    assert_eq!(json["importer"], "in-process", "{json}");
+    assert_eq!(json["accepted"], 4000, "{json}");
+    let attest = &json["attest"];
+    assert_eq!(attest["rpc"], "attest", "{attest}");
+    assert!(attest["ok"].as_u64().unwrap() > 0, "{attest}");
+    assert_eq!(attest["errors"], 0, "{attest}");
+
     // Without --importer-process, --importer-nice is refused with a usage error.
     let out = huren("bench ingest --importer-nice 5".split_whitespace().map(String::from).collect()).await;
     assert!(!out.status.success());

@@ -279,6 +279,10 @@ pub struct IngestArgs {
     /// Niceness of the importer process (with --importer-process).
     #[arg(long, default_value_t = 0, requires = "importer_process")]
     pub importer_nice: u8,
+    /// Run the Attest load generator as `huren bench lookup` in a process of its own, apart
+    /// from the node's runtime.
+    #[arg(long)]
+    pub attest_process: bool,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
@@ -341,6 +345,7 @@ pub async fn run(command: BenchCommand) -> Result<()> {
                 attest_seconds: args.attest_seconds,
                 importer_process: args.importer_process,
                 importer_nice: args.importer_nice,
+                attest_process: args.attest_process,
             };
             let (text, json) = crate::ingest::bench::run(&bench).await?;
             if args.json {

@@ -46,6 +46,9 @@ pub struct IngestBench {
     pub importer_process: bool,
     /// Niceness the importer process runs at (with `importer_process`; Linux `nice`).
     pub importer_nice: u8,
+    /// Run the `Attest` load generator as `huren bench lookup` in a process of its own, so
+    /// that it does not share the node's runtime.
+    pub attest_process: bool,
 }
 
 fn options(kind: &'static str, bench: &IngestBench, total: u64, refusals: &Path, out: Option<&Path>) -> Options {
@@ -166,7 +169,11 @@ pub async fn run(bench: &IngestBench) -> Result<(String, serde_json::Value)> {
             watch_pid: Vec::new(),
             label: Some("attest during import".into()),
         };
-        huren_bench::lookup(&lookup).await.map(Some).context("attest load")
+        if bench.attest_process {
+            return attest_process(&lookup).await.map(Some);
+        }
+        let report = huren_bench::lookup(&lookup).await.context("attest load")?;
+        Ok(Some((report.text().to_owned(), report.json)))
     };
     let started = Instant::now();
     let import = async {
@@ -194,7 +201,7 @@ pub async fn run(bench: &IngestBench) -> Result<(String, serde_json::Value)> {
         counts.refused,
     );
     let attest_json = match &attest {
-        Some(report) => {
+        Some((report_text, report_json)) => {
             text.push_str(&format!(
                 "attest during the import ({} req/s offered for {window:?} after {warmup:?} of warm-up, from the \
                  import's start; the import ran for {:.0}% of that{}; import took {total_secs:.1} s):\n{}",
@@ -205,9 +212,9 @@ pub async fn run(bench: &IngestBench) -> Result<(String, serde_json::Value)> {
                 } else {
                     ""
                 },
-                report.text()
+                report_text
             ));
-            report.json.clone()
+            report_json.clone()
         }
         None => serde_json::Value::Null,
     };
@@ -225,6 +232,7 @@ pub async fn run(bench: &IngestBench) -> Result<(String, serde_json::Value)> {
         "attest_overlap": overlap,
         "importer": if bench.importer_process { "process" } else { "in-process" },
         "importer_nice": bench.importer_nice,
+        "attest_generator": if bench.attest_process { "process" } else { "in-process" },
     });
     federation.shutdown().await?;
     Ok((text, json))
@@ -309,4 +317,49 @@ async fn import_process(
         bail!("the importer process: {counts:?} of {rows} rows (refusals in {})", refusals.display());
     }
     Ok((counts, rows as f64 / elapsed.as_secs_f64().max(1e-9), elapsed))
+}
+
+/// Runs the `Attest` load of `lookup` as `huren bench lookup --json` in a process of its
+/// own; its report as a line of text and as JSON.
+async fn attest_process(lookup: &huren_bench::LookupOptions) -> Result<(String, serde_json::Value)> {
+    let exe = std::env::current_exe().context("finding this program")?;
+    let ms = |d: Duration| format!("{}ms", d.as_millis());
+    let mut command = std::process::Command::new(exe);
+    command
+        .args(["bench", "lookup", "--rpc", "attest", "--json"])
+        .arg("--cert")
+        .arg(&lookup.tls.cert)
+        .arg("--key")
+        .arg(&lookup.tls.key)
+        .arg("--ca")
+        .arg(&lookup.tls.ca)
+        .args(["--target", &lookup.target])
+        .args(["--concurrency", &lookup.concurrency.to_string()])
+        .args(["--connections", &lookup.connections.unwrap_or(1).to_string()])
+        .args(["--duration", &ms(lookup.duration), "--warmup", &ms(lookup.warmup), "--timeout", &ms(lookup.timeout)])
+        .args(["--rate", &lookup.rate.unwrap_or(0.0).to_string(), "--purpose", &lookup.purpose])
+        .arg("--tokens")
+        .arg(lookup.tokens.as_deref().context("the attest load needs a tokens file")?)
+        .args(["--label", lookup.label.as_deref().unwrap_or("attest")]);
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .context("waiting for the attest load process")?
+        .context("starting the attest load process")?;
+    if !output.status.success() {
+        bail!("the attest load process failed ({}): {}", output.status, String::from_utf8_lossy(&output.stderr).trim());
+    }
+    let json: serde_json::Value =
+        serde_json::from_slice(&output.stdout).context("the attest load process printed no JSON report")?;
+    let latency = &json["latency_us"];
+    let ms_of = |key: &str| latency[key].as_f64().map_or("?".to_owned(), |us| format!("{:.3}", us / 1000.0));
+    let text = format!(
+        "  attest load in its own process: {} ok, {} errors; latency p50 {} ms  p99 {} ms  p99.9 {} ms  max {} ms\n",
+        json["ok"],
+        json["errors"],
+        ms_of("p50"),
+        ms_of("p99"),
+        ms_of("p999"),
+        ms_of("max")
+    );
+    Ok((text, json))
 }

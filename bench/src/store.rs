@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -152,10 +152,18 @@ impl Rng {
     }
 }
 
-/// Runs `work` on `writers` threads at once; the first error wins.
-fn parallel(writers: usize, work: impl Fn() -> Result<()> + Sync) -> Result<()> {
+/// Runs `work` on `writers` threads at once; the first error wins, and raises `stop`, which
+/// the other threads' loops check so that they end early.
+fn parallel(writers: usize, stop: &AtomicBool, work: impl Fn() -> Result<()> + Sync) -> Result<()> {
+    let work = || {
+        let result = work();
+        if result.is_err() {
+            stop.store(true, Ordering::Relaxed);
+        }
+        result
+    };
     std::thread::scope(|scope| {
-        let threads: Vec<_> = (0..writers).map(|_| scope.spawn(&work)).collect();
+        let threads: Vec<_> = (0..writers).map(|_| scope.spawn(work)).collect();
         threads.into_iter().try_for_each(|t| t.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
     })
 }
@@ -208,11 +216,12 @@ pub fn store(options: &StoreOptions, progress: &mut (dyn FnMut(&str) + Send)) ->
     let loaded = AtomicU64::new(0);
     let progress = Mutex::new(progress);
     let batch_size = options.batch as u64;
-    parallel(options.writers, || {
+    let stop = AtomicBool::new(false);
+    parallel(options.writers, &stop, || {
         let mut latencies = histogram();
         loop {
             let i = next_batch.fetch_add(batch_size, Ordering::Relaxed);
-            if i >= n {
+            if i >= n || stop.load(Ordering::Relaxed) {
                 break;
             }
             let end = (i + batch_size).min(n);
@@ -243,12 +252,12 @@ pub fn store(options: &StoreOptions, progress: &mut (dyn FnMut(&str) + Send)) ->
     let started = Instant::now();
     let claimed = AtomicU64::new(0);
     let seeds = AtomicU64::new(0);
-    parallel(options.writers, || {
+    parallel(options.writers, &stop, || {
         let mut rng =
             Rng(0x9E37_79B9_7F4A_7C15 ^ seeds.fetch_add(1, Ordering::Relaxed).wrapping_mul(0xD1B5_4A32_D192_ED03));
         loop {
             let from = claimed.fetch_add(batch_size, Ordering::Relaxed);
-            if from >= updates {
+            if from >= updates || stop.load(Ordering::Relaxed) {
                 break;
             }
             let size = batch_size.min(updates - from);

@@ -147,6 +147,13 @@ async fn bench_ingest_with_an_importer_process_applies_every_row_beside_attest_l
     assert!(attest["ok"].as_u64().unwrap() > 0, "{attest}");
     assert_eq!(attest["errors"], 0, "{attest}");
 
+    // A window that is no length of time is refused in words, not a panic.
+    for bad in ["-1", "NaN", "0"] {
+        let out = huren(vec!["bench".into(), "ingest".into(), format!("--attest-seconds={bad}")]).await;
+        assert!(!out.status.success(), "{bad}: {out:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("--attest-seconds must be"), "{bad}: {out:?}");
+    }
+
     // Without --importer-process, --importer-nice is refused with a usage error.
     let out = huren("bench ingest --importer-nice 5".split_whitespace().map(String::from).collect()).await;
     assert!(!out.status.success());

@@ -7,7 +7,8 @@
 //! `Attest` window lies inside the import (the report says what share of it did). With
 //! `--importer-process` the measured import runs as `huren admin import` in a process of its
 //! own (optionally under `nice`), as a province's importer would, not on this process's
-//! runtime beside the node.
+//! runtime beside the node; with `--attest-process` the `Attest` load runs as `huren bench
+//! lookup` in a process of its own.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -95,6 +96,9 @@ pub async fn run(bench: &IngestBench) -> Result<(String, serde_json::Value)> {
     use crate::federation::Federation;
     if bench.subjects == 0 || bench.rows == 0 {
         bail!("--subjects and --rows must be positive");
+    }
+    if let Some(s) = bench.attest_seconds.filter(|s| !(s.is_finite() && *s > 0.0 && *s <= 86_400.0)) {
+        bail!("--attest-seconds must be a positive number of seconds, at most 86400 (got {s})");
     }
     let tmp = tempfile::tempdir()?;
     let dir = bench.dir.clone().unwrap_or_else(|| tmp.path().to_owned());
@@ -252,8 +256,8 @@ fn write_import_file(path: &Path, rows: u64, subjects: u64) -> Result<()> {
 }
 
 /// Runs `huren admin import` on `file` as a process of its own (under `nice` when asked),
-/// as the province's admin; its counts are read back from the refusals file and its exit
-/// status, its rate is rows over its run time.
+/// as the province's admin; its counts are read back from its summary line (the run fails
+/// unless every row was accepted), its rate is rows over its run time.
 async fn import_process(
     dir: &Path,
     code: &ProvinceCode,
@@ -291,14 +295,8 @@ async fn import_process(
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
     let started = Instant::now();
-    let output = tokio::task::spawn_blocking(move || command.output())
-        .await
-        .context("waiting for the importer process")?
-        .context("starting the importer process")?;
+    let output = run_child(command, "the importer process").await?;
     let elapsed = started.elapsed();
-    if !output.status.success() {
-        bail!("the importer process failed ({}): {}", output.status, String::from_utf8_lossy(&output.stderr).trim());
-    }
     // Its summary line: "done: A accepted, R refused, S skipped as already applied; …".
     let stdout = String::from_utf8_lossy(&output.stdout);
     let summary = stdout.lines().chain(String::from_utf8_lossy(&output.stderr).lines()).find_map(|l| {
@@ -341,13 +339,7 @@ async fn attest_process(lookup: &huren_bench::LookupOptions) -> Result<(String, 
         .arg("--tokens")
         .arg(lookup.tokens.as_deref().context("the attest load needs a tokens file")?)
         .args(["--label", lookup.label.as_deref().unwrap_or("attest")]);
-    let output = tokio::task::spawn_blocking(move || command.output())
-        .await
-        .context("waiting for the attest load process")?
-        .context("starting the attest load process")?;
-    if !output.status.success() {
-        bail!("the attest load process failed ({}): {}", output.status, String::from_utf8_lossy(&output.stderr).trim());
-    }
+    let output = run_child(command, "the attest load process").await?;
     let json: serde_json::Value =
         serde_json::from_slice(&output.stdout).context("the attest load process printed no JSON report")?;
     let latency = &json["latency_us"];
@@ -362,4 +354,17 @@ async fn attest_process(lookup: &huren_bench::LookupOptions) -> Result<(String, 
         ms_of("max")
     );
     Ok((text, json))
+}
+
+/// Runs `command` to its end off the runtime's workers; its output, or an error naming
+/// `what` with its exit status and standard error when it failed.
+async fn run_child(mut command: std::process::Command, what: &str) -> Result<std::process::Output> {
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .with_context(|| format!("waiting for {what}"))?
+        .with_context(|| format!("starting {what}"))?;
+    if !output.status.success() {
+        bail!("{what} failed ({}): {}", output.status, String::from_utf8_lossy(&output.stderr).trim());
+    }
+    Ok(output)
 }
